@@ -1,0 +1,204 @@
+"""The `rag-qa` command. Every command takes `--json` for scripts; human output goes to the terminal
+with progress bars on stderr. Exit codes: 0 done, 1 the check or lookup failed, 2 bad input."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from rag_qa.config import (
+    DEFAULT_EMBEDDING_MODEL,
+    DEFAULT_EMBEDDING_REVISION,
+    DEFAULT_INCLUDE,
+    INDEX_TYPES,
+    ChunkingConfig,
+    EmbedderConfig,
+    IndexSettings,
+    IngestConfig,
+    VectorIndexConfig,
+)
+from rag_qa.errors import RagQAError
+from rag_qa.pipeline import DEFAULT_INDEX, RagQA
+
+
+def _emit(args: argparse.Namespace, data: dict[str, Any], human: Callable[[], None]) -> None:
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False))
+    else:
+        human()
+
+
+def _settings(args: argparse.Namespace) -> IndexSettings:
+    """Settings for a new index from the command line (an existing index keeps its own)."""
+    return IndexSettings(
+        embedder=EmbedderConfig(model=args.embedder, revision=args.embedder_revision, batch_size=args.batch_size),
+        chunking=ChunkingConfig(max_tokens=args.chunk_tokens, overlap_tokens=args.chunk_overlap),
+        vector_index=VectorIndexConfig(index_type=args.index_type),
+    )
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    ingest = IngestConfig(
+        include=tuple(args.include) if args.include else DEFAULT_INCLUDE,
+        exclude=tuple(args.exclude),
+        max_file_mb=args.max_file_mb,
+        pdf_timeout_s=args.pdf_timeout,
+    )
+    with RagQA.open(args.index, _settings(args), ingest) as qa:
+        report = qa.index(args.paths, progress=not args.json and not args.quiet)
+
+    def human() -> None:
+        for skipped in report.files_skipped:
+            print(f"skipped {skipped['path']}: {skipped['reason']}", file=sys.stderr)
+        print(
+            f"{report.files_indexed} files indexed, {report.files_unchanged} unchanged, "
+            f"{len(report.files_skipped)} skipped; {report.passages_added} passages added, "
+            f"{report.passages_total} in {args.index}"
+        )
+
+    _emit(args, report.to_dict(), human)
+    return 0
+
+
+def _hit_dict(hit: Any) -> dict[str, Any]:
+    p = hit.passage
+    return {"score": round(hit.score, 6), "source": p.source, "page": p.page, "start": p.char_start, "end": p.char_end, "text": p.text}
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    with RagQA.open(args.index, read_only=True) as qa:
+        hits = qa.search(args.query, top_k=args.top_k, sources=args.source or None)
+    results = [_hit_dict(h) for h in hits]
+
+    def human() -> None:
+        if not results:
+            print("no passages found")
+        for rank, r in enumerate(results, 1):
+            page = f", page {r['page']}" if r["page"] else ""
+            print(f"{rank}. [{r['score']:.3f}] {r['source']}{page}, chars {r['start']}-{r['end']}")
+            print("   " + r["text"][:300].replace("\n", " ") + ("…" if len(r["text"]) > 300 else ""))
+
+    _emit(args, {"query": args.query, "results": results}, human)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    with RagQA.open(args.index, read_only=True) as qa:
+        info = qa.info().to_dict()
+        if args.files:
+            info["file_list"] = [{k: f[k] for k in ("source", "passages", "content_hash")} for f in qa.store.files()]
+
+    def human() -> None:
+        for key, value in info.items():
+            if key != "file_list":
+                print(f"{key:20} {value}")
+        for f in info.get("file_list", []):
+            print(f"  {f['passages']:6} passages  {f['source']}")
+
+    _emit(args, info, human)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    with RagQA.open(args.index, read_only=args.no_repair) as qa:
+        recovered = qa.store.recovered
+        qa.store.flush()
+        problems = qa.store.check()
+        info = qa.info().to_dict()
+    result = {"consistent": not problems, "problems": problems, "recovered": recovered, **info}
+
+    def human() -> None:
+        if recovered:
+            print("the FAISS index was behind SQLite (interrupted run?) and was rebuilt from it")
+        if problems:
+            print("NOT consistent:\n  " + "\n  ".join(problems))
+        else:
+            print(f"consistent: {info['passages']} passages, {info['vectors']} vectors, {info['files']} files")
+
+    _emit(args, result, human)
+    return 1 if problems else 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    with RagQA.open(args.index) as qa:
+        removed = qa.delete(args.source)
+        remaining = qa.store.count()
+    result = {"source": args.source, "passages_removed": removed, "passages_total": remaining}
+    found = removed > 0
+
+    def human() -> None:
+        if found:
+            print(f"removed {removed} passages of {args.source}; {remaining} remain")
+        else:
+            print(f"{args.source} is not in the index (see `rag-qa info --files --index {args.index}`)")
+
+    _emit(args, result, human)
+    return 0 if found else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rag-qa",
+        description="Index documents (PDF, text, Markdown, HTML) and search or question them offline.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--index", default=DEFAULT_INDEX, metavar="DIR", help=f"index folder (default: {DEFAULT_INDEX})")
+    common.add_argument("--json", action="store_true", help="print one JSON object for scripts")
+
+    p = sub.add_parser("index", parents=[common], help="add or update files and folders in an index")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (walked recursively)")
+    p.add_argument("--include", action="append", metavar="GLOB", help=f"file patterns to index in folders (default: {' '.join(DEFAULT_INCLUDE)})")
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="file patterns to leave out")
+    p.add_argument("--max-file-mb", type=float, default=IngestConfig.max_file_mb, help="skip larger files (default: %(default)s)")
+    p.add_argument("--pdf-timeout", type=float, default=IngestConfig.pdf_timeout_s, metavar="S", help="give up on a PDF after S seconds (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    new = p.add_argument_group("settings for a new index (an existing index keeps its own)")
+    new.add_argument("--embedder", default=DEFAULT_EMBEDDING_MODEL, metavar="MODEL", help="sentence-transformers model id or local folder (default: %(default)s)")
+    new.add_argument("--embedder-revision", default=DEFAULT_EMBEDDING_REVISION, metavar="REV", help="Hub revision of the embedder (default: pinned)")
+    new.add_argument("--batch-size", type=int, default=EmbedderConfig.batch_size, help="embedding batch size (default: %(default)s)")
+    new.add_argument("--chunk-tokens", type=int, default=ChunkingConfig.max_tokens, help="passage size in tokens (default: %(default)s)")
+    new.add_argument("--chunk-overlap", type=int, default=ChunkingConfig.overlap_tokens, help="overlap in tokens (default: %(default)s)")
+    new.add_argument("--index-type", choices=INDEX_TYPES, default="auto", help="FAISS index: exact flat, HNSW, or auto by size (default: auto)")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("search", parents=[common], help="find the passages closest to a query")
+    p.add_argument("query")
+    p.add_argument("--top-k", type=int, default=5, help="number of passages (default: %(default)s)")
+    p.add_argument("--source", action="append", metavar="SOURCE", help="only search these files (repeatable)")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("info", parents=[common], help="describe an index")
+    p.add_argument("--files", action="store_true", help="also list the indexed files")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("check", parents=[common], help="verify that FAISS, SQLite and the full-text table agree")
+    p.add_argument("--no-repair", action="store_true", help="only report; do not rebuild a stale FAISS file")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("delete", parents=[common], help="remove a file's passages from an index")
+    p.add_argument("source", metavar="SOURCE", help="the file path as indexed")
+    p.set_defaults(func=cmd_delete)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except RagQAError as exc:
+        print(f"rag-qa: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rag-qa: interrupted; the index keeps everything committed so far", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

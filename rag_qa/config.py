@@ -1,0 +1,122 @@
+"""Settings with their defaults in one place. Every dataclass validates itself and round-trips
+through `to_dict` / `from_dict`, so settings can be saved with an index and read back."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, TypeVar
+
+from rag_qa.errors import ConfigError
+
+DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_EMBEDDING_REVISION = "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
+INDEX_TYPES = ("auto", "flat", "hnsw")
+
+T = TypeVar("T", bound="_Serialisable")
+
+
+class _Serialisable:
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"{cls.__name__}: unknown settings {sorted(unknown)}; valid: {sorted(known)}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class EmbedderConfig(_Serialisable):
+    """Which sentence-transformers model embeds passages and queries, and how."""
+
+    model: str = DEFAULT_EMBEDDING_MODEL
+    revision: str | None = DEFAULT_EMBEDDING_REVISION
+    batch_size: int = 32
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        _require(bool(self.model), "embedder model must be a Hub id or a local path")
+        _require(self.batch_size >= 1, f"embedder batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class ChunkingConfig(_Serialisable):
+    """Passage size in embedder tokens; passages overlap by whole sentences where possible."""
+
+    max_tokens: int = 200
+    overlap_tokens: int = 40
+
+    def __post_init__(self) -> None:
+        _require(self.max_tokens >= 16, f"chunking max_tokens must be >= 16, got {self.max_tokens}")
+        _require(
+            0 <= self.overlap_tokens < self.max_tokens // 2,
+            f"chunking overlap_tokens must be in [0, max_tokens/2), got {self.overlap_tokens}",
+        )
+
+
+@dataclass(frozen=True)
+class VectorIndexConfig(_Serialisable):
+    """FAISS index choice: exact search below `hnsw_threshold` vectors, HNSW above (for "auto")."""
+
+    index_type: str = "auto"
+    hnsw_threshold: int = 50_000
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 200
+    hnsw_ef_search: int = 128
+
+    def __post_init__(self) -> None:
+        _require(self.index_type in INDEX_TYPES, f"index_type must be one of {INDEX_TYPES}, got {self.index_type!r}")
+        _require(self.hnsw_threshold >= 0, "hnsw_threshold must be >= 0")
+        _require(self.hnsw_m >= 4, "hnsw_m must be >= 4")
+        _require(self.hnsw_ef_search >= 1 and self.hnsw_ef_construction >= 1, "HNSW ef values must be >= 1")
+
+    def kind_for(self, count: int) -> str:
+        """The concrete index kind ("flat" or "hnsw") for a collection of `count` vectors."""
+        if self.index_type != "auto":
+            return self.index_type
+        return "hnsw" if count >= self.hnsw_threshold else "flat"
+
+
+DEFAULT_INCLUDE = ("*.pdf", "*.txt", "*.md", "*.markdown", "*.html", "*.htm")
+
+
+@dataclass(frozen=True)
+class IngestConfig(_Serialisable):
+    """Which files a directory walk picks up, and the guards against hostile or huge files."""
+
+    include: tuple[str, ...] = DEFAULT_INCLUDE
+    exclude: tuple[str, ...] = ()
+    max_file_mb: float = 100.0
+    pdf_timeout_s: float = 120.0
+    pdf_memory_mb: int = 2048
+
+    def __post_init__(self) -> None:
+        _require(self.max_file_mb > 0, "max_file_mb must be > 0")
+        _require(self.pdf_timeout_s > 0, "pdf_timeout_s must be > 0")
+        _require(self.pdf_memory_mb >= 256, "pdf_memory_mb must be >= 256")
+
+
+@dataclass(frozen=True)
+class IndexSettings(_Serialisable):
+    """Everything fixed when an index is created; saved in its manifest."""
+
+    embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
+    chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
+    vector_index: VectorIndexConfig = field(default_factory=VectorIndexConfig)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "IndexSettings":
+        return cls(
+            embedder=EmbedderConfig.from_dict(data.get("embedder", {})),
+            chunking=ChunkingConfig.from_dict(data.get("chunking", {})),
+            vector_index=VectorIndexConfig.from_dict(data.get("vector_index", {})),
+        )

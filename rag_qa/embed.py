@@ -1,0 +1,72 @@
+"""Sentence-transformers embeddings: batched, L2-normalised float32, model loaded once on first use."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from rag_qa.config import DEFAULT_EMBEDDING_MODEL, EmbedderConfig
+from rag_qa.models import ResolvedModel, bundled_minilm, resolve_model
+
+
+class Embedder:
+    """Embeds passages and queries for inner-product search.
+
+    >>> embedder = Embedder()                     # cheap: nothing is loaded yet
+    >>> vectors = embedder.embed(["A passage."])  # loads the model once, returns (1, 384) float32
+    """
+
+    def __init__(self, config: EmbedderConfig | None = None):
+        self.config = config if config is not None else EmbedderConfig()
+        self._model: Any = None
+        self.resolved: ResolvedModel | None = None
+
+    def warm_up(self) -> None:
+        """Load the model (once)."""
+        if self._model is not None:
+            return
+        from sentence_transformers import SentenceTransformer
+
+        bundled = bundled_minilm if self.config.model == DEFAULT_EMBEDDING_MODEL else None
+        self.resolved = resolve_model(self.config.model, self.config.revision, "embedder", bundled)
+        self._model = SentenceTransformer(
+            self.resolved.location,
+            revision=self.resolved.revision if self.resolved.origin == "hub" else None,
+            device=self.config.device,
+        )
+
+    @property
+    def model(self) -> Any:
+        self.warm_up()
+        return self._model
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.model.tokenizer
+
+    @property
+    def dimension(self) -> int:
+        return int(self.model.get_embedding_dimension())
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self.model.max_seq_length)
+
+    def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=self.config.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=progress,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def embed_query(self, query: str) -> np.ndarray:
+        """One unit-length float32 vector for a search query."""
+        return self.embed([query])[0]

@@ -1,0 +1,138 @@
+"""An ingestion run: files → documents → passages → vectors → store, with a per-file report.
+
+Files are committed in groups (one SQLite transaction each) so embedding runs in full batches; a
+run killed at any point loses at most the group in flight, and re-running finishes the job
+(unchanged files are recognised by their content hash and skipped).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rag_qa.config import IngestConfig
+from rag_qa.embed import Embedder
+from rag_qa.errors import ConfigError, LoadError
+from rag_qa.ingest.chunking import chunk_document
+from rag_qa.ingest.loaders import discover, file_hash, load_document
+from rag_qa.ingest.pdf import GuardedPdfReader
+from rag_qa.records import Passage
+from rag_qa.store import FaissStore
+
+# Embed and commit once this many passages are waiting (full batches, bounded loss on a kill).
+GROUP_PASSAGES = 256
+FLUSH_INTERVAL_S = 30.0
+
+
+@dataclass
+class IndexReport:
+    """The outcome of one `rag-qa index` run (its JSON output)."""
+
+    files_indexed: int = 0
+    files_unchanged: int = 0
+    files_skipped: list[dict[str, str]] = field(default_factory=list)
+    passages_added: int = 0
+    passages_total: int = 0
+    pages: int = 0
+    seconds: dict[str, float] = field(default_factory=lambda: {"load": 0.0, "chunk": 0.0, "embed": 0.0, "store": 0.0})
+
+    def skip(self, error: LoadError) -> None:
+        self.files_skipped.append({"path": error.path, "reason": error.reason})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "files_indexed": self.files_indexed,
+            "files_unchanged": self.files_unchanged,
+            "files_skipped": self.files_skipped,
+            "passages_added": self.passages_added,
+            "passages_total": self.passages_total,
+            "pages": self.pages,
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+        }
+
+
+class _Timer:
+    def __init__(self, report: IndexReport, stage: str):
+        self.report, self.stage = report, stage
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.report.seconds[self.stage] += time.perf_counter() - self.start
+
+
+def index_paths(
+    paths: list[str],
+    store: FaissStore,
+    embedder: Embedder,
+    config: IngestConfig | None = None,
+    progress: bool = False,
+) -> IndexReport:
+    """Index files and folders into `store`. Unreadable files are reported, never fatal."""
+    config = config if config is not None else IngestConfig()
+    chunking = store.settings.chunking
+    if chunking.max_tokens > embedder.max_tokens:
+        raise ConfigError(
+            f"chunking max_tokens {chunking.max_tokens} exceeds the embedder's limit of {embedder.max_tokens} tokens"
+        )
+    report = IndexReport()
+    files, problems = discover(paths, config)
+    for problem in problems:
+        report.skip(problem)
+    pending: list[tuple[str, str, tuple[int, ...], list[Passage]]] = []
+    last_flush = time.monotonic()
+
+    from tqdm import tqdm
+
+    bar = tqdm(files, desc="Indexing", unit="file", disable=not progress, file=sys.stderr)
+    with GuardedPdfReader(config.pdf_timeout_s, config.pdf_memory_mb) as pdf_reader:
+        for path in bar:
+            try:
+                content_hash = file_hash(path)
+                if store.file_hash(path) == content_hash:
+                    report.files_unchanged += 1
+                    continue
+                with _Timer(report, "load"):
+                    document = load_document(path, config, pdf_reader, content_hash)
+            except LoadError as error:
+                report.skip(error)
+                continue
+            except OSError as exc:
+                report.skip(LoadError(path, f"cannot read file ({exc.strerror or exc})"))
+                continue
+            with _Timer(report, "chunk"):
+                passages = chunk_document(document, embedder.tokenizer, chunking)
+            report.pages += len(document.page_starts)
+            pending.append((path, content_hash, document.page_starts, passages))
+            if sum(len(p) for *_, p in pending) >= GROUP_PASSAGES:
+                _commit(pending, store, embedder, report)
+                pending = []
+            if time.monotonic() - last_flush > FLUSH_INTERVAL_S:
+                with _Timer(report, "store"):
+                    store.flush()
+                last_flush = time.monotonic()
+            bar.set_postfix(passages=report.passages_added + sum(len(p) for *_, p in pending), skipped=len(report.files_skipped))
+    _commit(pending, store, embedder, report)
+    with _Timer(report, "store"):
+        store.flush()
+    report.passages_total = store.count()
+    return report
+
+
+def _commit(
+    pending: list[tuple[str, str, tuple[int, ...], list[Passage]]],
+    store: FaissStore,
+    embedder: Embedder,
+    report: IndexReport,
+) -> None:
+    """Embed a group of files' passages and store them in one transaction."""
+    if not pending:
+        return
+    with _Timer(report, "embed"):
+        vectors = embedder.embed([p.text for *_, passages in pending for p in passages])
+    with _Timer(report, "store"):
+        report.passages_added += store.replace_files(pending, vectors)
+    report.files_indexed += len(pending)

@@ -1,0 +1,1 @@
+"""Ingestion: find files, load them into `Document`s, clean them and cut them into `Passage`s."""

@@ -1,0 +1,119 @@
+"""Turning files into `Document`s: find them, read them by type, clean the text.
+
+Every failure is a `LoadError` naming the file and a reason a user can act on.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+from pathlib import Path
+
+from rag_qa.config import IngestConfig
+from rag_qa.errors import LoadError
+from rag_qa.ingest.html import declared_charset, html_to_text
+from rag_qa.ingest.pdf import GuardedPdfReader, PdfError
+from rag_qa.ingest.text import DecodeError, clean_text, decode_text, strip_running_lines
+from rag_qa.records import Document
+
+TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
+HTML_SUFFIXES = {".html", ".htm"}
+PDF_SUFFIXES = {".pdf"}
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
+PAGE_SEPARATOR = "\n\n"
+
+
+def source_name(path: str | os.PathLike[str]) -> str:
+    """The canonical name a file is stored under: its absolute, resolved path."""
+    return str(Path(path).resolve())
+
+
+def discover(paths: list[str], config: IngestConfig) -> tuple[list[str], list[LoadError]]:
+    """Files to ingest (sorted, de-duplicated) and the paths that cannot be ingested at all.
+
+    Directories are walked recursively and filtered by the include/exclude globs (matched against
+    both the file name and the path relative to the directory). Files named explicitly must have a
+    supported type but need not match the globs.
+    """
+    found: dict[str, None] = {}
+    problems: list[LoadError] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                relative = file.relative_to(path).as_posix()
+                if _matches(file.name, relative, config.include) and not _matches(file.name, relative, config.exclude):
+                    found.setdefault(source_name(file))
+        elif path.is_file():
+            if path.suffix.lower() in SUPPORTED_SUFFIXES:
+                found.setdefault(source_name(path))
+            else:
+                supported = ", ".join(sorted(SUPPORTED_SUFFIXES))
+                problems.append(LoadError(str(path), f"unsupported file type {path.suffix!r}; supported: {supported}"))
+        else:
+            problems.append(LoadError(str(path), "no such file or directory"))
+    return list(found), problems
+
+
+def _matches(name: str, relative: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(relative, p) for p in patterns)
+
+
+def file_hash(path: str) -> str:
+    """SHA-256 of the file's bytes: unchanged files are recognised and skipped by this."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_document(
+    path: str, config: IngestConfig, pdf_reader: GuardedPdfReader, content_hash: str | None = None
+) -> Document:
+    """Read and clean one file. Raises LoadError with the reason when it cannot be used.
+
+    `content_hash` may be passed when the caller has already hashed the file."""
+    try:
+        size = os.path.getsize(path)
+        if size == 0:
+            raise LoadError(path, "empty file")
+        if size > config.max_file_mb * 1024 * 1024:
+            raise LoadError(path, f"too large ({size / 2**20:.1f} MB > limit {config.max_file_mb:g} MB)")
+        content_hash = content_hash if content_hash is not None else file_hash(path)
+        suffix = Path(path).suffix.lower()
+        if suffix in PDF_SUFFIXES:
+            text, page_starts = _pdf_text(path, pdf_reader)
+        elif suffix in HTML_SUFFIXES:
+            data = Path(path).read_bytes()
+            text, page_starts = clean_text(html_to_text(decode_text(data, declared_charset(data))), join_lines=True), ()
+        elif suffix in TEXT_SUFFIXES:
+            text, page_starts = clean_text(decode_text(Path(path).read_bytes())), ()
+        else:
+            raise LoadError(path, f"unsupported file type {suffix!r}")
+    except DecodeError as exc:
+        raise LoadError(path, f"undecodable text: {exc}") from None
+    except PdfError as exc:
+        raise LoadError(path, str(exc)) from None
+    except OSError as exc:
+        raise LoadError(path, f"cannot read file ({exc.strerror or exc})") from None
+    if not text.strip():
+        reason = "no text layer (scanned images only?); run OCR first" if page_starts else "no text content"
+        raise LoadError(path, reason)
+    return Document(source=path, text=text, content_hash=content_hash, page_starts=page_starts)
+
+
+def _pdf_text(path: str, pdf_reader: GuardedPdfReader) -> tuple[str, tuple[int, ...]]:
+    """One string for the whole PDF (pages joined by a blank line) and where each page starts."""
+    parts: list[str] = []
+    page_starts: list[int] = []
+    offset = 0
+    for page_text in strip_running_lines(list(pdf_reader.extract(path).pages)):
+        if parts:
+            offset += len(PAGE_SEPARATOR)
+        page_starts.append(offset)
+        cleaned = clean_text(page_text, join_lines=True)
+        parts.append(cleaned)
+        offset += len(cleaned)
+    return PAGE_SEPARATOR.join(parts), tuple(page_starts)

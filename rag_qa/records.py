@@ -1,0 +1,64 @@
+"""The record types that flow through the pipeline: frozen, so no stage mutates another's data."""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Document:
+    """A loaded file: its cleaned text and, for PDFs, where each page starts in that text."""
+
+    source: str
+    text: str
+    content_hash: str
+    page_starts: tuple[int, ...] = ()  # offset of page 1, 2, ... in `text`; empty when not paged
+
+    def page_at(self, offset: int) -> int | None:
+        """The 1-based page holding character `offset`, or None for unpaged documents."""
+        return page_at(self.page_starts, offset)
+
+
+def page_at(page_starts: tuple[int, ...] | list[int], offset: int) -> int | None:
+    """The 1-based page number whose text contains `offset` (None when there are no pages)."""
+    if not page_starts:
+        return None
+    return max(1, bisect.bisect_right(page_starts, offset))
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A chunk of a document: `document.text[char_start:char_end] == text`.
+
+    Passages written through the Haystack adapter may have no source file; they are then their
+    own document (`char_start == 0`, `char_end == len(text)`).
+    """
+
+    id: str
+    text: str
+    source: str | None = None
+    char_start: int = 0
+    char_end: int | None = None
+    page: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.char_end is None:
+            object.__setattr__(self, "char_end", self.char_start + len(self.text))
+
+    @staticmethod
+    def make_id(source: str, char_start: int, text: str) -> str:
+        """A content-hash id: the same passage of the same file always gets the same id."""
+        digest = hashlib.sha256(f"{source}\0{char_start}\0{text}".encode("utf-8"))
+        return digest.hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """A passage returned by retrieval with its score (higher is better)."""
+
+    passage: Passage
+    score: float

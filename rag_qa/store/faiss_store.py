@@ -1,0 +1,600 @@
+"""The embedded store: one folder with a manifest, a SQLite database and a FAISS index file.
+
+SQLite is the source of truth: passages, their vectors, files and a full-text (FTS5) table change
+together in one transaction, and every transaction bumps a generation counter. The FAISS file is a
+search structure derived from SQLite; it records the generation it was built at and is replaced
+atomically (temp file, fsync, `os.replace`). If a process dies between a commit and the next FAISS
+save, the next open sees the stale generation and rebuilds FAISS from SQLite. So a kill at any
+moment leaves either the old or the new state, never a mix, and FAISS always matches SQLite.
+
+Only one process writes at a time (a lock file); readers never block.
+
+    >>> store = FaissStore.open("indexes/demo", IndexSettings(), dimension=384)
+    >>> store.count()
+    0
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag_qa.config import IndexSettings
+from rag_qa.errors import IndexCorruptError, IndexMismatchError, RagQAError
+from rag_qa.records import Passage, SearchHit
+from rag_qa.store.vector_index import VectorIndex
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+DATABASE = "passages.sqlite3"
+VECTORS = "vectors.faiss"
+LOCK = "write.lock"
+TEMP_SUFFIX = ".tmp"
+POLICIES = ("fail", "skip", "overwrite")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO state (key, value) VALUES ('generation', 0);
+CREATE TABLE IF NOT EXISTS files (
+    source TEXT PRIMARY KEY,
+    content_hash TEXT NOT NULL,
+    page_starts TEXT NOT NULL,
+    passages INTEGER NOT NULL,
+    indexed_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS passages (
+    row INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    source TEXT,
+    text TEXT NOT NULL,
+    page INTEGER,
+    char_start INTEGER NOT NULL,
+    char_end INTEGER NOT NULL,
+    meta TEXT NOT NULL,
+    embedding BLOB,
+    embedding_dtype TEXT
+);
+CREATE INDEX IF NOT EXISTS passages_by_source ON passages (source);
+CREATE VIRTUAL TABLE IF NOT EXISTS passages_fts USING fts5 (
+    text, content='passages', content_rowid='row', tokenize='porter unicode61'
+);
+CREATE TRIGGER IF NOT EXISTS passages_fts_insert AFTER INSERT ON passages BEGIN
+    INSERT INTO passages_fts (rowid, text) VALUES (new.row, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS passages_fts_delete AFTER DELETE ON passages BEGIN
+    INSERT INTO passages_fts (passages_fts, rowid, text) VALUES ('delete', old.row, old.text);
+END;
+CREATE TRIGGER IF NOT EXISTS passages_fts_update AFTER UPDATE OF text ON passages BEGIN
+    INSERT INTO passages_fts (passages_fts, rowid, text) VALUES ('delete', old.row, old.text);
+    INSERT INTO passages_fts (rowid, text) VALUES (new.row, new.text);
+END;
+"""
+PASSAGE_COLUMNS = "row, id, source, text, page, char_start, char_end, meta"
+
+
+class DuplicatePassageError(RagQAError):
+    """A passage id is already stored and the write policy is "fail"."""
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    """What `rag-qa info` reports."""
+
+    path: str
+    files: int
+    passages: int
+    vectors: int
+    embedding_model: str | None
+    embedding_revision: str | None
+    dimension: int | None
+    index_type: str
+    format_version: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that readers and crashes see the old or the new file, whole."""
+    temp = path.with_name(path.name + TEMP_SUFFIX)
+    with open(temp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _encode_vector(vector: np.ndarray | Sequence[float] | None) -> tuple[bytes | None, str | None]:
+    """Vectors are stored exactly as given (float32 from our embedder, float64 from Python lists)."""
+    if vector is None:
+        return None, None
+    array = np.asarray(vector)
+    if array.dtype not in (np.float32, np.float64):
+        array = array.astype(np.float64)
+    return array.tobytes(), array.dtype.str
+
+
+def _decode_vector(blob: bytes | None, dtype: str | None) -> np.ndarray | None:
+    return None if blob is None else np.frombuffer(blob, dtype=np.dtype(dtype))
+
+
+def _passage(row: sqlite3.Row | tuple) -> Passage:
+    _, pid, source, text, page, char_start, char_end, meta = row
+    return Passage(pid, text, source, char_start, char_end, page, json.loads(meta))
+
+
+class FaissStore:
+    """Passages, their vectors and full text in one crash-safe folder. Open with `FaissStore.open`."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any], connection: sqlite3.Connection, lock: int | None):
+        self.path = path
+        self.manifest = manifest
+        self.settings = IndexSettings.from_dict(manifest["settings"])
+        self._db = connection
+        self._lock = lock
+        self._vectors: VectorIndex | None = None
+        self._vectors_generation = -1
+        self._needs_rebuild = False
+        self.recovered = False  # True when opening found FAISS stale and rebuilt it from SQLite
+        self._load_vectors()
+
+    # ----------------------------------------------------------------- opening and closing
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        settings: IndexSettings | None = None,
+        dimension: int | None = None,
+        read_only: bool = False,
+    ) -> "FaissStore":
+        """Open the index at `path`, creating it (with `settings`) when it does not exist.
+
+        Raises IndexMismatchError when the index was built with another embedding model or
+        dimension than the ones given, IndexCorruptError when the folder is not a readable index.
+        """
+        folder = Path(path)
+        manifest_path = folder / MANIFEST
+        if read_only and not manifest_path.exists():
+            raise IndexCorruptError(f"{folder}: no rag-qa index here (missing {MANIFEST}); build one with `rag-qa index`")
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = None if read_only else cls._acquire_lock(folder)
+        try:
+            manifest = cls._read_or_create_manifest(manifest_path, settings, dimension)
+            cls._check_compatible(folder, manifest, settings, dimension)
+            if not read_only:
+                for stale in folder.glob("*" + TEMP_SUFFIX):
+                    stale.unlink()
+            connection = cls._connect(folder / DATABASE, read_only)
+            return cls(folder, manifest, connection, lock)
+        except BaseException:
+            if lock is not None:
+                os.close(lock)
+            raise
+
+    @staticmethod
+    def _acquire_lock(folder: Path) -> int:
+        handle = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(handle, fcntl.LOCK_EX)  # waits for another writer to finish
+        return handle
+
+    @staticmethod
+    def _read_or_create_manifest(path: Path, settings: IndexSettings | None, dimension: int | None) -> dict[str, Any]:
+        if path.exists():
+            try:
+                manifest = json.loads(path.read_text("utf-8"))
+                IndexSettings.from_dict(manifest["settings"])
+            except (ValueError, KeyError, RagQAError) as exc:
+                raise IndexCorruptError(f"{path}: unreadable manifest ({exc})") from None
+            if manifest.get("format_version") != FORMAT_VERSION:
+                raise IndexCorruptError(
+                    f"{path}: index format {manifest.get('format_version')} is not supported "
+                    f"(this rag-qa reads format {FORMAT_VERSION}); rebuild the index"
+                )
+            return manifest
+        settings = settings if settings is not None else IndexSettings()
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "created_at": time.time(),
+            "embedding": {
+                "model": settings.embedder.model,
+                "revision": settings.embedder.revision,
+                "dimension": dimension,
+                "normalized": True,
+            },
+            "metric": "inner_product",
+            "settings": settings.to_dict(),
+        }
+        atomic_write(path, json.dumps(manifest, indent=2).encode("utf-8"))
+        return manifest
+
+    @staticmethod
+    def _check_compatible(folder: Path, manifest: dict[str, Any], settings: IndexSettings | None, dimension: int | None) -> None:
+        built = manifest["embedding"]
+        if settings is not None and settings.embedder.model != built["model"]:
+            raise IndexMismatchError(
+                f"{folder} was built with embedding model {built['model']!r}, not {settings.embedder.model!r}; "
+                "use the same embedder or a new index folder"
+            )
+        if dimension is not None and built["dimension"] not in (None, dimension):
+            raise IndexMismatchError(
+                f"{folder} holds {built['dimension']}-dimensional vectors, not {dimension}; "
+                "use the same embedder or a new index folder"
+            )
+
+    @staticmethod
+    def _connect(path: Path, read_only: bool) -> sqlite3.Connection:
+        try:
+            if read_only:
+                connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+            else:
+                connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=FULL")
+                connection.executescript(SCHEMA)
+            connection.execute("PRAGMA busy_timeout=30000")
+            connection.execute("SELECT count(*) FROM passages").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorruptError(f"{path}: not a readable rag-qa database ({exc})") from None
+        return connection
+
+    def close(self) -> None:
+        """Save pending FAISS changes and release the write lock."""
+        if self._lock is not None:
+            self.flush()
+            os.close(self._lock)
+            self._lock = None
+        self._db.close()
+
+    def __enter__(self) -> "FaissStore":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def read_only(self) -> bool:
+        return self._lock is None
+
+    @property
+    def dimension(self) -> int | None:
+        return self.manifest["embedding"]["dimension"]
+
+    # ----------------------------------------------------------------- FAISS derived from SQLite
+    def generation(self) -> int:
+        return int(self._db.execute("SELECT value FROM state WHERE key='generation'").fetchone()[0])
+
+    def _load_vectors(self) -> None:
+        """Use the FAISS file when it matches SQLite's generation; otherwise rebuild it."""
+        file = self.path / VECTORS
+        generation = self.generation()
+        if file.exists():
+            try:
+                index, saved_generation = VectorIndex.from_bytes(file.read_bytes(), self.settings.vector_index)
+                if saved_generation == generation and len(index) == self._count_vectors():
+                    self._vectors, self._vectors_generation = index, generation
+                    return
+            except (ValueError, RuntimeError, KeyError):
+                pass  # unreadable file: rebuild below
+            self.recovered = True
+        elif self._count_vectors():
+            self.recovered = True
+        self._rebuild_vectors()
+
+    def _count_vectors(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM passages WHERE embedding IS NOT NULL").fetchone()[0])
+
+    def _rebuild_vectors(self) -> None:
+        rows, vectors = [], []
+        for row, blob, dtype in self._db.execute(
+            "SELECT row, embedding, embedding_dtype FROM passages WHERE embedding IS NOT NULL ORDER BY row"
+        ):
+            rows.append(row)
+            vectors.append(_decode_vector(blob, dtype))
+        dimension = self.dimension or (len(vectors[0]) if vectors else None)
+        matrix = np.vstack(vectors).astype(np.float32) if vectors else np.zeros((0, dimension or 1), np.float32)
+        self._vectors = (
+            VectorIndex.build(dimension, self.settings.vector_index, np.asarray(rows, np.int64), matrix) if dimension else None
+        )
+        self._vectors_generation = self.generation()
+        self._needs_rebuild = False
+
+    def _vector_index(self) -> VectorIndex | None:
+        """The in-memory FAISS index, rebuilt first if deletes or growth require it."""
+        if self._needs_rebuild or (
+            self._vectors is not None and self._vectors.kind != self.settings.vector_index.kind_for(len(self._vectors))
+        ):
+            self._rebuild_vectors()
+        return self._vectors
+
+    def flush(self) -> None:
+        """Save the FAISS index atomically if it changed since the last save."""
+        if self.read_only:
+            return
+        generation = self.generation()
+        file = self.path / VECTORS
+        if self._vectors_generation == generation and file.exists() and not self.recovered and not self._needs_rebuild:
+            return
+        index = self._vector_index()
+        if index is None:
+            if file.exists():
+                file.unlink()
+            return
+        atomic_write(file, index.to_bytes(generation))
+        self._vectors_generation = generation
+        self.recovered = False
+
+    # ----------------------------------------------------------------- writing
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        if self.read_only:
+            raise RagQAError(f"{self.path} is open read-only")
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+            self._db.execute("UPDATE state SET value = value + 1 WHERE key='generation'")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def _set_dimension(self, vectors: Iterable[np.ndarray | Sequence[float] | None]) -> None:
+        """Record the vector dimension on first write; reject vectors of any other dimension."""
+        for vector in vectors:
+            if vector is None:
+                continue
+            size = len(vector)
+            if self.dimension is None:
+                self.manifest["embedding"]["dimension"] = size
+                atomic_write(self.path / MANIFEST, json.dumps(self.manifest, indent=2).encode("utf-8"))
+            elif size != self.dimension:
+                raise IndexMismatchError(f"{self.path} holds {self.dimension}-dimensional vectors; got one of {size}")
+
+    def _insert(self, db: sqlite3.Connection, passage: Passage, vector: Any) -> int:
+        blob, dtype = _encode_vector(vector)
+        cursor = db.execute(
+            "INSERT INTO passages (id, source, text, page, char_start, char_end, meta, embedding, embedding_dtype)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (passage.id, passage.source, passage.text, passage.page, passage.char_start, passage.char_end,
+             json.dumps(passage.meta), blob, dtype),
+        )  # fmt: skip
+        return int(cursor.lastrowid)
+
+    def _delete_rows(self, db: sqlite3.Connection, rows: list[int]) -> None:
+        db.executemany("DELETE FROM passages WHERE row = ?", [(r,) for r in rows])
+
+    def _apply_to_vectors(self, removed: list[int], added: list[int], vectors: list[Any]) -> None:
+        """Mirror a committed SQLite change in the in-memory FAISS index."""
+        if self._vectors is None or (removed and not self._vectors.supports_remove):
+            self._needs_rebuild = True
+            return
+        if removed:
+            self._vectors.remove(np.asarray(removed, np.int64))
+        pairs = [(row, vec) for row, vec in zip(added, vectors) if vec is not None]
+        if pairs:
+            self._vectors.add(np.asarray([r for r, _ in pairs], np.int64), np.vstack([np.asarray(v, np.float32) for _, v in pairs]))
+
+    def replace_files(self, files: Sequence[tuple[str, str, tuple[int, ...], list[Passage]]], vectors: np.ndarray) -> int:
+        """Atomically store new versions of files: (source, content_hash, page_starts, passages) each,
+        `vectors` holding one row per passage in order. Old passages of those files are removed.
+        Returns the number of passages added."""
+        total = sum(len(passages) for *_, passages in files)
+        if len(vectors) != total:
+            raise ValueError(f"{total} passages but {len(vectors)} vectors")
+        self._set_dimension(vectors[:1])
+        removed, added = [], []
+        with self._transaction() as db:
+            for source, content_hash, page_starts, passages in files:
+                old = [r for (r,) in db.execute("SELECT row FROM passages WHERE source = ?", (source,))]
+                self._delete_rows(db, old)
+                removed += old
+                for passage in passages:
+                    added.append(self._insert(db, passage, vectors[len(added)]))
+                db.execute(
+                    "INSERT OR REPLACE INTO files (source, content_hash, page_starts, passages, indexed_at) VALUES (?, ?, ?, ?, ?)",
+                    (source, content_hash, json.dumps(list(page_starts)), len(passages), time.time()),
+                )
+        self._apply_to_vectors(removed, added, list(vectors))
+        return len(added)
+
+    def delete_source(self, source: str) -> int:
+        """Remove a file and all its passages; returns how many passages were removed."""
+        with self._transaction() as db:
+            rows = [r for (r,) in db.execute("SELECT row FROM passages WHERE source = ?", (source,))]
+            self._delete_rows(db, rows)
+            db.execute("DELETE FROM files WHERE source = ?", (source,))
+        self._apply_to_vectors(rows, [], [])
+        return len(rows)
+
+    def write(self, passages: Sequence[Passage], vectors: Sequence[Any], policy: str = "fail") -> int:
+        """Write passages by id with a duplicate policy ("fail", "skip" or "overwrite").
+        Returns how many were written. With "fail", nothing is written if any id exists."""
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+        self._set_dimension(vectors)
+        removed, added, added_vectors = [], [], []
+        with self._transaction() as db:
+            for passage, vector in zip(passages, vectors, strict=True):
+                existing = db.execute("SELECT row FROM passages WHERE id = ?", (passage.id,)).fetchone()
+                if existing and policy == "fail":
+                    raise DuplicatePassageError(f"a passage with id {passage.id!r} already exists")
+                if existing and policy == "skip":
+                    continue
+                if existing:
+                    self._delete_rows(db, [existing[0]])
+                    removed.append(existing[0])
+                added.append(self._insert(db, passage, vector))
+                added_vectors.append(vector)
+        self._apply_to_vectors(removed, added, added_vectors)
+        return len(added)
+
+    def delete_ids(self, ids: Sequence[str]) -> int:
+        """Remove passages by id (unknown ids are ignored); returns how many were removed."""
+        with self._transaction() as db:
+            rows = [r for i in ids for (r,) in db.execute("SELECT row FROM passages WHERE id = ?", (i,))]
+            self._delete_rows(db, rows)
+        self._apply_to_vectors(rows, [], [])
+        return len(rows)
+
+    def update_meta(self, updates: dict[str, dict[str, Any]]) -> int:
+        """Replace the metadata of passages by id: {id: new_meta}. Returns how many changed."""
+        with self._transaction() as db:
+            changed = sum(
+                db.execute("UPDATE passages SET meta = ? WHERE id = ?", (json.dumps(meta), pid)).rowcount
+                for pid, meta in updates.items()
+            )
+        return changed
+
+    def clear(self) -> None:
+        """Remove every passage and file."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM passages")
+            db.execute("DELETE FROM files")
+        self._needs_rebuild = True
+
+    # ----------------------------------------------------------------- reading
+    def count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM passages").fetchone()[0])
+
+    def file_hash(self, source: str) -> str | None:
+        """Content hash the file was indexed with, or None if it is not indexed."""
+        row = self._db.execute("SELECT content_hash FROM files WHERE source = ?", (source,)).fetchone()
+        return row[0] if row else None
+
+    def files(self) -> list[dict[str, Any]]:
+        """Indexed files with their hash, page starts and passage count."""
+        cursor = self._db.execute("SELECT source, content_hash, page_starts, passages, indexed_at FROM files ORDER BY source")
+        return [
+            {"source": s, "content_hash": h, "page_starts": json.loads(p), "passages": n, "indexed_at": t}
+            for s, h, p, n, t in cursor
+        ]
+
+    def page_starts(self, source: str) -> tuple[int, ...]:
+        row = self._db.execute("SELECT page_starts FROM files WHERE source = ?", (source,)).fetchone()
+        return tuple(json.loads(row[0])) if row else ()
+
+    def iter_passages(self, batch: int = 1000) -> Iterator[tuple[Passage, np.ndarray | None]]:
+        """Every passage with its vector, in insertion order."""
+        last = 0
+        while True:
+            rows = self._db.execute(
+                f"SELECT {PASSAGE_COLUMNS}, embedding, embedding_dtype FROM passages WHERE row > ? ORDER BY row LIMIT ?",
+                (last, batch),
+            ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield _passage(row[:8]), _decode_vector(row[8], row[9])
+            last = rows[-1][0]
+
+    def passages_by_rows(self, rows: Sequence[int]) -> dict[int, Passage]:
+        if not rows:
+            return {}
+        marks = ",".join("?" * len(rows))
+        cursor = self._db.execute(f"SELECT {PASSAGE_COLUMNS} FROM passages WHERE row IN ({marks})", list(rows))
+        return {row[0]: _passage(row) for row in cursor}
+
+    def rows_for_sources(self, sources: Sequence[str]) -> np.ndarray:
+        marks = ",".join("?" * len(sources))
+        cursor = self._db.execute(f"SELECT row FROM passages WHERE source IN ({marks})", list(sources))
+        return np.asarray([r for (r,) in cursor], dtype=np.int64)
+
+    def search(self, query: np.ndarray, top_k: int = 10, sources: Sequence[str] | None = None) -> list[SearchHit]:
+        """Dense retrieval: the `top_k` passages with the highest inner product with `query`."""
+        return self.search_many(np.atleast_2d(query), top_k, sources)[0]
+
+    def search_many(self, queries: np.ndarray, top_k: int = 10, sources: Sequence[str] | None = None) -> list[list[SearchHit]]:
+        """`search` for a batch of queries in one FAISS call."""
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        index = self._vector_index()
+        if index is None or len(index) == 0:
+            return [[] for _ in queries]
+        allowed = self.rows_for_sources(sources) if sources is not None else None
+        if allowed is not None and len(allowed) == 0:
+            return [[] for _ in queries]
+        scores, rows = index.search(queries, top_k, allowed)
+        found = self.passages_by_rows(sorted({int(r) for r in rows.ravel() if r >= 0}))
+        return [
+            [SearchHit(found[int(r)], float(s)) for s, r in zip(score_row, row_row) if r >= 0 and int(r) in found]
+            for score_row, row_row in zip(scores, rows)
+        ]
+
+    def search_text(self, query: str, top_k: int = 10) -> list[SearchHit]:
+        """BM25 full-text retrieval over the FTS5 table (score: higher is better)."""
+        terms = [t for t in "".join(c if c.isalnum() else " " for c in query).split() if t]
+        if not terms:
+            return []
+        match = " OR ".join(f'"{t}"' for t in terms)
+        cursor = self._db.execute(
+            f"SELECT {', '.join('p.' + c.strip() for c in PASSAGE_COLUMNS.split(','))}, -bm25(passages_fts) AS score "
+            "FROM passages_fts JOIN passages p ON p.row = passages_fts.rowid "
+            "WHERE passages_fts MATCH ? ORDER BY score DESC LIMIT ?",
+            (match, top_k),
+        )
+        return [SearchHit(_passage(row[:8]), float(row[8])) for row in cursor]
+
+    # ----------------------------------------------------------------- reporting
+    def info(self) -> StoreInfo:
+        index = self._vector_index()
+        embedding = self.manifest["embedding"]
+        return StoreInfo(
+            path=str(self.path),
+            files=int(self._db.execute("SELECT count(*) FROM files").fetchone()[0]),
+            passages=self.count(),
+            vectors=len(index) if index is not None else 0,
+            embedding_model=embedding["model"],
+            embedding_revision=embedding["revision"],
+            dimension=embedding["dimension"],
+            index_type=index.kind if index is not None else self.settings.vector_index.kind_for(0),
+            format_version=self.manifest["format_version"],
+        )
+
+    def check(self) -> list[str]:
+        """Consistency problems between the FAISS file, SQLite, the full-text table and the files
+        table (an empty list means consistent). Reads the FAISS file from disk, as saved."""
+        problems = []
+        if self._db.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
+            problems.append("SQLite integrity check failed")
+        expected = {r for (r,) in self._db.execute("SELECT row FROM passages WHERE embedding IS NOT NULL")}
+        file = self.path / VECTORS
+        if expected and not file.exists():
+            problems.append(f"{VECTORS} is missing but {len(expected)} passages have vectors")
+        elif file.exists():
+            try:
+                saved, generation = VectorIndex.from_bytes(file.read_bytes(), self.settings.vector_index)
+                stored = saved.rows().tolist()
+                if generation != self.generation():
+                    problems.append(f"{VECTORS} is at generation {generation}, SQLite at {self.generation()}")
+                if len(stored) != len(set(stored)):
+                    problems.append(f"{VECTORS} holds duplicate vectors")
+                if set(stored) != expected:
+                    problems.append(
+                        f"{VECTORS} and SQLite disagree: {len(set(stored) - expected)} vectors without a passage, "
+                        f"{len(expected - set(stored))} passages without a vector"
+                    )
+            except (ValueError, RuntimeError, KeyError) as exc:
+                problems.append(f"{VECTORS} is unreadable ({exc})")
+        fts = self._db.execute("SELECT count(*) FROM passages_fts").fetchone()[0]
+        if fts != self.count():
+            problems.append(f"full-text table has {fts} rows, passages {self.count()}")
+        mismatched = self._db.execute(
+            "SELECT f.source FROM files f LEFT JOIN passages p ON p.source = f.source "
+            "GROUP BY f.source HAVING count(p.row) != f.passages"
+        ).fetchall()
+        problems += [f"{source}: passage count differs from the files table" for (source,) in mismatched]
+        return problems
