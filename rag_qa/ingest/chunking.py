@@ -14,7 +14,7 @@ from rag_qa.config import ChunkingConfig
 from rag_qa.records import Document, Passage
 
 # A sentence ends after . ! ? (plus closing quotes/brackets) followed by whitespace, or at a blank line.
-_SENTENCE_END = re.compile(r"""(?<=[.!?])["')\]\u201d\u2019]*\s+|\n\s*\n""")
+_SENTENCE_END = re.compile(r"""(?<=[.!?])(["')\]\u201d\u2019]*)\s+|\n\s*\n""")
 
 
 class Tokenizer(Protocol):
@@ -26,7 +26,7 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     spans = []
     start = 0
     for match in _SENTENCE_END.finditer(text):
-        spans.append((start, match.start()))
+        spans.append((start, match.end(1) if match.group(1) is not None else match.start()))
         start = match.end()
     spans.append((start, len(text)))
     return [trimmed for span in spans if (trimmed := _trim(text, *span))]

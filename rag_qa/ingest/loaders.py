@@ -89,7 +89,7 @@ def load_document(
             data = Path(path).read_bytes()
             text, page_starts = clean_text(html_to_text(decode_text(data, declared_charset(data))), join_lines=True), ()
         elif suffix in TEXT_SUFFIXES:
-            text, page_starts = clean_text(decode_text(Path(path).read_bytes())), ()
+            text, page_starts = clean_text(decode_text(Path(path).read_bytes()), join_lines=True), ()
         else:
             raise LoadError(path, f"unsupported file type {suffix!r}")
     except DecodeError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import multiprocessing.connection
 import resource
+from collections.abc import Callable
 from dataclasses import dataclass
 
 PDF_MAGIC = b"%PDF-"
@@ -34,7 +35,7 @@ def extract_pages(path: str) -> PdfPages:
         raise PdfError(f"not a PDF (no {PDF_MAGIC.decode()} header; starts with {head[:8]!r})")
 
     from pypdf import PdfReader
-    from pypdf.errors import FileNotDecryptedError, PdfReadError
+    from pypdf.errors import FileNotDecryptedError, LimitReachedError, PdfReadError
 
     try:
         reader = PdfReader(path, strict=False)
@@ -45,6 +46,8 @@ def extract_pages(path: str) -> PdfPages:
         raise PdfError("encrypted PDF; a password is required to read it") from None
     except PdfError:
         raise
+    except LimitReachedError as exc:
+        raise PdfError(f"hostile or oversized PDF: a parser safety limit was reached ({exc})") from None
     except PdfReadError as exc:
         raise PdfError(f"malformed or truncated PDF ({exc})") from None
     except (ValueError, KeyError, TypeError, IndexError, AttributeError, AssertionError, OSError) as exc:
@@ -54,7 +57,7 @@ def extract_pages(path: str) -> PdfPages:
     return PdfPages(pages)
 
 
-def _worker(connection: mp.connection.Connection, memory_limit_bytes: int) -> None:
+def _worker(connection: mp.connection.Connection, memory_limit_bytes: int, extract: Callable[[str], PdfPages]) -> None:
     """Worker loop: receive a path, send back pages or an error string, until told to stop."""
     resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
     while True:
@@ -62,7 +65,7 @@ def _worker(connection: mp.connection.Connection, memory_limit_bytes: int) -> No
         if path is None:
             return
         try:
-            connection.send(("ok", extract_pages(path).pages))
+            connection.send(("ok", extract(path).pages))
         except PdfError as exc:
             connection.send(("error", str(exc)))
         except MemoryError:
@@ -76,12 +79,14 @@ def _worker(connection: mp.connection.Connection, memory_limit_bytes: int) -> No
 class GuardedPdfReader:
     """Extracts PDFs in a long-lived worker process, restarting it after a hang or crash.
 
-    Use as a context manager so the worker is always stopped.
+    Use as a context manager so the worker is always stopped. `extract` (a module-level function,
+    so the worker can import it) is replaceable for testing the guard itself.
     """
 
-    def __init__(self, timeout_s: float = 120.0, memory_mb: int = 2048):
+    def __init__(self, timeout_s: float = 120.0, memory_mb: int = 2048, extract: Callable[[str], PdfPages] = extract_pages):
         self.timeout_s = timeout_s
         self.memory_limit_bytes = memory_mb * 1024 * 1024
+        self.extract_fn = extract
         self._process: mp.process.BaseProcess | None = None
         self._connection: mp.connection.Connection | None = None
 
@@ -94,7 +99,7 @@ class GuardedPdfReader:
     def _start(self) -> None:
         context = mp.get_context("spawn")  # a fresh interpreter: no torch threads, small address space
         parent, child = context.Pipe()
-        self._process = context.Process(target=_worker, args=(child, self.memory_limit_bytes), daemon=True)
+        self._process = context.Process(target=_worker, args=(child, self.memory_limit_bytes, self.extract_fn), daemon=True)
         self._process.start()
         child.close()
         self._connection = parent

