@@ -21,7 +21,7 @@ from rag_qa.config import (
     IngestConfig,
     VectorIndexConfig,
 )
-from rag_qa.errors import RagQAError
+from rag_qa.errors import IndexCorruptError, RagQAError
 from rag_qa.pipeline import DEFAULT_INDEX, RagQA
 
 
@@ -47,6 +47,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         exclude=tuple(args.exclude),
         max_file_mb=args.max_file_mb,
         pdf_timeout_s=args.pdf_timeout,
+        commit_passages=args.commit_every,
+        save_interval_s=args.save_every,
     )
     with RagQA.open(args.index, _settings(args), ingest) as qa:
         report = qa.index(args.paths, progress=not args.json and not args.quiet)
@@ -104,7 +106,12 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    with RagQA.open(args.index, read_only=args.no_repair) as qa:
+    try:
+        qa = RagQA.open(args.index, read_only=args.no_repair)
+    except IndexCorruptError as exc:
+        _emit(args, {"consistent": False, "problems": [str(exc)], "recovered": False}, lambda: print(f"NOT consistent: {exc}"))
+        return 1
+    with qa:
         recovered = qa.store.recovered
         qa.store.flush()
         problems = qa.store.check()
@@ -157,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="file patterns to leave out")
     p.add_argument("--max-file-mb", type=float, default=IngestConfig.max_file_mb, help="skip larger files (default: %(default)s)")
     p.add_argument("--pdf-timeout", type=float, default=IngestConfig.pdf_timeout_s, metavar="S", help="give up on a PDF after S seconds (default: %(default)s)")
+    p.add_argument("--commit-every", type=int, default=IngestConfig.commit_passages, metavar="N", help="commit to the index every N passages: an interrupted run loses at most this many (default: %(default)s)")
+    p.add_argument("--save-every", type=float, default=IngestConfig.save_interval_s, metavar="S", help="save the FAISS file at least every S seconds (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     new = p.add_argument_group("settings for a new index (an existing index keeps its own)")
     new.add_argument("--embedder", default=DEFAULT_EMBEDDING_MODEL, metavar="MODEL", help="sentence-transformers model id or local folder (default: %(default)s)")

@@ -98,9 +98,13 @@ class IngestConfig(_Serialisable):
     max_file_mb: float = 100.0
     pdf_timeout_s: float = 120.0
     pdf_memory_mb: int = 2048
+    commit_passages: int = 256  # embed and commit in groups this big: full batches, bounded loss on a kill
+    save_interval_s: float = 30.0  # save the FAISS file at least this often during a long run
 
     def __post_init__(self) -> None:
         _require(self.max_file_mb > 0, "max_file_mb must be > 0")
+        _require(self.commit_passages >= 1, "commit_passages must be >= 1")
+        _require(self.save_interval_s >= 0, "save_interval_s must be >= 0")
         _require(self.pdf_timeout_s > 0, "pdf_timeout_s must be > 0")
         _require(self.pdf_memory_mb >= 256, "pdf_memory_mb must be >= 256")
 

@@ -21,10 +21,6 @@ from rag_qa.ingest.pdf import GuardedPdfReader
 from rag_qa.records import Passage
 from rag_qa.store import FaissStore
 
-# Embed and commit once this many passages are waiting (full batches, bounded loss on a kill).
-GROUP_PASSAGES = 256
-FLUSH_INTERVAL_S = 30.0
-
 
 @dataclass
 class IndexReport:
@@ -107,10 +103,10 @@ def index_paths(
                 passages = chunk_document(document, embedder.tokenizer, chunking)
             report.pages += len(document.page_starts)
             pending.append((path, content_hash, document.page_starts, passages))
-            if sum(len(p) for *_, p in pending) >= GROUP_PASSAGES:
+            if sum(len(p) for *_, p in pending) >= config.commit_passages:
                 _commit(pending, store, embedder, report)
                 pending = []
-            if time.monotonic() - last_flush > FLUSH_INTERVAL_S:
+            if time.monotonic() - last_flush > config.save_interval_s:
                 with _Timer(report, "store"):
                     store.flush()
                 last_flush = time.monotonic()

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import time
-import zlib
 from pathlib import Path
 
 import pytest
-from fpdf import FPDF
-from pypdf import PdfReader, PdfWriter
+from broken_files import make_broken_files, text_pdf
+from pypdf import PdfReader
 
 from rag_qa.config import IngestConfig
 from rag_qa.errors import LoadError
@@ -47,52 +46,6 @@ def test_markdown_and_html_samples(pdf_reader):
     faq = load(REPO / "data" / "faq.html", pdf_reader)
     assert "donations of tools in working order" in faq.text
     assert "analyticsId" not in faq.text and "font-family" not in faq.text
-
-
-def _text_pdf(path: Path, text: str = "Hello from a real PDF.") -> Path:
-    pdf = FPDF()
-    pdf.add_page()
-    pdf.set_font("Helvetica", size=12)
-    pdf.multi_cell(0, 6, text)
-    pdf.output(str(path))
-    return path
-
-
-def make_broken_files(folder: Path) -> dict[str, str]:
-    """Broken files of every kind we promise to report, with a word expected in each reason."""
-    folder.mkdir(parents=True, exist_ok=True)
-    good = _text_pdf(folder / "good.pdf")
-    writer = PdfWriter(clone_from=str(good))
-    writer.encrypt(user_password="secret", owner_password="owner")
-    writer.write(folder / "encrypted.pdf")
-    (folder / "truncated.pdf").write_bytes(good.read_bytes()[: good.stat().st_size // 3])
-    (folder / "empty.pdf").write_bytes(b"")
-    (folder / "fake.pdf").write_bytes(b"<html>this is not a pdf</html>")
-    (folder / "garbage.pdf").write_bytes(b"%PDF-1.7\n" + os.urandom(2000))
-    scanned = FPDF()
-    scanned.add_page()
-    scanned.rect(20, 20, 100, 100, style="F")
-    scanned.output(str(folder / "scanned.pdf"))
-    bomb = zlib.compress(b"0" * 300_000_000, 9)
-    (folder / "bomb.pdf").write_bytes(
-        b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
-        b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 612 792]/Contents 4 0 R>>endobj\n"
-        b"4 0 obj<</Length " + str(len(bomb)).encode() + b"/Filter/FlateDecode>>stream\n" + bomb + b"\nendstream endobj\n"
-        b"trailer<</Root 1 0 R>>\n%%EOF\n"
-    )
-    (folder / "binary.txt").write_bytes(b"\x00\x01\x02\x03 not text \x00")
-    (folder / "blank.md").write_text("   \n\n  \t \n", "utf-8")
-    return {
-        "encrypted.pdf": "password",
-        "truncated.pdf": "PDF",
-        "empty.pdf": "empty",
-        "fake.pdf": "not a PDF",
-        "garbage.pdf": "PDF",
-        "scanned.pdf": "no text layer",
-        "bomb.pdf": "PDF",
-        "binary.txt": "binary",
-        "blank.md": "no text",
-    }
 
 
 def test_every_broken_file_is_refused_with_its_reason(tmp_path, pdf_reader):
@@ -146,7 +99,7 @@ def crash(path: str) -> PdfPages:
     ids=["hang", "memory", "crash"],
 )
 def test_guard_survives_hostile_parsing_and_keeps_working(tmp_path, extract, reason):
-    good = _text_pdf(tmp_path / "good.pdf")
+    good = text_pdf(tmp_path / "good.pdf")
     with GuardedPdfReader(timeout_s=2, memory_mb=512, extract=extract) as guarded:
         with pytest.raises(Exception, match=reason):
             guarded.extract(str(good))
@@ -156,7 +109,7 @@ def test_guard_survives_hostile_parsing_and_keeps_working(tmp_path, extract, rea
 
 
 def test_guard_restarts_worker_after_a_hang(tmp_path):
-    good = _text_pdf(tmp_path / "good.pdf")
+    good = text_pdf(tmp_path / "good.pdf")
     with GuardedPdfReader(timeout_s=1, extract=hang) as guarded:
         for _ in range(2):  # a killed worker is replaced, and the next file gets its own time limit
             started = time.monotonic()

@@ -1,0 +1,148 @@
+"""The FAISS + SQLite store with random vectors: search against exact numpy search, idempotent
+file replacement, deletes, recovery from stale or damaged files, and multi-process visibility."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from rag_qa.config import EmbedderConfig, IndexSettings, VectorIndexConfig
+from rag_qa.errors import IndexCorruptError, IndexMismatchError
+from rag_qa.records import Passage
+from rag_qa.store import FaissStore
+from rag_qa.store.faiss_store import DATABASE, VECTORS
+
+DIM = 16
+
+
+def unit(rng: np.random.Generator, n: int) -> np.ndarray:
+    v = rng.standard_normal((n, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def passages(source: str, n: int, tag: str = "") -> list[Passage]:
+    return [Passage(Passage.make_id(source, i, f"{tag}{i}"), f"text {tag} number {i} of {source}", source, i, i + 1) for i in range(n)]
+
+
+def open_store(path, index_type="flat", **vector_settings) -> FaissStore:
+    settings = IndexSettings(vector_index=VectorIndexConfig(index_type=index_type, **vector_settings))
+    return FaissStore.open(path, settings, dimension=DIM)
+
+
+@pytest.mark.parametrize("index_type", ["flat", "hnsw"])
+def test_search_matches_exact_numpy_search(tmp_path, index_type):
+    rng = np.random.default_rng(0)
+    vectors = unit(rng, 2000)
+    store = open_store(tmp_path / "ix", index_type)
+    store.replace_files([("f", "h", (), passages("f", 2000))], vectors)
+    queries = unit(rng, 50)
+    exact = np.argsort(-queries @ vectors.T, axis=1)[:, :10]
+    hits = store.search_many(queries, top_k=10)
+    recall = np.mean([len({h.passage.char_start for h in row} & set(e)) / 10 for row, e in zip(hits, exact)])
+    assert recall == 1.0 if index_type == "flat" else recall >= 0.95
+    assert store.info().index_type == index_type
+    store.close()
+
+
+def test_auto_switches_to_hnsw_above_threshold(tmp_path):
+    rng = np.random.default_rng(1)
+    store = open_store(tmp_path / "ix", "auto", hnsw_threshold=100)
+    store.replace_files([("a", "h", (), passages("a", 50))], unit(rng, 50))
+    assert store.info().index_type == "flat"
+    store.replace_files([("b", "h", (), passages("b", 80))], unit(rng, 80))
+    assert store.info().index_type == "hnsw"
+    store.delete_source("b")  # HNSW cannot delete: rebuilt from SQLite, back to flat
+    assert store.info().index_type == "flat" and store.info().vectors == 50
+    store.close()
+    assert FaissStore.open(tmp_path / "ix", read_only=True).check() == []
+
+
+def test_replacing_a_file_swaps_its_passages_and_delete_removes_them(tmp_path):
+    rng = np.random.default_rng(2)
+    store = open_store(tmp_path / "ix")
+    store.replace_files([("a", "h1", (), passages("a", 5)), ("b", "h1", (), passages("b", 3))], unit(rng, 8))
+    assert store.file_hash("a") == "h1" and store.count() == 8
+    store.replace_files([("a", "h2", (0, 10), passages("a", 2, tag="v2"))], unit(rng, 2))
+    assert store.count() == 5 and store.file_hash("a") == "h2" and store.page_starts("a") == (0, 10)
+    assert all("v2" in h.passage.text for h in store.search(unit(rng, 1)[0], 10, sources=["a"]))
+    assert store.delete_source("b") == 3
+    assert store.delete_source("b") == 0
+    assert store.count() == 2 and store.info().files == 1
+    store.close()
+    assert FaissStore.open(tmp_path / "ix", read_only=True).check() == []
+
+
+def test_full_text_search_ranks_matching_passages(tmp_path):
+    store = open_store(tmp_path / "ix")
+    docs = [Passage(str(i), t, "s", i, i + 1) for i, t in enumerate(["the red fox jumps", "a blue whale sings", "red red roses"])]
+    store.replace_files([("s", "h", (), docs)], unit(np.random.default_rng(3), 3))
+    assert [h.passage.id for h in store.search_text("red roses?", 5)] == ["2", "0"]
+    assert store.search_text("!!!", 5) == []
+    store.close()
+
+
+def test_stale_faiss_file_is_detected_and_rebuilt(tmp_path):
+    rng = np.random.default_rng(4)
+    path = tmp_path / "ix"
+    store = open_store(path)
+    store.replace_files([("a", "h", (), passages("a", 10))], unit(rng, 10))
+    store.flush()
+    shutil.copy(path / VECTORS, tmp_path / "old.faiss")
+    store.replace_files([("b", "h", (), passages("b", 10))], unit(rng, 10))
+    store.close()
+    shutil.copy(tmp_path / "old.faiss", path / VECTORS)  # as if killed before the last save
+    assert any("generation" in p for p in FaissStore.open(path, read_only=True).check())
+    reopened = FaissStore.open(path)
+    assert reopened.recovered
+    assert reopened.info().vectors == 20
+    reopened.flush()
+    assert reopened.check() == []
+    reopened.close()
+
+
+def test_leftover_temp_and_damaged_faiss_file_are_handled(tmp_path):
+    rng = np.random.default_rng(5)
+    path = tmp_path / "ix"
+    store = open_store(path)
+    store.replace_files([("a", "h", (), passages("a", 10))], unit(rng, 10))
+    store.close()
+    (path / (VECTORS + ".tmp")).write_bytes(b"half-written")
+    (path / VECTORS).write_bytes(b"garbage")
+    store = FaissStore.open(path)
+    assert store.recovered and not (path / (VECTORS + ".tmp")).exists()
+    assert len(store.search(unit(rng, 1)[0], 3)) == 3
+    store.close()
+    assert FaissStore.open(path, read_only=True).check() == []
+
+
+def test_unreadable_database_and_wrong_model_are_clear_errors(tmp_path):
+    path = tmp_path / "ix"
+    open_store(path).close()
+    other = IndexSettings(embedder=EmbedderConfig(model="some/other-model"))
+    with pytest.raises(IndexMismatchError, match="some/other-model"):
+        FaissStore.open(path, other)
+    with pytest.raises(IndexMismatchError, match="16-dimensional"):
+        FaissStore.open(path, dimension=768)
+    (path / DATABASE).write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(IndexCorruptError, match="not a readable"):
+        FaissStore.open(path)
+    with pytest.raises(IndexCorruptError, match="no rag-qa index"):
+        FaissStore.open(tmp_path / "nothing", read_only=True)
+
+
+def test_a_second_handle_sees_writes_made_through_the_first(tmp_path):
+    rng = np.random.default_rng(6)
+    writer, reader = open_store(tmp_path / "ix"), None
+    writer.replace_files([("a", "h", (), passages("a", 5))], unit(rng, 5))
+    reader = FaissStore.open(tmp_path / "ix", read_only=True)
+    assert len(reader.search(unit(rng, 1)[0], 10)) == 5
+    other_writer = open_store(tmp_path / "ix")
+    other_writer.replace_files([("b", "h", (), passages("b", 4))], unit(rng, 4))
+    writer.replace_files([("c", "h", (), passages("c", 3))], unit(rng, 3))  # catches up first
+    assert len(reader.search(unit(rng, 1)[0], 100)) == 12
+    assert writer.info().vectors == 12
+    writer.close()
+    other_writer.close()
+    assert reader.check() == []
