@@ -11,4 +11,4 @@ while IFS= read -r question; do
     echo
     echo "Q: $question"
     rag-qa search "$question" --index indexes/demo --top-k 2
-done < data/questions.txt
+done < scripts/sample_questions.txt
