@@ -14,11 +14,17 @@ from rag_qa.config import (
     DEFAULT_EMBEDDING_MODEL,
     DEFAULT_EMBEDDING_REVISION,
     DEFAULT_INCLUDE,
+    DEFAULT_READER_MODEL,
+    DEFAULT_READER_REVISION,
     INDEX_TYPES,
+    RETRIEVAL_MODES,
     ChunkingConfig,
     EmbedderConfig,
     IndexSettings,
     IngestConfig,
+    ReaderConfig,
+    RetrievalConfig,
+    ScoringConfig,
     VectorIndexConfig,
 )
 from rag_qa.errors import IndexCorruptError, RagQAError
@@ -88,6 +94,60 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _highlight(answer: dict[str, Any], color: bool) -> str:
+    """The evidence passage with the answer marked (bold on a terminal, «…» otherwise)."""
+    passage = answer["passage"]
+    at = answer["start"] - passage["start"] if answer["source"] else answer["start"]
+    text = passage["text"]
+    before, span, after = text[:at], text[at : at + len(answer["text"])], text[at + len(answer["text"]) :]
+    marked = f"\033[1;4m{span}\033[0m" if color else f"«{span}»"
+    before = ("…" + before[-200:]) if len(before) > 200 else before
+    after = (after[:200] + "…") if len(after) > 200 else after
+    return (before + marked + after).replace("\n", " ")
+
+
+def _print_result(result: dict[str, Any], color: bool) -> None:
+    print(f"Q: {result['question']}")
+    if result["abstained"]:
+        print(f"   no answer found in the documents (confidence {result['no_answer_confidence']:.0%})")
+        if "best_guess" in result:
+            guess = result["best_guess"]
+            print(f"   closest match, below the answer threshold: {guess['text']!r} ({guess['source']})")
+        return
+    for rank, answer in enumerate(result["answers"], 1):
+        page = f", page {answer['page']}" if answer["page"] else ""
+        print(f"{rank}. {answer['text']}   [confidence {answer['confidence']:.0%}; {answer['source']}{page}, chars {answer['start']}-{answer['end']}]")
+        if rank == 1:
+            print("   " + _highlight(answer, color))
+
+
+def _read_questions(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return [line.strip() for line in handle if line.strip()]
+    except OSError as exc:
+        raise RagQAError(f"{path}: cannot read the questions file ({exc.strerror})") from None
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    if (args.question is None) == (args.questions is None):
+        raise RagQAError("give one QUESTION or --questions FILE")
+    questions = [args.question] if args.question is not None else _read_questions(args.questions)
+    reader = ReaderConfig(model=args.reader, revision=args.reader_revision, max_seq_len=args.max_seq_len, doc_stride=args.doc_stride)
+    scoring = ScoringConfig(tau=args.tau, retrieval_weight=args.retrieval_weight)
+    retrieval = RetrievalConfig(mode=args.retrieval, top_k=args.top_k)
+    with RagQA.open(args.index, read_only=True, reader=reader, retrieval=retrieval, scoring=scoring) as qa:
+        progress = len(questions) > 1 and not args.json and sys.stderr.isatty()
+        results = [r.to_dict() for r in qa.ask_many(questions, sources=args.source or None, progress=progress)]
+    for result in results:
+        if args.json:
+            print(json.dumps(result, ensure_ascii=False))
+        else:
+            _print_result(result, sys.stdout.isatty())
+            print()
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     with RagQA.open(args.index, read_only=True) as qa:
         info = qa.info().to_dict()
@@ -150,7 +210,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rag-qa",
-        description="Index documents (PDF, text, Markdown, HTML) and search or question them offline.",
+        description="Index documents (PDF, text, Markdown, HTML), then search them or ask questions answered "
+        "with exact quotes, their source, page and a confidence, or an honest 'no answer'.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -181,6 +242,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=5, help="number of passages (default: %(default)s)")
     p.add_argument("--source", action="append", metavar="SOURCE", help="only search these files (repeatable)")
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("ask", parents=[common], help="answer questions from the indexed documents (or abstain)")
+    p.add_argument("question", nargs="?", help="the question (or use --questions FILE)")
+    p.add_argument("--questions", metavar="FILE", help="answer each line of FILE; with --json, one JSON object per line")
+    p.add_argument("--reader", default=os.environ.get("RAG_QA_READER", DEFAULT_READER_MODEL), metavar="MODEL", help="question-answering model: Hub id or local folder (default: $RAG_QA_READER or %(default)s)")
+    p.add_argument("--reader-revision", default=DEFAULT_READER_REVISION, metavar="REV", help="Hub revision of the reader")
+    p.add_argument("--top-k", type=int, default=RetrievalConfig.top_k, help="passages to read (default: %(default)s)")
+    p.add_argument("--retrieval", choices=RETRIEVAL_MODES, default="dense", help="dense (FAISS), bm25 (full text) or hybrid (default: %(default)s)")
+    p.add_argument("--source", action="append", metavar="SOURCE", help="only use these files (repeatable)")
+    p.add_argument("--tau", type=float, default=ScoringConfig.tau, help="no-answer threshold: a passage abstains when null - best span > TAU (default: %(default)s)")
+    p.add_argument("--retrieval-weight", type=float, default=ScoringConfig.retrieval_weight, help="weight of the retrieval score in ranking answers (default: %(default)s)")
+    p.add_argument("--max-seq-len", type=int, default=ReaderConfig.max_seq_len, help="reader window in tokens (default: %(default)s)")
+    p.add_argument("--doc-stride", type=int, default=ReaderConfig.doc_stride, help="window overlap in tokens (default: %(default)s)")
+    p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("info", parents=[common], help="describe an index")
     p.add_argument("--files", action="store_true", help="also list the indexed files")

@@ -10,6 +10,11 @@ from rag_qa.errors import ConfigError
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_EMBEDDING_REVISION = "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
+DEFAULT_READER_MODEL = "deepset/roberta-large-squad2"
+# The Hub is unreachable where this was written, so the reader's commit hash could not be looked up
+# and verified; pin it with --reader-revision (or ReaderConfig.revision) where the Hub is reachable.
+DEFAULT_READER_REVISION = "main"
+RETRIEVAL_MODES = ("dense", "bm25", "hybrid")
 INDEX_TYPES = ("auto", "flat", "hnsw")
 
 T = TypeVar("T", bound="_Serialisable")
@@ -84,6 +89,78 @@ class VectorIndexConfig(_Serialisable):
         if self.index_type != "auto":
             return self.index_type
         return "hnsw" if count >= self.hnsw_threshold else "flat"
+
+
+@dataclass(frozen=True)
+class ReaderConfig(_Serialisable):
+    """The span reader: model, sliding windows and decoding limits (SQuAD 2.0 conventions)."""
+
+    model: str = DEFAULT_READER_MODEL
+    revision: str | None = DEFAULT_READER_REVISION
+    max_seq_len: int = 384
+    doc_stride: int = 128
+    max_query_tokens: int = 64
+    max_answer_tokens: int = 30
+    top_spans: int = 5
+    batch_size: int = 16
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        _require(bool(self.model), "reader model must be a Hub id or a local path")
+        _require(32 <= self.max_seq_len <= 4096, f"max_seq_len must be in [32, 4096], got {self.max_seq_len}")
+        _require(
+            0 < self.doc_stride < self.max_seq_len - self.max_query_tokens - 3,
+            f"doc_stride must be in (0, max_seq_len - max_query_tokens - 3), got {self.doc_stride}",
+        )
+        _require(self.max_query_tokens >= 4, "max_query_tokens must be >= 4")
+        _require(self.max_answer_tokens >= 1, "max_answer_tokens must be >= 1")
+        _require(self.top_spans >= 1 and self.batch_size >= 1, "top_spans and batch_size must be >= 1")
+
+
+# Softmax temperature over retrieval scores, per retrieval mode (cosine, BM25, reciprocal-rank fusion).
+DEFAULT_RETRIEVAL_TEMPERATURE = {"dense": 0.05, "bm25": 2.0, "hybrid": 0.005}
+
+
+@dataclass(frozen=True)
+class ScoringConfig(_Serialisable):
+    """How retrieval and span scores combine into ranked answers, when to abstain, and the
+    confidence calibration (see DESIGN §3). Fit these with `rag-qa calibrate` on held-out data.
+
+    - A passage abstains when its null score exceeds its best span score by more than `tau`; the
+      system abstains when every retrieved passage abstains.
+    - Answer score = log P(span | passage) + retrieval_weight * log P(passage | question).
+    - margin x = max over passages of (best span - null) + tau (>= 0 means "answer");
+      P(top answer right) = sigmoid(answer_scale * x + answer_bias) * its share of the answers,
+      P(no answer right) = sigmoid(-no_answer_scale * x + no_answer_bias).
+    """
+
+    tau: float = 0.0
+    retrieval_weight: float = 0.5
+    retrieval_temperature: float | None = None  # None: the default for the retrieval mode
+    answer_scale: float = 1.0
+    answer_bias: float = 0.0
+    no_answer_scale: float = 1.0
+    no_answer_bias: float = 0.0
+    max_answers: int = 5
+
+    def __post_init__(self) -> None:
+        _require(self.retrieval_weight >= 0, "retrieval_weight must be >= 0")
+        _require(self.retrieval_temperature is None or self.retrieval_temperature > 0, "retrieval_temperature must be > 0")
+        _require(self.max_answers >= 1, "max_answers must be >= 1")
+
+
+@dataclass(frozen=True)
+class RetrievalConfig(_Serialisable):
+    """How passages are found for a question."""
+
+    mode: str = "dense"
+    top_k: int = 5
+    rrf_k: int = 60
+
+    def __post_init__(self) -> None:
+        _require(self.mode in RETRIEVAL_MODES, f"retrieval mode must be one of {RETRIEVAL_MODES}, got {self.mode!r}")
+        _require(1 <= self.top_k <= 1000, f"top_k must be in [1, 1000], got {self.top_k}")
+        _require(self.rrf_k >= 1, "rrf_k must be >= 1")
 
 
 DEFAULT_INCLUDE = ("*.pdf", "*.txt", "*.md", "*.markdown", "*.html", "*.htm")

@@ -65,7 +65,7 @@ def resolve_model(
     raise ModelNotFoundError(
         f"The {what} model {model!r} (revision {revision}) is not a local folder, not in the Hugging Face "
         f"cache, and the Hub cannot be reached. Point rag-qa at a local copy of the model, e.g. "
-        f"`--{what} /path/to/model` or {what.upper()}_MODEL=/path/to/model."
+        f"`--{what} /path/to/model` (or RAG_QA_{what.upper()}=/path/to/model for the CLI)."
     )
 
 

@@ -1,9 +1,10 @@
-"""The public facade: open an index, add documents, search it.
+"""The public facade: open an index, add documents, search it, ask it.
 
     >>> from rag_qa import RagQA
-    >>> with RagQA.open("indexes/docs") as qa:
+    >>> with RagQA.open("indexes/docs", reader="../shared/models/minilm-squad2-reader") as qa:
     ...     report = qa.index(["data/"])
-    ...     hits = qa.search("How long is the warranty?", top_k=3)
+    ...     result = qa.ask("What is the late fee for a tool?")
+    ...     print(result.best.text if result.best else "no answer")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -11,24 +12,46 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from rag_qa.config import IndexSettings, IngestConfig
+from rag_qa.answer import combine
+from rag_qa.config import (
+    DEFAULT_RETRIEVAL_TEMPERATURE,
+    IndexSettings,
+    IngestConfig,
+    ReaderConfig,
+    RetrievalConfig,
+    ScoringConfig,
+)
 from rag_qa.embed import Embedder
 from rag_qa.errors import IndexMismatchError
 from rag_qa.indexer import IndexReport, index_paths
 from rag_qa.ingest.loaders import source_name
-from rag_qa.records import SearchHit
+from rag_qa.reader import Reader
+from rag_qa.records import QAResult, SearchHit, page_at
+from rag_qa.retrieve import Retriever
 from rag_qa.store import FaissStore, StoreInfo
 
 DEFAULT_INDEX = "indexes/default"
+ASK_BATCH = 32  # questions per retrieval + reader batch
 
 
 class RagQA:
     """An index on disk plus the models that read and write it. Models load on first use."""
 
-    def __init__(self, store: FaissStore, embedder: Embedder, ingest: IngestConfig | None = None):
+    def __init__(
+        self,
+        store: FaissStore,
+        embedder: Embedder,
+        ingest: IngestConfig | None = None,
+        reader: Reader | None = None,
+        retrieval: RetrievalConfig | None = None,
+        scoring: ScoringConfig | None = None,
+    ):
         self.store = store
         self.embedder = embedder
         self.ingest = ingest if ingest is not None else IngestConfig()
+        self.reader = reader if reader is not None else Reader()
+        self.retriever = Retriever(store, embedder, retrieval)
+        self.scoring = scoring if scoring is not None else ScoringConfig()
 
     @classmethod
     def open(
@@ -37,14 +60,20 @@ class RagQA:
         settings: IndexSettings | None = None,
         ingest: IngestConfig | None = None,
         read_only: bool = False,
+        reader: ReaderConfig | str | None = None,
+        retrieval: RetrievalConfig | None = None,
+        scoring: ScoringConfig | None = None,
     ) -> "RagQA":
         """Open (or create, with `settings`) the index at `path`.
 
         An existing index keeps the settings it was built with; passing settings with a different
-        embedding model raises IndexMismatchError.
+        embedding model raises IndexMismatchError. `reader` is a ReaderConfig, or a model id or
+        local folder (default: deepset/roberta-large-squad2).
         """
+        if isinstance(reader, str):
+            reader = ReaderConfig(model=reader)
         store = FaissStore.open(path, settings, read_only=read_only)
-        return cls(store, Embedder(store.settings.embedder), ingest)
+        return cls(store, Embedder(store.settings.embedder), ingest, Reader(reader), retrieval, scoring)
 
     def close(self) -> None:
         self.store.close()
@@ -72,6 +101,36 @@ class RagQA:
         """The passages closest in meaning to `query` (dense retrieval)."""
         self._check_embedder()
         return self.store.search(self.embedder.embed_query(query), top_k, sources)
+
+    def ask(self, question: str, top_k: int | None = None, sources: Sequence[str] | None = None) -> QAResult:
+        """Answer one question from the indexed documents, or abstain explicitly."""
+        return self.ask_many([question], top_k, sources)[0]
+
+    def ask_many(
+        self, questions: Sequence[str], top_k: int | None = None, sources: Sequence[str] | None = None, progress: bool = False
+    ) -> list[QAResult]:
+        """Answer many questions; retrieval and the reader run in batches across questions."""
+        self._check_embedder()
+        results: list[QAResult] = []
+        from tqdm import tqdm
+
+        with tqdm(total=len(questions), desc="Answering", unit="q", disable=not progress) as bar:
+            for first in range(0, len(questions), ASK_BATCH):
+                batch = list(questions[first : first + ASK_BATCH])
+                hits = self.retriever.retrieve(batch, top_k, sources)
+                readings = self.reader.read(batch, [[h.passage.text for h in found] for found in hits])
+                results += [self._combine(q, h, r) for q, h, r in zip(batch, hits, readings)]
+                bar.update(len(batch))
+        return results
+
+    def _combine(self, question: str, hits: list[SearchHit], readings: list) -> QAResult:
+        temperature = self.scoring.retrieval_temperature
+        if temperature is None:
+            temperature = DEFAULT_RETRIEVAL_TEMPERATURE[self.retriever.config.mode]
+        page_starts = {h.passage.source: self.store.page_starts(h.passage.source) for h in hits if h.passage.source}
+        return combine(
+            question, hits, readings, self.scoring, temperature, lambda source, offset: page_at(page_starts[source], offset)
+        )
 
     def delete(self, source: str | os.PathLike[str]) -> int:
         """Remove a file's passages; `source` may be the stored name or a path to the file."""

@@ -62,3 +62,66 @@ class SearchHit:
 
     passage: Passage
     score: float
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An extracted answer: `document_text[start:end] == text` for the `source` document (for a
+    passage without a source, the offsets are into the passage)."""
+
+    text: str
+    score: float
+    confidence: float
+    source: str | None
+    page: int | None
+    start: int
+    end: int
+    passage: Passage
+    retrieval_score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "score": round(self.score, 6),
+            "confidence": round(self.confidence, 6),
+            "source": self.source,
+            "page": self.page,
+            "start": self.start,
+            "end": self.end,
+            "passage": {
+                "id": self.passage.id,
+                "text": self.passage.text,
+                "start": self.passage.char_start,
+                "end": self.passage.char_end,
+                "page": self.passage.page,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class QAResult:
+    """The outcome for one question: ranked answers, or an explicit abstention with its confidence.
+
+    When the system abstains, `answers` still holds the best guesses (for evaluation and for
+    showing "closest match" hints); `best` is then None and the JSON form lists no answers."""
+
+    question: str
+    answers: tuple[Answer, ...]
+    abstained: bool
+    no_answer_confidence: float
+    margin: float  # max over passages of (best span - null) + tau; >= 0 means "answer"
+
+    @property
+    def best(self) -> Answer | None:
+        return None if self.abstained or not self.answers else self.answers[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "question": self.question,
+            "abstained": self.abstained,
+            "no_answer_confidence": round(self.no_answer_confidence, 6),
+            "answers": [] if self.abstained else [a.to_dict() for a in self.answers],
+        }
+        if self.abstained and self.answers:
+            result["best_guess"] = self.answers[0].to_dict()
+        return result

