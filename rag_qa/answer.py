@@ -67,7 +67,8 @@ def combine(
     for score, hit, span in candidates:
         passage = hit.passage
         start, end = passage.char_start + span.start, passage.char_start + span.end
-        page = page_of(passage.source, start) if page_of and passage.source else passage.page
+        page = page_of(passage.source, start) if page_of and passage.source else None
+        page = page if page is not None else passage.page
         answer = Answer(span.text, score, 0.0, passage.source, page, start, end, passage, hit.score)
         if not any(_overlaps(answer, other) for other in kept):  # duplicates from overlapping windows/passages
             kept.append(answer)

@@ -8,6 +8,7 @@ Predictions and no-answer probabilities are produced in the official file format
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import re
 import string
@@ -15,12 +16,17 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from rag_qa.answer import combine
 from rag_qa.config import ScoringConfig
 from rag_qa.reader import Reader
-from rag_qa.records import Passage, QAResult, SearchHit
+from rag_qa.records import Document, Passage, QAResult, SearchHit
+
+if TYPE_CHECKING:
+    from rag_qa.pipeline import RagQA
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _PUNCTUATION = set(string.punctuation)
@@ -169,3 +175,95 @@ def evaluate_reader(reader: Reader, questions: list[SquadQuestion], scoring: Sco
         margins[question.id] = result.margin - scoring.tau
     seconds = time.perf_counter() - started
     return ReaderEvaluation(squad_metrics(questions, predictions, na_probs), predictions, na_probs, margins, best_spans, seconds)
+
+
+# ----------------------------------------------------------------------------- corpus-wide (open) QA
+def paragraph_source(title: str, paragraph: int) -> str:
+    """The source name of a SQuAD paragraph indexed as its own document."""
+    return f"squad:{title}#{paragraph}"
+
+
+def squad_corpus(files: list[str | Path], distractors: list[str | Path] = ()) -> list[Document]:
+    """Every paragraph of SQuAD-format files, plus JSONL distractor paragraphs
+    ({"title", "paragraph", "text"} per line), as documents."""
+    documents: dict[str, Document] = {}
+    for file in files:
+        for question in load_squad(file):
+            source = paragraph_source(question.title, question.paragraph)
+            documents.setdefault(source, _document(source, question.context))
+    for file in distractors:
+        for line in Path(file).read_text("utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                source = paragraph_source(row["title"], row["paragraph"])
+                documents.setdefault(source, _document(source, row["text"]))
+    return list(documents.values())
+
+
+def _document(source: str, text: str) -> Document:
+    return Document(source=source, text=text, content_hash=hashlib.sha256(text.encode("utf-8")).hexdigest())
+
+
+def expected_calibration_error(confidences: list[float], correct: list[bool], bins: int = 10) -> float:
+    """Mean |accuracy - confidence| over equal-width confidence bins, weighted by bin size."""
+    conf, hit = np.asarray(confidences, dtype=np.float64), np.asarray(correct, dtype=np.float64)
+    if conf.size == 0:
+        return 0.0
+    which = np.minimum((conf * bins).astype(int), bins - 1)
+    error = 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            error += mask.mean() * abs(hit[mask].mean() - conf[mask].mean())
+    return float(error)
+
+
+def evaluate_open(qa: RagQA, questions: list[SquadQuestion], top_k: int | None = None, progress: bool = False) -> dict[str, Any]:
+    """End-to-end evaluation over an indexed corpus of SQuAD paragraphs (see `squad_corpus`)."""
+    texts = [q.question for q in questions]
+    started = time.perf_counter()
+    results = qa.ask_many(texts, top_k=top_k, progress=progress)
+    seconds = time.perf_counter() - started
+    ranked = qa.retriever.retrieve(texts, top_k=max(RECALL_AT))
+    metrics: dict[str, Any] = {"questions": len(questions), "questions_per_second": len(questions) / seconds}
+    metrics.update(_retrieval_metrics(questions, ranked))
+    predictions = {q.id: ("" if r.abstained or not r.answers else r.answers[0].text) for q, r in zip(questions, results)}
+    na_probs = {q.id: r.no_answer_confidence for q, r in zip(questions, results)}
+    metrics.update(squad_metrics(questions, predictions, na_probs))
+    abstained = [r.abstained for r in results]
+    unanswerable = [not q.has_answer for q in questions]
+    true_abstentions = sum(a and u for a, u in zip(abstained, unanswerable))
+    metrics["abstention_precision"] = true_abstentions / max(1, sum(abstained))
+    metrics["abstention_recall"] = true_abstentions / max(1, sum(unanswerable))
+    answered_right_paragraph = [
+        r.answers[0].source == paragraph_source(q.title, q.paragraph)
+        for q, r in zip(questions, results)
+        if q.has_answer and not r.abstained and r.answers
+    ]
+    metrics["answers_from_right_paragraph"] = sum(answered_right_paragraph) / max(1, len(answered_right_paragraph))
+    confidences, correct = [], []
+    for question, result in zip(questions, results):
+        if result.abstained or not result.answers:
+            confidences.append(result.no_answer_confidence)
+            correct.append(not question.has_answer)
+        else:
+            confidences.append(result.answers[0].confidence)
+            correct.append(any(exact_score(g, result.answers[0].text) for g in question.answers))
+    metrics["expected_calibration_error"] = expected_calibration_error(confidences, correct)
+    return metrics
+
+
+RECALL_AT = (1, 5, 10, 20)
+
+
+def _retrieval_metrics(questions: list[SquadQuestion], ranked: list[list[SearchHit]]) -> dict[str, float]:
+    """Paragraph-level recall@k and MRR over the answerable questions."""
+    ranks = []
+    for question, hits in zip(questions, ranked):
+        if not question.has_answer:
+            continue
+        wanted = paragraph_source(question.title, question.paragraph)
+        ranks.append(next((i for i, h in enumerate(hits, 1) if h.passage.source == wanted), None))
+    metrics = {f"recall@{k}": sum(1 for r in ranks if r is not None and r <= k) / max(1, len(ranks)) for k in RECALL_AT}
+    metrics["mrr"] = sum(1.0 / r for r in ranks if r is not None) / max(1, len(ranks))
+    return metrics

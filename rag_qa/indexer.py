@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,7 @@ from rag_qa.errors import ConfigError, LoadError
 from rag_qa.ingest.chunking import chunk_document
 from rag_qa.ingest.loaders import discover, file_hash, load_document
 from rag_qa.ingest.pdf import GuardedPdfReader
-from rag_qa.records import Passage
+from rag_qa.records import Document, Passage
 from rag_qa.store import FaissStore
 
 
@@ -116,6 +117,28 @@ def index_paths(
         store.flush()
     report.passages_total = store.count()
     return report
+
+
+def add_documents(
+    documents: Iterable[Document], store: FaissStore, embedder: Embedder, commit_passages: int = 256, progress: bool = False
+) -> int:
+    """Chunk, embed and store already-loaded documents (for corpora that are not files, such as
+    SQuAD paragraphs). Returns the number of passages added."""
+    from tqdm import tqdm
+
+    report = IndexReport()
+    pending: list[tuple[str, str, tuple[int, ...], list[Passage]]] = []
+    for document in tqdm(list(documents), desc="Indexing", unit="doc", disable=not progress, file=sys.stderr):
+        if store.file_hash(document.source) == document.content_hash:
+            continue
+        passages = chunk_document(document, embedder.tokenizer, store.settings.chunking)
+        pending.append((document.source, document.content_hash, document.page_starts, passages))
+        if sum(len(p) for *_, p in pending) >= commit_passages:
+            _commit(pending, store, embedder, report)
+            pending = []
+    _commit(pending, store, embedder, report)
+    store.flush()
+    return report.passages_added
 
 
 def _commit(

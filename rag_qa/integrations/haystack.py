@@ -1,5 +1,6 @@
-"""Haystack 3 integration: rag-qa's crash-safe FAISS + SQLite store as a Haystack `DocumentStore`,
-and a retriever component for it. Same code path as the rag-qa CLI, so an index built by
+"""Haystack 3 integration: rag-qa's crash-safe FAISS + SQLite store as a Haystack `DocumentStore`
+with an embedding retriever, our span reader as a component, and ready-made indexing and query
+pipelines. Thin wrappers over the same code the rag-qa CLI runs, so an index built by
 `rag-qa index` can be searched from a Haystack pipeline and vice versa.
 
     >>> from rag_qa.integrations.haystack import FaissDocumentStore, FaissEmbeddingRetriever
@@ -10,18 +11,32 @@ and a retriever component for it. Same code path as the rag-qa CLI, so an index 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from haystack import Document, component, default_from_dict, default_to_dict
-from haystack.dataclasses import ByteStream, SparseEmbedding
+from haystack import Document, Pipeline, component, default_from_dict, default_to_dict
+from haystack.dataclasses import ByteStream, ExtractedAnswer, SparseEmbedding
 from haystack.document_stores.errors import DuplicateDocumentError
 from haystack.document_stores.types import DuplicatePolicy
 from haystack.errors import FilterError
 from haystack.utils.filters import document_matches_filter
 
-from rag_qa.config import EmbedderConfig, IndexSettings, VectorIndexConfig
-from rag_qa.records import Passage
+from rag_qa.answer import combine
+from rag_qa.config import (
+    DEFAULT_READER_MODEL,
+    DEFAULT_READER_REVISION,
+    DEFAULT_RETRIEVAL_TEMPERATURE,
+    EmbedderConfig,
+    IndexSettings,
+    ReaderConfig,
+    RetrievalConfig,
+    ScoringConfig,
+    VectorIndexConfig,
+)
+from rag_qa.pipeline import RagQA
+from rag_qa.reader import Reader
+from rag_qa.records import Answer, Passage, SearchHit, page_at
 from rag_qa.store import DuplicatePassageError, FaissStore
 from rag_qa.store.faiss_store import MANIFEST
 
@@ -193,3 +208,151 @@ class FaissEmbeddingRetriever:
                 top_k=top_k if top_k is not None else self.top_k,
             )
         }
+
+
+# ----------------------------------------------------------------------------- question answering
+def _passage_of(document: Document) -> Passage:
+    """A retrieved Haystack document as a passage; offsets into its source when the meta has them."""
+    meta = document.meta
+    if isinstance(meta.get("source"), str) and isinstance(meta.get("char_start"), int):
+        return Passage(document.id, document.content or "", meta["source"], meta["char_start"], meta.get("char_end"), meta.get("page"))
+    return Passage(document.id, document.content or "")
+
+
+@component
+class SpanReader:
+    """rag-qa's span reader and answer scoring as a Haystack component.
+
+    Input: the query and retrieved documents (their `score` is the retrieval score). Output:
+    `ExtractedAnswer`s ranked by confidence, always including the no-answer (`data=None`) with
+    its own probability; offsets are into each document's content, and `meta` carries the source
+    file, page and offsets into the source when the documents came from a rag-qa index.
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_READER_MODEL,
+        revision: str | None = DEFAULT_READER_REVISION,
+        top_k: int = 5,
+        tau: float = 0.0,
+        retrieval_weight: float = 0.5,
+        retrieval_temperature: float = DEFAULT_RETRIEVAL_TEMPERATURE["dense"],
+    ):
+        self.model, self.revision, self.top_k = model, revision, top_k
+        self.scoring = ScoringConfig(
+            tau=tau, retrieval_weight=retrieval_weight, retrieval_temperature=retrieval_temperature, max_answers=top_k
+        )
+        self.reader = Reader(ReaderConfig(model=model, revision=revision))
+
+    def warm_up(self) -> None:
+        self.reader.warm_up()
+
+    def to_dict(self) -> dict[str, Any]:
+        s = self.scoring
+        return default_to_dict(
+            self, model=self.model, revision=self.revision, top_k=self.top_k, tau=s.tau,
+            retrieval_weight=s.retrieval_weight, retrieval_temperature=s.retrieval_temperature,
+        )  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SpanReader":
+        return default_from_dict(cls, data)
+
+    @component.output_types(answers=list[ExtractedAnswer])
+    def run(self, query: str, documents: list[Document], top_k: int | None = None) -> dict[str, Any]:
+        passages = [_passage_of(d) for d in documents]
+        hits = [SearchHit(p, d.score if d.score is not None else 0.0) for p, d in zip(passages, documents)]
+        readings = self.reader.read([query], [[p.text for p in passages]])[0] if passages else []
+        scoring = self.scoring if top_k is None else replace(self.scoring, max_answers=top_k)
+        page_starts = {p.source: d.meta["page_starts"] for p, d in zip(passages, documents) if "page_starts" in d.meta}
+        result = combine(
+            query, hits, readings, scoring, scoring.retrieval_temperature or 1.0,
+            lambda source, offset: page_at(page_starts[source], offset) if source in page_starts else None,
+        )  # fmt: skip
+        by_id = {d.id: d for d in documents}
+        answers = [] if result.abstained else [self._extracted(query, a, by_id[a.passage.id]) for a in result.answers]
+        answers.append(ExtractedAnswer(query=query, score=result.no_answer_confidence, data=None))
+        return {"answers": sorted(answers, key=lambda a: -a.score)}
+
+    @staticmethod
+    def _extracted(query: str, answer: Answer, document: Document) -> ExtractedAnswer:
+        offset = answer.start - answer.passage.char_start
+        return ExtractedAnswer(
+            query=query,
+            score=answer.confidence,
+            data=answer.text,
+            document=document,
+            context=document.content,
+            document_offset=ExtractedAnswer.Span(offset, offset + len(answer.text)),
+            meta={"source": answer.source, "page": answer.page, "start": answer.start, "end": answer.end, "rank_score": answer.score},
+        )
+
+
+@component
+class PassageRetriever:
+    """Retrieves passages for a text query from a rag-qa index (dense, BM25 or hybrid)."""
+
+    def __init__(self, index: str, top_k: int = 5, mode: str = "dense"):
+        self.index, self.top_k, self.mode = index, top_k, mode
+        self._qa: RagQA | None = None
+
+    def warm_up(self) -> None:
+        if self._qa is None:
+            self._qa = RagQA.open(self.index, read_only=True, retrieval=RetrievalConfig(mode=self.mode, top_k=self.top_k))
+            self._qa.embedder.warm_up()
+
+    def to_dict(self) -> dict[str, Any]:
+        return default_to_dict(self, index=self.index, top_k=self.top_k, mode=self.mode)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PassageRetriever":
+        return default_from_dict(cls, data)
+
+    @component.output_types(documents=list[Document])
+    def run(self, query: str, top_k: int | None = None) -> dict[str, Any]:
+        self.warm_up()
+        assert self._qa is not None
+        hits = self._qa.retriever.retrieve([query], top_k)[0]
+        documents = [to_document(h.passage, score=h.score) for h in hits]
+        for document, hit in zip(documents, hits):
+            if hit.passage.page is not None:  # lets the reader give the page of the answer itself
+                document.meta["page_starts"] = list(self._qa.store.page_starts(hit.passage.source))
+        return {"documents": documents}
+
+
+@component
+class FileIndexer:
+    """Indexes files and folders into a rag-qa index (loaders, chunking, embedding, crash-safe store)."""
+
+    def __init__(self, index: str):
+        self.index = index
+
+    def to_dict(self) -> dict[str, Any]:
+        return default_to_dict(self, index=self.index)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FileIndexer":
+        return default_from_dict(cls, data)
+
+    @component.output_types(report=dict)
+    def run(self, sources: list[str]) -> dict[str, Any]:
+        with RagQA.open(self.index) as qa:
+            return {"report": qa.index(sources).to_dict()}
+
+
+def indexing_pipeline(index: str) -> Pipeline:
+    """A Haystack pipeline that indexes files: `pipeline.run({"indexer": {"sources": [...]}})`."""
+    pipeline = Pipeline()
+    pipeline.add_component("indexer", FileIndexer(index))
+    return pipeline
+
+
+def query_pipeline(index: str, reader: str = DEFAULT_READER_MODEL, top_k: int = 5, tau: float = 0.0, mode: str = "dense") -> Pipeline:
+    """Retriever → span reader. Run with
+    `pipeline.run({"retriever": {"query": q}, "reader": {"query": q}})`."""
+    pipeline = Pipeline()
+    pipeline.add_component("retriever", PassageRetriever(index, top_k=top_k, mode=mode))
+    temperature = DEFAULT_RETRIEVAL_TEMPERATURE[mode]
+    pipeline.add_component("reader", SpanReader(reader, revision=None, top_k=top_k, tau=tau, retrieval_temperature=temperature))
+    pipeline.connect("retriever.documents", "reader.documents")
+    return pipeline
