@@ -273,6 +273,8 @@ class FaissStore:
         """Save pending FAISS changes and close the files."""
         if self._lock is not None:
             self.flush()
+            with self._mutex:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # fold the WAL back: a compact folder
             os.close(self._lock)
             self._lock = None
         self._db.close()

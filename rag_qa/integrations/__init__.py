@@ -1,0 +1,1 @@
+"""Adapters that plug rag-qa into other frameworks (Haystack)."""
