@@ -7,7 +7,9 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from rag_qa.config import (
@@ -16,6 +18,7 @@ from rag_qa.config import (
     DEFAULT_INCLUDE,
     DEFAULT_READER_MODEL,
     DEFAULT_READER_REVISION,
+    DEFAULT_RETRIEVAL_TEMPERATURE,
     INDEX_TYPES,
     RETRIEVAL_MODES,
     ChunkingConfig,
@@ -134,9 +137,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
         raise RagQAError("give one QUESTION or --questions FILE")
     questions = [args.question] if args.question is not None else _read_questions(args.questions)
     reader = ReaderConfig(model=args.reader, revision=args.reader_revision, max_seq_len=args.max_seq_len, doc_stride=args.doc_stride)
-    scoring = ScoringConfig(tau=args.tau, retrieval_weight=args.retrieval_weight)
     retrieval = RetrievalConfig(mode=args.retrieval, top_k=args.top_k)
-    with RagQA.open(args.index, read_only=True, reader=reader, retrieval=retrieval, scoring=scoring) as qa:
+    with RagQA.open(args.index, read_only=True, reader=reader, retrieval=retrieval) as qa:
+        overrides = {k: v for k, v in (("tau", args.tau), ("retrieval_weight", args.retrieval_weight)) if v is not None}
+        qa.scoring = replace(qa.scoring, **overrides)
         progress = len(questions) > 1 and not args.json and sys.stderr.isatty()
         results = [r.to_dict() for r in qa.ask_many(questions, sources=args.source or None, progress=progress)]
     for result in results:
@@ -145,6 +149,95 @@ def cmd_ask(args: argparse.Namespace) -> int:
         else:
             _print_result(result, sys.stdout.isatty())
             print()
+    return 0
+
+
+def _metrics_table(metrics: dict[str, Any]) -> None:
+    for key, value in metrics.items():
+        print(f"{key:32} {value:.4f}" if isinstance(value, float) else f"{key:32} {value}")
+
+
+def _write_json(path: str | None, data: dict[str, Any]) -> None:
+    if path:
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, ensure_ascii=False)
+
+
+def cmd_eval_squad(args: argparse.Namespace) -> int:
+    from rag_qa.evaluate import evaluate_reader, load_squad
+    from rag_qa.reader import Reader
+
+    questions = load_squad(args.file)
+    reader = Reader(ReaderConfig(model=args.reader, revision=args.reader_revision, max_seq_len=args.max_seq_len, doc_stride=args.doc_stride))
+    evaluation = evaluate_reader(reader, questions, ScoringConfig(tau=args.tau, retrieval_weight=0.0), progress=not args.json)
+    _write_json(args.predictions, evaluation.predictions)
+    _write_json(args.na_probs, evaluation.na_probs)
+    metrics = {**evaluation.metrics, "questions_per_second": len(questions) / evaluation.seconds}
+    _emit(args, metrics, lambda: _metrics_table(metrics))
+    return 0
+
+
+def _split_corpus_files(paths: list[str]) -> tuple[list[str], list[str]]:
+    """SQuAD JSON files and JSONL paragraph files, told apart by extension."""
+    return [p for p in paths if not p.endswith(".jsonl")], [p for p in paths if p.endswith(".jsonl")]
+
+
+def cmd_eval_open(args: argparse.Namespace) -> int:
+    from rag_qa.evaluate import evaluate_open, load_squad, squad_corpus
+    from rag_qa.indexer import add_documents
+
+    squad_files, paragraph_files = _split_corpus_files([args.file, *args.corpus])
+    with tempfile.TemporaryDirectory(prefix="rag-qa-eval-") as scratch:
+        index = args.index_dir or scratch
+        reader = ReaderConfig(model=args.reader, revision=args.reader_revision)
+        with RagQA.open(index, reader=reader, retrieval=RetrievalConfig(mode=args.retrieval, top_k=args.top_k)) as qa:
+            add_documents(squad_corpus(squad_files, paragraph_files), qa.store, qa.embedder, progress=not args.json)
+            metrics = evaluate_open(qa, load_squad(args.file), progress=not args.json)
+            metrics["passages"] = qa.store.count()
+    _emit(args, metrics, lambda: _metrics_table(metrics))
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from rag_qa.calibration import decide, fit_scoring, metrics_for, read_once, save_scoring
+    from rag_qa.evaluate import load_squad
+
+    questions = load_squad(args.file)
+    if args.report_on:
+        fit_questions, report_questions = questions, load_squad(args.report_on)
+    else:  # hold out whole articles, so no report question shares a paragraph with the fit
+        titles = sorted({q.title for q in questions})
+        held_out = set(titles[len(titles) * 2 // 3 :]) or set(titles[-1:])
+        fit_questions = [q for q in questions if q.title not in held_out]
+        report_questions = [q for q in questions if q.title in held_out]
+    if not fit_questions or not report_questions:
+        raise RagQAError("calibrate needs questions to fit on and different ones to report on; pass --report-on FILE")
+    reader = ReaderConfig(model=args.reader, revision=args.reader_revision)
+    retrieval = RetrievalConfig(mode=args.retrieval, top_k=args.top_k)
+    with RagQA.open(args.index, read_only=True, reader=reader, retrieval=retrieval, scoring=ScoringConfig()) as qa:
+        if qa.store.count() == 0:
+            raise RagQAError(f"{args.index} is empty; index the documents the questions are about first (e.g. `rag-qa eval open FILE --index-dir {args.index}`)")
+        temperature = DEFAULT_RETRIEVAL_TEMPERATURE[args.retrieval]
+        fitted, details = fit_scoring(read_once(qa, fit_questions, progress=not args.json), args.retrieval)
+        report_cache = read_once(qa, report_questions, progress=not args.json)
+        report = {
+            "default": metrics_for(report_cache, decide(report_cache, ScoringConfig(), temperature)),
+            "fitted": metrics_for(report_cache, decide(report_cache, fitted, temperature)),
+        }
+    details = {**details, "fitted_on": {"file": args.file, "questions": len(fit_questions)},
+               "reported_on": {"file": args.report_on or args.file, "questions": len(report_questions)}, "report": report}  # fmt: skip
+    path = save_scoring(args.index, fitted, args.reader, details)
+    result = {"scoring": fitted.to_dict(), "saved": str(path), **details}
+
+    def human() -> None:
+        print(f"fitted on {len(fit_questions)} questions, saved to {path}:")
+        for key, value in fitted.to_dict().items():
+            print(f"  {key:24} {value}")
+        print(f"reported on {len(report_questions)} other questions (default -> fitted):")
+        for key in ("exact", "f1", "HasAns_f1", "NoAns_exact", "expected_calibration_error"):
+            print(f"  {key:24} {report['default'].get(key, 0):.2f} -> {report['fitted'].get(key, 0):.2f}")
+
+    _emit(args, result, human)
     return 0
 
 
@@ -215,9 +308,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    common = argparse.ArgumentParser(add_help=False)
+    json_option = argparse.ArgumentParser(add_help=False)
+    json_option.add_argument("--json", action="store_true", help="print JSON for scripts")
+    common = argparse.ArgumentParser(add_help=False, parents=[json_option])
     common.add_argument("--index", default=DEFAULT_INDEX, metavar="DIR", help=f"index folder (default: {DEFAULT_INDEX})")
-    common.add_argument("--json", action="store_true", help="print one JSON object for scripts")
+    reader_options = argparse.ArgumentParser(add_help=False)
+    reader_options.add_argument("--reader", default=os.environ.get("RAG_QA_READER", DEFAULT_READER_MODEL), metavar="MODEL", help="question-answering model: Hub id or local folder (default: $RAG_QA_READER or %(default)s)")
+    reader_options.add_argument("--reader-revision", default=DEFAULT_READER_REVISION, metavar="REV", help="Hub revision of the reader")
 
     p = sub.add_parser("index", parents=[common], help="add or update files and folders in an index")
     p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (walked recursively)")
@@ -243,19 +340,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", action="append", metavar="SOURCE", help="only search these files (repeatable)")
     p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("ask", parents=[common], help="answer questions from the indexed documents (or abstain)")
+    p = sub.add_parser("ask", parents=[common, reader_options], help="answer questions from the indexed documents (or abstain)")
     p.add_argument("question", nargs="?", help="the question (or use --questions FILE)")
     p.add_argument("--questions", metavar="FILE", help="answer each line of FILE; with --json, one JSON object per line")
-    p.add_argument("--reader", default=os.environ.get("RAG_QA_READER", DEFAULT_READER_MODEL), metavar="MODEL", help="question-answering model: Hub id or local folder (default: $RAG_QA_READER or %(default)s)")
-    p.add_argument("--reader-revision", default=DEFAULT_READER_REVISION, metavar="REV", help="Hub revision of the reader")
     p.add_argument("--top-k", type=int, default=RetrievalConfig.top_k, help="passages to read (default: %(default)s)")
     p.add_argument("--retrieval", choices=RETRIEVAL_MODES, default="dense", help="dense (FAISS), bm25 (full text) or hybrid (default: %(default)s)")
     p.add_argument("--source", action="append", metavar="SOURCE", help="only use these files (repeatable)")
-    p.add_argument("--tau", type=float, default=ScoringConfig.tau, help="no-answer threshold: a passage abstains when null - best span > TAU (default: %(default)s)")
-    p.add_argument("--retrieval-weight", type=float, default=ScoringConfig.retrieval_weight, help="weight of the retrieval score in ranking answers (default: %(default)s)")
+    p.add_argument("--tau", type=float, help=f"no-answer threshold: a passage abstains when null - best span > TAU (default: fitted by `calibrate`, else {ScoringConfig.tau})")
+    p.add_argument("--retrieval-weight", type=float, help=f"weight of the retrieval score in ranking answers (default: fitted, else {ScoringConfig.retrieval_weight})")
     p.add_argument("--max-seq-len", type=int, default=ReaderConfig.max_seq_len, help="reader window in tokens (default: %(default)s)")
     p.add_argument("--doc-stride", type=int, default=ReaderConfig.doc_stride, help="window overlap in tokens (default: %(default)s)")
     p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("eval", help="evaluate on SQuAD-format data")
+    evals = p.add_subparsers(dest="eval_command", required=True, metavar="KIND")
+    e = evals.add_parser("squad", parents=[reader_options, json_option], help="reader only: each question against its own paragraph (official SQuAD 2.0 metrics)")
+    e.add_argument("file", metavar="FILE", help="SQuAD 1.1/2.0 JSON file")
+    e.add_argument("--tau", type=float, default=0.0, help="no-answer threshold (default: %(default)s, the SQuAD rule)")
+    e.add_argument("--max-seq-len", type=int, default=ReaderConfig.max_seq_len, help="reader window in tokens (default: %(default)s)")
+    e.add_argument("--doc-stride", type=int, default=ReaderConfig.doc_stride, help="window overlap in tokens (default: %(default)s)")
+    e.add_argument("--predictions", metavar="OUT.json", help="write predictions in the official format")
+    e.add_argument("--na-probs", metavar="OUT.json", help="write no-answer probabilities in the official format")
+    e.set_defaults(func=cmd_eval_squad)
+    e = evals.add_parser("open", parents=[reader_options, json_option], help="corpus-wide: index all paragraphs, ask every question of FILE")
+    e.add_argument("file", metavar="FILE", help="SQuAD JSON file whose questions are asked (its paragraphs are indexed)")
+    e.add_argument("--corpus", nargs="*", default=[], metavar="MORE", help="more paragraphs: SQuAD .json files or .jsonl lines of {title, paragraph, text}")
+    e.add_argument("--index-dir", metavar="DIR", help="keep the corpus index here (default: a temporary folder)")
+    e.add_argument("--top-k", type=int, default=RetrievalConfig.top_k, help="passages read per question (default: %(default)s)")
+    e.add_argument("--retrieval", choices=RETRIEVAL_MODES, default="dense", help="retrieval mode (default: %(default)s)")
+    e.set_defaults(func=cmd_eval_open)
+
+    p = sub.add_parser("calibrate", parents=[common, reader_options], help="fit tau, the retrieval weight and confidence calibration; save them with the index")
+    p.add_argument("file", metavar="FILE", help="SQuAD JSON file of questions about documents already in the index")
+    p.add_argument("--report-on", metavar="FILE", help="report on these questions (default: hold out a third of FILE's articles)")
+    p.add_argument("--top-k", type=int, default=RetrievalConfig.top_k, help="passages read per question (default: %(default)s)")
+    p.add_argument("--retrieval", choices=RETRIEVAL_MODES, default="dense", help="retrieval mode (default: %(default)s)")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("info", parents=[common], help="describe an index")
     p.add_argument("--files", action="store_true", help="also list the indexed files")

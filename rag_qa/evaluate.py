@@ -241,6 +241,14 @@ def evaluate_open(qa: RagQA, questions: list[SquadQuestion], top_k: int | None =
         if q.has_answer and not r.abstained and r.answers
     ]
     metrics["answers_from_right_paragraph"] = sum(answered_right_paragraph) / max(1, len(answered_right_paragraph))
+    metrics["expected_calibration_error"] = outcome_calibration_error(questions, results)
+    return metrics
+
+
+def outcome_calibration_error(questions: list[SquadQuestion], results: list[QAResult]) -> float:
+    """ECE of the confidence of what the system said: the top answer's confidence when it
+    answered (right = exact match), the no-answer confidence when it abstained (right = the
+    question is unanswerable)."""
     confidences, correct = [], []
     for question, result in zip(questions, results):
         if result.abstained or not result.answers:
@@ -249,8 +257,7 @@ def evaluate_open(qa: RagQA, questions: list[SquadQuestion], top_k: int | None =
         else:
             confidences.append(result.answers[0].confidence)
             correct.append(any(exact_score(g, result.answers[0].text) for g in question.answers))
-    metrics["expected_calibration_error"] = expected_calibration_error(confidences, correct)
-    return metrics
+    return expected_calibration_error(confidences, correct)
 
 
 RECALL_AT = (1, 5, 10, 20)

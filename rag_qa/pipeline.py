@@ -13,6 +13,7 @@ import os
 from collections.abc import Sequence
 
 from rag_qa.answer import combine
+from rag_qa.calibration import load_scoring
 from rag_qa.config import (
     DEFAULT_RETRIEVAL_TEMPERATURE,
     IndexSettings,
@@ -68,11 +69,15 @@ class RagQA:
 
         An existing index keeps the settings it was built with; passing settings with a different
         embedding model raises IndexMismatchError. `reader` is a ReaderConfig, or a model id or
-        local folder (default: deepset/roberta-large-squad2).
+        local folder (default: deepset/roberta-large-squad2). `scoring` defaults to the parameters
+        `rag-qa calibrate` saved in the index folder for this reader, else to ScoringConfig().
         """
         if isinstance(reader, str):
             reader = ReaderConfig(model=reader)
+        reader = reader if reader is not None else ReaderConfig()
         store = FaissStore.open(path, settings, read_only=read_only)
+        if scoring is None:  # what `rag-qa calibrate` fitted for this reader, else the defaults
+            scoring = load_scoring(path, reader.model)
         return cls(store, Embedder(store.settings.embedder), ingest, Reader(reader), retrieval, scoring)
 
     def close(self) -> None:

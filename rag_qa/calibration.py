@@ -1,0 +1,128 @@
+"""Fitting the answer-scoring parameters on held-out questions: the no-answer threshold τ, the
+retrieval weight, and the confidence calibration (logistic fits), saved with the index.
+
+The reader and retriever run once per question; every (weight, τ) candidate is then scored from
+the cached readings, so a grid search costs seconds, not model passes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rag_qa.answer import answer_margin, combine
+from rag_qa.config import DEFAULT_RETRIEVAL_TEMPERATURE, ScoringConfig
+from rag_qa.errors import RagQAError
+from rag_qa.evaluate import SquadQuestion, exact_score, outcome_calibration_error, squad_metrics
+from rag_qa.reader import PassageReading
+from rag_qa.records import QAResult, SearchHit
+from rag_qa.store.faiss_store import atomic_write
+
+if TYPE_CHECKING:
+    from rag_qa.pipeline import RagQA
+
+SCORING_FILE = "scoring.json"
+WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)
+
+
+@dataclass
+class CachedQuestion:
+    question: SquadQuestion
+    hits: list[SearchHit]
+    readings: list[PassageReading]
+
+
+def read_once(qa: RagQA, questions: list[SquadQuestion], progress: bool = False) -> list[CachedQuestion]:
+    """Retrieve and read every question once (the expensive part)."""
+    from tqdm import tqdm
+
+    cached = []
+    batch = 32
+    with tqdm(total=len(questions), desc="Reading", unit="q", disable=not progress) as bar:
+        for first in range(0, len(questions), batch):
+            chunk = questions[first : first + batch]
+            hits = qa.retriever.retrieve([q.question for q in chunk])
+            readings = qa.reader.read([q.question for q in chunk], [[h.passage.text for h in found] for found in hits])
+            cached += [CachedQuestion(q, h, r) for q, h, r in zip(chunk, hits, readings)]
+            bar.update(len(chunk))
+    return cached
+
+
+def decide(cached: list[CachedQuestion], scoring: ScoringConfig, temperature: float) -> list[QAResult]:
+    return [combine(c.question.question, c.hits, c.readings, scoring, temperature) for c in cached]
+
+
+def metrics_for(cached: list[CachedQuestion], results: list[QAResult]) -> dict[str, float]:
+    """Official SQuAD 2.0 metrics of these decisions, plus the calibration error of their confidences."""
+    questions = [c.question for c in cached]
+    predictions = {q.id: ("" if r.abstained or not r.answers else r.answers[0].text) for q, r in zip(questions, results)}
+    metrics = squad_metrics(questions, predictions, {q.id: r.no_answer_confidence for q, r in zip(questions, results)})
+    metrics["expected_calibration_error"] = outcome_calibration_error(questions, results)
+    return metrics
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 50) -> tuple[float, float]:
+    """(scale, bias) of P(y=1 | x) = sigmoid(scale * x + bias) by Newton's method (ridge-damped)."""
+    features = np.column_stack([x, np.ones_like(x)])
+    weights = np.zeros(2)
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-np.clip(features @ weights, -30, 30)))
+        gradient = features.T @ (p - y) + l2 * weights
+        hessian = (features * (p * (1 - p))[:, None]).T @ features + l2 * np.eye(2)
+        step = np.linalg.solve(hessian, gradient)
+        weights -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return float(weights[0]), float(weights[1])
+
+
+def fit_scoring(cached: list[CachedQuestion], retrieval_mode: str, max_answers: int = 5) -> tuple[ScoringConfig, dict[str, Any]]:
+    """Grid-search (retrieval weight, τ) for the best F1, then calibrate the two confidences."""
+    temperature = DEFAULT_RETRIEVAL_TEMPERATURE[retrieval_mode]
+    margins = np.array([answer_margin(c.readings, 0.0) for c in cached])
+    finite = margins[np.isfinite(margins)]
+    taus = sorted({0.0, *np.round(-np.quantile(finite, np.linspace(0.02, 0.98, 25)), 3).tolist()}) if finite.size else [0.0]
+    candidates = []
+    for weight in WEIGHTS:
+        for tau in taus:
+            scoring = ScoringConfig(tau=tau, retrieval_weight=weight, max_answers=max_answers)
+            f1 = metrics_for(cached, decide(cached, scoring, temperature))["f1"]
+            candidates.append((f1, -abs(tau), -abs(weight - 0.5), tau, weight))  # ties: tau near 0, weight near 0.5
+    fit_f1, _, _, tau, weight = max(candidates)
+    scoring = ScoringConfig(tau=tau, retrieval_weight=weight, max_answers=max_answers)
+    results = decide(cached, scoring, temperature)
+    x = np.array([r.margin if math.isfinite(r.margin) else -50.0 for r in results])
+    answer_right = np.array([_top_answer_right(c.question, r) for c, r in zip(cached, results)], dtype=float)
+    unanswerable = np.array([not c.question.has_answer for c in cached], dtype=float)
+    answer_scale, answer_bias = fit_logistic(x, answer_right)
+    no_scale, no_bias = fit_logistic(-x, unanswerable)
+    fitted = replace(scoring, answer_scale=answer_scale, answer_bias=answer_bias, no_answer_scale=no_scale, no_answer_bias=no_bias)
+    return fitted, {"grid": {"weights": list(WEIGHTS), "taus": taus}, "fit_f1": fit_f1}
+
+
+def _top_answer_right(question: SquadQuestion, result: QAResult) -> bool:
+    return bool(question.has_answer and result.answers and any(exact_score(g, result.answers[0].text) for g in question.answers))
+
+
+def save_scoring(index: str | Path, scoring: ScoringConfig, reader_model: str, details: dict[str, Any]) -> Path:
+    """Write the fitted scoring next to the index (atomically); `RagQA.open` picks it up."""
+    path = Path(index) / SCORING_FILE
+    atomic_write(path, json.dumps({"reader": reader_model, "scoring": scoring.to_dict(), **details}, indent=2).encode("utf-8"))
+    return path
+
+
+def load_scoring(index: str | Path, reader_model: str) -> ScoringConfig | None:
+    """The scoring fitted for this reader on this index, if `rag-qa calibrate` saved one."""
+    path = Path(index) / SCORING_FILE
+    if not path.exists():
+        return None
+    try:
+        saved = json.loads(path.read_text("utf-8"))
+        return ScoringConfig.from_dict(saved["scoring"]) if saved.get("reader") == reader_model else None
+    except (ValueError, KeyError) as exc:
+        raise RagQAError(f"{path}: unreadable scoring file ({exc}); re-run `rag-qa calibrate`") from None

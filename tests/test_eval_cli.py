@@ -1,0 +1,69 @@
+"""`rag-qa eval squad`, `rag-qa eval open` and `rag-qa calibrate` on small SQuAD subsets with the
+offline reader: official-format outputs that re-score to the reported numbers, and a fitted scoring
+that `ask` then uses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import READER, SQUAD, needs_shared
+
+from rag_qa import RagQA
+from rag_qa.calibration import SCORING_FILE
+from rag_qa.evaluate import load_squad, squad_metrics
+
+pytestmark = pytest.mark.integration
+
+
+def subset(source, article: int, paragraphs: int, target):
+    data = json.loads(source.read_text("utf-8"))
+    data["data"] = [dict(data["data"][article], paragraphs=data["data"][article]["paragraphs"][:paragraphs])]
+    target.write_text(json.dumps(data))
+    return target
+
+
+def rag_qa(*args: str) -> dict:
+    result = subprocess.run([sys.executable, "-m", "rag_qa.cli", *args, "--json"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    needs_shared(READER)
+    needs_shared(SQUAD / "dev-eval.json")
+    folder = tmp_path_factory.mktemp("squad")
+    return subset(SQUAD / "dev-eval.json", 0, 8, folder / "fit.json"), subset(SQUAD / "dev-eval.json", 1, 5, folder / "report.json")
+
+
+def test_eval_squad_writes_official_files_that_rescore_identically(files, tmp_path):
+    fit, _ = files
+    predictions, na_probs = tmp_path / "pred.json", tmp_path / "na.json"
+    metrics = rag_qa("eval", "squad", str(fit), "--reader", str(READER), "--predictions", str(predictions), "--na-probs", str(na_probs))
+    questions = load_squad(fit)
+    written, probabilities = json.loads(predictions.read_text()), json.loads(na_probs.read_text())
+    assert set(written) == set(probabilities) == {q.id for q in questions}
+    assert all(isinstance(v, str) for v in written.values()) and all(0 <= p <= 1 for p in probabilities.values())
+    rescored = squad_metrics(questions, written, probabilities)
+    for key in ("exact", "f1", "HasAns_f1", "NoAns_exact", "best_f1", "best_f1_thresh"):
+        assert metrics[key] == pytest.approx(rescored[key])
+    assert metrics["total"] == len(questions) and metrics["questions_per_second"] > 0
+
+
+def test_eval_open_then_calibrate_then_ask_uses_the_fit(files, tmp_path):
+    fit, report = files
+    index = tmp_path / "index"
+    metrics = rag_qa("eval", "open", str(report), "--corpus", str(fit), "--index-dir", str(index), "--reader", str(READER))
+    assert metrics["questions"] == len(load_squad(report)) and metrics["passages"] >= 13
+    assert 0 <= metrics["recall@1"] <= metrics["recall@5"] <= metrics["recall@20"] <= 1
+    assert {"abstention_precision", "abstention_recall", "expected_calibration_error", "mrr"} <= set(metrics)
+    result = rag_qa("calibrate", str(fit), "--index", str(index), "--report-on", str(report), "--reader", str(READER))
+    assert (index / SCORING_FILE).exists()
+    assert result["fitted_on"]["questions"] == len(load_squad(fit)) and result["reported_on"]["file"] == str(report)
+    assert set(result["report"]) == {"default", "fitted"}
+    with RagQA.open(index, reader=str(READER), read_only=True) as qa:
+        assert qa.scoring.tau == result["scoring"]["tau"]
+        assert qa.scoring.answer_scale == result["scoring"]["answer_scale"]

@@ -1,0 +1,79 @@
+"""SQuAD 2.0 metrics against hand-computed cases, official file formats, calibration fitting."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from rag_qa.calibration import fit_logistic, load_scoring, save_scoring
+from rag_qa.config import ScoringConfig
+from rag_qa.evaluate import (
+    SquadQuestion,
+    exact_score,
+    expected_calibration_error,
+    f1_score,
+    load_squad,
+    normalize_answer,
+    squad_metrics,
+)
+
+
+def q(qid: str, *answers: str) -> SquadQuestion:
+    return SquadQuestion(qid, "?", "context", answers, "T", 0)
+
+
+def test_normalisation_exact_and_f1_by_hand():
+    assert normalize_answer("The  Eiffel-Tower, in PARIS!") == "eiffeltower in paris"
+    assert exact_score("the Eiffel Tower", "Eiffel tower.") == 1
+    assert f1_score("the cat sat on the mat", "cat on a mat") == pytest.approx(2 * 1.0 * 0.75 / 1.75)  # P=3/3, R=3/4
+    assert f1_score("", "") == 1.0 and f1_score("", "something") == 0.0
+    assert f1_score("alpha", "beta") == 0.0
+
+
+def test_squad_metrics_by_hand():
+    questions = [q("a", "Paris", "the city of Paris"), q("b", "42"), q("c"), q("d")]
+    predictions = {"a": "city of Paris", "b": "41", "c": "", "d": "something"}
+    na_probs = {"a": 0.1, "b": 0.2, "c": 0.9, "d": 0.6}
+    m = squad_metrics(questions, predictions, na_probs)
+    # a: EM 1 (matches "the city of Paris"), b: 0, c: correct no-answer 1, d: wrong answer 0
+    assert m["exact"] == pytest.approx(50.0) and m["f1"] == pytest.approx(50.0)
+    assert m["HasAns_exact"] == 50.0 and m["NoAns_exact"] == 50.0 and m["total"] == 4
+    # best threshold: answer a (na 0.1) and abstain on the rest -> 3 of 4 right; b adds nothing, so 0.1 stays
+    assert m["best_exact"] == pytest.approx(75.0) and m["best_exact_thresh"] == pytest.approx(0.1)
+    strict = squad_metrics(questions, predictions, na_probs, na_prob_threshold=0.5)
+    assert strict["exact"] == pytest.approx(75.0)  # c and d count as abstentions
+
+
+def test_official_file_formats(tmp_path):
+    data = {"version": "v2.0", "data": [{"title": "T", "paragraphs": [{"context": "Paris is in France.", "qas": [
+        {"id": "q1", "question": "Where is Paris?", "answers": [{"text": "France", "answer_start": 12}], "is_impossible": False},
+        {"id": "q2", "question": "Who?", "answers": [], "is_impossible": True}]}]}]}  # fmt: skip
+    path = tmp_path / "dev.json"
+    path.write_text(json.dumps(data))
+    questions = load_squad(path)
+    assert [(x.id, x.has_answer, x.paragraph) for x in questions] == [("q1", True, 0), ("q2", False, 0)]
+    assert squad_metrics(questions, {"q1": "France", "q2": ""})["exact"] == 100.0
+
+
+def test_expected_calibration_error_by_hand():
+    assert expected_calibration_error([0.9] * 10, [True] * 9 + [False]) == pytest.approx(0.0)
+    assert expected_calibration_error([0.95, 0.95, 0.05, 0.05], [False, False, True, True]) == pytest.approx(0.95)
+    assert expected_calibration_error([], []) == 0.0
+
+
+def test_logistic_fit_recovers_parameters():
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 2, 20000)
+    y = (rng.random(20000) < 1 / (1 + np.exp(-(1.5 * x - 0.5)))).astype(float)
+    scale, bias = fit_logistic(x, y)
+    assert scale == pytest.approx(1.5, abs=0.1) and bias == pytest.approx(-0.5, abs=0.1)
+
+
+def test_saved_scoring_round_trips_and_is_tied_to_the_reader(tmp_path):
+    fitted = ScoringConfig(tau=-0.6, retrieval_weight=1.0, answer_scale=0.7)
+    save_scoring(tmp_path, fitted, "my/reader", {"fit_f1": 50.0})
+    assert load_scoring(tmp_path, "my/reader") == fitted
+    assert load_scoring(tmp_path, "other/reader") is None
+    assert ScoringConfig.from_dict(fitted.to_dict()) == fitted
