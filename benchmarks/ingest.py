@@ -1,8 +1,10 @@
-"""Ingestion throughput on real PDFs: the SQuAD articles of ../shared rendered one article per PDF
-(two paragraphs a page), indexed by rag-qa from scratch. Prints JSON: pages/s, passages/s, the
-share of time spent embedding, index size per 1,000 passages and peak memory.
+"""Ingestion benchmark on real PDFs: the SQuAD articles of ../shared rendered one article per PDF
+(two paragraphs a page, 11 PDFs, 222 pages), indexed from scratch by rag-qa and by the Haystack
+indexing pipeline (PyPDFToDocument -> DocumentSplitter -> SentenceTransformersDocumentEmbedder ->
+FAISSDocumentStore) with the same embedder. Each run is a fresh process (so peak memory is its
+own); runs alternate between systems and medians are reported.
 
-Usage: python benchmarks/ingest.py [--repeat N]
+Usage: python benchmarks/ingest.py [--repeat N] [--json]
 """
 
 from __future__ import annotations
@@ -11,59 +13,114 @@ import argparse
 import json
 import resource
 import shutil
-import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-SQUAD = REPO.parent / "shared" / "data" / "squad2"
+from common import SQUAD, embedder_path, median, require_shared, table
 
 
 def folder_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=3, help="runs to take the median of (default: %(default)s)")
-    args = parser.parse_args()
-    from squad_pdfs import build_corpus
-
+def ingest_ours(pdfs: Path, work: Path) -> dict:
     from rag_qa import RagQA
+
+    with RagQA.open(work / "index") as qa:
+        qa.embedder.warm_up()
+        started = time.perf_counter()
+        report = qa.index([pdfs])
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds, "pages": report.pages, "passages": report.passages_added, "embed_seconds": report.seconds["embed"],
+            "index_bytes": folder_size(work / "index"), "skipped": len(report.files_skipped)}  # fmt: skip
+
+
+def ingest_haystack(pdfs: Path, work: Path) -> dict:
+    from haystack.components.converters import PyPDFToDocument
+    from haystack.components.preprocessors import DocumentSplitter
+    from haystack_integrations.components.embedders.sentence_transformers import SentenceTransformersDocumentEmbedder
+    from haystack_integrations.document_stores.faiss import FAISSDocumentStore
+
+    converter = PyPDFToDocument()
+    splitter = DocumentSplitter(split_by="word", split_length=150, split_overlap=30)
+    embedder = SentenceTransformersDocumentEmbedder(model=embedder_path(), normalize_embeddings=True, progress_bar=False)
+    embedder.warm_up()
+    splitter.warm_up() if hasattr(splitter, "warm_up") else None
+    store = FAISSDocumentStore(index_path=str(work / "haystack"), embedding_dim=384)
+    started = time.perf_counter()
+    documents = converter.run(sources=sorted(pdfs.glob("*.pdf")))["documents"]
+    chunks = splitter.run(documents=documents)["documents"]
+    embed_started = time.perf_counter()
+    embedded = embedder.run(documents=chunks)["documents"]
+    embed_seconds = time.perf_counter() - embed_started
+    store.write_documents(embedded)
+    store.save(str(work / "haystack"))
+    seconds = time.perf_counter() - started
+    from pypdf import PdfReader
+
+    pages = sum(len(PdfReader(str(p)).pages) for p in pdfs.glob("*.pdf"))
+    return {"seconds": seconds, "pages": pages, "passages": len(chunks), "embed_seconds": embed_seconds,
+            "index_bytes": folder_size(work), "skipped": 0}  # fmt: skip
+
+
+def one_run(system: str, pdfs: Path) -> dict:
+    with tempfile.TemporaryDirectory() as work:
+        result = (ingest_ours if system == "ours" else ingest_haystack)(pdfs, Path(work))
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def run(repeat: int = 3) -> dict:
+    require_shared()
+    from squad_pdfs import build_corpus
 
     work = Path(tempfile.mkdtemp(prefix="rag-qa-bench-"))
     try:
         for name in ("dev-eval.json", "reader-train.json"):
             build_corpus(SQUAD / name, work / "pdfs")
-        runs = []
-        for run in range(args.repeat):
-            index = work / f"index-{run}"
-            with RagQA.open(index) as qa:
-                qa.embedder.warm_up()
-                started = time.perf_counter()
-                report = qa.index([work / "pdfs"])
-                seconds = time.perf_counter() - started
-            runs.append((seconds, report, folder_size(index)))
-        seconds, report, size = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
-        print(json.dumps({
-            "files": report.files_indexed,
-            "pages": report.pages,
-            "passages": report.passages_added,
-            "seconds_median": round(seconds, 2),
-            "seconds_all": [round(r[0], 2) for r in runs],
-            "pages_per_second": round(report.pages / seconds, 2),
-            "passages_per_second": round(report.passages_added / seconds, 2),
-            "embedding_share": round(report.seconds["embed"] / seconds, 3),
-            "stage_seconds": report.seconds,
-            "index_bytes_per_1000_passages": round(1000 * size / report.passages_added),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-            "spread": round(statistics.pstdev(r[0] for r in runs), 2),
-        }, indent=2))  # fmt: skip
+        runs: dict[str, list[dict]] = {"ours": [], "haystack": []}
+        for _ in range(repeat):
+            for system in runs:
+                output = subprocess.run([sys.executable, __file__, "--one", system, str(work / "pdfs")], capture_output=True, text=True, check=True)
+                runs[system].append(json.loads(output.stdout.strip().splitlines()[-1]))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    summary = {}
+    for system, results in runs.items():
+        seconds = median([r["seconds"] for r in results])
+        first = results[0]
+        summary[system] = {
+            "pages": first["pages"], "passages": first["passages"], "seconds": seconds,
+            "pages_per_second": first["pages"] / seconds, "passages_per_second": first["passages"] / seconds,
+            "embedding_share": median([r["embed_seconds"] / r["seconds"] for r in results]),
+            "peak_rss_mb": median([r["peak_rss_mb"] for r in results]),
+            "index_mb_per_1000_passages": first["index_bytes"] / first["passages"] * 1000 / 2**20,
+            "runs_seconds": [r["seconds"] for r in results],
+        }  # fmt: skip
+    summary["speedup_pages"] = summary["ours"]["pages_per_second"] / summary["haystack"]["pages_per_second"]
+    return summary
+
+
+def markdown(result: dict) -> str:
+    keys = ["pages", "passages", "seconds", "pages_per_second", "passages_per_second", "embedding_share", "peak_rss_mb", "index_mb_per_1000_passages"]
+    rows = [["rag-qa"] + [result["ours"][k] for k in keys], ["Haystack 3 pipeline"] + [result["haystack"][k] for k in keys]]
+    return table(["system"] + keys, rows) + f"\n\nrag-qa / Haystack pages per second: {result['speedup_pages']:.2f}x (median of {len(result['ours']['runs_seconds'])} runs each)."
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per system (default: %(default)s)")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--one", nargs=2, metavar=("SYSTEM", "PDFS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one_run(args.one[0], Path(args.one[1]))))
+        return
+    result = run(args.repeat)
+    print(json.dumps(result, indent=2) if args.json else markdown(result))
 
 
 if __name__ == "__main__":

@@ -136,7 +136,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if (args.question is None) == (args.questions is None):
         raise RagQAError("give one QUESTION or --questions FILE")
     questions = [args.question] if args.question is not None else _read_questions(args.questions)
-    reader = ReaderConfig(model=args.reader, revision=args.reader_revision, max_seq_len=args.max_seq_len, doc_stride=args.doc_stride)
+    reader = ReaderConfig(model=args.reader, revision=args.reader_revision, max_seq_len=args.max_seq_len, doc_stride=args.doc_stride, int8=args.int8)
     retrieval = RetrievalConfig(mode=args.retrieval, top_k=args.top_k)
     with RagQA.open(args.index, read_only=True, reader=reader, retrieval=retrieval) as qa:
         overrides = {k: v for k, v in (("tau", args.tau), ("retrieval_weight", args.retrieval_weight)) if v is not None}
@@ -168,7 +168,7 @@ def cmd_eval_squad(args: argparse.Namespace) -> int:
     from rag_qa.reader import Reader
 
     questions = load_squad(args.file)
-    reader = Reader(ReaderConfig(model=args.reader, revision=args.reader_revision, max_seq_len=args.max_seq_len, doc_stride=args.doc_stride))
+    reader = Reader(ReaderConfig(model=args.reader, revision=args.reader_revision, max_seq_len=args.max_seq_len, doc_stride=args.doc_stride, int8=args.int8))
     evaluation = evaluate_reader(reader, questions, ScoringConfig(tau=args.tau, retrieval_weight=0.0), progress=not args.json)
     _write_json(args.predictions, evaluation.predictions)
     _write_json(args.na_probs, evaluation.na_probs)
@@ -189,7 +189,7 @@ def cmd_eval_open(args: argparse.Namespace) -> int:
     squad_files, paragraph_files = _split_corpus_files([args.file, *args.corpus])
     with tempfile.TemporaryDirectory(prefix="rag-qa-eval-") as scratch:
         index = args.index_dir or scratch
-        reader = ReaderConfig(model=args.reader, revision=args.reader_revision)
+        reader = ReaderConfig(model=args.reader, revision=args.reader_revision, int8=args.int8)
         with RagQA.open(index, reader=reader, retrieval=RetrievalConfig(mode=args.retrieval, top_k=args.top_k)) as qa:
             add_documents(squad_corpus(squad_files, paragraph_files), qa.store, qa.embedder, progress=not args.json)
             metrics = evaluate_open(qa, load_squad(args.file), progress=not args.json)
@@ -212,7 +212,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         report_questions = [q for q in questions if q.title in held_out]
     if not fit_questions or not report_questions:
         raise RagQAError("calibrate needs questions to fit on and different ones to report on; pass --report-on FILE")
-    reader = ReaderConfig(model=args.reader, revision=args.reader_revision)
+    reader = ReaderConfig(model=args.reader, revision=args.reader_revision, int8=args.int8)
     retrieval = RetrievalConfig(mode=args.retrieval, top_k=args.top_k)
     with RagQA.open(args.index, read_only=True, reader=reader, retrieval=retrieval, scoring=ScoringConfig()) as qa:
         if qa.store.count() == 0:
@@ -315,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     reader_options = argparse.ArgumentParser(add_help=False)
     reader_options.add_argument("--reader", default=os.environ.get("RAG_QA_READER", DEFAULT_READER_MODEL), metavar="MODEL", help="question-answering model: Hub id or local folder (default: $RAG_QA_READER or %(default)s)")
     reader_options.add_argument("--reader-revision", default=DEFAULT_READER_REVISION, metavar="REV", help="Hub revision of the reader")
+    reader_options.add_argument("--int8", action="store_true", help="quantize the reader to int8 (CPU): about 2x faster, slightly different scores")
 
     p = sub.add_parser("index", parents=[common], help="add or update files and folders in an index")
     p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (walked recursively)")

@@ -104,6 +104,7 @@ class ReaderConfig(_Serialisable):
     top_spans: int = 5
     batch_size: int = 16
     device: str | None = None
+    int8: bool = False  # dynamic int8 quantization of the Linear layers (CPU): ~2x faster, slightly different scores
 
     def __post_init__(self) -> None:
         _require(bool(self.model), "reader model must be a Hub id or a local path")

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from rag_qa.config import ReaderConfig
+from rag_qa.errors import ConfigError
 from rag_qa.models import ResolvedModel, resolve_model
 
 
@@ -122,6 +123,19 @@ def merge_windows(text: str, windows: Sequence[tuple[WindowDecoding, Sequence[tu
     return PassageReading(best_null.null_score, best_null.null_score - best_null.log_norm, tuple(spans))
 
 
+def _quantize_int8(model: Any) -> Any:
+    """Dynamic int8 quantization of Linear layers: weights int8, activations quantized on the fly."""
+    import warnings
+
+    import torch
+
+    if next(model.parameters()).device.type != "cpu":
+        raise ConfigError("int8 quantization runs on the CPU only; drop int8 or use device='cpu'")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch marks this API deprecated in favour of torchao
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
 class Reader:
     """Any Hugging Face `AutoModelForQuestionAnswering` checkpoint (safetensors only, no remote code)."""
 
@@ -145,7 +159,10 @@ class Reader:
             self.resolved.location, revision=revision, use_safetensors=True, trust_remote_code=False
         )
         device = self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self._model = model.to(device).eval()
+        model = model.to(device).eval()
+        if self.config.int8:
+            model = _quantize_int8(model)
+        self._model = model
 
     @property
     def tokenizer(self) -> Any:

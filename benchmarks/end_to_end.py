@@ -1,0 +1,135 @@
+"""End-to-end open-domain QA on the shared SQuAD corpus (every paragraph of dev-eval.json,
+reader-train.json and distractor-passages.jsonl, ~1,000): rag-qa vs a Haystack 3 pipeline with
+the same embedder and reader weights (FAISSDocumentStore, SentenceTransformers embedders,
+TransformersExtractiveReader). rag-qa's scoring is fitted (`calibrate`) on two dev-eval articles;
+both systems are scored on the third, which neither saw: French_and_Indian_War.
+
+Usage: python benchmarks/end_to_end.py [--top-k K] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+
+from common import READER, SQUAD, embedder_path, require_peer, require_shared, table
+
+REPORT_ARTICLE = "French_and_Indian_War"
+
+
+def run_ours(documents, fit, report, top_k: int) -> dict:
+    from rag_qa import RagQA
+    from rag_qa.calibration import fit_scoring, read_once
+    from rag_qa.config import RetrievalConfig, ScoringConfig
+    from rag_qa.evaluate import evaluate_open
+    from rag_qa.indexer import add_documents
+
+    with tempfile.TemporaryDirectory() as folder, RagQA.open(folder, reader=str(READER), retrieval=RetrievalConfig(top_k=top_k)) as qa:
+        started = time.perf_counter()
+        add_documents(documents, qa.store, qa.embedder)
+        index_seconds = time.perf_counter() - started
+        qa.scoring = ScoringConfig()
+        default = evaluate_open(qa, report)
+        qa.scoring, _ = fit_scoring(read_once(qa, fit), "dense")
+        fitted = evaluate_open(qa, report)
+    return {"default": default, "fitted": fitted, "scoring": qa.scoring.to_dict(), "index_seconds": index_seconds}
+
+
+def run_haystack(documents, report, top_k: int) -> dict:
+    from haystack import Document, Pipeline
+    from haystack_integrations.components.embedders.sentence_transformers import (
+        SentenceTransformersDocumentEmbedder,
+        SentenceTransformersTextEmbedder,
+    )
+    from haystack_integrations.components.readers.transformers import TransformersExtractiveReader
+    from haystack_integrations.components.retrievers.faiss import FAISSEmbeddingRetriever
+    from haystack_integrations.document_stores.faiss import FAISSDocumentStore
+
+    from rag_qa.evaluate import RECALL_AT, expected_calibration_error, exact_score, squad_metrics
+
+    store = FAISSDocumentStore(embedding_dim=384)
+    embedder = SentenceTransformersDocumentEmbedder(model=embedder_path(), normalize_embeddings=True, progress_bar=False)
+    embedder.warm_up()
+    started = time.perf_counter()
+    docs = [Document(content=d.text, meta={"source": d.source}) for d in documents]
+    store.write_documents(embedder.run(docs)["documents"])
+    index_seconds = time.perf_counter() - started
+
+    pipeline = Pipeline()
+    pipeline.add_component("embedder", SentenceTransformersTextEmbedder(model=embedder_path(), normalize_embeddings=True, progress_bar=False))
+    pipeline.add_component("retriever", FAISSEmbeddingRetriever(document_store=store, top_k=max(RECALL_AT)))
+    pipeline.add_component("reader", TransformersExtractiveReader(model=str(READER), top_k=top_k))
+    pipeline.connect("embedder.embedding", "retriever.query_embedding")
+    pipeline.connect("retriever.documents", "reader.documents")
+    predictions, na_probs, ranks, confidences, correct = {}, {}, [], [], []
+    started = time.perf_counter()
+    for q in report:
+        out = pipeline.run({"embedder": {"text": q.question}, "reader": {"query": q.question}, "retriever": {"top_k": max(RECALL_AT)}},
+                           include_outputs_from={"retriever"})  # fmt: skip
+        answers = sorted(out["reader"]["answers"], key=lambda a: -a.score)
+        top = answers[0]
+        predictions[q.id] = top.data or ""
+        na_probs[q.id] = next((a.score for a in answers if a.data is None), 0.0)
+        confidences.append(top.score)
+        correct.append(any(exact_score(g, top.data) for g in q.answers) if top.data else not q.has_answer)
+        if q.has_answer:
+            sources = [d.meta["source"] for d in out["retriever"]["documents"]]
+            wanted = f"squad:{q.title}#{q.paragraph}"
+            ranks.append(sources.index(wanted) + 1 if wanted in sources else None)
+    seconds = time.perf_counter() - started
+    metrics = squad_metrics(report, predictions, na_probs)
+    abstained = [predictions[q.id] == "" for q in report]
+    unanswerable = [not q.has_answer for q in report]
+    hits = sum(a and u for a, u in zip(abstained, unanswerable))
+    metrics.update({f"recall@{k}": sum(1 for r in ranks if r and r <= k) / len(ranks) for k in RECALL_AT})
+    metrics.update({
+        "mrr": sum(1 / r for r in ranks if r) / len(ranks),
+        "abstention_precision": hits / max(1, sum(abstained)),
+        "abstention_recall": hits / max(1, sum(unanswerable)),
+        "expected_calibration_error": expected_calibration_error(confidences, correct),
+        "questions_per_second": len(report) / seconds,
+    })  # fmt: skip
+    return {"haystack": metrics, "index_seconds": index_seconds}
+
+
+def run(top_k: int = 5) -> dict:
+    require_shared()
+    require_peer()
+    from rag_qa.evaluate import load_squad, squad_corpus
+
+    documents = squad_corpus([SQUAD / "dev-eval.json", SQUAD / "reader-train.json"], [SQUAD / "distractor-passages.jsonl"])
+    questions = load_squad(SQUAD / "dev-eval.json")
+    fit = [q for q in questions if q.title != REPORT_ARTICLE]
+    report = [q for q in questions if q.title == REPORT_ARTICLE]
+    ours = run_ours(documents, fit, report, top_k)
+    peer = run_haystack(documents, report, top_k)
+    return {"paragraphs": len(documents), "fit_questions": len(fit), "report_questions": len(report), "top_k": top_k, **ours, **peer}
+
+
+KEYS = ["exact", "f1", "HasAns_f1", "NoAns_exact", "abstention_precision", "abstention_recall", "recall@1", "recall@5",
+        "recall@20", "mrr", "expected_calibration_error", "questions_per_second"]  # fmt: skip
+
+
+def markdown(result: dict) -> str:
+    rows = [[name] + [result_metrics.get(k, float("nan")) for k in KEYS] for name, result_metrics in
+            (("rag-qa (fitted)", result["fitted"]), ("rag-qa (defaults)", result["default"]), ("Haystack 3 pipeline", result["haystack"]))]  # fmt: skip
+    gap = result["fitted"]["f1"] - result["haystack"]["f1"]
+    return table(["system"] + KEYS, rows) + (
+        f"\n\n{result['report_questions']} held-out questions over {result['paragraphs']} paragraphs, top {result['top_k']} passages; "
+        f"F1 gap rag-qa (fitted) - Haystack: {gap:+.2f} points."
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--top-k", type=int, default=5, help="passages read per question (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args()
+    result = run(args.top_k)
+    print(json.dumps(result, indent=2) if args.json else markdown(result))
+
+
+if __name__ == "__main__":
+    main()
