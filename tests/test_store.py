@@ -31,6 +31,13 @@ def open_store(path, index_type="flat", **vector_settings) -> FaissStore:
     return FaissStore.open(path, settings, dimension=DIM)
 
 
+def store_with_a_file(path, rng: np.random.Generator) -> FaissStore:
+    """A flat store holding one file "a" of 10 passages."""
+    store = open_store(path)
+    store.replace_files([("a", "h", (), passages("a", 10))], unit(rng, 10))
+    return store
+
+
 @pytest.mark.parametrize("index_type", ["flat", "hnsw"])
 def test_search_matches_exact_numpy_search(tmp_path, index_type):
     rng = np.random.default_rng(0)
@@ -86,8 +93,7 @@ def test_full_text_search_ranks_matching_passages(tmp_path):
 def test_stale_faiss_file_is_detected_and_rebuilt(tmp_path):
     rng = np.random.default_rng(4)
     path = tmp_path / "ix"
-    store = open_store(path)
-    store.replace_files([("a", "h", (), passages("a", 10))], unit(rng, 10))
+    store = store_with_a_file(path, rng)
     store.flush()
     shutil.copy(path / VECTORS, tmp_path / "old.faiss")
     store.replace_files([("b", "h", (), passages("b", 10))], unit(rng, 10))
@@ -105,9 +111,7 @@ def test_stale_faiss_file_is_detected_and_rebuilt(tmp_path):
 def test_leftover_temp_and_damaged_faiss_file_are_handled(tmp_path):
     rng = np.random.default_rng(5)
     path = tmp_path / "ix"
-    store = open_store(path)
-    store.replace_files([("a", "h", (), passages("a", 10))], unit(rng, 10))
-    store.close()
+    store_with_a_file(path, rng).close()
     (path / (VECTORS + ".tmp")).write_bytes(b"half-written")
     (path / VECTORS).write_bytes(b"garbage")
     store = FaissStore.open(path)
