@@ -1,6 +1,7 @@
 """Run every benchmark side by side on this machine and write docs/benchmarks.md.
 
-Usage: python benchmarks/report.py [--quick]   (or benchmarks/run_all, which installs the peer first)
+Usage: python benchmarks/report.py [--repeat N] [--sizes N ...]
+       (or benchmarks/run_all with the same options, which installs the Haystack peer first)
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from common import REPO, machine
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer repeats and no 1M-vector run (for a smoke test)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per system for the timed benchmarks (default: %(default)s)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000], help="vector counts for retrieval at scale")
     args = parser.parse_args()
-    repeat = 1 if args.quick else 3
-    sizes = [100_000] if args.quick else [100_000, 1_000_000]
+    repeat, sizes = args.repeat, args.sizes
     sections = []
     for title, command, produce in [
         ("1. Reader", f"python benchmarks/reader.py --repeat {repeat}", lambda: reader.markdown(reader.run(300, repeat))),

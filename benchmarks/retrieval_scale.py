@@ -15,13 +15,14 @@ import numpy as np
 from common import table
 
 DIM = 384
+NOISE = 0.04  # per dimension: points lie about 0.8 (in norm) from their cluster centre of norm 1
 
 
 def vectors(n: int, rng: np.random.Generator, centres: np.ndarray) -> np.ndarray:
     out = np.empty((n, DIM), dtype=np.float32)
     for first in range(0, n, 100_000):
         count = min(100_000, n - first)
-        chunk = centres[rng.integers(0, len(centres), count)] + 0.6 * rng.standard_normal((count, DIM), dtype=np.float32)
+        chunk = centres[rng.integers(0, len(centres), count)] + NOISE * rng.standard_normal((count, DIM), dtype=np.float32)
         out[first : first + count] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
     return out
 
@@ -31,7 +32,7 @@ def measure(size: int, queries: int, seed: int = 0) -> list[dict]:
     from rag_qa.store.vector_index import VectorIndex
 
     rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((1000, DIM), dtype=np.float32) / np.sqrt(DIM)
+    centres = rng.standard_normal((1000, DIM), dtype=np.float32) / np.sqrt(DIM)  # norm about 1
     data = vectors(size, rng, centres)
     probes = vectors(queries, rng, centres)
     rows = np.arange(size, dtype=np.int64)
