@@ -262,7 +262,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         qa = RagQA.open(args.index, read_only=args.no_repair)
     except IndexCorruptError as exc:
-        _emit(args, {"consistent": False, "problems": [str(exc)], "recovered": False}, lambda: print(f"NOT consistent: {exc}"))
+        problem = str(exc)
+        _emit(args, {"consistent": False, "problems": [problem], "recovered": False}, lambda: print(f"NOT consistent: {problem}"))
         return 1
     with qa:
         recovered = qa.store.recovered
