@@ -39,18 +39,8 @@ class CachedQuestion:
 
 def read_once(qa: RagQA, questions: list[SquadQuestion], progress: bool = False) -> list[CachedQuestion]:
     """Retrieve and read every question once (the expensive part)."""
-    from tqdm import tqdm
-
-    cached = []
-    batch = 32
-    with tqdm(total=len(questions), desc="Reading", unit="q", disable=not progress) as bar:
-        for first in range(0, len(questions), batch):
-            chunk = questions[first : first + batch]
-            hits = qa.retriever.retrieve([q.question for q in chunk])
-            readings = qa.reader.read([q.question for q in chunk], [[h.passage.text for h in found] for found in hits])
-            cached += [CachedQuestion(q, h, r) for q, h, r in zip(chunk, hits, readings)]
-            bar.update(len(chunk))
-    return cached
+    found = qa.retrieve_and_read([q.question for q in questions], progress=progress)
+    return [CachedQuestion(q, hits, readings) for q, (_, hits, readings) in zip(questions, found)]
 
 
 def decide(cached: list[CachedQuestion], scoring: ScoringConfig, temperature: float) -> list[QAResult]:

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from rag_qa.answer import combine
 from rag_qa.calibration import load_scoring
@@ -26,7 +26,7 @@ from rag_qa.embed import Embedder
 from rag_qa.errors import IndexMismatchError
 from rag_qa.indexer import IndexReport, index_paths
 from rag_qa.ingest.loaders import source_name
-from rag_qa.reader import Reader
+from rag_qa.reader import PassageReading, Reader
 from rag_qa.records import QAResult, SearchHit, page_at
 from rag_qa.retrieve import Retriever
 from rag_qa.store import FaissStore, StoreInfo
@@ -115,20 +115,24 @@ class RagQA:
         self, questions: Sequence[str], top_k: int | None = None, sources: Sequence[str] | None = None, progress: bool = False
     ) -> list[QAResult]:
         """Answer many questions; retrieval and the reader run in batches across questions."""
+        return [self._combine(q, h, r) for q, h, r in self.retrieve_and_read(questions, top_k, sources, progress)]
+
+    def retrieve_and_read(
+        self, questions: Sequence[str], top_k: int | None = None, sources: Sequence[str] | None = None, progress: bool = False
+    ) -> Iterator[tuple[str, list[SearchHit], list[PassageReading]]]:
+        """(question, hits, readings) per question, before scoring: the expensive part, batched."""
         self._check_embedder()
-        results: list[QAResult] = []
         from tqdm import tqdm
 
-        with tqdm(total=len(questions), desc="Answering", unit="q", disable=not progress) as bar:
+        with tqdm(total=len(questions), desc="Reading", unit="q", disable=not progress) as bar:
             for first in range(0, len(questions), ASK_BATCH):
                 batch = list(questions[first : first + ASK_BATCH])
                 hits = self.retriever.retrieve(batch, top_k, sources)
                 readings = self.reader.read(batch, [[h.passage.text for h in found] for found in hits])
-                results += [self._combine(q, h, r) for q, h, r in zip(batch, hits, readings)]
+                yield from zip(batch, hits, readings)
                 bar.update(len(batch))
-        return results
 
-    def _combine(self, question: str, hits: list[SearchHit], readings: list) -> QAResult:
+    def _combine(self, question: str, hits: list[SearchHit], readings: list[PassageReading]) -> QAResult:
         temperature = self.scoring.retrieval_temperature
         if temperature is None:
             temperature = DEFAULT_RETRIEVAL_TEMPERATURE[self.retriever.config.mode]
