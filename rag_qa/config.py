@@ -202,3 +202,43 @@ class IndexSettings(_Serialisable):
             chunking=ChunkingConfig.from_dict(data.get("chunking", {})),
             vector_index=VectorIndexConfig.from_dict(data.get("vector_index", {})),
         )
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Serialisable):
+    """Fine-tuning a span reader on SQuAD-format data; defaults suit a CPU and a small model.
+
+    `learning_rate=None` picks 1e-4 when the base model gets a new QA head (a plain encoder) and
+    3e-5 when it already has one (continued fine-tuning should not wash out what it knows).
+    """
+
+    base: str
+    train_file: str
+    out: str
+    dev_file: str | None = None
+    revision: str | None = None
+    epochs: float = 2.0
+    max_steps: int | None = None  # stop after this many optimizer steps (overrides epochs)
+    max_seq_len: int = 384
+    doc_stride: int = 128
+    max_query_tokens: int = 64
+    batch_size: int = 16
+    learning_rate: float | None = None
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    checkpoint_every: int = 50  # optimizer steps between resumable checkpoints
+
+    def __post_init__(self) -> None:
+        _require(self.epochs > 0, f"epochs must be > 0, got {self.epochs}")
+        _require(self.max_steps is None or self.max_steps >= 1, "max_steps must be >= 1")
+        _require(32 <= self.max_seq_len <= 4096, f"max_seq_len must be in [32, 4096], got {self.max_seq_len}")
+        _require(
+            0 < self.doc_stride < self.max_seq_len - self.max_query_tokens - 3,
+            f"doc_stride must be in (0, max_seq_len - max_query_tokens - 3), got {self.doc_stride}",
+        )
+        _require(self.batch_size >= 1, "batch_size must be >= 1")
+        _require(self.learning_rate is None or self.learning_rate > 0, "learning_rate must be > 0")
+        _require(0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)")
+        _require(self.checkpoint_every >= 1, "checkpoint_every must be >= 1")

@@ -123,6 +123,26 @@ def merge_windows(text: str, windows: Sequence[tuple[WindowDecoding, Sequence[tu
     return PassageReading(best_null.null_score, best_null.null_score - best_null.log_norm, tuple(spans))
 
 
+def window_features(tokenizer: Any, questions: Sequence[str], contexts: Sequence[str], max_seq_len: int, doc_stride: int, max_query_tokens: int) -> Any:
+    """Tokenize (question, context) pairs into overlapping windows with character offsets; very
+    long questions are cut to `max_query_tokens` so every window keeps room for context. The
+    trainer uses the same windows, so training and inference see identical inputs."""
+    questions = [
+        tokenizer.decode(tokenizer(q, add_special_tokens=False)["input_ids"][:max_query_tokens]) if len(q) > 4 * max_query_tokens else q
+        for q in questions
+    ]
+    return tokenizer(
+        list(questions),
+        list(contexts),
+        truncation="only_second",
+        max_length=max_seq_len,
+        stride=doc_stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        padding=False,
+    )
+
+
 def _quantize_int8(model: Any) -> Any:
     """Dynamic int8 quantization of Linear layers: weights int8, activations quantized on the fly."""
     import warnings
@@ -170,22 +190,7 @@ class Reader:
         return self._tokenizer
 
     def _features(self, questions: Sequence[str], contexts: Sequence[str]) -> Any:
-        tokenizer = self.tokenizer
-        max_query = self.config.max_query_tokens
-        questions = [
-            tokenizer.decode(tokenizer(q, add_special_tokens=False)["input_ids"][:max_query]) if len(q) > 4 * max_query else q
-            for q in questions
-        ]
-        return tokenizer(
-            list(questions),
-            list(contexts),
-            truncation="only_second",
-            max_length=self.config.max_seq_len,
-            stride=self.config.doc_stride,
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-            padding=False,
-        )
+        return window_features(self.tokenizer, questions, contexts, self.config.max_seq_len, self.config.doc_stride, self.config.max_query_tokens)
 
     def _logits(self, features: Any) -> list[tuple[np.ndarray, np.ndarray]]:
         """Start/end logits per window; windows batched by similar length with dynamic padding."""
