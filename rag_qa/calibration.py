@@ -7,10 +7,8 @@ the cached readings, so a grid search costs seconds, not model passes.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,12 +19,12 @@ from rag_qa.errors import RagQAError
 from rag_qa.evaluate import SquadQuestion, exact_score, outcome_calibration_error, squad_metrics
 from rag_qa.reader import PassageReading
 from rag_qa.records import QAResult, SearchHit
-from rag_qa.store.faiss_store import atomic_write
 
 if TYPE_CHECKING:
     from rag_qa.pipeline import RagQA
+    from rag_qa.store import Store
 
-SCORING_FILE = "scoring.json"
+SCORING_DOCUMENT = "scoring"
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)
 
 
@@ -99,20 +97,17 @@ def _top_answer_right(question: SquadQuestion, result: QAResult) -> bool:
     return bool(question.has_answer and result.answers and any(exact_score(g, result.answers[0].text) for g in question.answers))
 
 
-def save_scoring(index: str | Path, scoring: ScoringConfig, reader_model: str, details: dict[str, Any]) -> Path:
-    """Write the fitted scoring next to the index (atomically); `RagQA.open` picks it up."""
-    path = Path(index) / SCORING_FILE
-    atomic_write(path, json.dumps({"reader": reader_model, "scoring": scoring.to_dict(), **details}, indent=2).encode("utf-8"))
-    return path
+def save_scoring(store: Store, scoring: ScoringConfig, reader_model: str, details: dict[str, Any]) -> str:
+    """Keep the fitted scoring with the index; `RagQA.open` picks it up. Returns where it went."""
+    return store.write_document(SCORING_DOCUMENT, {"reader": reader_model, "scoring": scoring.to_dict(), **details})
 
 
-def load_scoring(index: str | Path, reader_model: str) -> ScoringConfig | None:
+def load_scoring(store: Store, reader_model: str) -> ScoringConfig | None:
     """The scoring fitted for this reader on this index, if `rag-qa calibrate` saved one."""
-    path = Path(index) / SCORING_FILE
-    if not path.exists():
+    saved = store.read_document(SCORING_DOCUMENT)
+    if saved is None:
         return None
     try:
-        saved = json.loads(path.read_text("utf-8"))
         return ScoringConfig.from_dict(saved["scoring"]) if saved.get("reader") == reader_model else None
     except (ValueError, KeyError) as exc:
-        raise RagQAError(f"{path}: unreadable scoring file ({exc}); re-run `rag-qa calibrate`") from None
+        raise RagQAError(f"{store.path}: unreadable scoring ({exc}); re-run `rag-qa calibrate`") from None

@@ -215,7 +215,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise RagQAError("calibrate needs questions to fit on and different ones to report on; pass --report-on FILE")
     reader = ReaderConfig(model=args.reader, revision=args.reader_revision, int8=args.int8)
     retrieval = RetrievalConfig(mode=args.retrieval, top_k=args.top_k)
-    with RagQA.open(args.index, read_only=True, reader=reader, retrieval=retrieval, scoring=ScoringConfig()) as qa:
+    with RagQA.open(args.index, reader=reader, retrieval=retrieval, scoring=ScoringConfig()) as qa:
         if qa.store.count() == 0:
             raise RagQAError(f"{args.index} is empty; index the documents the questions are about first (e.g. `rag-qa eval open FILE --index-dir {args.index}`)")
         temperature = DEFAULT_RETRIEVAL_TEMPERATURE[args.retrieval]
@@ -225,9 +225,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             "default": metrics_for(report_cache, decide(report_cache, ScoringConfig(), temperature)),
             "fitted": metrics_for(report_cache, decide(report_cache, fitted, temperature)),
         }
-    details = {**details, "fitted_on": {"file": args.file, "questions": len(fit_questions)},
-               "reported_on": {"file": args.report_on or args.file, "questions": len(report_questions)}, "report": report}  # fmt: skip
-    path = save_scoring(args.index, fitted, args.reader, details)
+        details = {**details, "fitted_on": {"file": args.file, "questions": len(fit_questions)},
+                   "reported_on": {"file": args.report_on or args.file, "questions": len(report_questions)}, "report": report}  # fmt: skip
+        path = save_scoring(qa.store, fitted, args.reader, details)
     result = {"scoring": fitted.to_dict(), "saved": str(path), **details}
 
     def human() -> None:
@@ -340,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     json_option = argparse.ArgumentParser(add_help=False)
     json_option.add_argument("--json", action="store_true", help="print JSON for scripts")
     common = argparse.ArgumentParser(add_help=False, parents=[json_option])
-    common.add_argument("--index", default=DEFAULT_INDEX, metavar="DIR", help=f"index folder (default: {DEFAULT_INDEX})")
+    common.add_argument("--index", "--store", dest="index", default=os.environ.get("RAG_QA_INDEX", DEFAULT_INDEX), metavar="DIR|URL", help=f"index folder, or postgresql://user@host/db[#name] for PostgreSQL + pgvector (default: $RAG_QA_INDEX or {DEFAULT_INDEX})")
     reader_options = argparse.ArgumentParser(add_help=False)
     reader_options.add_argument("--reader", default=os.environ.get("RAG_QA_READER", DEFAULT_READER_MODEL), metavar="MODEL", help="question-answering model: Hub id or local folder (default: $RAG_QA_READER or %(default)s)")
     reader_options.add_argument("--reader-revision", default=DEFAULT_READER_REVISION, metavar="REV", help="Hub revision of the reader")

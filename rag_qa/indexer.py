@@ -20,7 +20,7 @@ from rag_qa.ingest.chunking import chunk_document
 from rag_qa.ingest.loaders import discover, file_hash, load_document
 from rag_qa.ingest.pdf import GuardedPdfReader
 from rag_qa.records import Document, Passage
-from rag_qa.store import FaissStore
+from rag_qa.store import Store
 
 
 @dataclass
@@ -63,7 +63,7 @@ class _Timer:
 
 def index_paths(
     paths: list[str],
-    store: FaissStore,
+    store: Store,
     embedder: Embedder,
     config: IngestConfig | None = None,
     progress: bool = False,
@@ -120,7 +120,7 @@ def index_paths(
 
 
 def add_documents(
-    documents: Iterable[Document], store: FaissStore, embedder: Embedder, commit_passages: int = 256, progress: bool = False
+    documents: Iterable[Document], store: Store, embedder: Embedder, commit_passages: int = 256, progress: bool = False
 ) -> int:
     """Chunk, embed and store already-loaded documents (for corpora that are not files, such as
     SQuAD paragraphs). Returns the number of passages added."""
@@ -143,7 +143,7 @@ def add_documents(
 
 def _commit(
     pending: list[tuple[str, str, tuple[int, ...], list[Passage]]],
-    store: FaissStore,
+    store: Store,
     embedder: Embedder,
     report: IndexReport,
 ) -> None:

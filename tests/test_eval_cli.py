@@ -12,7 +12,7 @@ import pytest
 from conftest import READER, SQUAD, needs_shared
 
 from rag_qa import RagQA
-from rag_qa.calibration import SCORING_FILE
+from rag_qa.calibration import SCORING_DOCUMENT
 from rag_qa.evaluate import load_squad, squad_metrics
 
 pytestmark = pytest.mark.integration
@@ -61,7 +61,7 @@ def test_eval_open_then_calibrate_then_ask_uses_the_fit(files, tmp_path):
     assert 0 <= metrics["recall@1"] <= metrics["recall@5"] <= metrics["recall@20"] <= 1
     assert {"abstention_precision", "abstention_recall", "expected_calibration_error", "mrr"} <= set(metrics)
     result = rag_qa("calibrate", str(fit), "--index", str(index), "--report-on", str(report), "--reader", str(READER))
-    assert (index / SCORING_FILE).exists()
+    assert (index / f"{SCORING_DOCUMENT}.json").exists()
     assert result["fitted_on"]["questions"] == len(load_squad(fit)) and result["reported_on"]["file"] == str(report)
     assert set(result["report"]) == {"default", "fitted"}
     with RagQA.open(index, reader=str(READER), read_only=True) as qa:

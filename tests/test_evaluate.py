@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from rag_qa.calibration import fit_logistic, load_scoring, save_scoring
+from rag_qa.calibration import fit_logistic
 from rag_qa.config import ScoringConfig
 from rag_qa.evaluate import (
     SquadQuestion,
@@ -69,11 +69,3 @@ def test_logistic_fit_recovers_parameters():
     y = (rng.random(20000) < 1 / (1 + np.exp(-(1.5 * x - 0.5)))).astype(float)
     scale, bias = fit_logistic(x, y)
     assert scale == pytest.approx(1.5, abs=0.1) and bias == pytest.approx(-0.5, abs=0.1)
-
-
-def test_saved_scoring_round_trips_and_is_tied_to_the_reader(tmp_path):
-    fitted = ScoringConfig(tau=-0.6, retrieval_weight=1.0, answer_scale=0.7)
-    save_scoring(tmp_path, fitted, "my/reader", {"fit_f1": 50.0})
-    assert load_scoring(tmp_path, "my/reader") == fitted
-    assert load_scoring(tmp_path, "other/reader") is None
-    assert ScoringConfig.from_dict(fitted.to_dict()) == fitted

@@ -1,4 +1,5 @@
-"""Haystack's own DocumentStore test suite against our FaissDocumentStore (real FAISS + SQLite)."""
+"""Haystack's own DocumentStore test suite against our RagQADocumentStore, on both backends: a real
+FAISS + SQLite folder and a real PostgreSQL + pgvector server."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ from haystack.document_stores.types import DuplicatePolicy
 from haystack.testing.document_store import DocumentStoreBaseExtendedTests
 
 from rag_qa.errors import IndexMismatchError
-from rag_qa.integrations.haystack import FaissDocumentStore, FaissEmbeddingRetriever
+from rag_qa.integrations.haystack import RagQADocumentStore, RagQAEmbeddingRetriever
 
 
-class TestFaissDocumentStore(DocumentStoreBaseExtendedTests):
+class TestRagQADocumentStore(DocumentStoreBaseExtendedTests):
     @pytest.fixture
     def document_store(self, tmp_path):
-        store = FaissDocumentStore(str(tmp_path / "index"), embedding_dim=768)
+        store = RagQADocumentStore(str(tmp_path / "index"), embedding_dim=768)
         yield store
         store.close()
 
@@ -28,31 +29,44 @@ class TestFaissDocumentStore(DocumentStoreBaseExtendedTests):
         assert document_store.filter_documents() == docs
 
 
-def test_documents_survive_reopening_and_keep_exact_embeddings(tmp_path):
-    path = str(tmp_path / "index")
+class TestPostgresDocumentStore(TestRagQADocumentStore):
+    @pytest.fixture
+    def document_store(self, postgres_url):
+        store = RagQADocumentStore(postgres_url, embedding_dim=768)
+        yield store
+        store.close()
+
+
+@pytest.fixture(params=["faiss", "postgresql"])
+def location(request, tmp_path):
+    return str(tmp_path / "index") if request.param == "faiss" else request.getfixturevalue("postgres_url")
+
+
+def test_documents_survive_reopening_and_keep_exact_embeddings(location):
+    path = location
     docs = [Document(content=f"doc {i}", meta={"i": i}, embedding=[0.1 * i, 0.5, -0.25]) for i in range(5)]
-    store = FaissDocumentStore(path, embedding_dim=3)
+    store = RagQADocumentStore(path, embedding_dim=3)
     store.write_documents(docs)
     store.close()
-    reopened = FaissDocumentStore(path)
+    reopened = RagQADocumentStore(path)
     assert reopened.filter_documents() == docs
     assert reopened.store.check() == []
     reopened.close()
 
 
-def test_other_dimension_is_a_clear_error(tmp_path):
-    path = str(tmp_path / "index")
-    FaissDocumentStore(path, embedding_dim=3).close()
+def test_other_dimension_is_a_clear_error(location):
+    path = location
+    RagQADocumentStore(path, embedding_dim=3).close()
     with pytest.raises(IndexMismatchError, match="3-dimensional"):
-        FaissDocumentStore(path, embedding_dim=768)
-    store = FaissDocumentStore(path)
+        RagQADocumentStore(path, embedding_dim=768)
+    store = RagQADocumentStore(path)
     with pytest.raises(IndexMismatchError):
         store.write_documents([Document(content="x", embedding=[1.0, 0.0])])
     store.close()
 
 
-def test_retriever_in_a_pipeline_returns_nearest_with_filters(tmp_path):
-    store = FaissDocumentStore(str(tmp_path / "index"), embedding_dim=2)
+def test_retriever_in_a_pipeline_returns_nearest_with_filters(location):
+    store = RagQADocumentStore(location, embedding_dim=2)
     store.write_documents(
         [
             Document(id="east", content="east", meta={"lang": "en"}, embedding=[1.0, 0.0]),
@@ -61,7 +75,7 @@ def test_retriever_in_a_pipeline_returns_nearest_with_filters(tmp_path):
         ]
     )
     pipeline = Pipeline()
-    pipeline.add_component("retriever", FaissEmbeddingRetriever(store, top_k=2))
+    pipeline.add_component("retriever", RagQAEmbeddingRetriever(store, top_k=2))
     result = pipeline.run({"retriever": {"query_embedding": [0.0, 1.0]}})
     assert [d.id for d in result["retriever"]["documents"]] == ["north", "nord"]
     assert result["retriever"]["documents"][0].score == pytest.approx(1.0)
@@ -72,17 +86,17 @@ def test_retriever_in_a_pipeline_returns_nearest_with_filters(tmp_path):
 
 
 def test_store_and_retriever_round_trip_to_dict(tmp_path):
-    store = FaissDocumentStore(str(tmp_path / "index"), embedding_dim=4)
-    retriever = FaissEmbeddingRetriever(store, top_k=3)
-    again = FaissEmbeddingRetriever.from_dict(retriever.to_dict())
+    store = RagQADocumentStore(str(tmp_path / "index"), embedding_dim=4)
+    retriever = RagQAEmbeddingRetriever(store, top_k=3)
+    again = RagQAEmbeddingRetriever.from_dict(retriever.to_dict())
     assert again.top_k == 3 and again.document_store.path == store.path
     assert again.document_store.to_dict() == store.to_dict()
     again.document_store.close()
     store.close()
 
 
-def test_skip_policy_counts_only_new(tmp_path):
-    store = FaissDocumentStore(str(tmp_path / "index"))
+def test_skip_policy_counts_only_new(location):
+    store = RagQADocumentStore(location)
     assert store.write_documents([Document(id="a", content="a")], DuplicatePolicy.SKIP) == 1
     assert store.write_documents([Document(id="a", content="a"), Document(id="b", content="b")], DuplicatePolicy.SKIP) == 1
     assert store.count_documents() == 2

@@ -1,5 +1,7 @@
-"""The FAISS + SQLite store with random vectors: search against exact numpy search, idempotent
-file replacement, deletes, recovery from stale or damaged files, and multi-process visibility."""
+"""Both stores with random vectors: search against exact numpy search, idempotent file
+replacement, deletes, full text, saved documents and visibility across handles, run against the
+FAISS + SQLite folder and a real PostgreSQL + pgvector server; then the FAISS store's recovery
+from stale or damaged files."""
 
 from __future__ import annotations
 
@@ -9,9 +11,11 @@ import numpy as np
 import pytest
 
 from rag_qa.config import EmbedderConfig, IndexSettings, VectorIndexConfig
-from rag_qa.errors import IndexCorruptError, IndexMismatchError
+from rag_qa.errors import IndexCorruptError, IndexMismatchError, RagQAError
 from rag_qa.records import Passage
-from rag_qa.store import FaissStore
+from rag_qa.calibration import load_scoring, save_scoring
+from rag_qa.config import ScoringConfig
+from rag_qa.store import FaissStore, open_store
 from rag_qa.store.faiss_store import DATABASE, VECTORS
 
 DIM = 16
@@ -26,49 +30,59 @@ def passages(source: str, n: int, tag: str = "") -> list[Passage]:
     return [Passage(Passage.make_id(source, i, f"{tag}{i}"), f"text {tag} number {i} of {source}", source, i, i + 1) for i in range(n)]
 
 
-def open_store(path, index_type="flat", **vector_settings) -> FaissStore:
+@pytest.fixture(params=["faiss", "postgresql"])
+def location(request, tmp_path):
+    """Where a fresh index goes: a folder, or a new schema on the session's PostgreSQL server."""
+    if request.param == "faiss":
+        return str(tmp_path / "ix")
+    return request.getfixturevalue("postgres_url")
+
+
+def new_store(path, index_type="flat", **vector_settings):
     settings = IndexSettings(vector_index=VectorIndexConfig(index_type=index_type, **vector_settings))
-    return FaissStore.open(path, settings, dimension=DIM)
+    return open_store(path, settings, dimension=DIM)
 
 
 def store_with_a_file(path, rng: np.random.Generator) -> FaissStore:
     """A flat store holding one file "a" of 10 passages."""
-    store = open_store(path)
+    store = new_store(path)
     store.replace_files([("a", "h", (), passages("a", 10))], unit(rng, 10))
     return store
 
 
 @pytest.mark.parametrize("index_type", ["flat", "hnsw"])
-def test_search_matches_exact_numpy_search(tmp_path, index_type):
+def test_search_matches_exact_numpy_search(location, index_type):
     rng = np.random.default_rng(0)
     vectors = unit(rng, 2000)
-    store = open_store(tmp_path / "ix", index_type)
+    store = new_store(location, index_type)
     store.replace_files([("f", "h", (), passages("f", 2000))], vectors)
     queries = unit(rng, 50)
     exact = np.argsort(-queries @ vectors.T, axis=1)[:, :10]
     hits = store.search_many(queries, top_k=10)
     recall = np.mean([len({h.passage.char_start for h in row} & set(e)) / 10 for row, e in zip(hits, exact)])
     assert recall == 1.0 if index_type == "flat" else recall >= 0.95
+    top = hits[0][0]
+    assert top.score == pytest.approx(float(queries[0] @ vectors[top.passage.char_start]), abs=1e-5)
     assert store.info().index_type == index_type
     store.close()
 
 
-def test_auto_switches_to_hnsw_above_threshold(tmp_path):
-    rng = np.random.default_rng(1)
-    store = open_store(tmp_path / "ix", "auto", hnsw_threshold=100)
-    store.replace_files([("a", "h", (), passages("a", 50))], unit(rng, 50))
-    assert store.info().index_type == "flat"
-    store.replace_files([("b", "h", (), passages("b", 80))], unit(rng, 80))
-    assert store.info().index_type == "hnsw"
-    store.delete_source("b")  # HNSW cannot delete: rebuilt from SQLite, back to flat
-    assert store.info().index_type == "flat" and store.info().vectors == 50
+def test_filtered_search_still_returns_top_k(location):
+    """Filters apply inside the vector search, not after it: a rare source still fills top_k."""
+    rng = np.random.default_rng(7)
+    store = new_store(location, "hnsw")
+    store.replace_files([("common", "h", (), passages("common", 1500)), ("rare", "h", (), passages("rare", 12))], unit(rng, 1512))
+    hits = store.search(unit(rng, 1)[0], 10, sources=["rare"])
+    assert len(hits) == 10 and {h.passage.source for h in hits} == {"rare"}
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    wanted = [p.id for p in passages("common", 5)]
+    assert {h.passage.id for h in store.search(unit(rng, 1)[0], 10, ids=wanted)} == set(wanted)
     store.close()
-    assert FaissStore.open(tmp_path / "ix", read_only=True).check() == []
 
 
-def test_replacing_a_file_swaps_its_passages_and_delete_removes_them(tmp_path):
+def test_replacing_a_file_swaps_its_passages_and_delete_removes_them(location):
     rng = np.random.default_rng(2)
-    store = open_store(tmp_path / "ix")
+    store = new_store(location)
     store.replace_files([("a", "h1", (), passages("a", 5)), ("b", "h1", (), passages("b", 3))], unit(rng, 8))
     assert store.file_hash("a") == "h1" and store.count() == 8
     store.replace_files([("a", "h2", (0, 10), passages("a", 2, tag="v2"))], unit(rng, 2))
@@ -77,17 +91,88 @@ def test_replacing_a_file_swaps_its_passages_and_delete_removes_them(tmp_path):
     assert store.delete_source("b") == 3
     assert store.delete_source("b") == 0
     assert store.count() == 2 and store.info().files == 1
+    assert [f["source"] for f in store.files()] == ["a"]
+    store.flush()
+    assert store.check() == []
     store.close()
-    assert FaissStore.open(tmp_path / "ix", read_only=True).check() == []
+    with open_store(location, read_only=True) as reader:
+        assert reader.check() == [] and reader.count() == 2
 
 
-def test_full_text_search_ranks_matching_passages(tmp_path):
-    store = open_store(tmp_path / "ix")
+def test_passages_and_vectors_round_trip(location):
+    rng = np.random.default_rng(8)
+    store = new_store(location)
+    original = passages("a", 4)
+    vectors = unit(rng, 4)
+    store.replace_files([("a", "h", (0, 7), original)], vectors)
+    stored = list(store.iter_passages())
+    assert [p for p, _ in stored] == original
+    assert np.array_equal(np.vstack([v for _, v in stored]), vectors)
+    store.close()
+
+
+def test_full_text_search_ranks_matching_passages(location):
+    store = new_store(location)
     docs = [Passage(str(i), t, "s", i, i + 1) for i, t in enumerate(["the red fox jumps", "a blue whale sings", "red red roses"])]
     store.replace_files([("s", "h", (), docs)], unit(np.random.default_rng(3), 3))
     assert [h.passage.id for h in store.search_text("red roses?", 5)] == ["2", "0"]
     assert store.search_text("!!!", 5) == []
     store.close()
+
+
+def test_saved_scoring_round_trips_and_is_tied_to_the_reader(location):
+    store = new_store(location)
+    fitted = ScoringConfig(tau=-0.6, retrieval_weight=1.0, answer_scale=0.7)
+    save_scoring(store, fitted, "my/reader", {"fit_f1": 50.0})
+    assert load_scoring(store, "my/reader") == fitted
+    assert load_scoring(store, "other/reader") is None
+    store.close()
+
+
+def test_other_models_and_dimensions_are_clear_errors(location):
+    new_store(location).close()
+    other = IndexSettings(embedder=EmbedderConfig(model="some/other-model"))
+    with pytest.raises(IndexMismatchError, match="some/other-model"):
+        open_store(location, other)
+    with pytest.raises(IndexMismatchError, match="16-dimensional"):
+        open_store(location, dimension=768)
+    with open_store(location) as store, pytest.raises(IndexMismatchError, match="16-dimensional"):
+        store.replace_files([("a", "h", (), passages("a", 1))], np.ones((1, 3), np.float32))
+
+
+def test_a_second_handle_sees_writes_made_through_the_first(location):
+    rng = np.random.default_rng(6)
+    writer = new_store(location)
+    writer.replace_files([("a", "h", (), passages("a", 5))], unit(rng, 5))
+    reader = open_store(location, read_only=True)
+    assert len(reader.search(unit(rng, 1)[0], 10)) == 5
+    other_writer = new_store(location)
+    other_writer.replace_files([("b", "h", (), passages("b", 4))], unit(rng, 4))
+    writer.replace_files([("c", "h", (), passages("c", 3))], unit(rng, 3))  # catches up first
+    assert len(reader.search(unit(rng, 1)[0], 100)) == 12
+    assert writer.info().vectors == 12
+    writer.close()
+    other_writer.close()
+    assert reader.check() == []
+    with pytest.raises(RagQAError, match="read-only"):
+        reader.delete_source("a")
+    reader.close()
+
+
+# ----------------------------------------------------------------------------- FAISS store only
+
+
+def test_auto_switches_to_hnsw_above_threshold(tmp_path):
+    rng = np.random.default_rng(1)
+    store = new_store(tmp_path / "ix", "auto", hnsw_threshold=100)
+    store.replace_files([("a", "h", (), passages("a", 50))], unit(rng, 50))
+    assert store.info().index_type == "flat"
+    store.replace_files([("b", "h", (), passages("b", 80))], unit(rng, 80))
+    assert store.info().index_type == "hnsw"
+    store.delete_source("b")  # HNSW cannot delete: rebuilt from SQLite, back to flat
+    assert store.info().index_type == "flat" and store.info().vectors == 50
+    store.close()
+    assert FaissStore.open(tmp_path / "ix", read_only=True).check() == []
 
 
 def test_stale_faiss_file_is_detected_and_rebuilt(tmp_path):
@@ -121,32 +206,11 @@ def test_leftover_temp_and_damaged_faiss_file_are_handled(tmp_path):
     assert FaissStore.open(path, read_only=True).check() == []
 
 
-def test_unreadable_database_and_wrong_model_are_clear_errors(tmp_path):
+def test_unreadable_database_is_a_clear_error(tmp_path):
     path = tmp_path / "ix"
-    open_store(path).close()
-    other = IndexSettings(embedder=EmbedderConfig(model="some/other-model"))
-    with pytest.raises(IndexMismatchError, match="some/other-model"):
-        FaissStore.open(path, other)
-    with pytest.raises(IndexMismatchError, match="16-dimensional"):
-        FaissStore.open(path, dimension=768)
+    new_store(path).close()
     (path / DATABASE).write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(IndexCorruptError, match="not a readable"):
         FaissStore.open(path)
     with pytest.raises(IndexCorruptError, match="no rag-qa index"):
         FaissStore.open(tmp_path / "nothing", read_only=True)
-
-
-def test_a_second_handle_sees_writes_made_through_the_first(tmp_path):
-    rng = np.random.default_rng(6)
-    writer, reader = open_store(tmp_path / "ix"), None
-    writer.replace_files([("a", "h", (), passages("a", 5))], unit(rng, 5))
-    reader = FaissStore.open(tmp_path / "ix", read_only=True)
-    assert len(reader.search(unit(rng, 1)[0], 10)) == 5
-    other_writer = open_store(tmp_path / "ix")
-    other_writer.replace_files([("b", "h", (), passages("b", 4))], unit(rng, 4))
-    writer.replace_files([("c", "h", (), passages("c", 3))], unit(rng, 3))  # catches up first
-    assert len(reader.search(unit(rng, 1)[0], 100)) == 12
-    assert writer.info().vectors == 12
-    writer.close()
-    other_writer.close()
-    assert reader.check() == []

@@ -1,18 +1,17 @@
-"""Haystack 3 integration: rag-qa's crash-safe FAISS + SQLite store as a Haystack `DocumentStore`
+"""Haystack 3 integration: rag-qa's stores (crash-safe FAISS + SQLite, or PostgreSQL + pgvector) as a Haystack `DocumentStore`
 with an embedding retriever, our span reader as a component, and ready-made indexing and query
 pipelines. Thin wrappers over the same code the rag-qa CLI runs, so an index built by
 `rag-qa index` can be searched from a Haystack pipeline and vice versa.
 
-    >>> from rag_qa.integrations.haystack import FaissDocumentStore, FaissEmbeddingRetriever
-    >>> store = FaissDocumentStore("indexes/haystack", embedding_dim=384)
-    >>> retriever = FaissEmbeddingRetriever(store, top_k=5)
+    >>> from rag_qa.integrations.haystack import RagQADocumentStore, RagQAEmbeddingRetriever
+    >>> store = RagQADocumentStore("indexes/haystack", embedding_dim=384)
+    >>> retriever = RagQAEmbeddingRetriever(store, top_k=5)
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from haystack import Document, Pipeline, component, default_from_dict, default_to_dict
@@ -37,8 +36,7 @@ from rag_qa.config import (
 from rag_qa.pipeline import RagQA
 from rag_qa.reader import Reader
 from rag_qa.records import Answer, Passage, SearchHit, page_at
-from rag_qa.store import DuplicatePassageError, FaissStore
-from rag_qa.store.faiss_store import MANIFEST
+from rag_qa.store import DuplicatePassageError, open_store, store_exists
 
 # Haystack fields with no column of their own travel inside the metadata under this key.
 EXTRAS_KEY = "__haystack__"
@@ -88,8 +86,9 @@ def _validate_filters(filters: dict[str, Any] | None) -> None:
         raise FilterError("Invalid filter syntax: a filter needs 'operator' and either 'conditions' or 'field'/'value'.")
 
 
-class FaissDocumentStore:
-    """Haystack `DocumentStore` over a rag-qa index folder (FAISS + SQLite, crash-safe).
+class RagQADocumentStore:
+    """Haystack `DocumentStore` over a rag-qa index: a folder (FAISS + SQLite, crash-safe) or a
+    `postgresql://…[#name]` URL (PostgreSQL + pgvector).
 
     `embedding_dim` is checked against an existing index, or fixed by the first embedding written
     when None. Filters use Haystack's filter syntax over `meta` (plus `id` and `content`).
@@ -101,12 +100,12 @@ class FaissDocumentStore:
         self.embedding_model = embedding_model
         self.index_type = index_type
         settings = None
-        if not (Path(path) / MANIFEST).exists():
+        if not store_exists(path):
             settings = IndexSettings(
                 embedder=EmbedderConfig(model=embedding_model or "unspecified (written through Haystack)", revision=None),
                 vector_index=VectorIndexConfig(index_type=index_type),
             )
-        self.store = FaissStore.open(path, settings, dimension=embedding_dim)
+        self.store = open_store(path, settings, dimension=embedding_dim)
 
     def to_dict(self) -> dict[str, Any]:
         return default_to_dict(
@@ -114,7 +113,7 @@ class FaissDocumentStore:
         )
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "FaissDocumentStore":
+    def from_dict(cls, data: dict[str, Any]) -> "RagQADocumentStore":
         return default_from_dict(cls, data)
 
     def close(self) -> None:
@@ -147,7 +146,7 @@ class FaissDocumentStore:
         self.store.delete_ids(document_ids)
 
     def delete_all_documents(self, recreate_index: bool = False) -> None:
-        """Remove every document. With `recreate_index`, the FAISS file is also rewritten empty
+        """Remove every document. With `recreate_index`, a FAISS file is also rewritten empty
         now rather than at the next save."""
         self.store.clear()
         if recreate_index:
@@ -179,12 +178,12 @@ class FaissDocumentStore:
 
 
 @component
-class FaissEmbeddingRetriever:
-    """Retrieves documents from a `FaissDocumentStore` by embedding similarity."""
+class RagQAEmbeddingRetriever:
+    """Retrieves documents from a `RagQADocumentStore` by embedding similarity."""
 
-    def __init__(self, document_store: FaissDocumentStore, filters: dict[str, Any] | None = None, top_k: int = 10):
-        if not isinstance(document_store, FaissDocumentStore):
-            raise ValueError("document_store must be a rag_qa FaissDocumentStore")
+    def __init__(self, document_store: RagQADocumentStore, filters: dict[str, Any] | None = None, top_k: int = 10):
+        if not isinstance(document_store, RagQADocumentStore):
+            raise ValueError("document_store must be a rag_qa RagQADocumentStore")
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
         self.document_store = document_store
@@ -195,8 +194,8 @@ class FaissEmbeddingRetriever:
         return default_to_dict(self, document_store=self.document_store.to_dict(), filters=self.filters, top_k=self.top_k)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "FaissEmbeddingRetriever":
-        data["init_parameters"]["document_store"] = FaissDocumentStore.from_dict(data["init_parameters"]["document_store"])
+    def from_dict(cls, data: dict[str, Any]) -> "RagQAEmbeddingRetriever":
+        data["init_parameters"]["document_store"] = RagQADocumentStore.from_dict(data["init_parameters"]["document_store"])
         return default_from_dict(cls, data)
 
     @component.output_types(documents=list[Document])

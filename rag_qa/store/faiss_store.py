@@ -31,8 +31,9 @@ from typing import Any
 import numpy as np
 
 from rag_qa.config import IndexSettings
-from rag_qa.errors import IndexCorruptError, IndexMismatchError, RagQAError
+from rag_qa.errors import IndexCorruptError, RagQAError
 from rag_qa.records import Passage, SearchHit
+from rag_qa.store.base import POLICIES, DuplicatePassageError, StoreInfo, check_compatible, check_dimension, new_manifest
 from rag_qa.store.vector_index import VectorIndex
 
 FORMAT_VERSION = 1
@@ -41,7 +42,6 @@ DATABASE = "passages.sqlite3"
 VECTORS = "vectors.faiss"
 LOCK = "write.lock"
 TEMP_SUFFIX = ".tmp"
-POLICIES = ("fail", "skip", "overwrite")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -81,28 +81,6 @@ CREATE TRIGGER IF NOT EXISTS passages_fts_update AFTER UPDATE OF text ON passage
 END;
 """
 PASSAGE_COLUMNS = "row, id, source, text, page, char_start, char_end, meta"
-
-
-class DuplicatePassageError(RagQAError):
-    """A passage id is already stored and the write policy is "fail"."""
-
-
-@dataclass(frozen=True)
-class StoreInfo:
-    """What `rag-qa info` reports."""
-
-    path: str
-    files: int
-    passages: int
-    vectors: int
-    embedding_model: str | None
-    embedding_revision: str | None
-    dimension: int | None
-    index_type: str
-    format_version: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 @dataclass
@@ -195,7 +173,7 @@ class FaissStore:
             if lock is not None:
                 fcntl.flock(lock, fcntl.LOCK_EX)  # set-up must not race another writer
             manifest = cls._read_or_create_manifest(manifest_path, settings, dimension)
-            cls._check_compatible(folder, manifest, settings, dimension)
+            check_compatible(str(folder), manifest, settings, dimension)
             if not read_only:
                 for stale in folder.glob("*" + TEMP_SUFFIX):
                     stale.unlink()  # left by a writer that was killed mid-save
@@ -223,35 +201,9 @@ class FaissStore:
                     f"(this rag-qa reads format {FORMAT_VERSION}); rebuild the index"
                 )
             return manifest
-        settings = settings if settings is not None else IndexSettings()
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "created_at": time.time(),
-            "embedding": {
-                "model": settings.embedder.model,
-                "revision": settings.embedder.revision,
-                "dimension": dimension,
-                "normalized": True,
-            },
-            "metric": "inner_product",
-            "settings": settings.to_dict(),
-        }
+        manifest = new_manifest(settings, dimension, FORMAT_VERSION)
         atomic_write(path, json.dumps(manifest, indent=2).encode("utf-8"))
         return manifest
-
-    @staticmethod
-    def _check_compatible(folder: Path, manifest: dict[str, Any], settings: IndexSettings | None, dimension: int | None) -> None:
-        built = manifest["embedding"]
-        if settings is not None and settings.embedder.model != built["model"]:
-            raise IndexMismatchError(
-                f"{folder} was built with embedding model {built['model']!r}, not {settings.embedder.model!r}; "
-                "use the same embedder or a new index folder"
-            )
-        if dimension is not None and built["dimension"] not in (None, dimension):
-            raise IndexMismatchError(
-                f"{folder} holds {built['dimension']}-dimensional vectors, not {dimension}; "
-                "use the same embedder or a new index folder"
-            )
 
     @staticmethod
     def _connect(path: Path, read_only: bool) -> sqlite3.Connection:
@@ -403,15 +355,10 @@ class FaissStore:
 
     def _set_dimension(self, vectors: Iterable[np.ndarray | Sequence[float] | None]) -> None:
         """Record the vector dimension on first write; reject vectors of any other dimension."""
-        for vector in vectors:
-            if vector is None:
-                continue
-            size = len(vector)
-            if self.dimension is None:
-                self.manifest["embedding"]["dimension"] = size
-                atomic_write(self.path / MANIFEST, json.dumps(self.manifest, indent=2).encode("utf-8"))
-            elif size != self.dimension:
-                raise IndexMismatchError(f"{self.path} holds {self.dimension}-dimensional vectors; got one of {size}")
+        size = check_dimension(str(self.path), self.dimension, vectors)
+        if self.dimension is None and size is not None:
+            self.manifest["embedding"]["dimension"] = size
+            atomic_write(self.path / MANIFEST, json.dumps(self.manifest, indent=2).encode("utf-8"))
 
     def _insert(self, db: sqlite3.Connection, passage: Passage, vector: Any) -> int:
         blob, dtype = _encode_vector(vector)
@@ -430,17 +377,6 @@ class FaissStore:
         rows = [r for (r,) in db.execute("SELECT row FROM passages WHERE source = ?", (source,))]
         self._delete_rows(db, rows)
         return rows
-
-    def _apply_to_vectors(self, removed: list[int], added: list[int], vectors: list[Any]) -> None:
-        """Mirror a committed SQLite change in the in-memory FAISS index."""
-        if self._vectors is None or (removed and not self._vectors.supports_remove):
-            self._needs_rebuild = True
-            return
-        if removed:
-            self._vectors.remove(np.asarray(removed, np.int64))
-        pairs = [(row, vec) for row, vec in zip(added, vectors) if vec is not None]
-        if pairs:
-            self._vectors.add(np.asarray([r for r, _ in pairs], np.int64), np.vstack([np.asarray(v, np.float32) for _, v in pairs]))
 
     def replace_files(self, files: Sequence[tuple[str, str, tuple[int, ...], list[Passage]]], vectors: np.ndarray) -> int:
         """Atomically store new versions of files: (source, content_hash, page_starts, passages) each,
@@ -511,7 +447,23 @@ class FaissStore:
             db.execute("DELETE FROM files")
             change.rebuild = True
 
+    def write_document(self, name: str, data: dict[str, Any]) -> str:
+        """Keep a small JSON document with the index (such as the fitted scoring); returns where."""
+        path = self.path / f"{name}.json"
+        atomic_write(path, json.dumps(data, indent=2).encode("utf-8"))
+        return str(path)
+
     # ----------------------------------------------------------------- reading
+    def read_document(self, name: str) -> dict[str, Any] | None:
+        """A JSON document saved with `write_document`, or None."""
+        path = self.path / f"{name}.json"
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text("utf-8"))
+        except ValueError as exc:
+            raise IndexCorruptError(f"{path}: unreadable ({exc})") from None
+
     def count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM passages").fetchone()[0])
 

@@ -14,6 +14,9 @@ import numpy as np
 
 from rag_qa.config import VectorIndexConfig
 
+# Below this many allowed vectors a filtered HNSW search is done exactly instead (milliseconds).
+EXACT_FILTER_LIMIT = 20_000
+
 
 class VectorIndex:
     """A FAISS `IndexIDMap2` over a flat or HNSW inner-product index."""
@@ -69,13 +72,24 @@ class VectorIndex:
         k = max(1, min(k, len(self)))
         params = None
         if allowed_rows is not None:
+            if self.kind == "hnsw" and len(allowed_rows) <= EXACT_FILTER_LIMIT:
+                return self._exact_among(queries, k, np.asarray(allowed_rows, dtype=np.int64))
             selector = faiss.IDSelectorBatch(np.asarray(allowed_rows, dtype=np.int64))
             if self.kind == "hnsw":
-                params = faiss.SearchParametersHNSW(sel=selector, efSearch=self.config.hnsw_ef_search)
+                params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(self.config.hnsw_ef_search, 4 * k))
             else:
                 params = faiss.SearchParameters(sel=selector)
         scores, rows = self.index.search(queries, k, params=params)
         return scores, rows
+
+    def _exact_among(self, queries: np.ndarray, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact search over a few allowed vectors: HNSW with a selective filter walks a graph whose
+        neighbours are mostly filtered out and misses allowed vectors; brute force cannot."""
+        vectors = self.index.reconstruct_batch(rows)
+        scores = queries @ vectors.T
+        k = min(k, len(rows))
+        best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(scores, best, axis=1), rows[best]
 
     def to_bytes(self, generation: int) -> bytes:
         """Serialised index with a one-line JSON header recording the store generation it matches."""

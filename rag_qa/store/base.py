@@ -1,0 +1,78 @@
+"""What every passage store shares: the error for duplicate ids, the `info` record, and the
+description of an index (embedding model, dimension, settings) that decides whether a given
+embedder may read and write it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from rag_qa.config import IndexSettings
+from rag_qa.errors import IndexMismatchError, RagQAError
+
+POLICIES = ("fail", "skip", "overwrite")
+
+
+class DuplicatePassageError(RagQAError):
+    """A passage id is already stored and the write policy is "fail"."""
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    """What `rag-qa info` reports."""
+
+    path: str
+    files: int
+    passages: int
+    vectors: int
+    embedding_model: str | None
+    embedding_revision: str | None
+    dimension: int | None
+    index_type: str
+    format_version: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def new_manifest(settings: IndexSettings | None, dimension: int | None, format_version: int) -> dict[str, Any]:
+    """The description of a new index; the dimension is filled in by the first write when None."""
+    settings = settings if settings is not None else IndexSettings()
+    return {
+        "format_version": format_version,
+        "created_at": time.time(),
+        "embedding": {
+            "model": settings.embedder.model,
+            "revision": settings.embedder.revision,
+            "dimension": dimension,
+            "normalized": True,
+        },
+        "metric": "inner_product",
+        "settings": settings.to_dict(),
+    }
+
+
+def check_compatible(where: str, manifest: dict[str, Any], settings: IndexSettings | None, dimension: int | None) -> None:
+    """An index only takes vectors from the embedding model and dimension it was built with."""
+    built = manifest["embedding"]
+    if settings is not None and settings.embedder.model != built["model"]:
+        raise IndexMismatchError(
+            f"{where} was built with embedding model {built['model']!r}, not {settings.embedder.model!r}; "
+            "use the same embedder or a new index"
+        )
+    if dimension is not None and built["dimension"] not in (None, dimension):
+        raise IndexMismatchError(
+            f"{where} holds {built['dimension']}-dimensional vectors, not {dimension}; use the same embedder or a new index"
+        )
+
+
+def check_dimension(where: str, known: int | None, vectors: Any) -> int | None:
+    """The dimension of the first non-empty vector, which must equal the index's if it has one."""
+    for vector in vectors:
+        if vector is None:
+            continue
+        if known is not None and len(vector) != known:
+            raise IndexMismatchError(f"{where} holds {known}-dimensional vectors; got one of {len(vector)}")
+        return len(vector)
+    return None

@@ -1,0 +1,483 @@
+"""The PostgreSQL + pgvector store: the same behaviour as the FAISS store, on a database server
+that many processes can write to and many users can read from at once.
+
+Tables live in one PostgreSQL schema per index (`postgresql://host/db#name`, default "rag_qa"):
+`meta` (schema version, settings, embedding model and dimension, saved documents), `files` and
+`passages`, whose `embedding vector(D)` column has an HNSW index (inner product) and whose
+generated `tsv` column has a GIN full-text index. Every write is one transaction; writers of the
+same file serialise on an advisory lock, so re-indexing is idempotent even when processes race.
+The first write fixes the dimension and builds the HNSW index, under a row lock on `meta`.
+
+    >>> store = PgStore.open("postgresql://localhost/rag#handbook", IndexSettings(), dimension=384)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urldefrag, urlsplit, urlunsplit
+
+import numpy as np
+
+from rag_qa.config import IndexSettings
+from rag_qa.errors import ConfigError, IndexCorruptError, RagQAError
+from rag_qa.records import Passage, SearchHit
+from rag_qa.store.base import POLICIES, DuplicatePassageError, StoreInfo, check_compatible, check_dimension, new_manifest
+
+SCHEMA_VERSION = 1
+DEFAULT_SCHEMA = "rag_qa"
+URL_SCHEMES = ("postgresql://", "postgres://")
+POOL_SIZE = 8
+PASSAGE_COLUMNS = "row, id, source, text, page, char_start, char_end, meta"
+TABLES = """
+CREATE TABLE IF NOT EXISTS {s}.meta (key text PRIMARY KEY, value jsonb NOT NULL);
+CREATE TABLE IF NOT EXISTS {s}.files (
+    source text PRIMARY KEY,
+    content_hash text NOT NULL,
+    page_starts jsonb NOT NULL,
+    passages integer NOT NULL,
+    indexed_at double precision NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {s}.passages (
+    row bigserial PRIMARY KEY,
+    id text NOT NULL UNIQUE,
+    source text,
+    text text NOT NULL,
+    page integer,
+    char_start integer NOT NULL,
+    char_end integer NOT NULL,
+    meta jsonb NOT NULL,
+    embedding vector,
+    embedding_f64 bytea,
+    tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', text)) STORED
+);
+CREATE INDEX IF NOT EXISTS passages_by_source ON {s}.passages (source);
+CREATE INDEX IF NOT EXISTS passages_full_text ON {s}.passages USING gin (tsv);
+"""
+
+
+def is_database_url(location: object) -> bool:
+    return isinstance(location, str) and location.startswith(URL_SCHEMES)
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """(connection URL, schema name): the URL fragment names the schema that holds the index."""
+    connection, schema = urldefrag(url)
+    schema = schema or DEFAULT_SCHEMA
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
+        raise ConfigError(f"index name {schema!r} in {url!r} must be a lower-case SQL identifier (letters, digits, _)")
+    return connection, schema
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and `info`."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _passage(row: Sequence[Any]) -> Passage:
+    _, pid, source, text, page, char_start, char_end, meta = row
+    return Passage(pid, text, source, char_start, char_end, page, meta)
+
+
+def _vector(embedding: Any, exact: bytes | None) -> np.ndarray | None:
+    if exact is not None:
+        return np.frombuffer(exact, dtype=np.float64)
+    if embedding is None:
+        return None
+    return np.asarray(embedding.to_numpy() if hasattr(embedding, "to_numpy") else embedding, dtype=np.float32)
+
+
+def _exact_copy(vector: Any) -> bytes | None:
+    """pgvector keeps float32; float64 input (Haystack documents) is also kept exactly."""
+    if vector is None:
+        return None
+    array = np.asarray(vector)
+    return None if array.dtype == np.float32 else array.astype(np.float64).tobytes()
+
+
+class PgStore:
+    """Passages, vectors and full text in PostgreSQL. Open with `PgStore.open(url)`; thread-safe
+    (a connection pool), and any number of processes may read and write at once."""
+
+    recovered = False  # the database's own recovery keeps it consistent; nothing to rebuild
+
+    def __init__(self, url: str, schema: str, pool: Any, manifest: dict[str, Any], read_only: bool):
+        self.url, self.schema, self._pool, self.manifest = url, schema, pool, manifest
+        self.path = f"{redact(url)}#{schema}"
+        self.settings = IndexSettings.from_dict(manifest["settings"])
+        self._read_only = read_only
+
+    # ----------------------------------------------------------------- opening and closing
+    @classmethod
+    def open(cls, url: str, settings: IndexSettings | None = None, dimension: int | None = None, read_only: bool = False) -> "PgStore":
+        """Open the index in `url` (schema from the fragment), creating tables on first use.
+
+        Raises IndexMismatchError for another embedding model or dimension, IndexCorruptError for
+        a schema written by a newer rag-qa, RagQAError when the server cannot be reached.
+        """
+        import psycopg
+        from pgvector.psycopg import register_vector
+        from psycopg_pool import ConnectionPool
+
+        connection_url, schema = split_url(url)
+        try:
+            with psycopg.connect(connection_url, autocommit=True) as connection:
+                manifest = cls._read_or_create(connection, schema, settings, dimension, read_only)
+        except psycopg.OperationalError as exc:
+            raise RagQAError(f"cannot connect to PostgreSQL at {redact(connection_url)}: {str(exc).strip()}") from None
+        check_compatible(f"{redact(connection_url)}#{schema}", manifest, settings, dimension)
+        options = "-c default_transaction_read_only=on" if read_only else None
+        pool = ConnectionPool(
+            connection_url, min_size=1, max_size=POOL_SIZE, configure=register_vector, open=True,
+            kwargs={"options": options} if options else {},
+        )  # fmt: skip
+        return cls(connection_url, schema, pool, manifest, read_only)
+
+    @staticmethod
+    def _read_or_create(connection: Any, schema: str, settings: IndexSettings | None, dimension: int | None, read_only: bool) -> dict[str, Any]:
+        from psycopg import sql
+
+        exists = connection.execute("SELECT to_regclass(%s)", (f"{schema}.meta",)).fetchone()[0] is not None
+        if not exists and read_only:
+            raise IndexCorruptError(f"no rag-qa index in schema {schema!r}; build one with `rag-qa index --index URL#{schema}`")
+        if not exists:
+            with connection.transaction():
+                connection.execute("SELECT pg_advisory_xact_lock(hashtext('rag_qa:create:' || %s))", (schema,))
+                connection.execute("CREATE EXTENSION IF NOT EXISTS vector")
+                connection.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+                connection.execute(sql.SQL(TABLES.replace("{s}", "{}")).format(*[sql.Identifier(schema)] * TABLES.count("{s}")))
+                manifest = new_manifest(settings, None, SCHEMA_VERSION)  # the dimension is fixed below, with its index
+                connection.execute(
+                    sql.SQL("INSERT INTO {}.meta (key, value) VALUES ('manifest', %s) ON CONFLICT (key) DO NOTHING").format(sql.Identifier(schema)),
+                    (json.dumps(manifest),),
+                )
+        row = connection.execute(sql.SQL("SELECT value FROM {}.meta WHERE key = 'manifest'").format(sql.Identifier(schema))).fetchone()
+        if row is None:
+            raise IndexCorruptError(f"schema {schema!r} has a meta table without a manifest; it is not a rag-qa index")
+        manifest = row[0]
+        if manifest.get("format_version") != SCHEMA_VERSION:
+            raise IndexCorruptError(
+                f"schema {schema!r} is at rag-qa schema version {manifest.get('format_version')}; this rag-qa reads version "
+                f"{SCHEMA_VERSION}. Upgrade rag-qa or re-index into another schema"
+            )
+        if manifest["embedding"]["dimension"] is None and dimension is not None and not read_only:
+            with connection.transaction():
+                PgStore._fix_dimension(connection, schema, manifest, dimension)
+        return manifest
+
+    @staticmethod
+    def _fix_dimension(db: Any, schema: str, manifest: dict[str, Any], dimension: int) -> dict[str, Any]:
+        """Give the vector column its dimension and build the HNSW index (once, under a row lock)."""
+        from psycopg import sql
+
+        table = sql.Identifier(schema)
+        current = db.execute(sql.SQL("SELECT value FROM {}.meta WHERE key = 'manifest' FOR UPDATE").format(table)).fetchone()[0]
+        if current["embedding"]["dimension"] is not None:
+            manifest.update(current)  # another process got there first
+            return manifest
+        current["embedding"]["dimension"] = dimension
+        db.execute(sql.SQL("ALTER TABLE {}.passages ALTER COLUMN embedding TYPE vector({})").format(table, sql.Literal(dimension)))
+        vector_settings = IndexSettings.from_dict(current["settings"]).vector_index
+        if vector_settings.index_type != "flat":
+            db.execute(
+                sql.SQL("CREATE INDEX IF NOT EXISTS passages_hnsw ON {}.passages USING hnsw (embedding vector_ip_ops) WITH (m = {}, ef_construction = {})").format(
+                    table, sql.Literal(vector_settings.hnsw_m), sql.Literal(vector_settings.hnsw_ef_construction)
+                )
+            )
+        db.execute(sql.SQL("UPDATE {}.meta SET value = %s WHERE key = 'manifest'").format(table), (json.dumps(current),))
+        manifest.update(current)
+        return manifest
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> "PgStore":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def read_only(self) -> bool:
+        return self._read_only
+
+    @property
+    def dimension(self) -> int | None:
+        return self.manifest["embedding"]["dimension"]
+
+    def flush(self) -> None:
+        """Nothing to do: every write is durable when its transaction commits."""
+
+    # ----------------------------------------------------------------- SQL helpers
+    def _sql(self, text: str) -> Any:
+        """`text` with `{s}` standing for this index's schema, safely quoted."""
+        from psycopg import sql
+
+        return sql.SQL(text.replace("{s}", "{schema}")).format(schema=sql.Identifier(self.schema))
+
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        with self._pool.connection() as connection:
+            yield connection
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        if self._read_only:
+            raise RagQAError(f"{self.path} is open read-only")
+        with self._pool.connection() as connection, connection.transaction():
+            yield connection
+
+    def _lock_sources(self, db: Any, sources: Sequence[str]) -> None:
+        """Writers of the same file take turns (in sorted order, so they never deadlock)."""
+        for source in sorted(set(sources)):
+            db.execute("SELECT pg_advisory_xact_lock(hashtext(%s), hashtext(%s))", (self.schema, source))
+
+    def _set_dimension(self, db: Any, vectors: Any) -> None:
+        size = check_dimension(self.path, self.dimension, vectors)
+        if self.dimension is None and size is not None:
+            self._fix_dimension(db, self.schema, self.manifest, size)
+
+    def _insert(self, db: Any, passages: Sequence[Passage], vectors: Sequence[Any]) -> None:
+        with db.cursor() as cursor:
+            cursor.executemany(
+                self._sql(
+                    "INSERT INTO {s}.passages (id, source, text, page, char_start, char_end, meta, embedding, embedding_f64)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                ),
+                [
+                    (p.id, p.source, p.text, p.page, p.char_start, p.char_end, json.dumps(p.meta),
+                     None if v is None else np.asarray(v, dtype=np.float32), _exact_copy(v))
+                    for p, v in zip(passages, vectors)
+                ],
+            )  # fmt: skip
+
+    # ----------------------------------------------------------------- writing
+    def replace_files(self, files: Sequence[tuple[str, str, tuple[int, ...], list[Passage]]], vectors: np.ndarray) -> int:
+        """Atomically store new versions of files: (source, content_hash, page_starts, passages)
+        each, `vectors` one row per passage in order; old passages of those files are removed."""
+        total = sum(len(passages) for *_, passages in files)
+        if len(vectors) != total:
+            raise ValueError(f"{total} passages but {len(vectors)} vectors")
+        with self._transaction() as db:
+            self._set_dimension(db, vectors[:1])
+            self._lock_sources(db, [source for source, *_ in files])
+            first = 0
+            for source, content_hash, page_starts, passages in files:
+                db.execute(self._sql("DELETE FROM {s}.passages WHERE source = %s"), (source,))
+                self._insert(db, passages, vectors[first : first + len(passages)])
+                first += len(passages)
+                db.execute(
+                    self._sql(
+                        "INSERT INTO {s}.files (source, content_hash, page_starts, passages, indexed_at) VALUES (%s, %s, %s, %s, %s)"
+                        " ON CONFLICT (source) DO UPDATE SET content_hash = EXCLUDED.content_hash, page_starts = EXCLUDED.page_starts,"
+                        " passages = EXCLUDED.passages, indexed_at = EXCLUDED.indexed_at"
+                    ),
+                    (source, content_hash, json.dumps(list(page_starts)), len(passages), time.time()),
+                )
+        return total
+
+    def delete_source(self, source: str) -> int:
+        """Remove a file and all its passages; returns how many passages were removed."""
+        with self._transaction() as db:
+            self._lock_sources(db, [source])
+            removed = db.execute(self._sql("DELETE FROM {s}.passages WHERE source = %s"), (source,)).rowcount
+            db.execute(self._sql("DELETE FROM {s}.files WHERE source = %s"), (source,))
+        return removed
+
+    def write(self, passages: Sequence[Passage], vectors: Sequence[Any], policy: str = "fail") -> int:
+        """Write passages by id with a duplicate policy ("fail", "skip" or "overwrite").
+        Returns how many were written. With "fail", nothing is written if any id exists."""
+        import psycopg
+
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+        if len(passages) != len(vectors):
+            raise ValueError(f"{len(passages)} passages but {len(vectors)} vectors")
+        try:
+            with self._transaction() as db:
+                self._set_dimension(db, vectors)
+                kept: dict[str, tuple[Passage, Any]] = {}
+                for passage, vector in zip(passages, vectors):
+                    if passage.id in kept and policy == "fail":
+                        raise DuplicatePassageError(f"a passage with id {passage.id!r} appears twice in the batch")
+                    if passage.id not in kept or policy == "overwrite":
+                        kept[passage.id] = (passage, vector)
+                ids = list(kept)
+                existing = {i for (i,) in db.execute(self._sql("SELECT id FROM {s}.passages WHERE id = ANY(%s) FOR UPDATE"), (ids,))}
+                if existing and policy == "fail":
+                    raise DuplicatePassageError(f"a passage with id {sorted(existing)[0]!r} already exists")
+                if policy == "skip":
+                    kept = {i: pv for i, pv in kept.items() if i not in existing}
+                elif existing:
+                    db.execute(self._sql("DELETE FROM {s}.passages WHERE id = ANY(%s)"), (sorted(existing),))
+                self._insert(db, [p for p, _ in kept.values()], [v for _, v in kept.values()])
+        except psycopg.errors.UniqueViolation as exc:  # another writer inserted the same id meanwhile
+            raise DuplicatePassageError(f"a passage id was written concurrently ({exc.diag.message_detail})") from None
+        return len(kept)
+
+    def delete_ids(self, ids: Sequence[str]) -> int:
+        """Remove passages by id (unknown ids are ignored); returns how many were removed."""
+        with self._transaction() as db:
+            return db.execute(self._sql("DELETE FROM {s}.passages WHERE id = ANY(%s)"), (list(ids),)).rowcount
+
+    def update_meta(self, updates: dict[str, dict[str, Any]]) -> int:
+        """Replace the metadata of passages by id: {id: new_meta}. Returns how many changed."""
+        with self._transaction() as db:
+            return sum(
+                db.execute(self._sql("UPDATE {s}.passages SET meta = %s WHERE id = %s"), (json.dumps(meta), pid)).rowcount
+                for pid, meta in updates.items()
+            )
+
+    def clear(self) -> None:
+        """Remove every passage and file."""
+        with self._transaction() as db:
+            db.execute(self._sql("DELETE FROM {s}.passages"))
+            db.execute(self._sql("DELETE FROM {s}.files"))
+
+    def write_document(self, name: str, data: dict[str, Any]) -> str:
+        """Keep a small JSON document with the index (such as the fitted scoring); returns where."""
+        with self._transaction() as db:
+            db.execute(
+                self._sql("INSERT INTO {s}.meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"),
+                (f"document:{name}", json.dumps(data)),
+            )
+        return f"{self.path} (meta {name!r})"
+
+    # ----------------------------------------------------------------- reading
+    def read_document(self, name: str) -> dict[str, Any] | None:
+        with self._connection() as db:
+            row = db.execute(self._sql("SELECT value FROM {s}.meta WHERE key = %s"), (f"document:{name}",)).fetchone()
+        return row[0] if row else None
+
+    def _scalar(self, query: str, params: Sequence[Any] = ()) -> Any:
+        with self._connection() as db:
+            return db.execute(self._sql(query), params).fetchone()[0]
+
+    def count(self) -> int:
+        return int(self._scalar("SELECT count(*) FROM {s}.passages"))
+
+    def file_hash(self, source: str) -> str | None:
+        """Content hash the file was indexed with, or None if it is not indexed."""
+        with self._connection() as db:
+            row = db.execute(self._sql("SELECT content_hash FROM {s}.files WHERE source = %s"), (source,)).fetchone()
+        return row[0] if row else None
+
+    def files(self) -> list[dict[str, Any]]:
+        """Indexed files with their hash, page starts and passage count."""
+        with self._connection() as db:
+            rows = db.execute(self._sql("SELECT source, content_hash, page_starts, passages, indexed_at FROM {s}.files ORDER BY source")).fetchall()
+        return [{"source": s, "content_hash": h, "page_starts": p, "passages": n, "indexed_at": t} for s, h, p, n, t in rows]
+
+    def page_starts(self, source: str) -> tuple[int, ...]:
+        with self._connection() as db:
+            row = db.execute(self._sql("SELECT page_starts FROM {s}.files WHERE source = %s"), (source,)).fetchone()
+        return tuple(row[0]) if row else ()
+
+    def iter_passages(self, batch: int = 1000) -> Iterator[tuple[Passage, np.ndarray | None]]:
+        """Every passage with its vector, in insertion order."""
+        last = 0
+        while True:
+            with self._connection() as db:
+                rows = db.execute(
+                    self._sql(f"SELECT {PASSAGE_COLUMNS}, embedding, embedding_f64 FROM {{s}}.passages WHERE row > %s ORDER BY row LIMIT %s"),
+                    (last, batch),
+                ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield _passage(row[:8]), _vector(row[8], row[9])
+            last = rows[-1][0]
+
+    def search(self, query: np.ndarray, top_k: int = 10, sources: Sequence[str] | None = None, ids: Sequence[str] | None = None) -> list[SearchHit]:
+        """Dense retrieval: the `top_k` passages with the highest inner product with `query`,
+        optionally only among the passages of `sources` or with the given `ids`."""
+        return self.search_many(np.atleast_2d(query), top_k, sources, ids)[0]
+
+    def search_many(
+        self, queries: np.ndarray, top_k: int = 10, sources: Sequence[str] | None = None, ids: Sequence[str] | None = None
+    ) -> list[list[SearchHit]]:
+        """`search` for a batch of queries over one connection. HNSW scans iteratively, so
+        filters still return `top_k` hits when enough passages match."""
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        if self.dimension is None:
+            return [[] for _ in queries]
+        conditions = ["embedding IS NOT NULL"]
+        params: list[Any] = []
+        if sources is not None:
+            conditions.append("source = ANY(%s)")
+            params.append(list(sources))
+        if ids is not None:
+            conditions.append("id = ANY(%s)")
+            params.append(list(ids))
+        query = self._sql(
+            f"SELECT {PASSAGE_COLUMNS}, -(embedding <#> %s) AS score FROM {{s}}.passages WHERE {' AND '.join(conditions)} "
+            "ORDER BY embedding <#> %s LIMIT %s"
+        )
+        ef_search = max(self.settings.vector_index.hnsw_ef_search, top_k)
+        results = []
+        with self._connection() as db, db.transaction():
+            db.execute(self._sql(f"SET LOCAL hnsw.ef_search = {int(ef_search)}"))
+            db.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+            for vector in np.asarray(queries, dtype=np.float32):
+                rows = db.execute(query, (vector, *params, vector, top_k)).fetchall()
+                results.append([SearchHit(_passage(row[:8]), float(row[8])) for row in rows])
+        return results
+
+    def search_text(self, query: str, top_k: int = 10) -> list[SearchHit]:
+        """Full-text retrieval: any of the query's words (English stemming), ranked by
+        PostgreSQL's cover density with length normalisation (score: higher is better)."""
+        terms = [t for t in "".join(c if c.isalnum() else " " for c in query).lower().split() if t]
+        if not terms:
+            return []
+        with self._connection() as db:
+            rows = db.execute(
+                self._sql(
+                    f"SELECT {', '.join('p.' + c.strip() for c in PASSAGE_COLUMNS.split(','))}, ts_rank_cd(p.tsv, q, 1) AS score "
+                    "FROM {s}.passages p, to_tsquery('english', %s) q WHERE p.tsv @@ q ORDER BY score DESC, p.row LIMIT %s"
+                ),
+                (" | ".join(terms), top_k),
+            ).fetchall()
+        return [SearchHit(_passage(row[:8]), float(row[8])) for row in rows]
+
+    # ----------------------------------------------------------------- reporting
+    def info(self) -> StoreInfo:
+        embedding = self.manifest["embedding"]
+        with self._connection() as db:
+            files, passages, vectors = db.execute(
+                self._sql("SELECT (SELECT count(*) FROM {s}.files), count(*), count(embedding) FROM {s}.passages")
+            ).fetchone()
+        return StoreInfo(
+            path=self.path, files=files, passages=passages, vectors=vectors, embedding_model=embedding["model"],
+            embedding_revision=embedding["revision"], dimension=embedding["dimension"],
+            index_type="flat" if self.settings.vector_index.index_type == "flat" else "hnsw",
+            format_version=self.manifest["format_version"],
+        )  # fmt: skip
+
+    def check(self) -> list[str]:
+        """Consistency problems (an empty list means consistent): the files table against the
+        passages, the full-text column, and the HNSW index once vectors have a dimension."""
+        problems = []
+        with self._connection() as db:
+            mismatched = db.execute(
+                self._sql(
+                    "SELECT f.source FROM {s}.files f LEFT JOIN {s}.passages p ON p.source = f.source "
+                    "GROUP BY f.source, f.passages HAVING count(p.row) != f.passages"
+                )
+            ).fetchall()
+            problems += [f"{source}: passage count differs from the files table" for (source,) in mismatched]
+            missing_text = db.execute(self._sql("SELECT count(*) FROM {s}.passages WHERE tsv IS NULL")).fetchone()[0]
+            if missing_text:
+                problems.append(f"{missing_text} passages have no full-text vector")
+            has_hnsw = db.execute("SELECT to_regclass(%s)", (f"{self.schema}.passages_hnsw",)).fetchone()[0] is not None
+        if self.dimension is not None and self.settings.vector_index.index_type != "flat" and not has_hnsw:
+            problems.append("the HNSW index on passages.embedding is missing")
+        return problems
