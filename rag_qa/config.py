@@ -242,3 +242,18 @@ class TrainConfig(_Serialisable):
         _require(self.learning_rate is None or self.learning_rate > 0, "learning_rate must be > 0")
         _require(0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)")
         _require(self.checkpoint_every >= 1, "checkpoint_every must be >= 1")
+
+
+@dataclass(frozen=True)
+class ServerConfig(_Serialisable):
+    """Limits of the HTTP service (`rag-qa serve`); requests beyond them get a 4xx JSON error."""
+
+    upload_dir: str = "uploads"  # uploaded files are kept here (and indexed from here)
+    max_upload_mb: float = 50.0  # per request
+    max_question_chars: int = 1000
+    max_top_k: int = 50
+    allowed_suffixes: tuple[str, ...] = (".pdf", ".txt", ".md", ".markdown", ".html", ".htm")
+
+    def __post_init__(self) -> None:
+        _require(self.max_upload_mb > 0, "max_upload_mb must be > 0")
+        _require(self.max_question_chars >= 1 and self.max_top_k >= 1, "max_question_chars and max_top_k must be >= 1")

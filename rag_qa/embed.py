@@ -1,7 +1,13 @@
-"""Sentence-transformers embeddings: batched, L2-normalised float32, model loaded once on first use."""
+"""Sentence-transformers embeddings: batched, L2-normalised float32, model loaded once on first use.
+
+Thread-safe: one model serves every thread (calls take turns), and each thread gets its own copy
+of the tokenizer for chunking, because a Hugging Face fast tokenizer shared across threads fails
+with "Already borrowed" when two calls with different truncation settings overlap."""
 
 from __future__ import annotations
 
+import copy
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,11 +28,16 @@ class Embedder:
         self.config = config if config is not None else EmbedderConfig()
         self._model: Any = None
         self.resolved: ResolvedModel | None = None
+        self._lock = threading.RLock()
+        self._local = threading.local()
 
     def warm_up(self) -> None:
         """Load the model (once)."""
-        if self._model is not None:
-            return
+        with self._lock:
+            if self._model is None:
+                self._load()
+
+    def _load(self) -> None:
         from sentence_transformers import SentenceTransformer
 
         bundled = bundled_minilm if self.config.model == DEFAULT_EMBEDDING_MODEL else None
@@ -44,7 +55,12 @@ class Embedder:
 
     @property
     def tokenizer(self) -> Any:
-        return self.model.tokenizer
+        """This thread's copy of the model's tokenizer (for chunking)."""
+        tokenizer = getattr(self._local, "tokenizer", None)
+        if tokenizer is None:
+            with self._lock:
+                tokenizer = self._local.tokenizer = copy.deepcopy(self.model.tokenizer)
+        return tokenizer
 
     @property
     def dimension(self) -> int:
@@ -58,13 +74,14 @@ class Embedder:
         """Unit-length float32 vectors, one row per text."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self.model.encode(
-            list(texts),
-            batch_size=self.config.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=progress,
-        )
+        with self._lock:
+            vectors = self.model.encode(
+                list(texts),
+                batch_size=self.config.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=progress,
+            )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def embed_query(self, query: str) -> np.ndarray:

@@ -15,6 +15,7 @@ then merged per passage: null = minimum over windows, best span = maximum (DESIG
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -157,18 +158,23 @@ def _quantize_int8(model: Any) -> Any:
 
 
 class Reader:
-    """Any Hugging Face `AutoModelForQuestionAnswering` checkpoint (safetensors only, no remote code)."""
+    """Any Hugging Face `AutoModelForQuestionAnswering` checkpoint (safetensors only, no remote code).
+    Thread-safe: concurrent `read` calls take turns on the one model and tokenizer."""
 
     def __init__(self, config: ReaderConfig | None = None):
         self.config = config if config is not None else ReaderConfig()
         self._model: Any = None
         self._tokenizer: Any = None
         self.resolved: ResolvedModel | None = None
+        self._lock = threading.RLock()
 
     def warm_up(self) -> None:
         """Load the tokenizer and model (once)."""
-        if self._model is not None:
-            return
+        with self._lock:
+            if self._model is None:
+                self._load()
+
+    def _load(self) -> None:
         import torch
         from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
@@ -226,8 +232,9 @@ class Reader:
         pairs = [(q, text) for q, texts in zip(questions, passages) for text in texts]
         if not pairs:
             return [[] for _ in questions]
-        features = self._features([q for q, _ in pairs], [t for _, t in pairs])
-        logits = self._logits(features)
+        with self._lock:
+            features = self._features([q for q, _ in pairs], [t for _, t in pairs])
+            logits = self._logits(features)
         windows: list[list[tuple[WindowDecoding, Sequence[tuple[int, int]]]]] = [[] for _ in pairs]
         for index, pair_index in enumerate(features["overflow_to_sample_mapping"]):
             sequence_ids = features.sequence_ids(index)

@@ -1,0 +1,67 @@
+"""Uploaded files: safe names, size limits, atomic saves. A client-supplied file name is reduced
+to a plain base name, so no upload can ever be written outside the storage folder."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import unicodedata
+from pathlib import Path
+from typing import BinaryIO
+
+CHUNK_BYTES = 1 << 20
+MAX_NAME_CHARS = 200
+
+
+class UploadRejected(Exception):
+    """An upload breaks a limit; `status` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def safe_name(client_name: str | None) -> str:
+    """The base name of a client's file name with anything risky replaced: no folders (of either
+    slash), no leading dots, no control characters, at most MAX_NAME_CHARS characters."""
+    name = unicodedata.normalize("NFC", client_name or "")
+    name = re.split(r"[\\/]", name)[-1]
+    name = "".join("_" if unicodedata.category(c).startswith("C") else c for c in name)
+    name = re.sub(r"[^\w.\- ()]", "_", name).strip(" .")
+    if not name or set(name) <= {"_", "."}:
+        raise UploadRejected(400, f"{client_name!r} is not a usable file name")
+    stem, suffix = os.path.splitext(name)
+    return stem[: MAX_NAME_CHARS - len(suffix)] + suffix
+
+
+def check_suffix(name: str, allowed: tuple[str, ...]) -> None:
+    if Path(name).suffix.lower() not in allowed:
+        raise UploadRejected(415, f"{name}: unsupported file type; upload one of {', '.join(allowed)}")
+
+
+def save_uploads(uploads: list[tuple[BinaryIO, str]], folder: Path, budget: int) -> list[Path]:
+    """Save (stream, safe name) pairs into `folder`, at most `budget` bytes in all. Each is first
+    written to a temporary file; only when every one has arrived within the limit are they renamed
+    into place, so a refused request leaves the folder (and older versions) untouched."""
+    temps: list[str] = []
+    try:
+        for stream, name in uploads:
+            if (folder / name).resolve().parent != folder.resolve():
+                raise UploadRejected(400, f"{name!r} would be stored outside the upload folder")
+            handle, temp = tempfile.mkstemp(dir=folder, prefix=".upload-")
+            temps.append(temp)
+            with os.fdopen(handle, "wb") as out:
+                while chunk := stream.read(CHUNK_BYTES):
+                    budget -= len(chunk)
+                    if budget < 0:
+                        raise UploadRejected(413, f"{name}: the upload is larger than the limit")
+                    out.write(chunk)
+    except BaseException:
+        for temp in temps:
+            Path(temp).unlink(missing_ok=True)
+        raise
+    targets = [folder / name for _, name in uploads]
+    for temp, target in zip(temps, targets):
+        os.replace(temp, target)
+    return targets

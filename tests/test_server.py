@@ -1,0 +1,149 @@
+"""The HTTP service on a real uvicorn server (loopback): the API, its limits and JSON errors, file
+names that try to escape the upload folder, and concurrent asks and uploads on both backends."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from rag_qa.cli import main
+from rag_qa.config import ReaderConfig, ServerConfig
+from rag_qa.pipeline import RagQA
+from rag_qa.server.uploads import UploadRejected, safe_name
+from tests.conftest import READER, needs_shared
+from tests.service import live_service
+
+httpx = pytest.importorskip("httpx", reason="the service tests need httpx (pip install -e '.[dev]')")
+
+LIBRARY = (
+    "The Harborview Tool Library opened in 2019. Members may borrow a drill for seven days. "
+    "Late returns cost two dollars a day. The library is run by volunteers from the neighbourhood."
+)
+
+
+@pytest.mark.parametrize(
+    ("client_name", "expected"),
+    [
+        ("report.pdf", "report.pdf"),
+        ("../../etc/passwd.txt", "passwd.txt"),
+        ("..\\..\\windows\\evil.txt", "evil.txt"),
+        ("/absolute/path/notes.md", "notes.md"),
+        ("a\x00b\nc.txt", "a_b_c.txt"),
+        ("..hidden.txt", "hidden.txt"),
+        ("naïve café.html", "naïve café.html"),
+        ("x" * 500 + ".txt", "x" * 196 + ".txt"),
+    ],
+)
+def test_upload_names_are_reduced_to_safe_base_names(client_name: str, expected: str) -> None:
+    assert safe_name(client_name) == expected
+
+
+@pytest.mark.parametrize("client_name", ["", "..", "../..", "/", "....", None])
+def test_names_with_nothing_usable_are_refused(client_name: str | None) -> None:
+    with pytest.raises(UploadRejected) as refused:
+        safe_name(client_name)
+    assert refused.value.status == 400
+
+
+@pytest.fixture(params=["faiss", "postgresql"])
+def service(request: pytest.FixtureRequest, tmp_path: Path):
+    """A running service over an empty index, with small limits so they are easy to hit."""
+    needs_shared(READER)
+    location = str(tmp_path / "index") if request.param == "faiss" else request.getfixturevalue("postgres_url")
+    config = ServerConfig(upload_dir=str(tmp_path / "uploads"), max_upload_mb=0.05, max_question_chars=200, max_top_k=10)
+    with RagQA.open(location, reader=ReaderConfig(model=str(READER))) as qa:
+        with live_service(qa, config) as url:
+            yield url, location, tmp_path / "uploads"
+
+
+def upload(url: str, *files: tuple[str, bytes]) -> httpx.Response:
+    return httpx.post(f"{url}/documents", files=[("files", (name, data)) for name, data in files], timeout=120)
+
+
+@pytest.mark.integration
+def test_upload_ask_list_and_delete(service, capsys: pytest.CaptureFixture[str]) -> None:
+    url, location, storage = service
+    assert httpx.get(f"{url}/health").json()["passages"] == 0
+    report = upload(url, ("library.txt", LIBRARY.encode()), ("empty.txt", b"   ")).json()
+    assert report["files_indexed"] == 1 and report["passages_added"] >= 1
+    assert [s["reason"] for s in report["files_skipped"]] and not (storage / "empty.txt").exists()
+    assert [d["name"] for d in httpx.get(f"{url}/documents").json()["documents"]] == ["library.txt"]
+
+    answer = httpx.post(f"{url}/ask", json={"question": "How long can members borrow a drill?", "top_k": 3}, timeout=60).json()
+    assert main(["ask", "How long can members borrow a drill?", "--index", location, "--reader", str(READER), "--top-k", "3", "--json"]) == 0
+    assert answer == json.loads(capsys.readouterr().out), "the API answers exactly as `rag-qa ask --json`"
+    best = answer["answers"][0] if not answer["abstained"] else answer["best_guess"]
+    assert best["source"] == str(storage / "library.txt") and LIBRARY[best["start"] : best["end"]] == best["text"]
+
+    filtered = httpx.post(f"{url}/ask", json={"question": "When did it open?", "filters": {"sources": ["library.txt"]}}, timeout=60)
+    assert filtered.status_code == 200
+    deleted = httpx.delete(f"{url}/documents/library.txt").json()
+    assert deleted["passages_removed"] == report["passages_added"] and deleted["passages_total"] == 0
+    assert not (storage / "library.txt").exists()
+    assert httpx.delete(f"{url}/documents/library.txt").status_code == 404
+
+
+@pytest.mark.integration
+def test_limits_answer_with_clear_json_errors(service) -> None:
+    url, _, storage = service
+
+    def ask(body: dict) -> tuple[int, str]:
+        response = httpx.post(f"{url}/ask", json=body, timeout=60)
+        return response.status_code, response.json()["error"]
+
+    assert ask({"question": "x" * 201}) == (422, "the question has 201 characters; the limit is 200")
+    assert ask({"question": "   "})[0] == 422
+    assert ask({"question": "why?", "top_k": 0}) == (422, "top_k must be between 1 and 10, got 0")
+    assert ask({"question": "why?", "top_k": 11})[0] == 422
+    assert ask({"top_k": 3}) == (422, "invalid request: question: Field required")
+    assert ask({"question": "why?", "filters": {"sources": ["nothing.pdf"]}})[0] == 404
+    bad_type = upload(url, ("tool.exe", b"MZ binary"))
+    assert bad_type.status_code == 415 and ".pdf" in bad_type.json()["error"]
+    too_big = upload(url, ("big.txt", b"word " * 20_000))
+    assert too_big.status_code == 413 and "limit" in too_big.json()["error"]
+    spread = upload(url, ("a.txt", b"word " * 6_000), ("b.txt", b"word " * 6_000))  # each fits, together they do not
+    assert spread.status_code == 413
+    assert list(storage.iterdir()) == [], "refused uploads leave nothing behind"
+    schema = httpx.get(f"{url}/openapi.json").json()
+    assert {"/ask", "/documents", "/documents/{source}", "/health"} <= set(schema["paths"])
+
+
+@pytest.mark.integration
+def test_hostile_file_names_stay_inside_the_upload_folder(service, tmp_path: Path) -> None:
+    url, _, storage = service
+    names = ["../../escaped.txt", "..\\..\\escaped2.txt", "/tmp/escaped3.txt", "sub/../../escaped4.txt"]
+    for name in names:
+        response = upload(url, (name, LIBRARY.encode()))
+        assert response.status_code == 200, response.text
+        assert Path(response.json()["documents"][0]["source"]).parent == storage
+    assert sorted(p.name for p in storage.iterdir()) == ["escaped.txt", "escaped2.txt", "escaped3.txt", "escaped4.txt"]
+    outside = [p for p in tmp_path.rglob("escaped*") if p.parent != storage] + list(tmp_path.parent.glob("escaped*"))
+    assert outside == [] and not Path("/tmp/escaped3.txt").exists()
+
+
+@pytest.mark.integration
+def test_concurrent_asks_and_uploads_all_succeed(service) -> None:
+    """16 questions from 8 threads while other threads upload 6 documents: every request
+    succeeds, and the index ends with exactly the uploaded documents."""
+    url, _, _ = service
+    upload(url, ("library.txt", LIBRARY.encode()))
+
+    def ask(i: int) -> int:
+        return httpx.post(f"{url}/ask", json={"question": f"How much do late returns cost? ({i})"}, timeout=120).status_code
+
+    def add(i: int) -> int:
+        text = f"Workshop {i} is held on day {i} of the month. " * 30
+        return upload(url, (f"workshop{i}.txt", text.encode())).status_code
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        asks = [pool.submit(ask, i) for i in range(16)]
+        adds = [pool.submit(add, i) for i in range(6)]
+        statuses = [f.result() for f in asks + adds]
+    assert statuses == [200] * 22
+    documents = httpx.get(f"{url}/documents").json()["documents"]
+    assert sorted(d["name"] for d in documents) == sorted(["library.txt"] + [f"workshop{i}.txt" for i in range(6)])
+    health = httpx.get(f"{url}/health").json()
+    assert health["files"] == 7 and health["passages"] == sum(d["passages"] for d in documents)
