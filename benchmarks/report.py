@@ -12,6 +12,7 @@ import time
 
 import end_to_end
 import ingest
+import load
 import reader
 import retrieval_scale
 from common import REPO, machine
@@ -21,7 +22,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3, help="runs per system for the timed benchmarks (default: %(default)s)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000], help="vector counts for retrieval at scale")
-    parser.add_argument("--only", type=int, nargs="+", choices=[1, 2, 3, 4], help="rerun these sections and keep the others from the existing docs/benchmarks.md")
+    parser.add_argument("--only", type=int, nargs="+", choices=[1, 2, 3, 4, 5], help="rerun these sections and keep the others from the existing docs/benchmarks.md")
     args = parser.parse_args()
     repeat, sizes = args.repeat, args.sizes
     target = REPO / "docs" / "benchmarks.md"
@@ -33,6 +34,8 @@ def main() -> None:
         ("3. Ingestion", f"python benchmarks/ingest.py --repeat {repeat}", lambda: ingest.markdown(ingest.run(repeat))),
         ("4. Retrieval at scale", f"python benchmarks/retrieval_scale.py --sizes {' '.join(map(str, sizes))}",
          lambda: retrieval_scale.markdown(retrieval_scale.run(sizes))),
+        ("5. Service under load", "python benchmarks/load.py --clients 1 8 --duration 60",
+         lambda: load.markdown(load.run(["faiss", "postgresql"], [1, 8], 60))),
     ], 1):  # fmt: skip
         kept = [p for p in previous if p.startswith(title)]
         if args.only and number not in args.only and kept:

@@ -359,7 +359,7 @@ def evaluate_trained(config: TrainConfig, progress: bool) -> dict[str, float]:
 def model_card(config: TrainConfig, report: TrainReport) -> str:
     """A short README for the trained reader: where it came from and how well it did."""
     lines = [
-        f"# Reader fine-tuned with `rag-qa train`\n",
+        "# Reader fine-tuned with `rag-qa train`\n",
         f"- Base: `{config.base}`" + (" (new QA head)" if report.new_head else " (continued fine-tuning of its QA head)"),
         f"- Data: `{Path(config.train_file).name}`: {report.examples} questions ({report.answerable} answerable), "
         f"{report.windows} windows; {report.mismatched} answers skipped because their text is not the context at answer_start",

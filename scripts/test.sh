@@ -1,6 +1,13 @@
 #!/usr/bin/env bash
-# Set up (if needed) and run the whole test suite, offline.
+# Set up (if needed) and run the whole test suite, offline. The browser test needs Chromium:
+# installed here from Debian packages when missing (as root, or with sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
 .venv/bin/python -m pytest "$@"

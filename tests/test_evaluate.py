@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from rag_qa.calibration import fit_logistic
-from rag_qa.config import ScoringConfig
 from rag_qa.evaluate import (
     SquadQuestion,
     exact_score,

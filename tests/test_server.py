@@ -14,7 +14,7 @@ from rag_qa.config import ReaderConfig, ServerConfig
 from rag_qa.pipeline import RagQA
 from rag_qa.server.uploads import UploadRejected, safe_name
 from tests.conftest import READER, needs_shared
-from tests.service import live_service
+from rag_qa.server.background import live_service
 
 httpx = pytest.importorskip("httpx", reason="the service tests need httpx (pip install -e '.[dev]')")
 
@@ -104,6 +104,8 @@ def test_limits_answer_with_clear_json_errors(service) -> None:
     assert bad_type.status_code == 415 and ".pdf" in bad_type.json()["error"]
     too_big = upload(url, ("big.txt", b"word " * 20_000))
     assert too_big.status_code == 413 and "limit" in too_big.json()["error"]
+    declared = upload(url, ("huge.txt", b"word " * 60_000))  # refused from Content-Length, before reading
+    assert declared.status_code == 413 and declared.json()["error"].startswith("the request is 0.3 MB")
     spread = upload(url, ("a.txt", b"word " * 6_000), ("b.txt", b"word " * 6_000))  # each fits, together they do not
     assert spread.status_code == 413
     assert list(storage.iterdir()) == [], "refused uploads leave nothing behind"

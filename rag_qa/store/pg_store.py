@@ -150,7 +150,7 @@ class PgStore:
             raise IndexCorruptError(f"no rag-qa index in schema {schema!r}; build one with `rag-qa index --index URL#{schema}`")
         if not exists:
             with connection.transaction():
-                connection.execute("SELECT pg_advisory_xact_lock(hashtext('rag_qa:create:' || %s))", (schema,))
+                connection.execute("SELECT pg_advisory_xact_lock(hashtext('rag_qa:create'))")  # CREATE EXTENSION races across schemas too
                 connection.execute("CREATE EXTENSION IF NOT EXISTS vector")
                 connection.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
                 connection.execute(sql.SQL(TABLES.replace("{s}", "{}")).format(*[sql.Identifier(schema)] * TABLES.count("{s}")))

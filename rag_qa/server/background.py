@@ -1,4 +1,5 @@
-"""A real rag-qa service on a free loopback port, in a background thread of the test process."""
+"""The service on a free loopback port in a background thread: for tests, notebooks and scripts
+(`rag-qa serve` is the way to run it for users)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def live_service(qa: RagQA, config: ServerConfig) -> Iterator[str]:
     deadline = time.monotonic() + 30
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test service did not start")
+            raise RuntimeError("the rag-qa service did not start")
         time.sleep(0.05)
     try:
         yield f"http://127.0.0.1:{port}"

@@ -1,0 +1,175 @@
+"""Load test of `rag-qa serve` on loopback, for the FAISS and the PostgreSQL backend.
+
+The service runs as its own process (`rag-qa serve`, the offline reader, top_k 5) over the 109
+dev-eval.json paragraphs. For each client count, that many clients ask dev-eval questions
+back to back for `--duration` seconds while one more client keeps uploading documents (one
+distractor paragraph per upload, each a new file). Reported: answered questions per second,
+p50/p99 latency, uploads, and errors (any non-200 answer or failed request; the target is zero).
+The clients run on the same 2 cores as the service, so the numbers are a floor.
+
+Usage: python benchmarks/load.py [--clients 1 8] [--duration 60] [--backends faiss postgresql] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from common import READER, REPO, SQUAD, require_shared, table
+
+
+def build_index(location: str) -> int:
+    """The dev-eval paragraphs, indexed in-process before the service starts."""
+    from rag_qa import RagQA
+    from rag_qa.evaluate import squad_corpus
+    from rag_qa.indexer import add_documents
+
+    with RagQA.open(location) as qa:
+        add_documents(squad_corpus([SQUAD / "dev-eval.json"]), qa.store, qa.embedder)
+        return qa.store.count()
+
+
+def start_service(location: str, uploads: Path, port: int) -> subprocess.Popen:
+    import httpx
+
+    command = [sys.executable, "-m", "rag_qa.cli", "serve", "--index", location, "--reader", str(READER), "--port", str(port),
+               "--upload-dir", str(uploads), "--log-level", "warning"]  # fmt: skip
+    service = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return service
+        except httpx.TransportError:
+            time.sleep(0.5)
+        if service.poll() is not None:
+            sys.exit(f"the service exited: {service.stderr.read()}")
+    service.kill()
+    sys.exit("the service did not start within 120 s")
+
+
+def run_load(url: str, questions: list[str], paragraphs: list[str], clients: int, duration: float) -> dict:
+    """`clients` askers and one uploader against `url` for `duration` seconds."""
+    import httpx
+
+    deadline = time.monotonic() + duration
+    asks: list[float] = []
+    uploads: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def asker(offset: int) -> None:
+        with httpx.Client(base_url=url, timeout=120) as client:
+            i = offset
+            while time.monotonic() < deadline:
+                started = time.perf_counter()
+                try:
+                    response = client.post("/ask", json={"question": questions[i % len(questions)]})
+                    problem = None if response.status_code == 200 else f"ask {response.status_code}: {response.text[:200]}"
+                except httpx.HTTPError as exc:
+                    problem = f"ask: {exc!r}"
+                with lock:
+                    (errors.append(problem) if problem else asks.append(time.perf_counter() - started))
+                i += clients
+
+    def uploader() -> None:
+        with httpx.Client(base_url=url, timeout=300) as client:
+            n = 0
+            while time.monotonic() < deadline:
+                started = time.perf_counter()
+                name = f"upload-{os.getpid()}-{time.time_ns()}-{n}.txt"
+                try:
+                    response = client.post("/documents", files=[("files", (name, paragraphs[n % len(paragraphs)].encode()))])
+                    problem = None if response.status_code == 200 and response.json()["files_indexed"] == 1 else f"upload {response.status_code}: {response.text[:200]}"
+                except httpx.HTTPError as exc:
+                    problem = f"upload: {exc!r}"
+                with lock:
+                    (errors.append(problem) if problem else uploads.append(time.perf_counter() - started))
+                n += 1
+
+    threads = [threading.Thread(target=asker, args=(c,)) for c in range(clients)] + [threading.Thread(target=uploader)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    latencies = np.array(asks) * 1000
+    return {
+        "clients": clients,
+        "seconds": round(elapsed, 1),
+        "questions": len(asks),
+        "questions_per_s": len(asks) / elapsed,
+        "p50_ms": float(np.percentile(latencies, 50)) if len(asks) else None,
+        "p99_ms": float(np.percentile(latencies, 99)) if len(asks) else None,
+        "uploads": len(uploads),
+        "upload_p50_ms": float(np.median(uploads) * 1000) if uploads else None,
+        "errors": len(errors),
+        "error_examples": errors[:3],
+    }
+
+
+def run(backends: list[str], client_counts: list[int], duration: float) -> list[dict]:
+    from rag_qa.evaluate import load_squad
+
+    questions = [q.question for q in load_squad(SQUAD / "dev-eval.json")]
+    paragraphs = [json.loads(line)["text"] for line in (SQUAD / "distractor-passages.jsonl").read_text("utf-8").splitlines()]
+    results = []
+    with tempfile.TemporaryDirectory(prefix="rag-qa-load-") as scratch:
+        for backend in backends:
+            location = str(Path(scratch) / "index") if backend == "faiss" else postgres_url(Path(scratch) / "postgres")
+            passages = build_index(location)
+            from rag_qa.server.background import free_port
+
+            port = free_port()
+            service = start_service(location, Path(scratch) / f"uploads-{backend}", port)
+            try:
+                for clients in client_counts:
+                    result = run_load(f"http://127.0.0.1:{port}", questions, paragraphs, clients, duration)
+                    results.append({"backend": backend, "passages_at_start": passages, **result})
+                    print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+            finally:
+                service.terminate()
+                service.wait(timeout=60)
+    return results
+
+
+def postgres_url(folder: Path) -> str:
+    import pgserver
+
+    folder.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(folder, cleanup_mode="stop")
+    return server.get_uri() + "#load_test"
+
+
+def markdown(results: list[dict]) -> str:
+    rows = [
+        [r["backend"], r["clients"], r["questions_per_s"], r["p50_ms"], r["p99_ms"], r["questions"], r["uploads"], r["upload_p50_ms"], r["errors"]]
+        for r in results
+    ]
+    return table(["backend", "ask clients (+1 uploader)", "questions/s", "p50 ms", "p99 ms", "questions", "uploads", "upload p50 ms", "errors"], rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8], help="concurrent asking clients, one run each (default: %(default)s)")
+    parser.add_argument("--duration", type=float, default=60, help="seconds per run (default: %(default)s)")
+    parser.add_argument("--backends", nargs="+", choices=["faiss", "postgresql"], default=["faiss", "postgresql"])
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args()
+    require_shared()
+    os.chdir(REPO)
+    results = run(args.backends, args.clients, args.duration)
+    print(json.dumps(results, indent=2) if args.json else markdown(results))
+
+
+if __name__ == "__main__":
+    main()
