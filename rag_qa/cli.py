@@ -378,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     window_options.add_argument("--doc-stride", type=int, default=ReaderConfig.doc_stride, help="window overlap in tokens (default: %(default)s)")
     retrieval_options = argparse.ArgumentParser(add_help=False)
     retrieval_options.add_argument("--top-k", type=int, default=RetrievalConfig.top_k, help="passages read per question (default: %(default)s)")
-    retrieval_options.add_argument("--retrieval", choices=RETRIEVAL_MODES, default="dense", help="dense (FAISS), bm25 (full text) or hybrid fusion (default: %(default)s)")
+    retrieval_options.add_argument("--retrieval", choices=RETRIEVAL_MODES, default="dense", help="dense (vector search), bm25 (full text) or hybrid fusion (default: %(default)s)")
 
     p = sub.add_parser("index", parents=[common], help="add or update files and folders in an index")
     p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (walked recursively)")

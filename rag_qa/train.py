@@ -351,7 +351,7 @@ def evaluate_trained(config: TrainConfig, progress: bool) -> dict[str, float]:
     evaluation = evaluate_reader(reader, questions, ScoringConfig(tau=0.0, retrieval_weight=0.0), progress=progress)
     answerable = [q for q in questions if any(normalize_answer(a) for a in q.answers)]
     forced = [max(f1_score(gold, evaluation.best_spans[q.id]) for gold in q.answers) for q in answerable]
-    metrics = {k: round(v, 2) for k, v in evaluation.metrics.items() if isinstance(v, float)}
+    metrics = {k: round(v, 2) if isinstance(v, float) else v for k, v in evaluation.metrics.items()}
     metrics["HasAns_f1_forced"] = round(100.0 * sum(forced) / len(forced), 2) if forced else 0.0
     return metrics
 

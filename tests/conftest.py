@@ -66,3 +66,16 @@ def postgres_url(postgres_server: str, request: pytest.FixtureRequest) -> str:
 
     name = re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:40]
     return f"{postgres_server}#t_{name}_{uuid.uuid4().hex[:8]}"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", help="also run tests marked slow (each takes many minutes on a CPU)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow") or os.environ.get("RAG_QA_SLOW_TESTS") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow (minutes of CPU training): run with --run-slow or RAG_QA_SLOW_TESTS=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

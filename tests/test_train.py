@@ -206,15 +206,17 @@ def test_out_folders_of_other_runs_are_not_clobbered(tmp_path: Path, tokenizer_d
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_short_training_of_minilm_beats_an_untrained_head(tmp_path: Path) -> None:
-    """A few minutes of training on reader-train.json; judged on dev-eval.json (never on train)."""
+def test_training_minilm_on_squad_beats_an_untrained_head(tmp_path: Path) -> None:
+    """The README's training command (3 epochs, about 35 minutes on 2 cores), judged on
+    dev-eval.json, never on the training file. Shorter runs (100-250 steps) learn when not to
+    answer but not yet where answers are, so the run is this long on purpose."""
     needs_shared(SQUAD / "reader-train.json")
     from rag_qa.evaluate import load_squad
     from rag_qa.train import evaluate_trained
 
     config = TrainConfig(
         base="sentence-transformers/all-MiniLM-L6-v2", train_file=str(SQUAD / "reader-train.json"),
-        dev_file=str(SQUAD / "dev-eval.json"), out=str(tmp_path / "trained"), max_steps=100, max_seq_len=256, doc_stride=96,
+        dev_file=str(SQUAD / "dev-eval.json"), out=str(tmp_path / "trained"), epochs=3,
     )  # fmt: skip
     tokenizer, untrained, _ = load_base(config)
     untrained.save_pretrained(tmp_path / "untrained")
@@ -222,5 +224,6 @@ def test_short_training_of_minilm_beats_an_untrained_head(tmp_path: Path) -> Non
     before = evaluate_trained(TrainConfig(**{**config.to_dict(), "out": str(tmp_path / "untrained")}), progress=False)
     after = train(config).dev_metrics
     assert after["total"] == before["total"] == len(load_squad(config.dev_file))
-    assert after["HasAns_f1_forced"] > before["HasAns_f1_forced"] + 10, (before, after)
-    assert after["f1"] > before["f1"] - 1.0
+    assert after["f1"] > before["f1"] + 30, (before, after)  # untrained: answers everything, F1 about 4
+    assert after["HasAns_f1_forced"] > before["HasAns_f1_forced"] + 30, (before, after)  # finds the spans
+    assert after["best_f1"] > after["NoAns_total"] / after["total"] * 100, "beats always abstaining at the best threshold"
