@@ -155,7 +155,12 @@ def markdown(results: list[dict]) -> str:
         [r["backend"], r["clients"], r["questions_per_s"], r["p50_ms"], r["p99_ms"], r["questions"], r["uploads"], r["upload_p50_ms"], r["errors"]]
         for r in results
     ]
-    return table(["backend", "ask clients (+1 uploader)", "questions/s", "p50 ms", "p99 ms", "questions", "uploads", "upload p50 ms", "errors"], rows)
+    intro = (
+        "`rag-qa serve` (its own process, offline reader, top_k 5) over the 109 dev-eval.json paragraphs; "
+        "each run asks dev-eval questions back to back from N clients while one more client uploads a new "
+        "one-paragraph document after another. Clients share the 2 cores with the service.\n\n"
+    )
+    return intro + table(["backend", "ask clients (+1 uploader)", "questions/s", "p50 ms", "p99 ms", "questions", "uploads", "upload p50 ms", "errors"], rows)
 
 
 def main() -> None:
