@@ -357,12 +357,9 @@ class PgStore:
             row = db.execute(self._sql("SELECT value FROM {s}.meta WHERE key = %s"), (f"document:{name}",)).fetchone()
         return row[0] if row else None
 
-    def _scalar(self, query: str, params: Sequence[Any] = ()) -> Any:
-        with self._connection() as db:
-            return db.execute(self._sql(query), params).fetchone()[0]
-
     def count(self) -> int:
-        return int(self._scalar("SELECT count(*) FROM {s}.passages"))
+        with self._connection() as db:
+            return int(db.execute(self._sql("SELECT count(*) FROM {s}.passages")).fetchone()[0])
 
     def file_hash(self, source: str) -> str | None:
         """Content hash the file was indexed with, or None if it is not indexed."""
