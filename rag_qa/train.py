@@ -291,7 +291,7 @@ def train(config: TrainConfig, overwrite: bool = False, progress: bool = False, 
         first_step, loss_sum, loss_steps = state["step"], state["loss_sum"], state["loss_steps"]
 
     model.train()
-    started, trained_windows, last_loss = time.perf_counter(), 0, float("nan")
+    started, trained_windows = time.perf_counter(), 0
     bar = tqdm(total=total_steps, initial=first_step, desc="Training", unit="step", disable=not progress)
     batches: list[list[int]] = []
     batches_epoch = -1
@@ -306,8 +306,7 @@ def train(config: TrainConfig, overwrite: bool = False, progress: bool = False, 
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        last_loss = loss.item()
-        loss_sum, loss_steps, trained_windows = loss_sum + last_loss, loss_steps + 1, trained_windows + len(rows)
+        loss_sum, loss_steps, trained_windows = loss_sum + loss.item(), loss_steps + 1, trained_windows + len(rows)
         bar.update(1)
         bar.set_postfix(loss=f"{loss_sum / loss_steps:.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}", epoch=epoch + 1)
         done = step + 1
