@@ -39,6 +39,15 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _require_windows(max_seq_len: int, doc_stride: int, max_query_tokens: int) -> None:
+    """SQuAD windows (the reader's and the trainer's) must leave room for context and overlap."""
+    _require(32 <= max_seq_len <= 4096, f"max_seq_len must be in [32, 4096], got {max_seq_len}")
+    _require(
+        0 < doc_stride < max_seq_len - max_query_tokens - 3,
+        f"doc_stride must be in (0, max_seq_len - max_query_tokens - 3), got {doc_stride}",
+    )
+
+
 @dataclass(frozen=True)
 class EmbedderConfig(_Serialisable):
     """Which sentence-transformers model embeds passages and queries, and how."""
@@ -108,11 +117,7 @@ class ReaderConfig(_Serialisable):
 
     def __post_init__(self) -> None:
         _require(bool(self.model), "reader model must be a Hub id or a local path")
-        _require(32 <= self.max_seq_len <= 4096, f"max_seq_len must be in [32, 4096], got {self.max_seq_len}")
-        _require(
-            0 < self.doc_stride < self.max_seq_len - self.max_query_tokens - 3,
-            f"doc_stride must be in (0, max_seq_len - max_query_tokens - 3), got {self.doc_stride}",
-        )
+        _require_windows(self.max_seq_len, self.doc_stride, self.max_query_tokens)
         _require(self.max_query_tokens >= 4, "max_query_tokens must be >= 4")
         _require(self.max_answer_tokens >= 1, "max_answer_tokens must be >= 1")
         _require(self.top_spans >= 1 and self.batch_size >= 1, "top_spans and batch_size must be >= 1")
@@ -233,11 +238,7 @@ class TrainConfig(_Serialisable):
     def __post_init__(self) -> None:
         _require(self.epochs > 0, f"epochs must be > 0, got {self.epochs}")
         _require(self.max_steps is None or self.max_steps >= 1, "max_steps must be >= 1")
-        _require(32 <= self.max_seq_len <= 4096, f"max_seq_len must be in [32, 4096], got {self.max_seq_len}")
-        _require(
-            0 < self.doc_stride < self.max_seq_len - self.max_query_tokens - 3,
-            f"doc_stride must be in (0, max_seq_len - max_query_tokens - 3), got {self.doc_stride}",
-        )
+        _require_windows(self.max_seq_len, self.doc_stride, self.max_query_tokens)
         _require(self.batch_size >= 1, "batch_size must be >= 1")
         _require(self.learning_rate is None or self.learning_rate > 0, "learning_rate must be > 0")
         _require(0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)")
@@ -252,7 +253,6 @@ class ServerConfig(_Serialisable):
     max_upload_mb: float = 50.0  # per request
     max_question_chars: int = 1000
     max_top_k: int = 50
-    allowed_suffixes: tuple[str, ...] = (".pdf", ".txt", ".md", ".markdown", ".html", ".htm")
 
     def __post_init__(self) -> None:
         _require(self.max_upload_mb > 0, "max_upload_mb must be > 0")

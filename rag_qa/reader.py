@@ -26,6 +26,8 @@ from rag_qa.config import ReaderConfig
 from rag_qa.errors import ConfigError
 from rag_qa.models import ResolvedModel, resolve_model
 
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # what a window feeds the model
+
 
 @dataclass(frozen=True)
 class Span:
@@ -144,6 +146,21 @@ def window_features(tokenizer: Any, questions: Sequence[str], contexts: Sequence
     )
 
 
+def padded_batch(features: Any, rows: Sequence[int], pad_id: int, device: Any = None) -> dict[str, Any]:
+    """The model inputs of some windows as tensors, padded to the longest of them (dynamic
+    padding: a batch of short windows stays cheap). Used for reading and for training."""
+    import torch
+
+    width = max(len(features["input_ids"][r]) for r in rows)
+    batch = {}
+    for name in MODEL_INPUTS:
+        if name in features:
+            fill = pad_id if name == "input_ids" else 0
+            padded = [features[name][r] + [fill] * (width - len(features[name][r])) for r in rows]
+            batch[name] = torch.tensor(padded, dtype=torch.long, device=device)
+    return batch
+
+
 def _quantize_int8(model: Any) -> Any:
     """Dynamic int8 quantization of Linear layers: weights int8, activations quantized on the fly."""
     import warnings
@@ -205,19 +222,11 @@ class Reader:
         ids = features["input_ids"]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         results: list[tuple[np.ndarray, np.ndarray]] = [None] * len(ids)  # type: ignore[list-item]
-        pad = self._tokenizer.pad_token_id
-        names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in features]
         device = next(self._model.parameters()).device
         with torch.inference_mode():
             for first in range(0, len(order), self.config.batch_size):
                 batch = order[first : first + self.config.batch_size]
-                width = max(len(ids[i]) for i in batch)
-                inputs = {}
-                for name in names:
-                    fill = pad if name == "input_ids" else 0
-                    rows = [features[name][i] + [fill] * (width - len(features[name][i])) for i in batch]
-                    inputs[name] = torch.tensor(rows, dtype=torch.long, device=device)
-                output = self._model(**inputs)
+                output = self._model(**padded_batch(features, batch, self._tokenizer.pad_token_id, device))
                 starts = output.start_logits.float().cpu().numpy()
                 ends = output.end_logits.float().cpu().numpy()
                 for row, index in enumerate(batch):

@@ -26,7 +26,7 @@ from typing import Any
 from rag_qa.config import DEFAULT_EMBEDDING_MODEL, ReaderConfig, ScoringConfig, TrainConfig
 from rag_qa.errors import ConfigError, LoadError
 from rag_qa.models import bundled_minilm, resolve_model
-from rag_qa.reader import window_features
+from rag_qa.reader import MODEL_INPUTS, padded_batch, window_features
 
 NEW_HEAD_LEARNING_RATE = 1e-4
 CONTINUED_LEARNING_RATE = 3e-5
@@ -115,8 +115,7 @@ def label_windows(tokenizer: Any, examples: list[TrainingExample], config: Train
         start, end = _answer_tokens(example, features.sequence_ids(index), features["offset_mapping"][index])
         starts.append(start)
         ends.append(end)
-    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in features]
-    windows = {name: features[name] for name in names}
+    windows = {name: features[name] for name in MODEL_INPUTS if name in features}
     windows["start_positions"], windows["end_positions"] = starts, ends
     return windows
 
@@ -225,17 +224,12 @@ def _optimizer(model: Any, learning_rate: float, weight_decay: float) -> Any:
 
 
 def _batch(windows: dict[str, list[Any]], rows: list[int], pad_id: int) -> dict[str, Any]:
-    """Rows padded to the longest one in the batch (dynamic padding: short SQuAD windows stay cheap)."""
+    """Model inputs padded as at inference, plus the rows' answer labels."""
     import torch
 
-    width = max(len(windows["input_ids"][r]) for r in rows)
-    batch = {}
-    for name, values in windows.items():
-        if name.endswith("_positions"):
-            batch[name] = torch.tensor([values[r] for r in rows], dtype=torch.long)
-        else:
-            fill = pad_id if name == "input_ids" else 0
-            batch[name] = torch.tensor([values[r] + [fill] * (width - len(values[r])) for r in rows], dtype=torch.long)
+    batch = padded_batch(windows, rows, pad_id)
+    for name in ("start_positions", "end_positions"):
+        batch[name] = torch.tensor([windows[name][r] for r in rows], dtype=torch.long)
     return batch
 
 

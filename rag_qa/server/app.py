@@ -123,7 +123,7 @@ def create_app(qa: RagQA, config: ServerConfig | None = None) -> FastAPI:
     def upload(files: list[UploadFile] = File(..., description="PDF, text, Markdown or HTML files")) -> dict[str, Any]:
         names = [safe_name(f.filename) for f in files]
         for name in names:
-            check_suffix(name, config.allowed_suffixes)
+            check_suffix(name)
         if len(set(names)) != len(names):
             raise HTTPException(422, "two uploaded files have the same name")
         try:

@@ -10,6 +10,8 @@ import unicodedata
 from pathlib import Path
 from typing import BinaryIO
 
+from rag_qa.ingest.loaders import SUPPORTED_SUFFIXES
+
 CHUNK_BYTES = 1 << 20
 MAX_NAME_CHARS = 200
 
@@ -35,9 +37,10 @@ def safe_name(client_name: str | None) -> str:
     return stem[: MAX_NAME_CHARS - len(suffix)] + suffix
 
 
-def check_suffix(name: str, allowed: tuple[str, ...]) -> None:
-    if Path(name).suffix.lower() not in allowed:
-        raise UploadRejected(415, f"{name}: unsupported file type; upload one of {', '.join(allowed)}")
+def check_suffix(name: str) -> None:
+    """Only the kinds of file the loaders can read are accepted."""
+    if Path(name).suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise UploadRejected(415, f"{name}: unsupported file type; upload one of {', '.join(sorted(SUPPORTED_SUFFIXES))}")
 
 
 def save_uploads(uploads: list[tuple[BinaryIO, str]], folder: Path, budget: int) -> list[Path]:
