@@ -72,12 +72,22 @@ def combine(
         answer = Answer(span.text, score, 0.0, passage.source, page, start, end, passage, hit.score)
         if not any(_overlaps(answer, other) for other in kept):  # duplicates from overlapping windows/passages
             kept.append(answer)
-    if kept:
-        shares = np.exp(log_softmax([a.score for a in kept], 1.0))
-        p_answer = sigmoid(config.answer_scale * margin + config.answer_bias) if math.isfinite(margin) else 0.0
-        kept = [_with_confidence(a, p_answer * float(s)) for a, s in zip(kept, shares)]
-    return QAResult(question, tuple(kept[: config.max_answers]), abstained, no_answer_confidence, margin)
+    kept = kept[: config.max_answers]
+    p_top = sigmoid(config.answer_scale * margin + config.answer_bias) if math.isfinite(margin) else 0.0
+    confidences = answer_confidences(p_top, [a.score for a in kept]) if kept else []
+    answers = tuple(replace(a, confidence=c) for a, c in zip(kept, confidences))
+    return QAResult(question, answers, abstained, no_answer_confidence, margin)
 
 
-def _with_confidence(answer: Answer, confidence: float) -> Answer:
-    return replace(answer, confidence=confidence)
+def answer_confidences(p_top: float, scores: Sequence[float]) -> list[float]:
+    """Confidences of ranked answers (scores best first) when the top answer's calibrated
+    probability of being right is `p_top`: the top answer gets exactly `p_top`. A lower answer can
+    only be right where those above it are wrong, so it gets at most what they leave of 1, and at
+    most `p_top` scaled by its probability relative to the top answer's. A near tie therefore
+    never splits the top answer's confidence, lower answers are never inflated, and the
+    confidences never sum past 1."""
+    confidences = [p_top]
+    for score in scores[1:]:
+        left = max(0.0, 1.0 - sum(confidences))
+        confidences.append(min(p_top * math.exp(min(score - scores[0], 0.0)), left))
+    return confidences

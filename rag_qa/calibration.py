@@ -16,7 +16,7 @@ import numpy as np
 from rag_qa.answer import answer_margin, combine
 from rag_qa.config import DEFAULT_RETRIEVAL_TEMPERATURE, ScoringConfig
 from rag_qa.errors import RagQAError
-from rag_qa.evaluate import SquadQuestion, exact_score, outcome_calibration_error, squad_metrics
+from rag_qa.evaluate import SquadQuestion, exact_score, outcome_calibration_error, squad_metrics, top_answer_reliability
 from rag_qa.reader import PassageReading
 from rag_qa.records import QAResult, SearchHit
 
@@ -51,6 +51,7 @@ def metrics_for(cached: list[CachedQuestion], results: list[QAResult]) -> dict[s
     predictions = {q.id: ("" if r.abstained or not r.answers else r.answers[0].text) for q, r in zip(questions, results)}
     metrics = squad_metrics(questions, predictions, {q.id: r.no_answer_confidence for q, r in zip(questions, results)})
     metrics["expected_calibration_error"] = outcome_calibration_error(questions, results)
+    metrics["top_answer_ece"] = top_answer_reliability(questions, results)["ece"]
     return metrics
 
 
@@ -78,11 +79,11 @@ def fit_scoring(cached: list[CachedQuestion], retrieval_mode: str, max_answers: 
     candidates = []
     for weight in WEIGHTS:
         for tau in taus:
-            scoring = ScoringConfig(tau=tau, retrieval_weight=weight, max_answers=max_answers)
+            scoring = ScoringConfig(tau=tau, retrieval_weight=weight, retrieval_temperature=temperature, max_answers=max_answers)
             f1 = metrics_for(cached, decide(cached, scoring, temperature))["f1"]
             candidates.append((f1, -abs(tau), -abs(weight - 0.5), tau, weight))  # ties: tau near 0, weight near 0.5
     fit_f1, _, _, tau, weight = max(candidates)
-    scoring = ScoringConfig(tau=tau, retrieval_weight=weight, max_answers=max_answers)
+    scoring = ScoringConfig(tau=tau, retrieval_weight=weight, retrieval_temperature=temperature, max_answers=max_answers)
     results = decide(cached, scoring, temperature)
     x = np.array([r.margin if math.isfinite(r.margin) else -50.0 for r in results])
     answer_right = np.array([_top_answer_right(c.question, r) for c, r in zip(cached, results)], dtype=float)
@@ -97,17 +98,22 @@ def _top_answer_right(question: SquadQuestion, result: QAResult) -> bool:
     return bool(question.has_answer and result.answers and any(exact_score(g, result.answers[0].text) for g in question.answers))
 
 
-def save_scoring(store: Store, scoring: ScoringConfig, reader_model: str, details: dict[str, Any]) -> str:
-    """Keep the fitted scoring with the index; `RagQA.open` picks it up. Returns where it went."""
-    return store.write_document(SCORING_DOCUMENT, {"reader": reader_model, "scoring": scoring.to_dict(), **details})
+def save_scoring(store: Store, scoring: ScoringConfig, reader_model: str, retrieval_mode: str, details: dict[str, Any]) -> str:
+    """Keep the fitted scoring with the index, beside fits for other readers and retrieval modes
+    (each moves the score scales); `RagQA.open` picks the matching one. Returns where it went."""
+    saved = store.read_document(SCORING_DOCUMENT) or {}
+    fits = [f for f in saved.get("fits", []) if (f.get("reader"), f.get("retrieval_mode")) != (reader_model, retrieval_mode)]
+    fits.append({"reader": reader_model, "retrieval_mode": retrieval_mode, "scoring": scoring.to_dict(), **details})
+    return store.write_document(SCORING_DOCUMENT, {"fits": fits})
 
 
-def load_scoring(store: Store, reader_model: str) -> ScoringConfig | None:
-    """The scoring fitted for this reader on this index, if `rag-qa calibrate` saved one."""
+def load_scoring(store: Store, reader_model: str, retrieval_mode: str) -> ScoringConfig | None:
+    """The scoring `rag-qa calibrate` fitted on this index for this reader and retrieval mode, if any."""
     saved = store.read_document(SCORING_DOCUMENT)
-    if saved is None:
-        return None
-    try:
-        return ScoringConfig.from_dict(saved["scoring"]) if saved.get("reader") == reader_model else None
-    except (ValueError, KeyError) as exc:
-        raise RagQAError(f"{store.path}: unreadable scoring ({exc}); re-run `rag-qa calibrate`") from None
+    for fit in (saved or {}).get("fits", []):
+        if fit.get("reader") == reader_model and fit.get("retrieval_mode") == retrieval_mode:
+            try:
+                return ScoringConfig.from_dict(fit["scoring"])
+            except (ValueError, KeyError) as exc:
+                raise RagQAError(f"{store.path}: unreadable scoring ({exc}); re-run `rag-qa calibrate`") from None
+    return None

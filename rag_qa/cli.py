@@ -32,7 +32,7 @@ from rag_qa.config import (
     TrainConfig,
     VectorIndexConfig,
 )
-from rag_qa.errors import IndexCorruptError, RagQAError
+from rag_qa.errors import IndexCorruptError, NotFoundError, RagQAError
 from rag_qa.pipeline import DEFAULT_INDEX, RagQA
 
 
@@ -67,9 +67,10 @@ def cmd_index(args: argparse.Namespace) -> int:
     def human() -> None:
         for skipped in report.files_skipped:
             print(f"skipped {skipped['path']}: {skipped['reason']}", file=sys.stderr)
+        unsupported = f" ({report.files_unsupported} of an unsupported format)" if report.files_unsupported else ""
         print(
             f"{report.files_indexed} files indexed, {report.files_unchanged} unchanged, "
-            f"{len(report.files_skipped)} skipped; {report.passages_added} passages added, "
+            f"{len(report.files_skipped)} skipped{unsupported}; {report.passages_added} passages added, "
             f"{report.passages_total} in {args.index}"
         )
 
@@ -132,6 +133,8 @@ def _read_questions(path: str) -> list[str]:
             return [line.strip() for line in handle if line.strip()]
     except OSError as exc:
         raise RagQAError(f"{path}: cannot read the questions file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise RagQAError(f"{path}: the questions file is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -156,7 +159,14 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 def _metrics_table(metrics: dict[str, Any]) -> None:
     for key, value in metrics.items():
+        if key == "reliability":
+            continue
         print(f"{key:32} {value:.4f}" if isinstance(value, float) else f"{key:32} {value}")
+    if metrics.get("reliability"):
+        print("reliability of the top answer's confidence (bin: questions, mean confidence -> share right):")
+        for row in metrics["reliability"]:
+            if row["count"]:
+                print(f"  {row['lower']:.1f}-{row['upper']:.1f}: {row['count']:5d}, {row['confidence']:.3f} -> {row['accuracy']:.3f}")
 
 
 def _write_json(path: str | None, data: dict[str, Any]) -> None:
@@ -228,7 +238,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         }
         details = {**details, "fitted_on": {"file": args.file, "questions": len(fit_questions)},
                    "reported_on": {"file": args.report_on or args.file, "questions": len(report_questions)}, "report": report}  # fmt: skip
-        path = save_scoring(qa.store, fitted, args.reader, details)
+        path = save_scoring(qa.store, fitted, args.reader, args.retrieval, details)
     result = {"scoring": fitted.to_dict(), "saved": str(path), **details}
 
     def human() -> None:
@@ -236,7 +246,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         for key, value in fitted.to_dict().items():
             print(f"  {key:24} {value}")
         print(f"reported on {len(report_questions)} other questions (default -> fitted):")
-        for key in ("exact", "f1", "HasAns_f1", "NoAns_exact", "expected_calibration_error"):
+        for key in ("exact", "f1", "HasAns_f1", "NoAns_exact", "expected_calibration_error", "top_answer_ece"):
             print(f"  {key:24} {report['default'].get(key, 0):.2f} -> {report['fitted'].get(key, 0):.2f}")
 
     _emit(args, result, human)
@@ -301,6 +311,13 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
     _emit(args, result, human)
     return 0 if found else 1
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with RagQA.open(args.index, read_only=True) as qa:
+        shown = qa.show(args.source, args.page)
+    _emit(args, shown.to_dict(), lambda: print(shown.text))
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -467,6 +484,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-repair", action="store_true", help="only report; do not rebuild a stale FAISS file")
     p.set_defaults(func=cmd_check)
 
+    p = sub.add_parser("show", parents=[common], help="print the text that a document's answer offsets index")
+    p.add_argument("source", metavar="SOURCE", help="the file path as indexed (see `rag-qa info --files`)")
+    p.add_argument("--page", type=int, metavar="N", help="only page N of a PDF (JSON gives its start and end in the whole text)")
+    p.set_defaults(func=cmd_show)
+
     p = sub.add_parser("delete", parents=[common], help="remove a file's passages from an index")
     p.add_argument("source", metavar="SOURCE", help="the file path as indexed")
     p.set_defaults(func=cmd_delete)
@@ -478,6 +500,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except NotFoundError as exc:
+        print(f"rag-qa: {exc}", file=sys.stderr)
+        return 1
     except RagQAError as exc:
         print(f"rag-qa: error: {exc}", file=sys.stderr)
         return 2

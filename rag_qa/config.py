@@ -136,7 +136,8 @@ class ScoringConfig(_Serialisable):
       system abstains when every retrieved passage abstains.
     - Answer score = log P(span | passage) + retrieval_weight * log P(passage | question).
     - margin x = max over passages of (best span - null) + tau (>= 0 means "answer");
-      P(top answer right) = sigmoid(answer_scale * x + answer_bias) * its share of the answers,
+      P(top answer right) = sigmoid(answer_scale * x + answer_bias) = p; an answer ranked lower,
+      its score d below the top one, gets min(p * exp(-d), 1 - p) (never inflated);
       P(no answer right) = sigmoid(-no_answer_scale * x + no_answer_bias).
     """
 

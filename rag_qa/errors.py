@@ -28,3 +28,11 @@ class IndexCorruptError(RagQAError):
 
 class ModelNotFoundError(RagQAError):
     """A model could not be loaded from the Hub, the cache or a local path."""
+
+
+class QuestionError(RagQAError, ValueError):
+    """A question cannot be asked as given (for example, it is empty)."""
+
+
+class NotFoundError(RagQAError, LookupError):
+    """A document or page that is not in the index was asked for."""

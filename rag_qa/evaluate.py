@@ -96,7 +96,7 @@ def squad_metrics(
 ) -> dict[str, float]:  # fmt: skip
     """The official SQuAD 2.0 metrics dictionary (percentages), including best thresholds."""
     na_probs = na_probs if na_probs is not None else {q.id: 0.0 for q in questions}
-    has_answer = {q.id: any(normalize_answer(a) for a in q.answers) for q in questions}
+    has_answer = {q.id: q.has_answer for q in questions}  # the official definition: any gold answer at all
     exact_raw = {q.id: max(exact_score(g, predictions[q.id]) for g in _gold(q)) for q in questions}
     f1_raw = {q.id: max(f1_score(g, predictions[q.id]) for g in _gold(q)) for q in questions}
 
@@ -204,18 +204,38 @@ def _document(source: str, text: str) -> Document:
     return Document(source=source, text=text, content_hash=hashlib.sha256(text.encode("utf-8")).hexdigest())
 
 
-def expected_calibration_error(confidences: list[float], correct: list[bool], bins: int = 10) -> float:
-    """Mean |accuracy - confidence| over equal-width confidence bins, weighted by bin size."""
+def reliability(confidences: list[float], correct: list[bool], bins: int = 10) -> dict[str, Any]:
+    """Expected calibration error over equal-width confidence bins (mean |accuracy - confidence|,
+    weighted by bin size) and the reliability-diagram data: each bin's range, count, mean
+    confidence and accuracy (None for an empty bin)."""
     conf, hit = np.asarray(confidences, dtype=np.float64), np.asarray(correct, dtype=np.float64)
-    if conf.size == 0:
-        return 0.0
     which = np.minimum((conf * bins).astype(int), bins - 1)
-    error = 0.0
+    table, error = [], 0.0
     for b in range(bins):
         mask = which == b
-        if mask.any():
-            error += mask.mean() * abs(hit[mask].mean() - conf[mask].mean())
-    return float(error)
+        count = int(mask.sum())
+        confidence = float(conf[mask].mean()) if count else None
+        accuracy = float(hit[mask].mean()) if count else None
+        if count:
+            error += count / conf.size * abs(accuracy - confidence)  # type: ignore[operator]
+        table.append({"lower": b / bins, "upper": (b + 1) / bins, "count": count, "confidence": confidence, "accuracy": accuracy})
+    return {"ece": float(error), "bins": table}
+
+
+def expected_calibration_error(confidences: list[float], correct: list[bool], bins: int = 10) -> float:
+    """Mean |accuracy - confidence| over equal-width confidence bins, weighted by bin size."""
+    return reliability(confidences, correct, bins)["ece"] if len(confidences) else 0.0
+
+
+def top_answer_reliability(questions: list[SquadQuestion], results: list[QAResult]) -> dict[str, Any]:
+    """Calibration of the top answer's confidence (the probability that it is right, exact
+    match), over every question, answered or not: an abstention's best guess has a confidence too."""
+    confidences, correct = [], []
+    for question, result in zip(questions, results):
+        top = result.answers[0] if result.answers else None
+        confidences.append(top.confidence if top is not None else 0.0)
+        correct.append(top is not None and any(exact_score(g, top.text) for g in question.answers))
+    return reliability(confidences, correct) if confidences else {"ece": 0.0, "bins": []}
 
 
 def evaluate_open(qa: RagQA, questions: list[SquadQuestion], top_k: int | None = None, progress: bool = False) -> dict[str, Any]:
@@ -242,6 +262,8 @@ def evaluate_open(qa: RagQA, questions: list[SquadQuestion], top_k: int | None =
     ]
     metrics["answers_from_right_paragraph"] = sum(answered_right_paragraph) / max(1, len(answered_right_paragraph))
     metrics["expected_calibration_error"] = outcome_calibration_error(questions, results)
+    top = top_answer_reliability(questions, results)
+    metrics["top_answer_ece"], metrics["reliability"] = top["ece"], top["bins"]
     return metrics
 
 

@@ -17,8 +17,9 @@ from rag_qa.config import IngestConfig
 from rag_qa.embed import Embedder
 from rag_qa.errors import ConfigError, LoadError
 from rag_qa.ingest.chunking import chunk_document
-from rag_qa.ingest.loaders import discover, file_hash, load_document
+from rag_qa.ingest.loaders import UNSUPPORTED, discover, file_hash, load_document
 from rag_qa.ingest.pdf import GuardedPdfReader
+from rag_qa.ingest.text import clean_text
 from rag_qa.records import Document, Passage
 from rag_qa.store import Store
 
@@ -38,11 +39,17 @@ class IndexReport:
     def skip(self, error: LoadError) -> None:
         self.files_skipped.append({"path": error.path, "reason": error.reason})
 
+    @property
+    def files_unsupported(self) -> int:
+        """How many of the skipped files no loader reads (they are in `files_skipped` too)."""
+        return sum(s["reason"].startswith(UNSUPPORTED) for s in self.files_skipped)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "files_indexed": self.files_indexed,
             "files_unchanged": self.files_unchanged,
             "files_skipped": self.files_skipped,
+            "files_unsupported": self.files_unsupported,
             "passages_added": self.passages_added,
             "passages_total": self.passages_total,
             "pages": self.pages,
@@ -79,7 +86,7 @@ def index_paths(
     files, problems = discover(paths, config)
     for problem in problems:
         report.skip(problem)
-    pending: list[tuple[str, str, tuple[int, ...], list[Passage]]] = []
+    pending: list[tuple[Document, list[Passage]]] = []
     last_flush = time.monotonic()
 
     from tqdm import tqdm
@@ -103,15 +110,15 @@ def index_paths(
             with _Timer(report, "chunk"):
                 passages = chunk_document(document, embedder.tokenizer, chunking)
             report.pages += len(document.page_starts)
-            pending.append((path, content_hash, document.page_starts, passages))
-            if sum(len(p) for *_, p in pending) >= config.commit_passages:
+            pending.append((document, passages))
+            if sum(len(p) for _, p in pending) >= config.commit_passages:
                 _commit(pending, store, embedder, report)
                 pending = []
             if time.monotonic() - last_flush > config.save_interval_s:
                 with _Timer(report, "store"):
                     store.flush()
                 last_flush = time.monotonic()
-            bar.set_postfix(passages=report.passages_added + sum(len(p) for *_, p in pending), skipped=len(report.files_skipped))
+            bar.set_postfix(passages=report.passages_added + sum(len(p) for _, p in pending), skipped=len(report.files_skipped))
     _commit(pending, store, embedder, report)
     with _Timer(report, "store"):
         store.flush()
@@ -127,13 +134,13 @@ def add_documents(
     from tqdm import tqdm
 
     report = IndexReport()
-    pending: list[tuple[str, str, tuple[int, ...], list[Passage]]] = []
+    pending: list[tuple[Document, list[Passage]]] = []
     for document in tqdm(list(documents), desc="Indexing", unit="doc", disable=not progress, file=sys.stderr):
         if store.file_hash(document.source) == document.content_hash:
             continue
         passages = chunk_document(document, embedder.tokenizer, store.settings.chunking)
-        pending.append((document.source, document.content_hash, document.page_starts, passages))
-        if sum(len(p) for *_, p in pending) >= commit_passages:
+        pending.append((document, passages))
+        if sum(len(p) for _, p in pending) >= commit_passages:
             _commit(pending, store, embedder, report)
             pending = []
     _commit(pending, store, embedder, report)
@@ -142,7 +149,7 @@ def add_documents(
 
 
 def _commit(
-    pending: list[tuple[str, str, tuple[int, ...], list[Passage]]],
+    pending: list[tuple[Document, list[Passage]]],
     store: Store,
     embedder: Embedder,
     report: IndexReport,
@@ -151,7 +158,7 @@ def _commit(
     if not pending:
         return
     with _Timer(report, "embed"):
-        vectors = embedder.embed([p.text for *_, passages in pending for p in passages])
+        vectors = embedder.embed([clean_text(p.text, join_lines=True) for _, passages in pending for p in passages])
     with _Timer(report, "store"):
         report.passages_added += store.replace_files(pending, vectors)
     report.files_indexed += len(pending)

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Sequence
 
 from rag_qa.answer import combine
@@ -23,16 +24,27 @@ from rag_qa.config import (
     ScoringConfig,
 )
 from rag_qa.embed import Embedder
-from rag_qa.errors import IndexMismatchError
+from rag_qa.errors import IndexMismatchError, NotFoundError, QuestionError
 from rag_qa.indexer import IndexReport, index_paths
-from rag_qa.ingest.loaders import source_name
+from rag_qa.ingest.loaders import PAGE_SEPARATOR, source_name
+from rag_qa.ingest.text import clean_text
 from rag_qa.reader import PassageReading, Reader
-from rag_qa.records import QAResult, SearchHit, page_at
+from rag_qa.records import QAResult, SearchHit, SourceText, page_at
 from rag_qa.retrieve import Retriever
 from rag_qa.store import Store, StoreInfo, open_store
 
 DEFAULT_INDEX = "indexes/default"
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
 ASK_BATCH = 32  # questions per retrieval + reader batch
+
+
+def checked_question(question: str) -> str:
+    """The question with lone surrogates (undecodable input) made visible as U+FFFD; raises
+    QuestionError when nothing is left to ask once control characters and whitespace are gone."""
+    question = _SURROGATES.sub("\ufffd", question)
+    if not clean_text(question):
+        raise QuestionError("the question is empty; type a question")
+    return question
 
 
 class RagQA:
@@ -70,14 +82,15 @@ class RagQA:
         An existing index keeps the settings it was built with; passing settings with a different
         embedding model raises IndexMismatchError. `reader` is a ReaderConfig, or a model id or
         local folder (default: deepset/roberta-large-squad2). `scoring` defaults to the parameters
-        `rag-qa calibrate` saved in the index folder for this reader, else to ScoringConfig().
+        `rag-qa calibrate` saved in the index for this reader and retrieval mode, else to ScoringConfig().
         """
         if isinstance(reader, str):
             reader = ReaderConfig(model=reader)
         reader = reader if reader is not None else ReaderConfig()
         store = open_store(path, settings, read_only=read_only)
-        if scoring is None:  # what `rag-qa calibrate` fitted for this reader, else the defaults
-            scoring = load_scoring(store, reader.model)
+        retrieval = retrieval if retrieval is not None else RetrievalConfig()
+        if scoring is None:  # what `rag-qa calibrate` fitted for this reader and retrieval mode, else the defaults
+            scoring = load_scoring(store, reader.model, retrieval.mode)
         return cls(store, Embedder(store.settings.embedder), ingest, Reader(reader), retrieval, scoring)
 
     def close(self) -> None:
@@ -108,13 +121,16 @@ class RagQA:
         return self.store.search(self.embedder.embed_query(query), top_k, sources)
 
     def ask(self, question: str, top_k: int | None = None, sources: Sequence[str] | None = None) -> QAResult:
-        """Answer one question from the indexed documents, or abstain explicitly."""
+        """Answer one question from the indexed documents, or abstain explicitly. Any text is a
+        question (it is cut to the reader's question length in tokens); an empty one raises
+        QuestionError."""
         return self.ask_many([question], top_k, sources)[0]
 
     def ask_many(
         self, questions: Sequence[str], top_k: int | None = None, sources: Sequence[str] | None = None, progress: bool = False
     ) -> list[QAResult]:
         """Answer many questions; retrieval and the reader run in batches across questions."""
+        questions = [checked_question(q) for q in questions]
         return [self._combine(q, h, r) for q, h, r in self.retrieve_and_read(questions, top_k, sources, progress)]
 
     def retrieve_and_read(
@@ -141,12 +157,33 @@ class RagQA:
             question, hits, readings, self.scoring, temperature, lambda source, offset: page_at(page_starts[source], offset)
         )
 
+    def stored_source(self, source: str | os.PathLike[str]) -> str:
+        """The name a document is stored under, from that name or a path to the file."""
+        name = str(source)
+        return name if self.store.file_hash(name) is not None else source_name(name)
+
     def delete(self, source: str | os.PathLike[str]) -> int:
         """Remove a file's passages; `source` may be the stored name or a path to the file."""
-        name = str(source)
-        if self.store.file_hash(name) is None:
-            name = source_name(name)
-        return self.store.delete_source(name)
+        return self.store.delete_source(self.stored_source(source))
+
+    def show(self, source: str | os.PathLike[str], page: int | None = None) -> SourceText:
+        """The text that answer offsets of `source` index (the decoded file for text formats, the
+        extracted text for HTML and PDF): `show(a.source).text[a.start:a.end] == a.text`. With
+        `page`, one page of a PDF, with where it starts and ends in that text."""
+        name = self.stored_source(source)
+        text = self.store.document_text(name)
+        if text is None:
+            if self.store.file_hash(name) is None:
+                raise NotFoundError(f"{source} is not in the index (see `rag-qa info --files`)")
+            raise NotFoundError(f"{name} was indexed before rag-qa kept document text; index it again to show it")
+        starts = self.store.page_starts(name)
+        if page is None:
+            return SourceText(name, text, 0, len(text), None, len(starts))
+        if not 1 <= page <= len(starts):
+            pages = f"pages 1 to {len(starts)}" if starts else "no pages (it is not a PDF)"
+            raise NotFoundError(f"{name} has {pages}; page {page} does not exist")
+        end = starts[page] - len(PAGE_SEPARATOR) if page < len(starts) else len(text)
+        return SourceText(name, text[starts[page - 1] : end], starts[page - 1], end, page, len(starts))
 
     def info(self) -> StoreInfo:
         return self.store.info()

@@ -1,11 +1,13 @@
 """The span reader: a Hugging Face question-answering model over sliding windows of each passage.
 
-For every (question, passage) pair the passage is cut into windows of `max_seq_len` tokens that
+For every (question, passage) pair the model reads the passage's cleaned text (Unicode and
+whitespace normalised, with a character map back), cut into windows of `max_seq_len` tokens that
 overlap by `doc_stride`; all windows of all passages of all questions in a call run through the
 model together, sorted by length and padded per batch. Per window we keep the null score
-(start[CLS] + end[CLS]), every valid span's score (start[i] + end[j], context tokens, i <= j,
-at most `max_answer_tokens`) and the log-normaliser of the softmax over spans and null. Windows are
-then merged per passage: null = minimum over windows, best span = maximum (DESIGN §3).
+(start[CLS] + end[CLS]) and every valid span's score (start[i] + end[j], context tokens, i <= j,
+at most `max_answer_tokens`). Windows are then merged per passage by the SQuAD 2.0 rule: null =
+minimum over windows, spans ranked by raw score over all windows, one softmax per passage
+(DESIGN §3). Spans come back as offsets into the passage text as given, never the cleaned copy.
 
     >>> reader = Reader(ReaderConfig(model="../shared/models/minilm-squad2-reader"))
     >>> reading = reader.read(["Who wrote it?"], [["Ada wrote it in 1843."]])[0][0]
@@ -24,6 +26,7 @@ import numpy as np
 
 from rag_qa.config import ReaderConfig
 from rag_qa.errors import ConfigError
+from rag_qa.ingest.text import MappedText, clean_mapped, clean_text
 from rag_qa.models import ResolvedModel, resolve_model
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # what a window feeds the model
@@ -31,13 +34,13 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # what a windo
 
 @dataclass(frozen=True)
 class Span:
-    """A candidate answer in a passage: character offsets into the passage text."""
+    """A candidate answer in a passage: character offsets into the passage text as given."""
 
     start: int
     end: int
     text: str
-    score: float  # start + end logit
-    log_prob: float  # log softmax over the window's spans and its null option
+    score: float  # start + end logit (the raw score the SQuAD rule compares)
+    log_prob: float  # log P(span | passage): one softmax over all the passage's windows' spans and its null
 
 
 @dataclass(frozen=True)
@@ -45,8 +48,7 @@ class PassageReading:
     """What the reader found in one passage: its best spans and how strongly it says "no answer"."""
 
     null_score: float  # minimum over windows of start[CLS] + end[CLS]
-    null_log_prob: float  # log probability of "no answer" in that window
-    spans: tuple[Span, ...]  # best first, whole words, no duplicates
+    spans: tuple[Span, ...]  # best first (raw score over all windows), no duplicates, no edge whitespace
 
     @property
     def best_score(self) -> float:
@@ -58,7 +60,7 @@ class WindowDecoding:
     """Decoded logits of one window, in token positions."""
 
     null_score: float
-    log_norm: float
+    span_log_norm: float  # log of the sum of exp(score) over every valid span (-inf when none)
     spans: list[tuple[int, int, float]]  # (start token, end token, score), best first
 
 
@@ -82,17 +84,16 @@ def decode_window(
     masked_end = np.where(context, end_logits, -np.inf)
     for width in range(min(max_answer_tokens, length)):
         band[width, : length - width] = masked_start[: length - width] + masked_end[width:]
-    finite = band[np.isfinite(band)]
-    log_norm = float(np.logaddexp(null_score, _logsumexp(finite))) if finite.size else null_score
     flat = band.ravel()
-    count = min(top_n, int(np.isfinite(flat).sum()))
+    finite = flat[np.isfinite(flat)]
+    count = min(top_n, finite.size)
     if count == 0:
-        return WindowDecoding(null_score, log_norm, [])
+        return WindowDecoding(null_score, float("-inf"), [])
     best = np.argpartition(-flat, count - 1)[:count]
     starts, widths = best % length, best // length
     order = np.lexsort((widths, starts, -flat[best]))  # by score; ties: earlier start, then shorter
     spans = [(int(starts[k]), int(starts[k] + widths[k]), float(flat[best[k]])) for k in order]
-    return WindowDecoding(null_score, log_norm, spans)
+    return WindowDecoding(null_score, _logsumexp(finite), spans)
 
 
 def _logsumexp(values: np.ndarray) -> float:
@@ -100,50 +101,88 @@ def _logsumexp(values: np.ndarray) -> float:
     return top + float(np.log(np.exp(values - top).sum()))
 
 
-def align_to_words(text: str, start: int, end: int) -> tuple[int, int]:
-    """Widen a span that starts or ends inside a word to the whole word (sub-word tokens)."""
-    while start > 0 and text[start - 1].isalnum() and text[start].isalnum():
-        start -= 1
-    while end < len(text) and text[end - 1].isalnum() and text[end].isalnum():
-        end += 1
+def _trim_whitespace(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
     return start, end
 
 
-def merge_windows(text: str, windows: Sequence[tuple[WindowDecoding, Sequence[tuple[int, int]]]], top_n: int) -> PassageReading:
-    """One passage's reading from its windows (each with its token → character offsets)."""
-    best_null = min(windows, key=lambda w: w[0].null_score)[0]
+def merge_windows(
+    text: str, windows: Sequence[tuple[WindowDecoding, Sequence[tuple[int, int]]]], top_n: int, cleaned: MappedText | None = None
+) -> PassageReading:
+    """One passage's reading from its windows (each with its token → character offsets), by the
+    SQuAD rule: null = minimum over windows, spans ranked by raw start + end over all windows.
+
+    Span probabilities share one normaliser for the whole passage: its null and every window's
+    spans (a span seen by two overlapping windows counts in each). When the model read `cleaned`
+    (the cleaned form of `text`), token offsets are into `cleaned.text` and are mapped back to `text`.
+    """
+    null_score = min(decoding.null_score for decoding, _ in windows)
+    log_norm = float(np.logaddexp.reduce([null_score] + [decoding.span_log_norm for decoding, _ in windows]))
     by_offsets: dict[tuple[int, int], Span] = {}
     for decoding, offsets in windows:
         for start_token, end_token, score in decoding.spans:
-            start, end = align_to_words(text, offsets[start_token][0], offsets[end_token][1])
+            start, end = offsets[start_token][0], offsets[end_token][1]
             if start >= end:
-                continue
-            span = Span(start, end, text[start:end], score, score - decoding.log_norm)
+                continue  # a window of tokens without characters (special or empty-width tokens)
+            if cleaned is not None:
+                start, end = cleaned.original_span(start, end)
+            start, end = _trim_whitespace(text, start, end)
             kept = by_offsets.get((start, end))
-            if kept is None or span.score > kept.score:
-                by_offsets[(start, end)] = span
-    spans = sorted(by_offsets.values(), key=lambda s: (-s.score, s.start))[:top_n]
-    return PassageReading(best_null.null_score, best_null.null_score - best_null.log_norm, tuple(spans))
+            if start < end and (kept is None or score > kept.score):
+                by_offsets[(start, end)] = Span(start, end, text[start:end], score, score - log_norm)
+    spans = sorted(by_offsets.values(), key=lambda s: (-s.score, s.start, s.end))[:top_n]
+    return PassageReading(null_score, tuple(spans))
+
+
+def fit_question(tokenizer: Any, question: str, max_tokens: int) -> str:
+    """The question cut to at most `max_tokens` tokens, at a token boundary. Cut by the
+    tokenizer's own count: characters say little (one emoji can be four byte-level tokens)."""
+
+    def token_offsets(text: str) -> list[tuple[int, int]]:
+        return tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
+
+    offsets, keep = token_offsets(question), max_tokens
+    while len(offsets) > max_tokens and keep > 0:
+        question = question[: offsets[keep - 1][1]]
+        offsets, keep = token_offsets(question), keep - 1  # a cut can tokenize differently: re-count
+    return question
 
 
 def window_features(tokenizer: Any, questions: Sequence[str], contexts: Sequence[str], max_seq_len: int, doc_stride: int, max_query_tokens: int) -> Any:
-    """Tokenize (question, context) pairs into overlapping windows with character offsets; very
-    long questions are cut to `max_query_tokens` so every window keeps room for context. The
+    """Tokenize (question, context) pairs into overlapping windows with character offsets; long
+    questions are cut to `max_query_tokens` tokens so every window keeps room for context. The
     trainer uses the same windows, so training and inference see identical inputs."""
-    questions = [
-        tokenizer.decode(tokenizer(q, add_special_tokens=False)["input_ids"][:max_query_tokens]) if len(q) > 4 * max_query_tokens else q
-        for q in questions
-    ]
-    return tokenizer(
-        list(questions),
-        list(contexts),
-        truncation="only_second",
-        max_length=max_seq_len,
-        stride=doc_stride,
-        return_overflowing_tokens=True,
-        return_offsets_mapping=True,
-        padding=False,
-    )
+    check_windows(tokenizer, max_seq_len, doc_stride, max_query_tokens)
+    questions = [fit_question(tokenizer, q, max_query_tokens) for q in questions]
+    try:
+        return tokenizer(
+            list(questions),
+            list(contexts),
+            truncation="only_second",
+            max_length=max_seq_len,
+            stride=doc_stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+            padding=False,
+        )
+    except BaseException as exc:  # the Rust tokenizer panics (a BaseException) on bad window settings
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise ConfigError(f"the tokenizer cannot cut these windows ({exc}); lower doc_stride or max_query_tokens") from None
+
+
+def check_windows(tokenizer: Any, max_seq_len: int, doc_stride: int, max_query_tokens: int) -> None:
+    """Every window must keep more than `doc_stride` context tokens after the longest question
+    and the tokenizer's own special tokens (3 for BERT pairs, 4 for RoBERTa's `<s> q </s></s> c </s>`)."""
+    room = max_seq_len - max_query_tokens - tokenizer.num_special_tokens_to_add(pair=True)
+    if not 0 < doc_stride < room:
+        raise ConfigError(
+            f"doc_stride must be in (0, {room}) for this tokenizer: max_seq_len {max_seq_len} - max_query_tokens "
+            f"{max_query_tokens} - {tokenizer.num_special_tokens_to_add(pair=True)} special tokens; got {doc_stride}"
+        )
 
 
 def padded_batch(features: Any, rows: Sequence[int], pad_id: int, device: Any = None) -> dict[str, Any]:
@@ -241,8 +280,10 @@ class Reader:
         pairs = [(q, text) for q, texts in zip(questions, passages) for text in texts]
         if not pairs:
             return [[] for _ in questions]
+        questions_seen = [clean_text(q) for q, _ in pairs]  # no control characters or lone surrogates
+        cleaned = [clean_mapped(text, join_lines=True) for _, text in pairs]
         with self._lock:
-            features = self._features([q for q, _ in pairs], [t for _, t in pairs])
+            features = self._features(questions_seen, [c.text for c in cleaned])
             logits = self._logits(features)
         windows: list[list[tuple[WindowDecoding, Sequence[tuple[int, int]]]]] = [[] for _ in pairs]
         for index, pair_index in enumerate(features["overflow_to_sample_mapping"]):
@@ -251,7 +292,7 @@ class Reader:
             start, end = logits[index]
             decoding = decode_window(start, end, context, self.config.max_answer_tokens, self.config.top_spans)
             windows[pair_index].append((decoding, features["offset_mapping"][index]))
-        readings = [merge_windows(text, windows[i], self.config.top_spans) for i, (_, text) in enumerate(pairs)]
+        readings = [merge_windows(text, windows[i], self.config.top_spans, cleaned[i]) for i, (_, text) in enumerate(pairs)]
         grouped, position = [], 0
         for texts in passages:
             grouped.append(readings[position : position + len(texts)])

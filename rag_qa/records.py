@@ -125,3 +125,19 @@ class QAResult:
         if self.abstained and self.answers:
             result["best_guess"] = self.answers[0].to_dict()
         return result
+
+
+@dataclass(frozen=True)
+class SourceText:
+    """The text that answer and passage offsets of one document index (`rag-qa show`): the whole
+    document, or one page of it at `[start, end)` of the document's text."""
+
+    source: str
+    text: str
+    start: int
+    end: int
+    page: int | None  # the page shown, or None for the whole document
+    pages: int  # pages in the document (0 when it is not paged)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)

@@ -14,6 +14,7 @@ from rag_qa.config import IngestConfig
 from rag_qa.errors import LoadError
 from rag_qa.ingest.loaders import discover, load_document
 from rag_qa.ingest.pdf import GuardedPdfReader, PdfPages
+from rag_qa.ingest.text import clean_text
 
 REPO = Path(__file__).resolve().parent.parent
 GUIDE = REPO / "data" / "safety-guide.pdf"
@@ -41,7 +42,8 @@ def test_pdf_pages_and_offsets(pdf_reader):
 
 def test_markdown_and_html_samples(pdf_reader):
     handbook = load(REPO / "data" / "handbook.md", pdf_reader)
-    assert "The late fee is 2 dollars per tool per day" in handbook.text
+    assert handbook.text == (REPO / "data" / "handbook.md").read_bytes().decode("utf-8")  # offsets index the file itself
+    assert "The late fee is 2 dollars per tool per day" in clean_text(handbook.text, join_lines=True)
     assert handbook.page_starts == ()
     faq = load(REPO / "data" / "faq.html", pdf_reader)
     assert "donations of tools in working order" in faq.text
@@ -65,9 +67,10 @@ def test_too_large_is_refused(tmp_path, pdf_reader):
         load(big, pdf_reader, max_file_mb=0.1)
 
 
-def test_discover_walks_with_globs_and_reports_missing(tmp_path):
+def test_discover_walks_with_globs_and_reports_missing_and_unsupported(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
-    for name in ["a/one.md", "a/b/two.txt", "a/b/skip.txt", "a/image.png", "three.html"]:
+    (tmp_path / ".git").mkdir()
+    for name in ["a/one.md", "a/b/two.txt", "a/b/skip.txt", "a/b/skip.xyz", "a/image.png", "three.html", ".git/config.txt", ".DS_Store"]:
         (tmp_path / name).write_text("x")
     (tmp_path / "notes.docx").write_text("x")
     config = IngestConfig(exclude=("skip*",))
@@ -75,7 +78,9 @@ def test_discover_walks_with_globs_and_reports_missing(tmp_path):
     assert sorted(Path(f).relative_to(tmp_path).as_posix() for f in files) == ["a/b/two.txt", "a/one.md", "three.html"]
     reasons = {Path(p.path).name: p.reason for p in problems}
     assert reasons["missing"] == "no such file or directory"
-    assert "unsupported file type '.docx'" in reasons["notes.docx"]
+    assert reasons["image.png"].startswith("unsupported format .png; supported: ")
+    assert set(reasons) == {"missing", "image.png", "notes.docx"}  # excluded and hidden files are not reported
+    assert reasons["notes.docx"].startswith("unsupported format .docx")
 
 
 # Stand-ins for pypdf misbehaving on a hostile file; module-level so the worker can import them.

@@ -12,7 +12,7 @@ import pytest
 
 from rag_qa.config import EmbedderConfig, IndexSettings, VectorIndexConfig
 from rag_qa.errors import IndexCorruptError, IndexMismatchError, RagQAError
-from rag_qa.records import Passage
+from rag_qa.records import Document, Passage
 from rag_qa.calibration import load_scoring, save_scoring
 from rag_qa.config import ScoringConfig
 from rag_qa.store import FaissStore, open_store
@@ -24,6 +24,10 @@ DIM = 16
 def unit(rng: np.random.Generator, n: int) -> np.ndarray:
     v = rng.standard_normal((n, DIM)).astype(np.float32)
     return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def document(source: str, content_hash: str, page_starts: tuple[int, ...] = (), text: str = "") -> Document:
+    return Document(source, text or f"the text of {source}", content_hash, page_starts)
 
 
 def passages(source: str, n: int, tag: str = "") -> list[Passage]:
@@ -46,7 +50,7 @@ def new_store(path, index_type="flat", **vector_settings):
 def store_with_a_file(path, rng: np.random.Generator) -> FaissStore:
     """A flat store holding one file "a" of 10 passages."""
     store = new_store(path)
-    store.replace_files([("a", "h", (), passages("a", 10))], unit(rng, 10))
+    store.replace_files([(document("a", "h", ()), passages("a", 10))], unit(rng, 10))
     return store
 
 
@@ -55,7 +59,7 @@ def test_search_matches_exact_numpy_search(location, index_type):
     rng = np.random.default_rng(0)
     vectors = unit(rng, 2000)
     store = new_store(location, index_type)
-    store.replace_files([("f", "h", (), passages("f", 2000))], vectors)
+    store.replace_files([(document("f", "h", ()), passages("f", 2000))], vectors)
     queries = unit(rng, 50)
     exact = np.argsort(-queries @ vectors.T, axis=1)[:, :10]
     hits = store.search_many(queries, top_k=10)
@@ -71,7 +75,7 @@ def test_filtered_search_still_returns_top_k(location):
     """Filters apply inside the vector search, not after it: a rare source still fills top_k."""
     rng = np.random.default_rng(7)
     store = new_store(location, "hnsw")
-    store.replace_files([("common", "h", (), passages("common", 1500)), ("rare", "h", (), passages("rare", 12))], unit(rng, 1512))
+    store.replace_files([(document("common", "h", ()), passages("common", 1500)), (document("rare", "h", ()), passages("rare", 12))], unit(rng, 1512))
     hits = store.search(unit(rng, 1)[0], 10, sources=["rare"])
     assert len(hits) == 10 and {h.passage.source for h in hits} == {"rare"}
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
@@ -83,10 +87,12 @@ def test_filtered_search_still_returns_top_k(location):
 def test_replacing_a_file_swaps_its_passages_and_delete_removes_them(location):
     rng = np.random.default_rng(2)
     store = new_store(location)
-    store.replace_files([("a", "h1", (), passages("a", 5)), ("b", "h1", (), passages("b", 3))], unit(rng, 8))
+    store.replace_files([(document("a", "h1", ()), passages("a", 5)), (document("b", "h1", ()), passages("b", 3))], unit(rng, 8))
     assert store.file_hash("a") == "h1" and store.count() == 8
-    store.replace_files([("a", "h2", (0, 10), passages("a", 2, tag="v2"))], unit(rng, 2))
+    assert store.document_text("a") == "the text of a"
+    store.replace_files([(document("a", "h2", (0, 10), text="new text\r\n of a"), passages("a", 2, tag="v2"))], unit(rng, 2))
     assert store.count() == 5 and store.file_hash("a") == "h2" and store.page_starts("a") == (0, 10)
+    assert store.document_text("a") == "new text\r\n of a" and store.document_text("nope") is None
     assert all("v2" in h.passage.text for h in store.search(unit(rng, 1)[0], 10, sources=["a"]))
     assert store.delete_source("b") == 3
     assert store.delete_source("b") == 0
@@ -104,7 +110,7 @@ def test_passages_and_vectors_round_trip(location):
     store = new_store(location)
     original = passages("a", 4)
     vectors = unit(rng, 4)
-    store.replace_files([("a", "h", (0, 7), original)], vectors)
+    store.replace_files([(document("a", "h", (0, 7)), original)], vectors)
     stored = list(store.iter_passages())
     assert [p for p, _ in stored] == original
     assert np.array_equal(np.vstack([v for _, v in stored]), vectors)
@@ -114,18 +120,22 @@ def test_passages_and_vectors_round_trip(location):
 def test_full_text_search_ranks_matching_passages(location):
     store = new_store(location)
     docs = [Passage(str(i), t, "s", i, i + 1) for i, t in enumerate(["the red fox jumps", "a blue whale sings", "red red roses"])]
-    store.replace_files([("s", "h", (), docs)], unit(np.random.default_rng(3), 3))
+    store.replace_files([(document("s", "h", ()), docs)], unit(np.random.default_rng(3), 3))
     assert [h.passage.id for h in store.search_text("red roses?", 5)] == ["2", "0"]
     assert store.search_text("!!!", 5) == []
     store.close()
 
 
-def test_saved_scoring_round_trips_and_is_tied_to_the_reader(location):
+def test_saved_scoring_round_trips_and_is_tied_to_the_reader_and_retrieval_mode(location):
     store = new_store(location)
     fitted = ScoringConfig(tau=-0.6, retrieval_weight=1.0, answer_scale=0.7)
-    save_scoring(store, fitted, "my/reader", {"fit_f1": 50.0})
-    assert load_scoring(store, "my/reader") == fitted
-    assert load_scoring(store, "other/reader") is None
+    save_scoring(store, fitted, "my/reader", "dense", {"fit_f1": 50.0})
+    hybrid = ScoringConfig(tau=-1.0, retrieval_temperature=0.005)
+    save_scoring(store, hybrid, "my/reader", "hybrid", {"fit_f1": 40.0})
+    assert load_scoring(store, "my/reader", "dense") == fitted and load_scoring(store, "my/reader", "hybrid") == hybrid
+    assert load_scoring(store, "other/reader", "dense") is None and load_scoring(store, "my/reader", "bm25") is None
+    save_scoring(store, hybrid, "my/reader", "dense", {"fit_f1": 51.0})  # a new fit replaces the old one
+    assert load_scoring(store, "my/reader", "dense") == hybrid
     store.close()
 
 
@@ -137,18 +147,18 @@ def test_other_models_and_dimensions_are_clear_errors(location):
     with pytest.raises(IndexMismatchError, match="16-dimensional"):
         open_store(location, dimension=768)
     with open_store(location) as store, pytest.raises(IndexMismatchError, match="16-dimensional"):
-        store.replace_files([("a", "h", (), passages("a", 1))], np.ones((1, 3), np.float32))
+        store.replace_files([(document("a", "h", ()), passages("a", 1))], np.ones((1, 3), np.float32))
 
 
 def test_a_second_handle_sees_writes_made_through_the_first(location):
     rng = np.random.default_rng(6)
     writer = new_store(location)
-    writer.replace_files([("a", "h", (), passages("a", 5))], unit(rng, 5))
+    writer.replace_files([(document("a", "h", ()), passages("a", 5))], unit(rng, 5))
     reader = open_store(location, read_only=True)
     assert len(reader.search(unit(rng, 1)[0], 10)) == 5
     other_writer = new_store(location)
-    other_writer.replace_files([("b", "h", (), passages("b", 4))], unit(rng, 4))
-    writer.replace_files([("c", "h", (), passages("c", 3))], unit(rng, 3))  # catches up first
+    other_writer.replace_files([(document("b", "h", ()), passages("b", 4))], unit(rng, 4))
+    writer.replace_files([(document("c", "h", ()), passages("c", 3))], unit(rng, 3))  # catches up first
     assert len(reader.search(unit(rng, 1)[0], 100)) == 12
     assert writer.info().vectors == 12
     writer.close()
@@ -165,9 +175,9 @@ def test_a_second_handle_sees_writes_made_through_the_first(location):
 def test_auto_switches_to_hnsw_above_threshold(tmp_path):
     rng = np.random.default_rng(1)
     store = new_store(tmp_path / "ix", "auto", hnsw_threshold=100)
-    store.replace_files([("a", "h", (), passages("a", 50))], unit(rng, 50))
+    store.replace_files([(document("a", "h", ()), passages("a", 50))], unit(rng, 50))
     assert store.info().index_type == "flat"
-    store.replace_files([("b", "h", (), passages("b", 80))], unit(rng, 80))
+    store.replace_files([(document("b", "h", ()), passages("b", 80))], unit(rng, 80))
     assert store.info().index_type == "hnsw"
     store.delete_source("b")  # HNSW cannot delete: rebuilt from SQLite, back to flat
     assert store.info().index_type == "flat" and store.info().vectors == 50
@@ -181,7 +191,7 @@ def test_stale_faiss_file_is_detected_and_rebuilt(tmp_path):
     store = store_with_a_file(path, rng)
     store.flush()
     shutil.copy(path / VECTORS, tmp_path / "old.faiss")
-    store.replace_files([("b", "h", (), passages("b", 10))], unit(rng, 10))
+    store.replace_files([(document("b", "h", ()), passages("b", 10))], unit(rng, 10))
     store.close()
     shutil.copy(tmp_path / "old.faiss", path / VECTORS)  # as if killed before the last save
     assert any("generation" in p for p in FaissStore.open(path, read_only=True).check())

@@ -16,12 +16,14 @@ from rag_qa.ingest.html import declared_charset, html_to_text
 from rag_qa.ingest.pdf import GuardedPdfReader, PdfError
 from rag_qa.ingest.text import DecodeError, clean_text, decode_text, strip_running_lines
 from rag_qa.records import Document
+from rag_qa.store.faiss_store import DATABASE, MANIFEST
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 HTML_SUFFIXES = {".html", ".htm"}
 PDF_SUFFIXES = {".pdf"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
 PAGE_SEPARATOR = "\n\n"
+UNSUPPORTED = "unsupported format"
 
 
 def source_name(path: str | os.PathLike[str]) -> str:
@@ -33,27 +35,50 @@ def discover(paths: list[str], config: IngestConfig) -> tuple[list[str], list[Lo
     """Files to ingest (sorted, de-duplicated) and the paths that cannot be ingested at all.
 
     Directories are walked recursively and filtered by the include/exclude globs (matched against
-    both the file name and the path relative to the directory). Files named explicitly must have a
-    supported type but need not match the globs.
+    both the file name and the path relative to the directory); hidden files and folders (names
+    starting with a dot) and rag-qa index folders are not walked. A file in a walk whose type no loader reads, and that no
+    exclude glob names, is reported as an unsupported format, so nothing is left out silently.
+    Files named explicitly must have a supported type but need not match the globs.
     """
     found: dict[str, None] = {}
     problems: list[LoadError] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            for file in _walk(path):
                 relative = file.relative_to(path).as_posix()
-                if _matches(file.name, relative, config.include) and not _matches(file.name, relative, config.exclude):
+                if _matches(file.name, relative, config.exclude):
+                    continue
+                if _matches(file.name, relative, config.include):
                     found.setdefault(source_name(file))
+                elif file.suffix.lower() not in SUPPORTED_SUFFIXES:
+                    problems.append(LoadError(str(file), unsupported_format(file.suffix)))
         elif path.is_file():
             if path.suffix.lower() in SUPPORTED_SUFFIXES:
                 found.setdefault(source_name(path))
             else:
-                supported = ", ".join(sorted(SUPPORTED_SUFFIXES))
-                problems.append(LoadError(str(path), f"unsupported file type {path.suffix!r}; supported: {supported}"))
+                problems.append(LoadError(str(path), unsupported_format(path.suffix)))
         else:
             problems.append(LoadError(str(path), "no such file or directory"))
     return list(found), problems
+
+
+def _walk(folder: Path) -> list[Path]:
+    """Every file under `folder`, sorted, leaving out hidden entries and index folders (an index
+    kept inside the folder it indexes must not index itself)."""
+    files = []
+    for directory, subdirectories, names in os.walk(folder):
+        subdirectories[:] = [d for d in subdirectories if not d.startswith(".") and not _is_index(Path(directory, d))]
+        files += [Path(directory, n) for n in names if not n.startswith(".") and Path(directory, n).is_file()]
+    return sorted(files)
+
+
+def _is_index(folder: Path) -> bool:
+    return (folder / MANIFEST).exists() and (folder / DATABASE).exists()
+
+
+def unsupported_format(suffix: str) -> str:
+    return f"{UNSUPPORTED} {suffix.lower() or '(no extension)'}; supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}"
 
 
 def _matches(name: str, relative: str, patterns: tuple[str, ...]) -> bool:
@@ -72,9 +97,12 @@ def file_hash(path: str) -> str:
 def load_document(
     path: str, config: IngestConfig, pdf_reader: GuardedPdfReader, content_hash: str | None = None
 ) -> Document:
-    """Read and clean one file. Raises LoadError with the reason when it cannot be used.
+    """Read one file. Raises LoadError with the reason when it cannot be used.
 
-    `content_hash` may be passed when the caller has already hashed the file."""
+    The document's text is what answer offsets index: for text files the decoded file exactly;
+    for HTML and PDF the extracted text (visible text, pages joined by a blank line, running
+    headers and footers removed, whitespace tidied). `content_hash` may be passed when the caller
+    has already hashed the file."""
     try:
         size = os.path.getsize(path)
         if size == 0:
@@ -87,11 +115,11 @@ def load_document(
             text, page_starts = _pdf_text(path, pdf_reader)
         elif suffix in HTML_SUFFIXES:
             data = Path(path).read_bytes()
-            text, page_starts = clean_text(html_to_text(decode_text(data, declared_charset(data))), join_lines=True), ()
-        elif suffix in TEXT_SUFFIXES:
-            text, page_starts = clean_text(decode_text(Path(path).read_bytes()), join_lines=True), ()
+            text, page_starts = clean_text(html_to_text(decode_text(data, declared_charset(data)))), ()
+        elif suffix in TEXT_SUFFIXES:  # the decoded file itself: answers quote it at its own offsets
+            text, page_starts = decode_text(Path(path).read_bytes()), ()
         else:
-            raise LoadError(path, f"unsupported file type {suffix!r}")
+            raise LoadError(path, unsupported_format(suffix))
     except DecodeError as exc:
         raise LoadError(path, f"undecodable text: {exc}") from None
     except PdfError as exc:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from rag_qa import __version__
 from rag_qa.config import ServerConfig
-from rag_qa.errors import RagQAError
+from rag_qa.errors import NotFoundError, QuestionError, RagQAError
 from rag_qa.pipeline import RagQA
 from rag_qa.server.uploads import UploadRejected, check_suffix, safe_name, save_uploads
 
@@ -69,7 +69,8 @@ def create_app(qa: RagQA, config: ServerConfig | None = None) -> FastAPI:
 
     @app.exception_handler(RagQAError)
     def rag_qa_error(_: Request, exc: RagQAError) -> JSONResponse:
-        return _error(400, str(exc))
+        status = 422 if isinstance(exc, QuestionError) else 404 if isinstance(exc, NotFoundError) else 400
+        return _error(status, str(exc))
 
     @app.middleware("http")
     async def refuse_large_bodies(request: Request, call_next: Any) -> Any:
@@ -108,8 +109,6 @@ def create_app(qa: RagQA, config: ServerConfig | None = None) -> FastAPI:
     @app.post("/ask", summary="answer a question from the indexed documents (or abstain)")
     def ask(request: AskRequest) -> dict[str, Any]:
         question = request.question.strip()
-        if not question:
-            raise HTTPException(422, "the question is empty")
         if len(question) > config.max_question_chars:
             raise HTTPException(422, f"the question has {len(question)} characters; the limit is {config.max_question_chars}")
         top_k = request.top_k if request.top_k is not None else qa.retriever.config.top_k
@@ -143,6 +142,10 @@ def create_app(qa: RagQA, config: ServerConfig | None = None) -> FastAPI:
     @app.get("/documents", summary="the indexed documents")
     def documents() -> dict[str, Any]:
         return {"documents": [{"name": Path(f["source"]).name, **f} for f in qa.store.files()]}
+
+    @app.get("/documents/{source:path}/text", summary="the text that a document's answer offsets index (optionally one page)")
+    def show(source: str, page: int | None = None) -> dict[str, Any]:
+        return qa.show(stored_source(source), page).to_dict()
 
     @app.delete("/documents/{source:path}", summary="remove a document (stored source or uploaded file name)")
     def delete(source: str) -> dict[str, Any]:

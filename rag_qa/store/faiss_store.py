@@ -32,7 +32,7 @@ import numpy as np
 
 from rag_qa.config import IndexSettings
 from rag_qa.errors import IndexCorruptError, RagQAError
-from rag_qa.records import Passage, SearchHit
+from rag_qa.records import Document, Passage, SearchHit
 from rag_qa.store.base import POLICIES, DuplicatePassageError, StoreInfo, check_compatible, check_dimension, new_manifest
 from rag_qa.store.vector_index import VectorIndex
 
@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS files (
     content_hash TEXT NOT NULL,
     page_starts TEXT NOT NULL,
     passages INTEGER NOT NULL,
-    indexed_at REAL NOT NULL
+    indexed_at REAL NOT NULL,
+    text TEXT
 );
 CREATE TABLE IF NOT EXISTS passages (
     row INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -215,6 +216,8 @@ class FaissStore:
                 connection.execute("PRAGMA journal_mode=WAL")
                 connection.execute("PRAGMA synchronous=FULL")
                 connection.executescript(SCHEMA)
+                if "text" not in {row[1] for row in connection.execute("PRAGMA table_info(files)")}:
+                    connection.execute("ALTER TABLE files ADD COLUMN text TEXT")  # indexes made before `show`
             connection.execute("PRAGMA busy_timeout=30000")
             connection.execute("SELECT count(*) FROM passages").fetchone()
         except sqlite3.DatabaseError as exc:
@@ -378,23 +381,23 @@ class FaissStore:
         self._delete_rows(db, rows)
         return rows
 
-    def replace_files(self, files: Sequence[tuple[str, str, tuple[int, ...], list[Passage]]], vectors: np.ndarray) -> int:
-        """Atomically store new versions of files: (source, content_hash, page_starts, passages) each,
-        `vectors` holding one row per passage in order. Old passages of those files are removed.
-        Returns the number of passages added."""
-        total = sum(len(passages) for *_, passages in files)
+    def replace_files(self, files: Sequence[tuple[Document, list[Passage]]], vectors: np.ndarray) -> int:
+        """Atomically store new versions of files: each document (its text, hash and page starts)
+        with its passages, `vectors` holding one row per passage in order. Old passages of those
+        files are removed. Returns the number of passages added."""
+        total = sum(len(passages) for _, passages in files)
         if len(vectors) != total:
             raise ValueError(f"{total} passages but {len(vectors)} vectors")
         with self._transaction() as (db, change):
             self._set_dimension(vectors[:1])
-            for source, content_hash, page_starts, passages in files:
-                change.removed += self._delete_source_rows(db, source)
+            for document, passages in files:
+                change.removed += self._delete_source_rows(db, document.source)
                 for passage in passages:
                     vector = vectors[len(change.added)]
                     change.add(self._insert(db, passage, vector), vector)
                 db.execute(
-                    "INSERT OR REPLACE INTO files (source, content_hash, page_starts, passages, indexed_at) VALUES (?, ?, ?, ?, ?)",
-                    (source, content_hash, json.dumps(list(page_starts)), len(passages), time.time()),
+                    "INSERT OR REPLACE INTO files (source, content_hash, page_starts, passages, indexed_at, text) VALUES (?, ?, ?, ?, ?, ?)",
+                    (document.source, document.content_hash, json.dumps(list(document.page_starts)), len(passages), time.time(), document.text),
                 )
         return len(change.added)
 
@@ -483,6 +486,15 @@ class FaissStore:
     def page_starts(self, source: str) -> tuple[int, ...]:
         row = self._db.execute("SELECT page_starts FROM files WHERE source = ?", (source,)).fetchone()
         return tuple(json.loads(row[0])) if row else ()
+
+    def document_text(self, source: str) -> str | None:
+        """The text that the file's passage and answer offsets index, or None when the file is not
+        indexed (or was indexed before rag-qa kept the text)."""
+        try:
+            row = self._db.execute("SELECT text FROM files WHERE source = ?", (source,)).fetchone()
+        except sqlite3.OperationalError:  # an index from before the text column, opened read-only
+            return None
+        return row[0] if row else None
 
     def iter_passages(self, batch: int = 1000) -> Iterator[tuple[Passage, np.ndarray | None]]:
         """Every passage with its vector, in insertion order."""

@@ -25,7 +25,7 @@ import numpy as np
 
 from rag_qa.config import IndexSettings
 from rag_qa.errors import ConfigError, IndexCorruptError, RagQAError
-from rag_qa.records import Passage, SearchHit
+from rag_qa.records import Document, Passage, SearchHit
 from rag_qa.store.base import POLICIES, DuplicatePassageError, StoreInfo, check_compatible, check_dimension, new_manifest
 
 SCHEMA_VERSION = 1
@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS {s}.files (
     content_hash text NOT NULL,
     page_starts jsonb NOT NULL,
     passages integer NOT NULL,
-    indexed_at double precision NOT NULL
+    indexed_at double precision NOT NULL,
+    text text
 );
 CREATE TABLE IF NOT EXISTS {s}.passages (
     row bigserial PRIMARY KEY,
@@ -168,10 +169,25 @@ class PgStore:
                 f"schema {schema!r} is at rag-qa schema version {manifest.get('format_version')}; this rag-qa reads version "
                 f"{SCHEMA_VERSION}. Upgrade rag-qa or re-index into another schema"
             )
+        if not read_only:
+            PgStore._add_text_column(connection, schema)
         if manifest["embedding"]["dimension"] is None and dimension is not None and not read_only:
             with connection.transaction():
                 PgStore._fix_dimension(connection, schema, manifest, dimension)
         return manifest
+
+    @staticmethod
+    def _add_text_column(connection: Any, schema: str) -> None:
+        """Indexes made before `show` have no document text column; add it (once)."""
+        from psycopg import sql
+
+        missing = connection.execute(
+            "SELECT NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = %s AND table_name = 'files' AND column_name = 'text')",
+            (schema,),
+        ).fetchone()[0]
+        if missing:
+            with connection.transaction():
+                connection.execute(sql.SQL("ALTER TABLE {}.files ADD COLUMN IF NOT EXISTS text text").format(sql.Identifier(schema)))
 
     @staticmethod
     def _fix_dimension(db: Any, schema: str, manifest: dict[str, Any], dimension: int) -> dict[str, Any]:
@@ -260,27 +276,27 @@ class PgStore:
             )  # fmt: skip
 
     # ----------------------------------------------------------------- writing
-    def replace_files(self, files: Sequence[tuple[str, str, tuple[int, ...], list[Passage]]], vectors: np.ndarray) -> int:
-        """Atomically store new versions of files: (source, content_hash, page_starts, passages)
-        each, `vectors` one row per passage in order; old passages of those files are removed."""
-        total = sum(len(passages) for *_, passages in files)
+    def replace_files(self, files: Sequence[tuple[Document, list[Passage]]], vectors: np.ndarray) -> int:
+        """Atomically store new versions of files: each document (its text, hash and page starts)
+        with its passages, `vectors` one row per passage in order; old passages of those files are removed."""
+        total = sum(len(passages) for _, passages in files)
         if len(vectors) != total:
             raise ValueError(f"{total} passages but {len(vectors)} vectors")
         with self._transaction() as db:
             self._set_dimension(db, vectors[:1])
-            self._lock_sources(db, [source for source, *_ in files])
+            self._lock_sources(db, [document.source for document, _ in files])
             first = 0
-            for source, content_hash, page_starts, passages in files:
-                db.execute(self._sql("DELETE FROM {s}.passages WHERE source = %s"), (source,))
+            for document, passages in files:
+                db.execute(self._sql("DELETE FROM {s}.passages WHERE source = %s"), (document.source,))
                 self._insert(db, passages, vectors[first : first + len(passages)])
                 first += len(passages)
                 db.execute(
                     self._sql(
-                        "INSERT INTO {s}.files (source, content_hash, page_starts, passages, indexed_at) VALUES (%s, %s, %s, %s, %s)"
+                        "INSERT INTO {s}.files (source, content_hash, page_starts, passages, indexed_at, text) VALUES (%s, %s, %s, %s, %s, %s)"
                         " ON CONFLICT (source) DO UPDATE SET content_hash = EXCLUDED.content_hash, page_starts = EXCLUDED.page_starts,"
-                        " passages = EXCLUDED.passages, indexed_at = EXCLUDED.indexed_at"
+                        " passages = EXCLUDED.passages, indexed_at = EXCLUDED.indexed_at, text = EXCLUDED.text"
                     ),
-                    (source, content_hash, json.dumps(list(page_starts)), len(passages), time.time()),
+                    (document.source, document.content_hash, json.dumps(list(document.page_starts)), len(passages), time.time(), document.text),
                 )
         return total
 
@@ -377,6 +393,13 @@ class PgStore:
         with self._connection() as db:
             row = db.execute(self._sql("SELECT page_starts FROM {s}.files WHERE source = %s"), (source,)).fetchone()
         return tuple(row[0]) if row else ()
+
+    def document_text(self, source: str) -> str | None:
+        """The text that the file's passage and answer offsets index, or None when the file is not
+        indexed (or was indexed before rag-qa kept the text)."""
+        with self._connection() as db:
+            row = db.execute(self._sql("SELECT text FROM {s}.files WHERE source = %s"), (source,)).fetchone()
+        return row[0] if row else None
 
     def iter_passages(self, batch: int = 1000) -> Iterator[tuple[Passage, np.ndarray | None]]:
         """Every passage with its vector, in insertion order."""
