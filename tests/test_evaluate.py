@@ -68,3 +68,18 @@ def test_logistic_fit_recovers_parameters():
     y = (rng.random(20000) < 1 / (1 + np.exp(-(1.5 * x - 0.5)))).astype(float)
     scale, bias = fit_logistic(x, y)
     assert scale == pytest.approx(1.5, abs=0.1) and bias == pytest.approx(-0.5, abs=0.1)
+
+
+def test_metrics_equal_the_hand_computed_expected_file():
+    """Official SQuAD 2.0 definitions worked out by hand (see `_how` in the file), including a
+    question whose only gold answer normalises to nothing: it still has an answer."""
+    from pathlib import Path
+
+    folder = Path(__file__).parent / "data" / "squad_metrics"
+    expected = json.loads((folder / "expected.json").read_text())
+    expected.pop("_how")
+    questions = load_squad(folder / "dev.json")
+    metrics = squad_metrics(questions, json.loads((folder / "predictions.json").read_text()), json.loads((folder / "na_probs.json").read_text()))
+    assert set(metrics) == set(expected)
+    for key, value in expected.items():
+        assert metrics[key] == pytest.approx(value), key

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 
 import pytest
@@ -12,17 +13,25 @@ pytestmark = pytest.mark.integration
 
 
 def test_quickstart_notebook_executes(tmp_path, monkeypatch):
+    """Runs in a temporary folder with its own index; asserts on what the cells print."""
     needs_shared(READER)
     import nbformat
     from nbclient import NotebookClient
 
+    index = tmp_path / "index"
+    shutil.copytree(REPO / "data", tmp_path / "data")  # the notebook indexes ./data of the folder it runs in
     monkeypatch.setenv("RAG_QA_READER", str(READER))
+    monkeypatch.setenv("RAG_QA_INDEX", str(index))
     # the kernelspec runs `python`: make that this interpreter, with rag-qa installed
     monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
     notebook = nbformat.read(REPO / "notebooks" / "quickstart.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
-    outputs = "".join(o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", []))
-    assert "about forty minutes" in outputs and "page 2" in outputs
-    assert "abstained: True" in outputs
+    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     assert not any(o.get("output_type") == "error" for cell in notebook.cells for o in cell.get("outputs", []))
-    assert os.path.isdir(REPO / "indexes" / "quickstart")
+    outputs = "".join(o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", []))
+    report = next(o["data"]["text/plain"] for o in notebook.cells[1]["outputs"] if "data" in o)
+    assert "'files_indexed': 3" in report and "'files_skipped': []" in report
+    assert "about forty minutes" in outputs and "safety-guide.pdf page 2" in outputs
+    assert "[[about forty minutes]]" in outputs and "offsets index the source: True" in outputs
+    assert "abstained: True" in outputs
+    assert "What is the capital of France? -> no answer" in outputs
+    assert (index / "manifest.json").is_file()  # the notebook wrote to the folder it was given

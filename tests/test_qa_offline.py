@@ -10,6 +10,7 @@ import sys
 
 import pytest
 from conftest import READER, REPO, SQUAD, needs_shared
+from helpers import approx_floats
 
 from rag_qa import RagQA
 from rag_qa.config import ReaderConfig, ScoringConfig
@@ -47,10 +48,10 @@ def test_reader_only_squad2_scores_on_dev_eval(reader):
         f"F1 {m['HasAns_f1']:.2f} | NoAns {m['NoAns_exact']:.2f} | always answer: HasAns F1 {forced['HasAns_f1']:.2f} | "
         f"{len(questions) / evaluation.seconds:.1f} questions/s"
     )
-    # Floors well under the measured values (EM 53.99, F1 54.72, HasAns F1 17.19, NoAns 83.3; forced 55.70)
-    assert m["total"] == 865 and m["exact"] > 48 and m["f1"] > 48
-    assert m["HasAns_f1"] > 10 and m["NoAns_exact"] > 70
-    assert forced["HasAns_f1"] > 48
+    # Floors a little under the measured values (EM 53.99, F1 54.72, HasAns F1 17.19, NoAns 83.30; forced 55.70)
+    assert m["total"] == 865 and m["exact"] > 52 and m["f1"] > 53
+    assert m["HasAns_f1"] > 15.5 and m["NoAns_exact"] > 81
+    assert forced["HasAns_f1"] > 54
 
 
 def test_corpus_wide_answers_come_from_the_right_paragraph_and_unanswerables_abstain(reader, tmp_path):
@@ -63,17 +64,18 @@ def test_corpus_wide_answers_come_from_the_right_paragraph_and_unanswerables_abs
         questions = load_squad(SQUAD / "dev-eval.json")[::4]
         metrics = evaluate_open(qa, questions, top_k=5)
         results = qa.ask_many([q.question for q in questions[:40]])
-    print("\ncorpus-wide:", json.dumps({k: round(v, 3) for k, v in metrics.items()}))
+    print("\ncorpus-wide:", json.dumps({k: round(v, 3) for k, v in metrics.items() if k != "reliability"}))
     assert len(documents) == 1005
-    assert metrics["recall@5"] > 0.75 and metrics["mrr"] > 0.6  # measured 0.84 / 0.74
-    assert metrics["answers_from_right_paragraph"] > 0.5  # measured about 0.7
-    assert metrics["abstention_recall"] > 0.7  # most unanswerable questions abstain (measured about 0.83)
+    assert metrics["recall@5"] > 0.81 and metrics["mrr"] > 0.68  # measured 0.838 / 0.708
+    assert metrics["answers_from_right_paragraph"] > 0.45  # measured 0.524
+    assert metrics["abstention_recall"] > 0.79  # most unanswerable questions abstain (measured 0.822)
     for result in results:
         for answer in result.answers:
             assert texts[answer.source][answer.start : answer.end] == answer.text
             assert answer.source.startswith("squad:") and answer.page is None
     right = sum(r.answers[0].source == paragraph_source(q.title, q.paragraph) for q, r in zip(questions, results) if r.best)
-    assert right >= 1
+    print("answered from the right paragraph, of 40:", right)
+    assert right >= 5  # measured 7
 
 
 def rag_qa(*args: str) -> subprocess.CompletedProcess:
@@ -97,7 +99,7 @@ def test_ask_cli_answers_with_page_and_offsets_and_abstains(sample_index, tmp_pa
     human = rag_qa("ask", "Who founded the tool library on the moon?", "--index", str(sample_index), "--reader", str(READER)).stdout
     assert "no answer found in the documents" in human
     single = json.loads(rag_qa("ask", drill["question"], "--index", str(sample_index), "--reader", str(READER), "--json").stdout)
-    assert single == drill
+    assert single == approx_floats(drill)  # a batch of one pads differently: floats agree to a tolerance
 
 
 def test_missing_reader_says_how_to_point_at_a_local_model(sample_index):
@@ -125,3 +127,52 @@ def test_haystack_indexing_and_query_pipelines(tmp_path):
     moon = "Who founded the tool library on the moon?"
     answers = pipeline.run({"retriever": {"query": moon}, "reader": {"query": moon}})["reader"]["answers"]
     assert answers[0].data is None  # the no-answer ranks first
+
+
+def test_show_returns_the_text_answer_offsets_index(sample_index, tmp_path):
+    needs_shared(READER)
+    drill = json.loads(rag_qa("ask", "How long does a fully charged drill battery last?", "--index", str(sample_index), "--reader", str(READER), "--json").stdout)
+    best = drill["answers"][0]
+    page = json.loads(rag_qa("show", best["source"], "--page", str(best["page"]), "--index", str(sample_index), "--json").stdout)
+    assert page["page"] == 2 and page["pages"] == 6 and page["start"] <= best["start"] < best["end"] <= page["end"]
+    assert page["text"][best["start"] - page["start"] : best["end"] - page["start"]] == best["text"] == "about forty minutes"
+    whole = json.loads(rag_qa("show", best["source"], "--index", str(sample_index), "--json").stdout)
+    assert whole["text"][page["start"] : page["end"]] == page["text"] and whole["page"] is None
+    handbook = rag_qa("show", str(REPO / "data" / "handbook.md"), "--index", str(sample_index)).stdout
+    assert handbook == (REPO / "data" / "handbook.md").read_text("utf-8") + "\n"  # the file itself (print adds a newline)
+    missing = subprocess.run([sys.executable, "-m", "rag_qa.cli", "show", "nope.txt", "--index", str(sample_index)], capture_output=True, text=True)
+    assert missing.returncode == 1 and "not in the index" in missing.stderr
+    no_page = subprocess.run([sys.executable, "-m", "rag_qa.cli", "show", best["source"], "--page", "9", "--index", str(sample_index)], capture_output=True, text=True)
+    assert no_page.returncode == 1 and "pages 1 to 6; page 9 does not exist" in no_page.stderr
+
+
+def test_answer_offsets_point_into_a_text_file_with_odd_whitespace(tmp_path):
+    """The reported case: a double space before the answer moved the offsets by one character."""
+    needs_shared(READER)
+    paragraph = (
+        "The gravitational constant is a physical constant that is difficult to measure with high accuracy. In SI units, "
+        "a dimensional constant  is used in Newton's law of universal gravitation. It was first measured\r\nin the laboratory "
+        "by\u00a0 Henry Cavendish in 1798, using a torsion balance.\t It   appears in Einstein's field equations too.\n"
+    )
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "gravity.txt").write_bytes(paragraph.encode("utf-8"))
+    index = tmp_path / "index"
+    rag_qa("index", str(tmp_path / "docs"), "--index", str(index))
+    result = json.loads(rag_qa("ask", "Who first measured the gravitational constant in the laboratory?", "--index", str(index), "--reader", str(READER), "--json", "--tau", "100").stdout)
+    best = result["answers"][0]
+    assert best["text"] == "Henry Cavendish"
+    assert paragraph[best["start"] : best["end"]] == "Henry Cavendish"
+
+
+def test_latin1_text_file_is_indexed_in_its_own_words(tmp_path):
+    (tmp_path / "docs").mkdir()
+    text = "Le café de la rue Müller sert une crème brûlée naïve, dit Noël Ørsted. " * 3
+    (tmp_path / "docs" / "menu.txt").write_bytes(text.encode("latin-1"))
+    (tmp_path / "docs" / "notes.xyz").write_text("unsupported")
+    report = json.loads(rag_qa("index", str(tmp_path / "docs"), "--index", str(tmp_path / "index"), "--json").stdout)
+    assert report["files_indexed"] == 1 and report["files_unsupported"] == 1
+    assert report["files_skipped"][0]["path"].endswith("notes.xyz") and report["files_skipped"][0]["reason"].startswith("unsupported format .xyz")
+    shown = json.loads(rag_qa("show", str(tmp_path / "docs" / "menu.txt"), "--index", str(tmp_path / "index"), "--json").stdout)
+    assert shown["text"] == text and "crčme" not in shown["text"]
+    human = rag_qa("index", str(tmp_path / "docs"), "--index", str(tmp_path / "index")).stdout
+    assert "1 skipped (1 of an unsupported format)" in human

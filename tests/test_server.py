@@ -14,6 +14,7 @@ from rag_qa.config import ReaderConfig, ServerConfig
 from rag_qa.pipeline import RagQA
 from rag_qa.server.uploads import UploadRejected, safe_name
 from tests.conftest import READER, needs_shared
+from tests.helpers import approx_floats
 from rag_qa.server.background import live_service
 
 httpx = pytest.importorskip("httpx", reason="the service tests need httpx (pip install -e '.[dev]')")
@@ -74,7 +75,7 @@ def test_upload_ask_list_and_delete(service, capsys: pytest.CaptureFixture[str])
 
     answer = httpx.post(f"{url}/ask", json={"question": "How long can members borrow a drill?", "top_k": 3}, timeout=60).json()
     assert main(["ask", "How long can members borrow a drill?", "--index", location, "--reader", str(READER), "--top-k", "3", "--json"]) == 0
-    assert answer == json.loads(capsys.readouterr().out), "the API answers exactly as `rag-qa ask --json`"
+    assert answer == approx_floats(json.loads(capsys.readouterr().out)), "the API answers as `rag-qa ask --json`"
     best = answer["answers"][0] if not answer["abstained"] else answer["best_guess"]
     assert best["source"] == str(storage / "library.txt") and LIBRARY[best["start"] : best["end"]] == best["text"]
 

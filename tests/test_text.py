@@ -58,3 +58,26 @@ def test_html_visible_text_only():
     <p>First &amp; second.</p><noscript>enable js</noscript><div>Third</div></body></html>"""
     text = clean_text(html_to_text(html), join_lines=True)
     assert text == "Guide\n\nHeading\n\nFirst & second.\n\nThird"
+
+
+FRENCH = "Le café de la rue Müller sert une crème brûlée naïve, dit Noël Ørsted."
+CZECH = "Příliš žluťoučký kůň úpěl ďábelské ódy. Čeština je krásný jazyk, říká pan Dvořák v Plzni. " * 3
+JAPANESE = "日本語のテキストです。東京は日本の首都です。図書館は毎週土曜日に開きます。" * 2
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding"),
+    [
+        pytest.param(FRENCH, "latin-1", id="latin-1-short"),
+        pytest.param(FRENCH * 3, "latin-1", id="latin-1-issue-example"),
+        pytest.param((FRENCH + " ") * 40, "latin-1", id="latin-1-long"),
+        pytest.param("“Quoted” price: 5 € — naïve café.", "cp1252", id="cp1252-curly-quotes-euro"),
+        pytest.param(CZECH, "cp1250", id="cp1250"),
+        pytest.param(JAPANESE, "shift_jis", id="shift-jis"),
+        pytest.param(FRENCH * 3, "utf-16-le", id="utf-16-le-no-bom"),
+        pytest.param(FRENCH * 3, "utf-16", id="utf-16-bom"),
+    ],
+)
+def test_legacy_encodings_decode_to_the_documents_own_words(text: str, encoding: str):
+    """No mojibake: Latin-1 French must not come back as cp1250 (crčme brűlée naďve … Řrsted)."""
+    assert decode_text(text.encode(encoding)) == text

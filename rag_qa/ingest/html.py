@@ -21,7 +21,8 @@ BLOCKS = {
     "blockquote", "pre", "hr", "figure", "figcaption", "details", "summary", "address", "fieldset",
     "legend", "form", "body", "center",
 }  # fmt: skip
-LINES = {"br", "tr"}  # a line break, not a new paragraph
+LINE_BEFORE = {"br"}  # a line break, not a new paragraph
+LINE_AFTER = {"tr"}
 CELLS = {"td", "th"}
 CELL_SEPARATOR = " | "
 _WHITESPACE = re.compile(r"\s+")
@@ -55,7 +56,7 @@ def _visible_text(root) -> str:  # noqa: ANN001 (selectolax node)
         node, closing, in_pre = stack.pop()
         tag = node.tag  # type: ignore[attr-defined]
         if closing:
-            parts.append("\n\n" if tag in BLOCKS else "\n" if tag in LINES else "")
+            parts.append("\n\n" if tag in BLOCKS else "\n" if tag in LINE_AFTER else "")
             continue
         if node.is_text_node:  # type: ignore[attr-defined]
             text = node.text_content or ""  # type: ignore[attr-defined]
@@ -65,7 +66,7 @@ def _visible_text(root) -> str:  # noqa: ANN001 (selectolax node)
             continue
         if tag in BLOCKS:
             parts.append("\n\n")
-        elif tag in LINES:
+        elif tag in LINE_BEFORE:
             parts.append("\n")
         elif tag in CELLS and _has_cell_before(node):
             parts.append(CELL_SEPARATOR)
