@@ -26,7 +26,7 @@ import numpy as np
 
 from rag_qa.config import ReaderConfig
 from rag_qa.errors import ConfigError
-from rag_qa.ingest.text import MappedText, clean_mapped, clean_text
+from rag_qa.ingest.text import MappedText, clean_mapped, clean_text, trim_span
 from rag_qa.models import ResolvedModel, resolve_model
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # what a window feeds the model
@@ -101,14 +101,6 @@ def _logsumexp(values: np.ndarray) -> float:
     return top + float(np.log(np.exp(values - top).sum()))
 
 
-def _trim_whitespace(text: str, start: int, end: int) -> tuple[int, int]:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return start, end
-
-
 def merge_windows(
     text: str, windows: Sequence[tuple[WindowDecoding, Sequence[tuple[int, int]]]], top_n: int, cleaned: MappedText | None = None
 ) -> PassageReading:
@@ -129,9 +121,12 @@ def merge_windows(
                 continue  # a window of tokens without characters (special or empty-width tokens)
             if cleaned is not None:
                 start, end = cleaned.original_span(start, end)
-            start, end = _trim_whitespace(text, start, end)
+            trimmed = trim_span(text, start, end)
+            if trimmed is None:
+                continue  # only whitespace
+            start, end = trimmed
             kept = by_offsets.get((start, end))
-            if start < end and (kept is None or score > kept.score):
+            if kept is None or score > kept.score:
                 by_offsets[(start, end)] = Span(start, end, text[start:end], score, score - log_norm)
     spans = sorted(by_offsets.values(), key=lambda s: (-s.score, s.start, s.end))[:top_n]
     return PassageReading(null_score, tuple(spans))

@@ -34,6 +34,16 @@ def reading_for(text: str, spans: list[tuple[int, int, float]], null: float) -> 
     return PassageReading(null, tuple(Span(a, b, text[a:b], sc, sc - 1.0) for a, b, sc in spans))
 
 
+def numbered_words(n: int) -> tuple[str, list[tuple[int, int]]]:
+    """A text "w0 w1 w2 ..." and each word's character span: one token per word."""
+    words = [f"w{i}" for i in range(n)]
+    spans, position = [], 0
+    for word in words:
+        spans.append((position, position + len(word)))
+        position += len(word) + 1
+    return " ".join(words), spans
+
+
 def squad_rule(start: np.ndarray, end: np.ndarray, context: np.ndarray, max_tokens: int) -> tuple[bool, tuple[int, int] | None]:
     """The standard SQuAD 2.0 decision, by brute force: best valid span vs the null score."""
     best, best_span = -np.inf, None
@@ -133,12 +143,7 @@ def test_single_passage_decision_equals_the_squad2_rule(seed):
     start, end = rng.normal(0, 3, length), rng.normal(0, 3, length)
     context = np.array([False] + [bool(x) for x in rng.random(length - 1) > 0.2])
     context[-1] = True
-    words = [f"w{i}" for i in range(length)]
-    text = " ".join(words)
-    offsets, position = [], 0
-    for word in words:
-        offsets.append((position, position + len(word)))
-        position += len(word) + 1
+    text, offsets = numbered_words(length)
     offsets[0] = (0, 0)
     reading = merge_windows(text, [(decode_window(start, end, context, 8, 5), offsets)], 5)
     result = combine("q?", [SearchHit(Passage("p", text), 0.3)], [reading], ScoringConfig(retrieval_weight=0.0, tau=0.0), 1.0)
@@ -256,12 +261,7 @@ def test_one_passage_over_many_windows_decides_like_brute_force_squad(case):
     """Random logits for 1-4 windows with random overlaps; brute-force SQuAD 2.0 decoding is the
     reference: with one passage, weight 0 and tau 0, the abstention and the best span agree."""
     n_words, windows, max_tokens = case
-    words = [f"w{i}" for i in range(n_words)]
-    text = " ".join(words)
-    spans_of_words, position = [], 0
-    for word in words:
-        spans_of_words.append((position, position + len(word)))
-        position += len(word) + 1
+    text, spans_of_words = numbered_words(n_words)
     decoded, best, best_text, null = [], -np.inf, set(), np.inf
     for first, last, start, end in windows:
         offsets = [(0, 0)] + spans_of_words[first:last]

@@ -81,6 +81,7 @@ def test_a_page_without_text_is_reported(extract) -> None:
         extract("<html><head><title></title><script>document.write('x')</script></head><body><img src='a.png'></body></html>")
 
 
+@pytest.mark.integration
 def test_one_20_mb_line(extract) -> None:
     started = time.perf_counter()
     text = extract("<html><body><p>" + "word " * 4_000_000 + "</p></body></html>")

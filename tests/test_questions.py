@@ -94,6 +94,7 @@ def test_api_answers_or_abstains_and_refuses_empty_questions(index: Path, tiny_r
                 qa.ask(question)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("question", [q for q in ODD_QUESTIONS if len(q.encode("utf-8", "surrogatepass")) < 100_000] + EMPTY_QUESTIONS)
 def test_cli_answers_or_says_one_clear_line(index: Path, tiny_roberta: str, question: str, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["ask", question, "--index", str(index), "--reader", tiny_roberta, "--json"])
@@ -104,6 +105,7 @@ def test_cli_answers_or_says_one_clear_line(index: Path, tiny_roberta: str, ques
         assert code == 2 and err.count("\n") == 1 and err.startswith("rag-qa: error: the question is empty")
 
 
+@pytest.mark.integration
 def test_the_reported_panic_question_in_a_real_process(index: Path, tiny_roberta: str) -> None:
     """`rag-qa ask "$(python3 -c 'print("?"*255)')"` ended in a pyo3 PanicException traceback."""
     result = subprocess.run(
@@ -114,6 +116,7 @@ def test_the_reported_panic_question_in_a_real_process(index: Path, tiny_roberta
     assert json.loads(result.stdout)["question"] == "?" * 255
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("limit", [200_000])
 def test_http_answers_200_or_422_never_500(index: Path, tiny_roberta: str, limit: int) -> None:
     httpx = pytest.importorskip("httpx", reason="the service tests need httpx (pip install -e '.[dev]')")

@@ -17,6 +17,8 @@ from rag_qa.pipeline import RagQA
 from rag_qa.reader import Reader
 from tests.conftest import READER
 
+pytestmark = pytest.mark.integration  # trains, serves and loads the real MiniLM reader
+
 CONTEXTS = [
     "Le café  de la rue Müller ouvre à 7 h.\u00a0La crème brûlée coûte 5 €. Noël Ørsted le dirige depuis 2019.",
     "東京の図書館は 1972年に開館しました。 館長は山田さんです。毎週土曜日に 🔧 修理カフェ 🎉 があります。",

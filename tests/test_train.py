@@ -163,6 +163,7 @@ class Interrupted(Exception):
     pass
 
 
+@pytest.mark.integration  # several training runs: seconds each
 def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path: Path, tokenizer_dir: str) -> None:
     base = tiny_model(tmp_path, tokenizer_dir, with_head=True)
     whole = train(tiny_config(tmp_path, base, out="whole"))
@@ -183,6 +184,7 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path: Path, tokenize
         assert (got[name] - tensor).abs().max() < 1e-6, name
 
 
+@pytest.mark.integration  # several training runs: seconds each
 def test_out_folders_of_other_runs_are_not_clobbered(tmp_path: Path, tokenizer_dir: str) -> None:
     base = tiny_model(tmp_path, tokenizer_dir, with_head=True)
     config = tiny_config(tmp_path, base)

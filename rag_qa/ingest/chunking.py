@@ -11,6 +11,7 @@ import re
 from typing import Any, Protocol
 
 from rag_qa.config import ChunkingConfig
+from rag_qa.ingest.text import trim_span
 from rag_qa.records import Document, Passage
 
 # A sentence ends after . ! ? (plus closing quotes/brackets) followed by whitespace, or at a blank line.
@@ -29,15 +30,7 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
         spans.append((start, match.end(1) if match.group(1) is not None else match.start()))
         start = match.end()
     spans.append((start, len(text)))
-    return [trimmed for span in spans if (trimmed := _trim(text, *span))]
-
-
-def _trim(text: str, start: int, end: int) -> tuple[int, int] | None:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return (start, end) if start < end else None
+    return [trimmed for span in spans if (trimmed := trim_span(text, *span))]
 
 
 class _TokenCounter:
@@ -65,10 +58,10 @@ def _split_long(text: str, span: tuple[int, int], counter: _TokenCounter, max_to
         space = text.rfind(" ", start + 1, cut + 1)
         if space > start and counter.count(start, space) > max_tokens // 2:
             cut = space
-        if (piece := _trim(text, start, cut)) is not None:
+        if (piece := trim_span(text, start, cut)) is not None:
             pieces.append(piece)
         start = cut
-    if (piece := _trim(text, start, end)) is not None:
+    if (piece := trim_span(text, start, end)) is not None:
         pieces.append(piece)
     return pieces
 

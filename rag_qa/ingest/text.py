@@ -183,6 +183,15 @@ def _sub_mapped(pattern: re.Pattern[str], replacement: str, text: str, starts: l
     return "".join(out), new_starts, new_ends
 
 
+def trim_span(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """The span [start, end) of `text` without whitespace at either edge; None if nothing is left."""
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return (start, end) if start < end else None
+
+
 def _line_key(line: str) -> str:
     return re.sub(r"\d+", "#", " ".join(line.lower().split()))
 
