@@ -130,3 +130,41 @@ def test_http_answers_200_or_422_never_500(index: Path, tiny_roberta: str, limit
             expected = 422 if question in EMPTY_QUESTIONS else 200
             assert response.status_code == expected, (question[:20], response.text[:300])
             assert ("error" in response.json()) == (expected == 422)
+
+
+@pytest.mark.integration
+@given(question=st.text(st.characters(exclude_categories=()), min_size=1, max_size=2000))
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_cli_property_any_text_answers_or_refuses_in_one_line(index: Path, tiny_roberta: str, capsys: pytest.CaptureFixture[str], question: str) -> None:
+    code = main(["ask", question, "--index", str(index), "--reader", tiny_roberta, "--json"])
+    out, err = capsys.readouterr()
+    assert (code == 0 and json.loads(out)) or (code == 2 and err.count("\n") == 1 and err.startswith("rag-qa: error: the question is empty"))
+
+
+@pytest.mark.integration
+def test_http_property_any_text_gets_200_or_422(index: Path, tiny_roberta: str) -> None:
+    httpx = pytest.importorskip("httpx", reason="the service tests need httpx (pip install -e '.[dev]')")
+    from rag_qa.server.background import live_service
+
+    config = ServerConfig(upload_dir=str(index.parent / "uploads"), max_question_chars=5000)
+    with RagQA.open(index, reader=tiny_roberta, read_only=True) as qa, live_service(qa, config) as url:
+
+        @given(question=st.text(st.characters(exclude_categories=()), max_size=6000))
+        @settings(max_examples=40, deadline=None)
+        def check(question: str) -> None:
+            response = httpx.post(f"{url}/ask", content=json.dumps({"question": question}), headers={"content-type": "application/json"}, timeout=120)
+            assert response.status_code in (200, 422), (question[:20], response.text[:300])
+            assert ("error" in response.json()) == (response.status_code == 422)
+
+        check()
+
+
+def test_haystack_reader_takes_any_query(tiny_roberta: str) -> None:
+    from haystack import Document
+
+    from rag_qa.integrations.haystack import SpanReader
+
+    component = SpanReader(model=tiny_roberta, revision=None, top_k=3)
+    for question in ODD_QUESTIONS + EMPTY_QUESTIONS:
+        answers = component.run(query=question, documents=[Document(content=PASSAGE, score=0.4)])["answers"]
+        assert sum(a.data is None for a in answers) == 1 and all(0 <= a.score <= 1 for a in answers)
