@@ -15,16 +15,13 @@ import numpy as np
 
 from rag_qa.answer import answer_margin, combine
 from rag_qa.config import DEFAULT_RETRIEVAL_TEMPERATURE, ScoringConfig
-from rag_qa.errors import RagQAError
 from rag_qa.evaluate import SquadQuestion, exact_score, outcome_calibration_error, squad_metrics, top_answer_reliability
 from rag_qa.reader import PassageReading
 from rag_qa.records import QAResult, SearchHit
 
 if TYPE_CHECKING:
     from rag_qa.pipeline import RagQA
-    from rag_qa.store import Store
 
-SCORING_DOCUMENT = "scoring"
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)
 
 
@@ -33,6 +30,14 @@ class CachedQuestion:
     question: SquadQuestion
     hits: list[SearchHit]
     readings: list[PassageReading]
+
+
+def hold_out_articles(questions: list[SquadQuestion]) -> tuple[list[SquadQuestion], list[SquadQuestion]]:
+    """(fit, report) questions: the last third of the articles (by title) is held out whole, so no
+    report question shares a paragraph with the fit."""
+    titles = sorted({q.title for q in questions})
+    held_out = set(titles[len(titles) * 2 // 3 :]) or set(titles[-1:])
+    return [q for q in questions if q.title not in held_out], [q for q in questions if q.title in held_out]
 
 
 def read_once(qa: RagQA, questions: list[SquadQuestion], progress: bool = False) -> list[CachedQuestion]:
@@ -96,24 +101,3 @@ def fit_scoring(cached: list[CachedQuestion], retrieval_mode: str, max_answers: 
 
 def _top_answer_right(question: SquadQuestion, result: QAResult) -> bool:
     return bool(question.has_answer and result.answers and any(exact_score(g, result.answers[0].text) for g in question.answers))
-
-
-def save_scoring(store: Store, scoring: ScoringConfig, reader_model: str, retrieval_mode: str, details: dict[str, Any]) -> str:
-    """Keep the fitted scoring with the index, beside fits for other readers and retrieval modes
-    (each moves the score scales); `RagQA.open` picks the matching one. Returns where it went."""
-    saved = store.read_document(SCORING_DOCUMENT) or {}
-    fits = [f for f in saved.get("fits", []) if (f.get("reader"), f.get("retrieval_mode")) != (reader_model, retrieval_mode)]
-    fits.append({"reader": reader_model, "retrieval_mode": retrieval_mode, "scoring": scoring.to_dict(), **details})
-    return store.write_document(SCORING_DOCUMENT, {"fits": fits})
-
-
-def load_scoring(store: Store, reader_model: str, retrieval_mode: str) -> ScoringConfig | None:
-    """The scoring `rag-qa calibrate` fitted on this index for this reader and retrieval mode, if any."""
-    saved = store.read_document(SCORING_DOCUMENT)
-    for fit in (saved or {}).get("fits", []):
-        if fit.get("reader") == reader_model and fit.get("retrieval_mode") == retrieval_mode:
-            try:
-                return ScoringConfig.from_dict(fit["scoring"])
-            except (ValueError, KeyError) as exc:
-                raise RagQAError(f"{store.path}: unreadable scoring ({exc}); re-run `rag-qa calibrate`") from None
-    return None

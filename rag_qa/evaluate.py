@@ -22,6 +22,7 @@ import numpy as np
 
 from rag_qa.answer import combine
 from rag_qa.config import ScoringConfig
+from rag_qa.indexer import add_documents
 from rag_qa.reader import Reader
 from rag_qa.records import Document, Passage, QAResult, SearchHit
 
@@ -198,6 +199,14 @@ def squad_corpus(files: list[str | Path], distractors: list[str | Path] = ()) ->
                 source = paragraph_source(row["title"], row["paragraph"])
                 documents.setdefault(source, _document(source, row["text"]))
     return list(documents.values())
+
+
+def index_squad_corpus(qa: RagQA, files: list[str], progress: bool = False) -> int:
+    """Index the paragraphs of SQuAD JSON files and JSONL paragraph files (told apart by
+    extension) into `qa`'s store; returns the number of passages added."""
+    squad_files = [f for f in files if not f.endswith(".jsonl")]
+    paragraph_files = [f for f in files if f.endswith(".jsonl")]
+    return add_documents(squad_corpus(squad_files, paragraph_files), qa.store, qa.embedder, progress=progress)
 
 
 def _document(source: str, text: str) -> Document:

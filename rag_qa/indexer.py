@@ -86,7 +86,7 @@ def index_paths(
     files, problems = discover(paths, config)
     for problem in problems:
         report.skip(problem)
-    pending: list[tuple[Document, list[Passage]]] = []
+    pending = _PendingFiles(store, embedder, report, config.commit_passages)
     last_flush = time.monotonic()
 
     from tqdm import tqdm
@@ -110,16 +110,13 @@ def index_paths(
             with _Timer(report, "chunk"):
                 passages = chunk_document(document, embedder.tokenizer, chunking)
             report.pages += len(document.page_starts)
-            pending.append((document, passages))
-            if sum(len(p) for _, p in pending) >= config.commit_passages:
-                _commit(pending, store, embedder, report)
-                pending = []
+            pending.add(document, passages)
             if time.monotonic() - last_flush > config.save_interval_s:
                 with _Timer(report, "store"):
                     store.flush()
                 last_flush = time.monotonic()
-            bar.set_postfix(passages=report.passages_added + sum(len(p) for _, p in pending), skipped=len(report.files_skipped))
-    _commit(pending, store, embedder, report)
+            bar.set_postfix(passages=report.passages_added + pending.passages, skipped=len(report.files_skipped))
+    pending.commit()
     with _Timer(report, "store"):
         store.flush()
     report.passages_total = store.count()
@@ -134,31 +131,39 @@ def add_documents(
     from tqdm import tqdm
 
     report = IndexReport()
-    pending: list[tuple[Document, list[Passage]]] = []
+    pending = _PendingFiles(store, embedder, report, commit_passages)
     for document in tqdm(list(documents), desc="Indexing", unit="doc", disable=not progress, file=sys.stderr):
-        if store.file_hash(document.source) == document.content_hash:
-            continue
-        passages = chunk_document(document, embedder.tokenizer, store.settings.chunking)
-        pending.append((document, passages))
-        if sum(len(p) for _, p in pending) >= commit_passages:
-            _commit(pending, store, embedder, report)
-            pending = []
-    _commit(pending, store, embedder, report)
+        if store.file_hash(document.source) != document.content_hash:
+            pending.add(document, chunk_document(document, embedder.tokenizer, store.settings.chunking))
+    pending.commit()
     store.flush()
     return report.passages_added
 
 
-def _commit(
-    pending: list[tuple[Document, list[Passage]]],
-    store: Store,
-    embedder: Embedder,
-    report: IndexReport,
-) -> None:
-    """Embed a group of files' passages and store them in one transaction."""
-    if not pending:
-        return
-    with _Timer(report, "embed"):
-        vectors = embedder.embed([clean_text(p.text, join_lines=True) for _, passages in pending for p in passages])
-    with _Timer(report, "store"):
-        report.passages_added += store.replace_files(pending, vectors)
-    report.files_indexed += len(pending)
+class _PendingFiles:
+    """Chunked documents waiting to be embedded and stored together: once they hold
+    `commit_passages` passages, one embedding batch and one store transaction take them all (full
+    batches; a kill loses at most this group)."""
+
+    def __init__(self, store: Store, embedder: Embedder, report: IndexReport, commit_passages: int):
+        self.store, self.embedder, self.report, self.commit_passages = store, embedder, report, commit_passages
+        self.files: list[tuple[Document, list[Passage]]] = []
+
+    @property
+    def passages(self) -> int:
+        return sum(len(passages) for _, passages in self.files)
+
+    def add(self, document: Document, passages: list[Passage]) -> None:
+        self.files.append((document, passages))
+        if self.passages >= self.commit_passages:
+            self.commit()
+
+    def commit(self) -> None:
+        if not self.files:
+            return
+        with _Timer(self.report, "embed"):
+            vectors = self.embedder.embed([clean_text(p.text, join_lines=True) for _, passages in self.files for p in passages])
+        with _Timer(self.report, "store"):
+            self.report.passages_added += self.store.replace_files(self.files, vectors)
+        self.report.files_indexed += len(self.files)
+        self.files = []

@@ -14,7 +14,6 @@ import re
 from collections.abc import Iterator, Sequence
 
 from rag_qa.answer import combine
-from rag_qa.calibration import load_scoring
 from rag_qa.config import (
     DEFAULT_RETRIEVAL_TEMPERATURE,
     IndexSettings,
@@ -31,6 +30,7 @@ from rag_qa.ingest.text import clean_text
 from rag_qa.reader import PassageReading, Reader
 from rag_qa.records import QAResult, SearchHit, SourceText, page_at
 from rag_qa.retrieve import Retriever
+from rag_qa.saved_scoring import load_scoring
 from rag_qa.store import Store, StoreInfo, open_store
 
 DEFAULT_INDEX = "indexes/default"

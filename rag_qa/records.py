@@ -63,6 +63,11 @@ class SearchHit:
     passage: Passage
     score: float
 
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of `rag-qa search --json` results."""
+        p = self.passage
+        return {"score": round(self.score, 6), "source": p.source, "page": p.page, "start": p.char_start, "end": p.char_end, "text": p.text}
+
 
 @dataclass(frozen=True)
 class Answer:

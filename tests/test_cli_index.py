@@ -16,7 +16,6 @@ from conftest import REPO, SQUAD, needs_shared
 from squad_pdfs import build_corpus, page_of
 
 from rag_qa import RagQA
-from rag_qa.cli import _hit_dict
 from rag_qa.config import IngestConfig
 from rag_qa.ingest.loaders import load_document
 from rag_qa.ingest.pdf import GuardedPdfReader
@@ -70,7 +69,7 @@ def test_search_finds_answers_on_the_right_page_with_exact_offsets(corpus):
     questions = [(a, q) for a, _ in articles for q in a.questions if not q["is_impossible"]][::4]
     found = 0
     with RagQA.open(index, read_only=True) as rag:
-        results = [[_hit_dict(h) for h in rag.search(q["question"], top_k=5)] for _, q in questions]
+        results = [[h.to_dict() for h in rag.search(q["question"], top_k=5)] for _, q in questions]
     for (_, question), hits in zip(questions, results):
         answer = question["answers"][0]["text"]
         for hit in hits:

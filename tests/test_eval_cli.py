@@ -12,7 +12,7 @@ import pytest
 from conftest import READER, SQUAD, needs_shared
 
 from rag_qa import RagQA
-from rag_qa.calibration import SCORING_DOCUMENT
+from rag_qa.saved_scoring import SCORING_METADATA
 from rag_qa.evaluate import exact_score, load_squad
 
 pytestmark = pytest.mark.integration
@@ -70,7 +70,7 @@ def test_eval_open_then_calibrate_then_ask_uses_the_fit(files, tmp_path):
     assert metrics["top_answer_ece"] == pytest.approx(sum(b["count"] * abs(b["accuracy"] - b["confidence"]) for b in filled) / metrics["questions"])
     assert all(b["lower"] <= b["confidence"] <= b["upper"] for b in filled)
     result = rag_qa("calibrate", str(fit), "--index", str(index), "--report-on", str(report), "--reader", str(READER))
-    assert (index / f"{SCORING_DOCUMENT}.json").exists()
+    assert (index / f"{SCORING_METADATA}.json").exists()
     assert result["fitted_on"]["questions"] == len(load_squad(fit)) and result["reported_on"]["file"] == str(report)
     assert set(result["report"]) == {"default", "fitted"}
     with RagQA.open(index, reader=str(READER), read_only=True) as qa:

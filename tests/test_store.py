@@ -13,7 +13,7 @@ import pytest
 from rag_qa.config import EmbedderConfig, IndexSettings, VectorIndexConfig
 from rag_qa.errors import IndexCorruptError, IndexMismatchError, RagQAError
 from rag_qa.records import Document, Passage
-from rag_qa.calibration import load_scoring, save_scoring
+from rag_qa.saved_scoring import load_scoring, save_scoring
 from rag_qa.config import ScoringConfig
 from rag_qa.store import FaissStore, open_store
 from rag_qa.store.faiss_store import DATABASE, VECTORS

@@ -450,15 +450,15 @@ class FaissStore:
             db.execute("DELETE FROM files")
             change.rebuild = True
 
-    def write_document(self, name: str, data: dict[str, Any]) -> str:
-        """Keep a small JSON document with the index (such as the fitted scoring); returns where."""
+    def write_metadata(self, name: str, data: dict[str, Any]) -> str:
+        """Keep small JSON metadata with the index under `name` (such as the fitted scoring); returns where."""
         path = self.path / f"{name}.json"
         atomic_write(path, json.dumps(data, indent=2).encode("utf-8"))
         return str(path)
 
     # ----------------------------------------------------------------- reading
-    def read_document(self, name: str) -> dict[str, Any] | None:
-        """A JSON document saved with `write_document`, or None."""
+    def read_metadata(self, name: str) -> dict[str, Any] | None:
+        """Metadata saved with `write_metadata`, or None."""
         path = self.path / f"{name}.json"
         if not path.exists():
             return None

@@ -358,8 +358,8 @@ class PgStore:
             db.execute(self._sql("DELETE FROM {s}.passages"))
             db.execute(self._sql("DELETE FROM {s}.files"))
 
-    def write_document(self, name: str, data: dict[str, Any]) -> str:
-        """Keep a small JSON document with the index (such as the fitted scoring); returns where."""
+    def write_metadata(self, name: str, data: dict[str, Any]) -> str:
+        """Keep small JSON metadata with the index under `name` (such as the fitted scoring); returns where."""
         with self._transaction() as db:
             db.execute(
                 self._sql("INSERT INTO {s}.meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"),
@@ -368,7 +368,7 @@ class PgStore:
         return f"{self.path} (meta {name!r})"
 
     # ----------------------------------------------------------------- reading
-    def read_document(self, name: str) -> dict[str, Any] | None:
+    def read_metadata(self, name: str) -> dict[str, Any] | None:
         with self._connection() as db:
             row = db.execute(self._sql("SELECT value FROM {s}.meta WHERE key = %s"), (f"document:{name}",)).fetchone()
         return row[0] if row else None

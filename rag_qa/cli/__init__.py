@@ -1,0 +1,48 @@
+"""The `rag-qa` command. Every command takes `--json` for scripts; human output goes to the terminal
+with progress bars on stderr. Exit codes: 0 done, 1 the check or lookup failed, 2 bad input.
+
+One module per command group: `indexing` (index, info, check, show, delete), `asking` (search,
+ask), `evaluation` (eval, calibrate), `training` (train), `serving` (serve); `common` holds the
+shared option groups and output helpers."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from rag_qa.cli import asking, evaluation, indexing, serving, training
+from rag_qa.cli.common import shared_options
+from rag_qa.errors import NotFoundError, RagQAError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rag-qa",
+        description="Index documents (PDF, text, Markdown, HTML), then search them or ask questions answered "
+        "with exact quotes, their source, page and a confidence, or an honest 'no answer'.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    options = shared_options()
+    for add in (
+        indexing.add_index, asking.add_search, asking.add_ask, evaluation.add_eval, evaluation.add_calibrate,
+        training.add_train, serving.add_serve, indexing.add_info, indexing.add_check, indexing.add_show, indexing.add_delete,
+    ):  # fmt: skip
+        add(sub, options)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except NotFoundError as exc:
+        print(f"rag-qa: {exc}", file=sys.stderr)
+        return 1
+    except RagQAError as exc:
+        print(f"rag-qa: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rag-qa: interrupted; the index keeps everything committed so far", file=sys.stderr)
+        return 130

@@ -1,0 +1,7 @@
+"""`python -m rag_qa.cli`."""
+
+import sys
+
+from rag_qa.cli import main
+
+sys.exit(main())

@@ -1,0 +1,61 @@
+"""What every `rag-qa` command shares: the option groups, JSON or human output, the metrics table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rag_qa.config import DEFAULT_READER_MODEL, DEFAULT_READER_REVISION, RETRIEVAL_MODES, ReaderConfig, RetrievalConfig
+from rag_qa.pipeline import DEFAULT_INDEX
+
+
+@dataclass(frozen=True)
+class SharedOptions:
+    """Option groups that several commands take (argparse parent parsers)."""
+
+    json: argparse.ArgumentParser
+    common: argparse.ArgumentParser
+    reader: argparse.ArgumentParser
+    window: argparse.ArgumentParser
+    retrieval: argparse.ArgumentParser
+
+
+def shared_options() -> SharedOptions:
+    json_option = argparse.ArgumentParser(add_help=False)
+    json_option.add_argument("--json", action="store_true", help="print JSON for scripts")
+    common = argparse.ArgumentParser(add_help=False, parents=[json_option])
+    common.add_argument("--index", "--store", dest="index", default=os.environ.get("RAG_QA_INDEX", DEFAULT_INDEX), metavar="DIR|URL", help=f"index folder, or postgresql://user@host/db[#name] for PostgreSQL + pgvector (default: $RAG_QA_INDEX or {DEFAULT_INDEX})")
+    reader_options = argparse.ArgumentParser(add_help=False)
+    reader_options.add_argument("--reader", default=os.environ.get("RAG_QA_READER", DEFAULT_READER_MODEL), metavar="MODEL", help="question-answering model: Hub id or local folder (default: $RAG_QA_READER or %(default)s)")
+    reader_options.add_argument("--reader-revision", default=DEFAULT_READER_REVISION, metavar="REV", help="Hub revision of the reader")
+    reader_options.add_argument("--int8", action="store_true", help="quantize the reader to int8 (CPU): about 2x faster, slightly different scores")
+    window_options = argparse.ArgumentParser(add_help=False)
+    window_options.add_argument("--max-seq-len", type=int, default=ReaderConfig.max_seq_len, help="reader window in tokens (default: %(default)s)")
+    window_options.add_argument("--doc-stride", type=int, default=ReaderConfig.doc_stride, help="window overlap in tokens (default: %(default)s)")
+    retrieval_options = argparse.ArgumentParser(add_help=False)
+    retrieval_options.add_argument("--top-k", type=int, default=RetrievalConfig.top_k, help="passages read per question (default: %(default)s)")
+    retrieval_options.add_argument("--retrieval", choices=RETRIEVAL_MODES, default="dense", help="dense (vector search), bm25 (full text) or hybrid fusion (default: %(default)s)")
+    return SharedOptions(json_option, common, reader_options, window_options, retrieval_options)
+
+
+def emit(args: argparse.Namespace, data: dict[str, Any], human: Callable[[], None]) -> None:
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False))
+    else:
+        human()
+
+
+def metrics_table(metrics: dict[str, Any]) -> None:
+    for key, value in metrics.items():
+        if key == "reliability":
+            continue
+        print(f"{key:32} {value:.4f}" if isinstance(value, float) else f"{key:32} {value}")
+    if metrics.get("reliability"):
+        print("reliability of the top answer's confidence (bin: questions, mean confidence -> share right):")
+        for row in metrics["reliability"]:
+            if row["count"]:
+                print(f"  {row['lower']:.1f}-{row['upper']:.1f}: {row['count']:5d}, {row['confidence']:.3f} -> {row['accuracy']:.3f}")

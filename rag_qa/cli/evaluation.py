@@ -1,0 +1,111 @@
+"""Commands that measure and fit: eval squad, eval open, calibrate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from typing import Any
+
+from rag_qa.cli.common import SharedOptions, emit, metrics_table
+from rag_qa.config import DEFAULT_RETRIEVAL_TEMPERATURE, ReaderConfig, RetrievalConfig, ScoringConfig
+from rag_qa.errors import RagQAError
+from rag_qa.pipeline import RagQA
+
+
+def _write_json(path: str | None, data: dict[str, Any]) -> None:
+    if path:
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, ensure_ascii=False)
+
+
+def cmd_eval_squad(args: argparse.Namespace) -> int:
+    from rag_qa.evaluate import evaluate_reader, load_squad
+    from rag_qa.reader import Reader
+
+    questions = load_squad(args.file)
+    reader = Reader(ReaderConfig(model=args.reader, revision=args.reader_revision, max_seq_len=args.max_seq_len, doc_stride=args.doc_stride, int8=args.int8))
+    evaluation = evaluate_reader(reader, questions, ScoringConfig(tau=args.tau, retrieval_weight=0.0), progress=not args.json)
+    _write_json(args.predictions, evaluation.predictions)
+    _write_json(args.na_probs, evaluation.na_probs)
+    metrics = {**evaluation.metrics, "questions_per_second": len(questions) / evaluation.seconds}
+    emit(args, metrics, lambda: metrics_table(metrics))
+    return 0
+
+
+def cmd_eval_open(args: argparse.Namespace) -> int:
+    from rag_qa.evaluate import evaluate_open, index_squad_corpus, load_squad
+
+    with tempfile.TemporaryDirectory(prefix="rag-qa-eval-") as scratch:
+        index = args.index_dir or scratch
+        reader = ReaderConfig(model=args.reader, revision=args.reader_revision, int8=args.int8)
+        with RagQA.open(index, reader=reader, retrieval=RetrievalConfig(mode=args.retrieval, top_k=args.top_k)) as qa:
+            index_squad_corpus(qa, [args.file, *args.corpus], progress=not args.json)
+            metrics = evaluate_open(qa, load_squad(args.file), progress=not args.json)
+            metrics["passages"] = qa.store.count()
+    emit(args, metrics, lambda: metrics_table(metrics))
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from rag_qa.calibration import decide, fit_scoring, hold_out_articles, metrics_for, read_once
+    from rag_qa.evaluate import load_squad
+    from rag_qa.saved_scoring import save_scoring
+
+    questions = load_squad(args.file)
+    if args.report_on:
+        fit_questions, report_questions = questions, load_squad(args.report_on)
+    else:
+        fit_questions, report_questions = hold_out_articles(questions)
+    if not fit_questions or not report_questions:
+        raise RagQAError("calibrate needs questions to fit on and different ones to report on; pass --report-on FILE")
+    reader = ReaderConfig(model=args.reader, revision=args.reader_revision, int8=args.int8)
+    retrieval = RetrievalConfig(mode=args.retrieval, top_k=args.top_k)
+    with RagQA.open(args.index, reader=reader, retrieval=retrieval, scoring=ScoringConfig()) as qa:
+        if qa.store.count() == 0:
+            raise RagQAError(f"{args.index} is empty; index the documents the questions are about first (e.g. `rag-qa eval open FILE --index-dir {args.index}`)")
+        temperature = DEFAULT_RETRIEVAL_TEMPERATURE[args.retrieval]
+        fitted, details = fit_scoring(read_once(qa, fit_questions, progress=not args.json), args.retrieval)
+        report_cache = read_once(qa, report_questions, progress=not args.json)
+        report = {
+            "default": metrics_for(report_cache, decide(report_cache, ScoringConfig(), temperature)),
+            "fitted": metrics_for(report_cache, decide(report_cache, fitted, temperature)),
+        }
+        details = {**details, "fitted_on": {"file": args.file, "questions": len(fit_questions)},
+                   "reported_on": {"file": args.report_on or args.file, "questions": len(report_questions)}, "report": report}  # fmt: skip
+        path = save_scoring(qa.store, fitted, args.reader, args.retrieval, details)
+    result = {"scoring": fitted.to_dict(), "saved": str(path), **details}
+
+    def human() -> None:
+        print(f"fitted on {len(fit_questions)} questions, saved to {path}:")
+        for key, value in fitted.to_dict().items():
+            print(f"  {key:24} {value}")
+        print(f"reported on {len(report_questions)} other questions (default -> fitted):")
+        for key in ("exact", "f1", "HasAns_f1", "NoAns_exact", "expected_calibration_error", "top_answer_ece"):
+            print(f"  {key:24} {report['default'].get(key, 0):.2f} -> {report['fitted'].get(key, 0):.2f}")
+
+    emit(args, result, human)
+    return 0
+
+
+def add_eval(sub: Any, o: SharedOptions) -> None:
+    p = sub.add_parser("eval", help="evaluate on SQuAD-format data")
+    evals = p.add_subparsers(dest="eval_command", required=True, metavar="KIND")
+    e = evals.add_parser("squad", parents=[o.reader, o.window, o.json], help="reader only: each question against its own paragraph (official SQuAD 2.0 metrics)")
+    e.add_argument("file", metavar="FILE", help="SQuAD 1.1/2.0 JSON file")
+    e.add_argument("--tau", type=float, default=0.0, help="no-answer threshold (default: %(default)s, the SQuAD rule)")
+    e.add_argument("--predictions", metavar="OUT.json", help="write predictions in the official format")
+    e.add_argument("--na-probs", metavar="OUT.json", help="write no-answer probabilities in the official format")
+    e.set_defaults(func=cmd_eval_squad)
+    e = evals.add_parser("open", parents=[o.reader, o.retrieval, o.json], help="corpus-wide: index all paragraphs, ask every question of FILE")
+    e.add_argument("file", metavar="FILE", help="SQuAD JSON file whose questions are asked (its paragraphs are indexed)")
+    e.add_argument("--corpus", nargs="*", default=[], metavar="MORE", help="more paragraphs: SQuAD .json files or .jsonl lines of {title, paragraph, text}")
+    e.add_argument("--index-dir", metavar="DIR", help="keep the corpus index here (default: a temporary folder)")
+    e.set_defaults(func=cmd_eval_open)
+
+
+def add_calibrate(sub: Any, o: SharedOptions) -> None:
+    p = sub.add_parser("calibrate", parents=[o.common, o.reader, o.retrieval], help="fit tau, the retrieval weight and confidence calibration; save them with the index")
+    p.add_argument("file", metavar="FILE", help="SQuAD JSON file of questions about documents already in the index")
+    p.add_argument("--report-on", metavar="FILE", help="report on these questions (default: hold out a third of FILE's articles)")
+    p.set_defaults(func=cmd_calibrate)

@@ -1,0 +1,169 @@
+"""Commands that build and look after an index: index, info, check, show, delete."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from rag_qa.cli.common import SharedOptions, emit
+from rag_qa.config import (
+    DEFAULT_EMBEDDING_MODEL,
+    DEFAULT_EMBEDDING_REVISION,
+    DEFAULT_INCLUDE,
+    INDEX_TYPES,
+    ChunkingConfig,
+    EmbedderConfig,
+    IndexSettings,
+    IngestConfig,
+    VectorIndexConfig,
+)
+from rag_qa.errors import IndexCorruptError
+from rag_qa.pipeline import RagQA
+
+
+def _settings(args: argparse.Namespace) -> IndexSettings:
+    """Settings for a new index from the command line (an existing index keeps its own)."""
+    return IndexSettings(
+        embedder=EmbedderConfig(model=args.embedder, revision=args.embedder_revision, batch_size=args.batch_size),
+        chunking=ChunkingConfig(max_tokens=args.chunk_tokens, overlap_tokens=args.chunk_overlap),
+        vector_index=VectorIndexConfig(index_type=args.index_type),
+    )
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    ingest = IngestConfig(
+        include=tuple(args.include) if args.include else DEFAULT_INCLUDE,
+        exclude=tuple(args.exclude),
+        max_file_mb=args.max_file_mb,
+        pdf_timeout_s=args.pdf_timeout,
+        commit_passages=args.commit_every,
+        save_interval_s=args.save_every,
+    )
+    with RagQA.open(args.index, _settings(args), ingest) as qa:
+        report = qa.index(args.paths, progress=not args.json and not args.quiet)
+
+    def human() -> None:
+        for skipped in report.files_skipped:
+            print(f"skipped {skipped['path']}: {skipped['reason']}", file=sys.stderr)
+        unsupported = f" ({report.files_unsupported} of an unsupported format)" if report.files_unsupported else ""
+        print(
+            f"{report.files_indexed} files indexed, {report.files_unchanged} unchanged, "
+            f"{len(report.files_skipped)} skipped{unsupported}; {report.passages_added} passages added, "
+            f"{report.passages_total} in {args.index}"
+        )
+
+    emit(args, report.to_dict(), human)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    with RagQA.open(args.index, read_only=True) as qa:
+        info = qa.info().to_dict()
+        if args.files:
+            info["file_list"] = [{k: f[k] for k in ("source", "passages", "content_hash")} for f in qa.store.files()]
+
+    def human() -> None:
+        for key, value in info.items():
+            if key != "file_list":
+                print(f"{key:20} {value}")
+        for f in info.get("file_list", []):
+            print(f"  {f['passages']:6} passages  {f['source']}")
+
+    emit(args, info, human)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        qa = RagQA.open(args.index, read_only=args.no_repair)
+    except IndexCorruptError as exc:
+        problem = str(exc)
+        emit(args, {"consistent": False, "problems": [problem], "recovered": False}, lambda: print(f"NOT consistent: {problem}"))
+        return 1
+    with qa:
+        recovered = qa.store.recovered
+        qa.store.flush()
+        problems = qa.store.check()
+        info = qa.info().to_dict()
+    result = {"consistent": not problems, "problems": problems, "recovered": recovered, **info}
+
+    def human() -> None:
+        if recovered:
+            print("the FAISS index was behind SQLite (interrupted run?) and was rebuilt from it")
+        if problems:
+            print("NOT consistent:\n  " + "\n  ".join(problems))
+        else:
+            print(f"consistent: {info['passages']} passages, {info['vectors']} vectors, {info['files']} files")
+
+    emit(args, result, human)
+    return 1 if problems else 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with RagQA.open(args.index, read_only=True) as qa:
+        shown = qa.show(args.source, args.page)
+    emit(args, shown.to_dict(), lambda: print(shown.text))
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    with RagQA.open(args.index) as qa:
+        removed = qa.delete(args.source)
+        remaining = qa.store.count()
+    result = {"source": args.source, "passages_removed": removed, "passages_total": remaining}
+    found = removed > 0
+
+    def human() -> None:
+        if found:
+            print(f"removed {removed} passages of {args.source}; {remaining} remain")
+        else:
+            print(f"{args.source} is not in the index (see `rag-qa info --files --index {args.index}`)")
+
+    emit(args, result, human)
+    return 0 if found else 1
+
+
+def add_index(sub: Any, o: SharedOptions) -> None:
+    p = sub.add_parser("index", parents=[o.common], help="add or update files and folders in an index")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (walked recursively)")
+    p.add_argument("--include", action="append", metavar="GLOB", help=f"file patterns to index in folders (default: {' '.join(DEFAULT_INCLUDE)})")
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="file patterns to leave out")
+    p.add_argument("--max-file-mb", type=float, default=IngestConfig.max_file_mb, help="skip larger files (default: %(default)s)")
+    p.add_argument("--pdf-timeout", type=float, default=IngestConfig.pdf_timeout_s, metavar="S", help="give up on a PDF after S seconds (default: %(default)s)")
+    p.add_argument("--commit-every", type=int, default=IngestConfig.commit_passages, metavar="N", help="commit to the index every N passages: an interrupted run loses at most this many (default: %(default)s)")
+    p.add_argument("--save-every", type=float, default=IngestConfig.save_interval_s, metavar="S", help="save the FAISS file at least every S seconds (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    new = p.add_argument_group("settings for a new index (an existing index keeps its own)")
+    new.add_argument("--embedder", default=DEFAULT_EMBEDDING_MODEL, metavar="MODEL", help="sentence-transformers model id or local folder (default: %(default)s)")
+    new.add_argument("--embedder-revision", default=DEFAULT_EMBEDDING_REVISION, metavar="REV", help="Hub revision of the embedder (default: pinned)")
+    new.add_argument("--batch-size", type=int, default=EmbedderConfig.batch_size, help="embedding batch size (default: %(default)s)")
+    new.add_argument("--chunk-tokens", type=int, default=ChunkingConfig.max_tokens, help="passage size in tokens (default: %(default)s)")
+    new.add_argument("--chunk-overlap", type=int, default=ChunkingConfig.overlap_tokens, help="overlap in tokens (default: %(default)s)")
+    new.add_argument("--index-type", choices=INDEX_TYPES, default="auto", help="FAISS index: exact flat, HNSW, or auto by size (default: auto)")
+    p.set_defaults(func=cmd_index)
+
+
+def add_info(sub: Any, o: SharedOptions) -> None:
+    p = sub.add_parser("info", parents=[o.common], help="describe an index")
+    p.add_argument("--files", action="store_true", help="also list the indexed files")
+    p.set_defaults(func=cmd_info)
+
+
+def add_check(sub: Any, o: SharedOptions) -> None:
+    p = sub.add_parser("check", parents=[o.common], help="verify that FAISS, SQLite and the full-text table agree")
+    p.add_argument("--no-repair", action="store_true", help="only report; do not rebuild a stale FAISS file")
+    p.set_defaults(func=cmd_check)
+
+
+def add_show(sub: Any, o: SharedOptions) -> None:
+    p = sub.add_parser("show", parents=[o.common], help="print the text that a document's answer offsets index")
+    p.add_argument("source", metavar="SOURCE", help="the file path as indexed (see `rag-qa info --files`)")
+    p.add_argument("--page", type=int, metavar="N", help="only page N of a PDF (JSON gives its start and end in the whole text)")
+    p.set_defaults(func=cmd_show)
+
+
+def add_delete(sub: Any, o: SharedOptions) -> None:
+    p = sub.add_parser("delete", parents=[o.common], help="remove a file's passages from an index")
+    p.add_argument("source", metavar="SOURCE", help="the file path as indexed")
+    p.set_defaults(func=cmd_delete)

@@ -1,0 +1,52 @@
+"""`rag-qa serve`: the HTTP API and web page."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from rag_qa.cli.common import SharedOptions
+from rag_qa.config import ReaderConfig, RetrievalConfig, ServerConfig
+from rag_qa.errors import RagQAError
+from rag_qa.pipeline import RagQA
+
+
+def default_upload_dir(index: str) -> str:
+    """Uploads live in the index folder, or beside the working directory for a database index."""
+    from rag_qa.store.pg_store import is_database_url
+
+    return "rag-qa-uploads" if is_database_url(index) else os.path.join(index, "uploads")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from rag_qa.server import create_app
+    except ImportError as exc:
+        raise RagQAError(f"the service needs the server extra: pip install 'rag-qa[server]' ({exc})") from None
+    config = ServerConfig(
+        upload_dir=args.upload_dir or default_upload_dir(args.index), max_upload_mb=args.max_upload_mb,
+        max_question_chars=args.max_question_chars, max_top_k=args.max_top_k,
+    )  # fmt: skip
+    reader = ReaderConfig(model=args.reader, revision=args.reader_revision, int8=args.int8)
+    with RagQA.open(args.index, reader=reader, retrieval=RetrievalConfig(mode=args.retrieval, top_k=args.top_k)) as qa:
+        qa.embedder.warm_up()  # load both models now, not on the first request
+        qa.reader.warm_up()
+        print(f"rag-qa serving {qa.store.path} on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
+        uvicorn.run(create_app(qa, config), host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def add_serve(sub: Any, o: SharedOptions) -> None:
+    p = sub.add_parser("serve", parents=[o.common, o.reader, o.retrieval], help="HTTP API and web page for asking questions and uploading documents")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s; 0.0.0.0 exposes the service to your network)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    p.add_argument("--upload-dir", metavar="DIR", help="where uploaded files are kept (default: INDEX/uploads, or ./rag-qa-uploads for a database)")
+    p.add_argument("--max-upload-mb", type=float, default=ServerConfig.max_upload_mb, help="largest upload request (default: %(default)s)")
+    p.add_argument("--max-question-chars", type=int, default=ServerConfig.max_question_chars, help="longest question (default: %(default)s)")
+    p.add_argument("--max-top-k", type=int, default=ServerConfig.max_top_k, help="largest top_k a request may ask for (default: %(default)s)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"], help="server log level (default: %(default)s)")
+    p.set_defaults(func=cmd_serve)

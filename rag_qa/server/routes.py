@@ -1,0 +1,139 @@
+"""The service's endpoints, as routers over the `RagQA` and limits that `create_app` puts in the
+app's state (FastAPI dependencies hand them to each endpoint). Endpoints are plain functions that
+FastAPI runs in its thread pool, so requests are served concurrently."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, File, HTTPException, Request, UploadFile
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field
+
+from rag_qa import __version__
+from rag_qa.config import ServerConfig
+from rag_qa.pipeline import RagQA
+from rag_qa.server.uploads import UploadRejected, check_suffix, safe_name, save_uploads
+
+
+@dataclass(frozen=True)
+class Service:
+    """What the endpoints work with: the open index and models, the limits, the upload folder."""
+
+    qa: RagQA
+    config: ServerConfig
+    storage: Path
+
+    @property
+    def upload_budget(self) -> int:
+        return int(self.config.max_upload_mb * 1_000_000)
+
+    def stored_source(self, name: str) -> str:
+        """A document's stored source from its stored name or its uploaded file name."""
+        if self.qa.store.file_hash(name) is not None:
+            return name
+        uploaded = str(self.storage / safe_name(name)) if name.strip(" ./\\") else ""
+        if uploaded and self.qa.store.file_hash(uploaded) is not None:
+            return uploaded
+        raise HTTPException(404, f"{name} is not indexed (GET /documents lists what is)")
+
+
+def service(request: Request) -> Service:
+    return request.app.state.service
+
+
+class Filters(BaseModel):
+    sources: list[str] | None = Field(None, description="only answer from these documents (stored source or uploaded file name)")
+
+
+class AskRequest(BaseModel):
+    question: str = Field(..., description="the question, in plain language")
+    top_k: int | None = Field(None, description="passages to read (default: the service's setting)")
+    filters: Filters | None = None
+
+
+pages = APIRouter()
+asking = APIRouter()
+documents = APIRouter()
+
+
+@pages.get("/", response_class=HTMLResponse, include_in_schema=False)
+def web_page() -> str:
+    return _web_page()
+
+
+@functools.cache
+def _web_page() -> str:
+    return resources.files("rag_qa.server").joinpath("static/index.html").read_text("utf-8")
+
+
+@pages.get("/health", summary="liveness and what the service holds")
+def health(s: Service = Depends(service)) -> dict[str, Any]:
+    info = s.qa.info()
+    return {
+        "status": "ok",
+        "version": __version__,
+        "store": info.path,
+        "files": info.files,
+        "passages": info.passages,
+        "embedder": s.qa.embedder.config.model,
+        "reader": s.qa.reader.config.model,
+    }
+
+
+@asking.post("/ask", summary="answer a question from the indexed documents (or abstain)")
+def ask(request: AskRequest, s: Service = Depends(service)) -> dict[str, Any]:
+    question = request.question.strip()
+    if len(question) > s.config.max_question_chars:
+        raise HTTPException(422, f"the question has {len(question)} characters; the limit is {s.config.max_question_chars}")
+    top_k = request.top_k if request.top_k is not None else s.qa.retriever.config.top_k
+    if not 1 <= top_k <= s.config.max_top_k:
+        raise HTTPException(422, f"top_k must be between 1 and {s.config.max_top_k}, got {top_k}")
+    names = request.filters.sources if request.filters else None
+    sources = [s.stored_source(n) for n in names] if names is not None else None
+    return s.qa.ask(question, top_k=top_k, sources=sources).to_dict()
+
+
+@documents.post("/documents", summary="upload files and index them (per-file report, as `rag-qa index --json`)")
+def upload(files: list[UploadFile] = File(..., description="PDF, text, Markdown or HTML files"), s: Service = Depends(service)) -> dict[str, Any]:
+    names = [safe_name(f.filename) for f in files]
+    for name in names:
+        check_suffix(name)
+    if len(set(names)) != len(names):
+        raise HTTPException(422, "two uploaded files have the same name")
+    try:
+        saved = save_uploads([(f.file, name) for f, name in zip(files, names)], s.storage, s.upload_budget)
+    except UploadRejected as exc:
+        if exc.status == 413:
+            raise UploadRejected(413, f"{exc}: at most {s.config.max_upload_mb:g} MB per request") from None
+        raise
+    report = s.qa.index([str(p) for p in saved]).to_dict()
+    skipped = {item["path"] for item in report["files_skipped"]}
+    for path in saved:
+        if str(path) in skipped:
+            path.unlink(missing_ok=True)  # nothing of it is indexed; do not keep it
+    uploaded = [{"name": p.name, "source": str(p), "indexed": str(p) not in skipped} for p in saved]
+    return {**report, "documents": uploaded}
+
+
+@documents.get("/documents", summary="the indexed documents")
+def list_documents(s: Service = Depends(service)) -> dict[str, Any]:
+    return {"documents": [{"name": Path(f["source"]).name, **f} for f in s.qa.store.files()]}
+
+
+@documents.get("/documents/{source:path}/text", summary="the text that a document's answer offsets index (optionally one page)")
+def show(source: str, page: int | None = None, s: Service = Depends(service)) -> dict[str, Any]:
+    return s.qa.show(s.stored_source(source), page).to_dict()
+
+
+@documents.delete("/documents/{source:path}", summary="remove a document (stored source or uploaded file name)")
+def delete(source: str, s: Service = Depends(service)) -> dict[str, Any]:
+    stored = s.stored_source(source)
+    removed = s.qa.delete(stored)
+    if Path(stored).parent == s.storage:
+        Path(stored).unlink(missing_ok=True)
+    return {"source": stored, "passages_removed": removed, "passages_total": s.qa.store.count()}
