@@ -4,6 +4,7 @@ through `to_dict` / `from_dict`, so settings can be saved with an index and read
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from rag_qa.errors import ConfigError
@@ -124,7 +125,7 @@ class ReaderConfig(_Serialisable):
 
 
 # Softmax temperature over retrieval scores, per retrieval mode (cosine, BM25, reciprocal-rank fusion).
-DEFAULT_RETRIEVAL_TEMPERATURE = {"dense": 0.05, "bm25": 2.0, "hybrid": 0.005}
+DEFAULT_RETRIEVAL_TEMPERATURE = MappingProxyType({"dense": 0.05, "bm25": 2.0, "hybrid": 0.005})  # read-only
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from rag_qa.config import DEFAULT_EMBEDDING_MODEL, EmbedderConfig
-from rag_qa.models import ResolvedModel, bundled_minilm, resolve_model
+from rag_qa.config import EmbedderConfig
+from rag_qa.models import ResolvedModel, resolve_model
 
 
 class Embedder:
@@ -40,8 +40,7 @@ class Embedder:
     def _load(self) -> None:
         from sentence_transformers import SentenceTransformer
 
-        bundled = bundled_minilm if self.config.model == DEFAULT_EMBEDDING_MODEL else None
-        self.resolved = resolve_model(self.config.model, self.config.revision, "embedder", bundled)
+        self.resolved = resolve_model(self.config.model, self.config.revision, "embedder")
         self._model = SentenceTransformer(
             self.resolved.location,
             revision=self.resolved.revision if self.resolved.origin == "hub" else None,

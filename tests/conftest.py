@@ -5,18 +5,12 @@ from __future__ import annotations
 
 import os
 import socket
-from pathlib import Path
 
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
-SQUAD = SHARED / "data" / "squad2"
-READER = SHARED / "models" / "minilm-squad2-reader"
 
 
 @pytest.fixture(autouse=True)
@@ -30,12 +24,6 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
         raise OSError(f"network access blocked in tests: {address!r}")
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
-
-
-def needs_shared(path: Path) -> None:
-    """Skip (with the reason) when the shared data or model is not checked out beside the repo."""
-    if not path.exists():
-        pytest.skip(f"{path} is not available (the ../shared folder holds test data and models)")
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,23 @@
-"""Small assertions shared by tests."""
+"""What tests share besides fixtures: where the shared data and models are, and small assertions.
+Tests import these with `from helpers import ...` (never from conftest)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+SQUAD = SHARED / "data" / "squad2"
+READER = SHARED / "models" / "minilm-squad2-reader"
+
+
+def needs_shared(path: Path) -> None:
+    """Skip (with the reason) when the shared data or model is not checked out beside the repo."""
+    if not path.exists():
+        pytest.skip(f"{path} is not available (the ../shared folder holds test data and models)")
 
 
 def approx_floats(value: Any, rel: float = 1e-4, abs_: float = 1e-6) -> Any:

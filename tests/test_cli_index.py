@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from broken_files import make_broken_files
-from conftest import REPO, SQUAD, needs_shared
+from helpers import REPO, SQUAD, needs_shared
 from squad_pdfs import build_corpus, page_of
 
 from rag_qa import RagQA

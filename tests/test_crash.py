@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SQUAD, needs_shared
+from helpers import REPO, SQUAD, needs_shared
 from squad_pdfs import build_corpus
 
 from rag_qa.config import ChunkingConfig, IngestConfig

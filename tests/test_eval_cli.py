@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import READER, SQUAD, needs_shared
+from helpers import READER, SQUAD, needs_shared
 
 from rag_qa import RagQA
 from rag_qa.saved_scoring import SCORING_METADATA

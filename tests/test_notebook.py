@@ -7,7 +7,7 @@ import shutil
 import sys
 
 import pytest
-from conftest import READER, REPO, needs_shared
+from helpers import READER, REPO, needs_shared
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from rag_qa.cli import main
 from rag_qa.errors import IndexCorruptError, RagQAError
 from rag_qa.indexer import index_paths
 from rag_qa.store import FaissStore, PgStore, open_store
-from tests.conftest import READER
+from helpers import READER
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import READER, REPO, SQUAD, needs_shared
-from helpers import approx_floats
+from helpers import READER, REPO, SQUAD, approx_floats, needs_shared
 
 from rag_qa import RagQA
 from rag_qa.config import ReaderConfig, ScoringConfig

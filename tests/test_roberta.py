@@ -15,7 +15,7 @@ from rag_qa.cli import main
 from rag_qa.config import ReaderConfig, ServerConfig
 from rag_qa.pipeline import RagQA
 from rag_qa.reader import Reader
-from tests.conftest import READER
+from helpers import READER
 
 pytestmark = pytest.mark.integration  # trains, serves and loads the real MiniLM reader
 

@@ -13,8 +13,7 @@ from rag_qa.cli import main
 from rag_qa.config import ReaderConfig, ServerConfig
 from rag_qa.pipeline import RagQA
 from rag_qa.server.uploads import UploadRejected, safe_name
-from tests.conftest import READER, needs_shared
-from tests.helpers import approx_floats
+from helpers import READER, approx_floats, needs_shared
 from rag_qa.server.background import live_service
 
 httpx = pytest.importorskip("httpx", reason="the service tests need httpx (pip install -e '.[dev]')")

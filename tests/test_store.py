@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from rag_qa.config import EmbedderConfig, IndexSettings, VectorIndexConfig
-from rag_qa.errors import IndexCorruptError, IndexMismatchError, RagQAError
+from rag_qa.errors import ConfigError, IndexCorruptError, IndexMismatchError, RagQAError
 from rag_qa.records import Document, Passage
 from rag_qa.saved_scoring import load_scoring, save_scoring
 from rag_qa.config import ScoringConfig
-from rag_qa.store import FaissStore, open_store
+from rag_qa.store import FaissStore, PassageStore, open_store
 from rag_qa.store.faiss_store import DATABASE, VECTORS
 
 DIM = 16
@@ -81,6 +81,14 @@ def test_filtered_search_still_returns_top_k(location):
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     wanted = [p.id for p in passages("common", 5)]
     assert {h.passage.id for h in store.search(unit(rng, 1)[0], 10, ids=wanted)} == set(wanted)
+    store.close()
+
+
+def test_both_backends_implement_the_declared_store_interface(location):
+    store = new_store(location)
+    assert isinstance(store, PassageStore)
+    with pytest.raises(ConfigError, match="top_k must be >= 1"):
+        store.search(np.ones(DIM, np.float32), 0)
     store.close()
 
 

@@ -14,7 +14,7 @@ from rag_qa.config import ReaderConfig, TrainConfig
 from rag_qa.errors import ConfigError, LoadError
 from rag_qa.reader import Reader
 from rag_qa.train import epoch_batches, label_windows, load_base, load_training_data, train
-from tests.conftest import SQUAD, needs_shared
+from helpers import SQUAD, needs_shared
 
 CONTEXT = (
     "The Harborview Tool Library opened in 2019. Members borrow drills, saws and ladders for a week. "

@@ -11,7 +11,7 @@ import pytest
 
 from rag_qa.config import ReaderConfig, ServerConfig
 from rag_qa.pipeline import RagQA
-from tests.conftest import READER, needs_shared
+from helpers import READER, needs_shared
 from rag_qa.server.background import live_service
 
 pytestmark = pytest.mark.integration

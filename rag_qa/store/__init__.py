@@ -5,20 +5,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Union
 
 from rag_qa.config import IndexSettings
 from rag_qa.errors import RagQAError
 from rag_qa.store.base import DuplicatePassageError, StoreInfo
 from rag_qa.store.faiss_store import MANIFEST, FaissStore
 from rag_qa.store.pg_store import PgStore, is_database_url
+from rag_qa.store.protocol import PassageStore
 
-Store = Union[FaissStore, PgStore]
+Store = PassageStore  # the declared interface both backends implement
 
-__all__ = ["DuplicatePassageError", "FaissStore", "PgStore", "Store", "StoreInfo", "open_store", "store_exists"]
+__all__ = ["DuplicatePassageError", "FaissStore", "PassageStore", "PgStore", "Store", "StoreInfo", "open_store", "store_exists"]
 
 
-def open_store(location: str | os.PathLike[str], settings: IndexSettings | None = None, dimension: int | None = None, read_only: bool = False) -> Store:
+def open_store(location: str | os.PathLike[str], settings: IndexSettings | None = None, dimension: int | None = None, read_only: bool = False) -> PassageStore:
     """A folder path opens (or creates) a FAISS index; `postgresql://…[#name]` a PostgreSQL one."""
     if is_database_url(location):
         return PgStore.open(str(location), settings, dimension, read_only)

@@ -5,13 +5,18 @@ embedder may read and write it."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+import numpy as np
 
 from rag_qa.config import IndexSettings
-from rag_qa.errors import IndexMismatchError, RagQAError
+from rag_qa.errors import ConfigError, IndexMismatchError, RagQAError
+from rag_qa.records import SearchHit
 
 POLICIES = ("fail", "skip", "overwrite")
+S = TypeVar("S", bound="StoreBase")
 
 
 class DuplicatePassageError(RagQAError):
@@ -34,6 +39,27 @@ class StoreInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+class StoreBase:
+    """What both stores do the same way: context management and one-query search."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def search_many(self, queries: Any, top_k: int = 10, sources: Sequence[str] | None = None, ids: Sequence[str] | None = None) -> list[list[SearchHit]]:
+        raise NotImplementedError
+
+    def __enter__(self: S) -> S:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def search(self, query: Any, top_k: int = 10, sources: Sequence[str] | None = None, ids: Sequence[str] | None = None) -> list[SearchHit]:
+        """Dense retrieval: the `top_k` passages with the highest inner product with `query`,
+        optionally only among the passages of `sources` or with the given `ids`."""
+        return self.search_many(np.atleast_2d(query), top_k, sources, ids)[0]
 
 
 def new_manifest(settings: IndexSettings | None, dimension: int | None, format_version: int) -> dict[str, Any]:
@@ -76,3 +102,19 @@ def check_dimension(where: str, known: int | None, vectors: Any) -> int | None:
             raise IndexMismatchError(f"{where} holds {known}-dimensional vectors; got one of {len(vector)}")
         return len(vector)
     return None
+
+
+def check_vector_count(passages: int, vectors: int) -> None:
+    """A write needs exactly one vector (or None) per passage."""
+    if passages != vectors:
+        raise ConfigError(f"{passages} passages but {vectors} vectors")
+
+
+def check_policy(policy: str) -> None:
+    if policy not in POLICIES:
+        raise ConfigError(f"policy must be one of {POLICIES}, got {policy!r}")
+
+
+def check_top_k(top_k: int) -> None:
+    if top_k < 1:
+        raise ConfigError(f"top_k must be >= 1, got {top_k}")

@@ -33,7 +33,17 @@ import numpy as np
 from rag_qa.config import IndexSettings
 from rag_qa.errors import IndexCorruptError, RagQAError
 from rag_qa.records import Document, Passage, SearchHit
-from rag_qa.store.base import POLICIES, DuplicatePassageError, StoreInfo, check_compatible, check_dimension, new_manifest
+from rag_qa.store.base import (
+    DuplicatePassageError,
+    StoreBase,
+    StoreInfo,
+    check_compatible,
+    check_dimension,
+    check_policy,
+    check_top_k,
+    check_vector_count,
+    new_manifest,
+)
 from rag_qa.store.vector_index import VectorIndex
 
 FORMAT_VERSION = 1
@@ -132,7 +142,7 @@ def _passage(row: sqlite3.Row | tuple) -> Passage:
     return Passage(pid, text, source, char_start, char_end, page, json.loads(meta))
 
 
-class FaissStore:
+class FaissStore(StoreBase):
     """Passages, their vectors and full text in one crash-safe folder. Open with `FaissStore.open`."""
 
     def __init__(self, path: Path, manifest: dict[str, Any], connection: sqlite3.Connection, lock: int | None):
@@ -233,12 +243,6 @@ class FaissStore:
             os.close(self._lock)
             self._lock = None
         self._db.close()
-
-    def __enter__(self) -> "FaissStore":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     @property
     def read_only(self) -> bool:
@@ -386,8 +390,7 @@ class FaissStore:
         with its passages, `vectors` holding one row per passage in order. Old passages of those
         files are removed. Returns the number of passages added."""
         total = sum(len(passages) for _, passages in files)
-        if len(vectors) != total:
-            raise ValueError(f"{total} passages but {len(vectors)} vectors")
+        check_vector_count(total, len(vectors))
         with self._transaction() as (db, change):
             self._set_dimension(vectors[:1])
             for document, passages in files:
@@ -411,8 +414,7 @@ class FaissStore:
     def write(self, passages: Sequence[Passage], vectors: Sequence[Any], policy: str = "fail") -> int:
         """Write passages by id with a duplicate policy ("fail", "skip" or "overwrite").
         Returns how many were written. With "fail", nothing is written if any id exists."""
-        if policy not in POLICIES:
-            raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+        check_policy(policy)
         with self._transaction() as (db, change):
             self._set_dimension(vectors)
             for passage, vector in zip(passages, vectors, strict=True):
@@ -525,19 +527,11 @@ class FaissStore:
             rows += [r for (r,) in self._db.execute(f"SELECT row FROM passages WHERE {column} IN ({marks})", chunk)]
         return np.asarray(rows, dtype=np.int64)
 
-    def search(
-        self, query: np.ndarray, top_k: int = 10, sources: Sequence[str] | None = None, ids: Sequence[str] | None = None
-    ) -> list[SearchHit]:
-        """Dense retrieval: the `top_k` passages with the highest inner product with `query`,
-        optionally only among the passages of `sources` or with the given `ids`."""
-        return self.search_many(np.atleast_2d(query), top_k, sources, ids)[0]
-
     def search_many(
         self, queries: np.ndarray, top_k: int = 10, sources: Sequence[str] | None = None, ids: Sequence[str] | None = None
     ) -> list[list[SearchHit]]:
         """`search` for a batch of queries in one FAISS call."""
-        if top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        check_top_k(top_k)
         with self._mutex:
             index = self._vector_index()
             if index is None or len(index) == 0:

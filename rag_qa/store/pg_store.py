@@ -26,7 +26,17 @@ import numpy as np
 from rag_qa.config import IndexSettings
 from rag_qa.errors import ConfigError, IndexCorruptError, RagQAError
 from rag_qa.records import Document, Passage, SearchHit
-from rag_qa.store.base import POLICIES, DuplicatePassageError, StoreInfo, check_compatible, check_dimension, new_manifest
+from rag_qa.store.base import (
+    DuplicatePassageError,
+    StoreBase,
+    StoreInfo,
+    check_compatible,
+    check_dimension,
+    check_policy,
+    check_top_k,
+    check_vector_count,
+    new_manifest,
+)
 
 SCHEMA_VERSION = 1
 DEFAULT_SCHEMA = "rag_qa"
@@ -104,7 +114,7 @@ def _exact_copy(vector: Any) -> bytes | None:
     return None if array.dtype == np.float32 else array.astype(np.float64).tobytes()
 
 
-class PgStore:
+class PgStore(StoreBase):
     """Passages, vectors and full text in PostgreSQL. Open with `PgStore.open(url)`; thread-safe
     (a connection pool), and any number of processes may read and write at once."""
 
@@ -215,12 +225,6 @@ class PgStore:
     def close(self) -> None:
         self._pool.close()
 
-    def __enter__(self) -> "PgStore":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     @property
     def read_only(self) -> bool:
         return self._read_only
@@ -280,8 +284,7 @@ class PgStore:
         """Atomically store new versions of files: each document (its text, hash and page starts)
         with its passages, `vectors` one row per passage in order; old passages of those files are removed."""
         total = sum(len(passages) for _, passages in files)
-        if len(vectors) != total:
-            raise ValueError(f"{total} passages but {len(vectors)} vectors")
+        check_vector_count(total, len(vectors))
         with self._transaction() as db:
             self._set_dimension(db, vectors[:1])
             self._lock_sources(db, [document.source for document, _ in files])
@@ -313,10 +316,8 @@ class PgStore:
         Returns how many were written. With "fail", nothing is written if any id exists."""
         import psycopg
 
-        if policy not in POLICIES:
-            raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
-        if len(passages) != len(vectors):
-            raise ValueError(f"{len(passages)} passages but {len(vectors)} vectors")
+        check_policy(policy)
+        check_vector_count(len(passages), len(vectors))
         try:
             with self._transaction() as db:
                 self._set_dimension(db, vectors)
@@ -416,18 +417,12 @@ class PgStore:
                 yield _passage(row[:8]), _vector(row[8], row[9])
             last = rows[-1][0]
 
-    def search(self, query: np.ndarray, top_k: int = 10, sources: Sequence[str] | None = None, ids: Sequence[str] | None = None) -> list[SearchHit]:
-        """Dense retrieval: the `top_k` passages with the highest inner product with `query`,
-        optionally only among the passages of `sources` or with the given `ids`."""
-        return self.search_many(np.atleast_2d(query), top_k, sources, ids)[0]
-
     def search_many(
         self, queries: np.ndarray, top_k: int = 10, sources: Sequence[str] | None = None, ids: Sequence[str] | None = None
     ) -> list[list[SearchHit]]:
         """`search` for a batch of queries over one connection. HNSW scans iteratively, so
         filters still return `top_k` hits when enough passages match."""
-        if top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        check_top_k(top_k)
         if self.dimension is None:
             return [[] for _ in queries]
         conditions = ["embedding IS NOT NULL"]
