@@ -7,7 +7,7 @@ answer with the best span unless the null score beats it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -15,9 +15,6 @@ import numpy as np
 from rag_qa.config import ScoringConfig
 from rag_qa.reader import PassageReading
 from rag_qa.records import Answer, QAResult, SearchHit
-
-PageLookup = Callable[[str, int], "int | None"]
-
 
 def sigmoid(x: float) -> float:
     if x >= 0:
@@ -47,7 +44,6 @@ def combine(
     readings: Sequence[PassageReading],
     config: ScoringConfig,
     retrieval_temperature: float,
-    page_of: PageLookup | None = None,
 ) -> QAResult:
     """Rank the spans of the passages that do not abstain, or abstain when they all do."""
     margin = answer_margin(readings, config.tau)
@@ -67,9 +63,7 @@ def combine(
     for score, hit, span in candidates:
         passage = hit.passage
         start, end = passage.char_start + span.start, passage.char_start + span.end
-        page = page_of(passage.source, start) if page_of and passage.source else None
-        page = page if page is not None else passage.page
-        answer = Answer(span.text, score, 0.0, passage.source, page, start, end, passage, hit.score)
+        answer = Answer(span.text, score, 0.0, passage.source, passage.page_at(span.start), start, end, passage, hit.score)
         if not any(_overlaps(answer, other) for other in kept):  # duplicates from overlapping windows/passages
             kept.append(answer)
     kept = kept[: config.max_answers]

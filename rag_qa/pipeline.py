@@ -28,7 +28,7 @@ from rag_qa.indexer import IndexReport, index_paths
 from rag_qa.ingest.loaders import PAGE_SEPARATOR, source_name
 from rag_qa.ingest.text import clean_text
 from rag_qa.reader import PassageReading, Reader
-from rag_qa.records import QAResult, SearchHit, SourceText, page_at
+from rag_qa.records import QAResult, SearchHit, SourceText
 from rag_qa.retrieve import Retriever
 from rag_qa.saved_scoring import load_scoring
 from rag_qa.store import Store, StoreInfo, open_store
@@ -152,10 +152,7 @@ class RagQA:
         temperature = self.scoring.retrieval_temperature
         if temperature is None:
             temperature = DEFAULT_RETRIEVAL_TEMPERATURE[self.retriever.config.mode]
-        page_starts = {h.passage.source: self.store.page_starts(h.passage.source) for h in hits if h.passage.source}
-        return combine(
-            question, hits, readings, self.scoring, temperature, lambda source, offset: page_at(page_starts[source], offset)
-        )
+        return combine(question, hits, readings, self.scoring, temperature)
 
     def stored_source(self, source: str | os.PathLike[str]) -> str:
         """The name a document is stored under, from that name or a path to the file."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -22,11 +23,16 @@ class Document:
         return page_at(self.page_starts, offset)
 
 
-def page_at(page_starts: tuple[int, ...] | list[int], offset: int) -> int | None:
+def page_at(page_starts: Sequence[int], offset: int) -> int | None:
     """The 1-based page number whose text contains `offset` (None when there are no pages)."""
     if not page_starts:
         return None
     return max(1, bisect.bisect_right(page_starts, offset))
+
+
+def page_breaks(page_starts: Sequence[int], start: int, end: int) -> tuple[int, ...]:
+    """Where pages begin inside the document range [start, end), relative to `start`."""
+    return tuple(s - start for s in page_starts if start < s < end)
 
 
 @dataclass(frozen=True)
@@ -44,10 +50,16 @@ class Passage:
     char_end: int | None = None
     page: int | None = None
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    # where later pages begin, as offsets into `text` (derived from the document's page starts)
+    page_breaks: tuple[int, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         if self.char_end is None:
             object.__setattr__(self, "char_end", self.char_start + len(self.text))
+
+    def page_at(self, offset: int) -> int | None:
+        """The page of character `offset` of this passage's text (None when not paged)."""
+        return None if self.page is None else self.page + bisect.bisect_right(self.page_breaks, offset)
 
     @staticmethod
     def make_id(source: str, char_start: int, text: str) -> str:

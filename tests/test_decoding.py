@@ -154,14 +154,13 @@ def test_single_passage_decision_equals_the_squad2_rule(seed):
 
 def test_answers_rank_by_span_and_retrieval_and_merge_overlapping_passages():
     doc = "Intro text. The answer is Paris, the capital. More text follows here."
-    first = Passage("p1", doc[0:46], "doc.txt", 0, 46, page=1)
-    second = Passage("p2", doc[12:70], "doc.txt", 12, 70, page=1)  # overlaps the first
+    first = Passage("p1", doc[0:46], "doc.txt", 0, 46, page=1, page_breaks=(30,))  # page 2 starts at character 30
+    second = Passage("p2", doc[12:70], "doc.txt", 12, 70, page=1, page_breaks=(18,))  # overlaps the first
     at = doc.index("Paris")
     r1 = reading_for(first.text, [(at, at + 5, 5.0)], null=1.0)
     r2 = reading_for(second.text, [(at - 12, at - 12 + 5, 4.0), (0, 3, 3.5)], null=1.0)
     hits = [SearchHit(first, 0.9), SearchHit(second, 0.2)]
-    pages = {"doc.txt": (0, 30)}
-    result = combine("q?", hits, [r1, r2], ScoringConfig(retrieval_weight=1.0), 0.1, lambda s, o: 1 + (o >= pages[s][1]))
+    result = combine("q?", hits, [r1, r2], ScoringConfig(retrieval_weight=1.0), 0.1)
     assert not result.abstained
     texts = [a.text for a in result.answers]
     assert texts.count("Paris") == 1 and texts[0] == "Paris"
@@ -169,6 +168,7 @@ def test_answers_rank_by_span_and_retrieval_and_merge_overlapping_passages():
     assert doc[best.start : best.end] == "Paris" and best.page == 1 and best.passage.id == "p1"
     assert 0 < best.confidence < 1 and sum(a.confidence for a in result.answers) <= 1.0
     assert result.answers[1].text == "The" and result.answers[1].page == 1
+    assert second.page_at(doc.index("More") - 12) == 2 and first.page_at(0) == 1 and Passage("x", "y").page_at(0) is None
 
 
 def test_retrieval_weight_changes_the_ranking():

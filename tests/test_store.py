@@ -232,3 +232,25 @@ def test_unreadable_database_is_a_clear_error(tmp_path):
         FaissStore.open(path)
     with pytest.raises(IndexCorruptError, match="no rag-qa index"):
         FaissStore.open(tmp_path / "nothing", read_only=True)
+
+
+def test_full_text_search_takes_any_query(location):
+    """Punctuation cannot break the query syntax, and a 100,000-character question stays cheap."""
+    store = new_store(location)
+    docs = [Passage(str(i), t, "s", i, i + 1) for i, t in enumerate(["the red fox jumps", "a blue whale sings"])]
+    store.replace_files([(document("s", "h", ()), docs)], unit(np.random.default_rng(4), 2))
+    assert [h.passage.id for h in store.search_text('"red" AND (fox OR NOT) NEAR/2 *', 5)] == ["0"]
+    assert [h.passage.id for h in store.search_text("whale " + "x" * 100_000 + " ?" * 20_000, 5)] == ["1"]
+    store.close()
+
+
+def test_passages_read_back_know_where_their_pages_break(location):
+    """Page numbers travel with the passage: an answer on the next page inside it gets that page."""
+    store = new_store(location)
+    text = "page one text. page two text."
+    spanning = Passage("s", text[5:25], "paged.pdf", 5, 25, page=1)
+    store.replace_files([(document("paged.pdf", "h", (0, 15), text=text), [spanning])], unit(np.random.default_rng(5), 1))
+    for passage in [store.search(unit(np.random.default_rng(6), 1)[0], 1)[0].passage, store.search_text("page two", 1)[0].passage]:
+        assert passage.page_breaks == (10,) and passage.page_at(0) == 1 and passage.page_at(text.index("two") - 5) == 2
+    assert next(store.iter_passages())[0].page_breaks == (10,)
+    store.close()

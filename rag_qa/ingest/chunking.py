@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from rag_qa.config import ChunkingConfig
 from rag_qa.ingest.text import trim_span
-from rag_qa.records import Document, Passage
+from rag_qa.records import Document, Passage, page_breaks
 
 # A sentence ends after . ! ? (plus closing quotes/brackets) followed by whitespace, or at a blank line.
 _SENTENCE_END = re.compile(r"""(?<=[.!?])(["')\]\u201d\u2019]*)\s+|\n\s*\n""")
@@ -100,4 +100,5 @@ def _passage(document: Document, start: int, end: int) -> Passage:
         char_start=start,
         char_end=end,
         page=document.page_at(start),
+        page_breaks=page_breaks(document.page_starts, start, end),
     )

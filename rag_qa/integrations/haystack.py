@@ -35,7 +35,7 @@ from rag_qa.config import (
 )
 from rag_qa.pipeline import RagQA
 from rag_qa.reader import Reader
-from rag_qa.records import Answer, Passage, SearchHit, page_at
+from rag_qa.records import Answer, Passage, SearchHit
 from rag_qa.store import DuplicatePassageError, open_store, store_exists
 
 # Haystack fields with no column of their own travel inside the metadata under this key.
@@ -69,6 +69,8 @@ def to_document(passage: Passage, embedding: Any = None, score: float | None = N
     extras = meta.pop(EXTRAS_KEY, {})
     if passage.source is not None:
         located = dict(zip(SOURCE_FIELDS, (passage.source, passage.page, passage.char_start, passage.char_end)))
+        if passage.page_breaks:  # lets a reader give the page of an answer on a later page
+            located["page_breaks"] = list(passage.page_breaks)
         meta = {**located, **meta}
     return Document(
         id=passage.id,
@@ -214,7 +216,8 @@ def _passage_of(document: Document) -> Passage:
     """A retrieved Haystack document as a passage; offsets into its source when the meta has them."""
     meta = document.meta
     if isinstance(meta.get("source"), str) and isinstance(meta.get("char_start"), int):
-        return Passage(document.id, document.content or "", meta["source"], meta["char_start"], meta.get("char_end"), meta.get("page"))
+        breaks = tuple(meta.get("page_breaks", ()))
+        return Passage(document.id, document.content or "", meta["source"], meta["char_start"], meta.get("char_end"), meta.get("page"), page_breaks=breaks)
     return Passage(document.id, document.content or "")
 
 
@@ -263,11 +266,7 @@ class SpanReader:
         hits = [SearchHit(p, d.score if d.score is not None else 0.0) for p, d in zip(passages, documents)]
         readings = self.reader.read([query], [[p.text for p in passages]])[0] if passages else []
         scoring = self.scoring if top_k is None else replace(self.scoring, max_answers=top_k)
-        page_starts = {p.source: d.meta["page_starts"] for p, d in zip(passages, documents) if "page_starts" in d.meta}
-        result = combine(
-            query, hits, readings, scoring, scoring.retrieval_temperature or 1.0,
-            lambda source, offset: page_at(page_starts[source], offset) if source in page_starts else None,
-        )  # fmt: skip
+        result = combine(query, hits, readings, scoring, scoring.retrieval_temperature or 1.0)
         by_id = {d.id: d for d in documents}
         answers = [] if result.abstained else [self._extracted(query, a, by_id[a.passage.id]) for a in result.answers]
         answers.append(ExtractedAnswer(query=query, score=result.no_answer_confidence, data=None))
@@ -312,11 +311,7 @@ class PassageRetriever:
         self.warm_up()
         assert self._qa is not None
         hits = self._qa.retriever.retrieve([query], top_k)[0]
-        documents = [to_document(h.passage, score=h.score) for h in hits]
-        for document, hit in zip(documents, hits):
-            if hit.passage.page is not None:  # lets the reader give the page of the answer itself
-                document.meta["page_starts"] = list(self._qa.store.page_starts(hit.passage.source))
-        return {"documents": documents}
+        return {"documents": [to_document(h.passage, score=h.score) for h in hits]}
 
 
 @component

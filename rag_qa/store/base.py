@@ -13,7 +13,7 @@ import numpy as np
 
 from rag_qa.config import IndexSettings
 from rag_qa.errors import ConfigError, IndexMismatchError, RagQAError
-from rag_qa.records import SearchHit
+from rag_qa.records import Passage, SearchHit, page_breaks
 
 POLICIES = ("fail", "skip", "overwrite")
 S = TypeVar("S", bound="StoreBase")
@@ -118,3 +118,19 @@ def check_policy(policy: str) -> None:
 def check_top_k(top_k: int) -> None:
     if top_k < 1:
         raise ConfigError(f"top_k must be >= 1, got {top_k}")
+
+
+MAX_QUERY_TERMS = 64  # a full-text query of a 100,000-character question stays cheap
+
+
+def query_terms(query: str) -> list[str]:
+    """The words of a full-text query (letters and digits, lower case), in order, at most
+    MAX_QUERY_TERMS of them: punctuation cannot break the query syntax and length cannot blow it up."""
+    return "".join(c if c.isalnum() else " " for c in query).lower().split()[:MAX_QUERY_TERMS]
+
+
+def passage_from_row(row: Sequence[Any], meta: dict[str, Any], page_starts: Sequence[int]) -> Passage:
+    """A passage from its stored columns (row, id, source, text, page, char_start, char_end, ...),
+    its decoded meta and its file's page starts (so the passage knows where its pages break)."""
+    _, pid, source, text, page, start, end = row[:7]
+    return Passage(pid, text, source, start, end, page, meta, page_breaks=page_breaks(page_starts, start, end))

@@ -43,6 +43,8 @@ from rag_qa.store.base import (
     check_top_k,
     check_vector_count,
     new_manifest,
+    passage_from_row,
+    query_terms,
 )
 from rag_qa.store.vector_index import VectorIndex
 
@@ -135,11 +137,6 @@ def _encode_vector(vector: np.ndarray | Sequence[float] | None) -> tuple[bytes |
 
 def _decode_vector(blob: bytes | None, dtype: str | None) -> np.ndarray | None:
     return None if blob is None else np.frombuffer(blob, dtype=np.dtype(dtype))
-
-
-def _passage(row: sqlite3.Row | tuple) -> Passage:
-    _, pid, source, text, page, char_start, char_end, meta = row
-    return Passage(pid, text, source, char_start, char_end, page, json.loads(meta))
 
 
 class FaissStore(StoreBase):
@@ -508,16 +505,26 @@ class FaissStore(StoreBase):
             ).fetchall()
             if not rows:
                 return
-            for row in rows:
-                yield _passage(row[:8]), _decode_vector(row[8], row[9])
+            for passage, row in zip(self._passages(rows), rows):
+                yield passage, _decode_vector(row[8], row[9])
             last = rows[-1][0]
 
     def passages_by_rows(self, rows: Sequence[int]) -> dict[int, Passage]:
         if not rows:
             return {}
         marks = ",".join("?" * len(rows))
-        cursor = self._db.execute(f"SELECT {PASSAGE_COLUMNS} FROM passages WHERE row IN ({marks})", list(rows))
-        return {row[0]: _passage(row) for row in cursor}
+        found = self._db.execute(f"SELECT {PASSAGE_COLUMNS} FROM passages WHERE row IN ({marks})", list(rows)).fetchall()
+        return {row[0]: passage for passage, row in zip(self._passages(found), found)}
+
+    def _passages(self, rows: Sequence[Sequence[Any]]) -> list[Passage]:
+        """Passages from their rows, each knowing where its file's pages break inside it."""
+        sources = sorted({row[2] for row in rows if row[2] is not None})
+        starts: dict[str, list[int]] = {}
+        for first in range(0, len(sources), 500):  # stay under SQLite's bound-parameter limit
+            chunk = sources[first : first + 500]
+            marks = ",".join("?" * len(chunk))
+            starts.update((s, json.loads(p)) for s, p in self._db.execute(f"SELECT source, page_starts FROM files WHERE source IN ({marks})", chunk))
+        return [passage_from_row(row, json.loads(row[7]), starts.get(row[2], ())) for row in rows]
 
     def _rows_where(self, column: str, values: Sequence[str]) -> np.ndarray:
         rows: list[int] = []
@@ -553,7 +560,7 @@ class FaissStore(StoreBase):
 
     def search_text(self, query: str, top_k: int = 10) -> list[SearchHit]:
         """BM25 full-text retrieval over the FTS5 table (score: higher is better)."""
-        terms = [t for t in "".join(c if c.isalnum() else " " for c in query).split() if t]
+        terms = query_terms(query)
         if not terms:
             return []
         match = " OR ".join(f'"{t}"' for t in terms)
@@ -563,7 +570,8 @@ class FaissStore(StoreBase):
             "WHERE passages_fts MATCH ? ORDER BY score DESC LIMIT ?",
             (match, top_k),
         )
-        return [SearchHit(_passage(row[:8]), float(row[8])) for row in cursor]
+        rows = cursor.fetchall()
+        return [SearchHit(passage, float(row[8])) for passage, row in zip(self._passages(rows), rows)]
 
     # ----------------------------------------------------------------- reporting
     def info(self) -> StoreInfo:

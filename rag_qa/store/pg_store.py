@@ -36,6 +36,8 @@ from rag_qa.store.base import (
     check_top_k,
     check_vector_count,
     new_manifest,
+    passage_from_row,
+    query_terms,
 )
 
 SCHEMA_VERSION = 1
@@ -91,11 +93,6 @@ def redact(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
     return urlunsplit(parts._replace(netloc=netloc))
-
-
-def _passage(row: Sequence[Any]) -> Passage:
-    _, pid, source, text, page, char_start, char_end, meta = row
-    return Passage(pid, text, source, char_start, char_end, page, meta)
 
 
 def _vector(embedding: Any, exact: bytes | None) -> np.ndarray | None:
@@ -413,8 +410,8 @@ class PgStore(StoreBase):
                 ).fetchall()
             if not rows:
                 return
-            for row in rows:
-                yield _passage(row[:8]), _vector(row[8], row[9])
+            for passage, row in zip(self._passages(rows), rows):
+                yield passage, _vector(row[8], row[9])
             last = rows[-1][0]
 
     def search_many(
@@ -438,19 +435,16 @@ class PgStore(StoreBase):
             "ORDER BY embedding <#> %s LIMIT %s"
         )
         ef_search = max(self.settings.vector_index.hnsw_ef_search, top_k)
-        results = []
         with self._connection() as db, db.transaction():
             db.execute(self._sql(f"SET LOCAL hnsw.ef_search = {int(ef_search)}"))
             db.execute("SET LOCAL hnsw.iterative_scan = strict_order")
-            for vector in np.asarray(queries, dtype=np.float32):
-                rows = db.execute(query, (vector, *params, vector, top_k)).fetchall()
-                results.append([SearchHit(_passage(row[:8]), float(row[8])) for row in rows])
-        return results
+            found = [db.execute(query, (vector, *params, vector, top_k)).fetchall() for vector in np.asarray(queries, dtype=np.float32)]
+        return [[SearchHit(passage, float(row[8])) for passage, row in zip(self._passages(rows), rows)] for rows in found]
 
     def search_text(self, query: str, top_k: int = 10) -> list[SearchHit]:
         """Full-text retrieval: any of the query's words (English stemming), ranked by
         PostgreSQL's cover density with length normalisation (score: higher is better)."""
-        terms = [t for t in "".join(c if c.isalnum() else " " for c in query).lower().split() if t]
+        terms = query_terms(query)
         if not terms:
             return []
         with self._connection() as db:
@@ -461,7 +455,14 @@ class PgStore(StoreBase):
                 ),
                 (" | ".join(terms), top_k),
             ).fetchall()
-        return [SearchHit(_passage(row[:8]), float(row[8])) for row in rows]
+        return [SearchHit(passage, float(row[8])) for passage, row in zip(self._passages(rows), rows)]
+
+    def _passages(self, rows: Sequence[Sequence[Any]]) -> list[Passage]:
+        """Passages from their rows, each knowing where its file's pages break inside it."""
+        sources = sorted({row[2] for row in rows if row[2] is not None})
+        with self._connection() as db:
+            starts = dict(db.execute(self._sql("SELECT source, page_starts FROM {s}.files WHERE source = ANY(%s)"), (sources,)).fetchall()) if sources else {}
+        return [passage_from_row(row, row[7], starts.get(row[2], ())) for row in rows]
 
     # ----------------------------------------------------------------- reporting
     def info(self) -> StoreInfo:
