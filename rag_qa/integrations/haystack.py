@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
+from types import MappingProxyType
 from typing import Any
 
 from haystack import Document, Pipeline, component, default_from_dict, default_to_dict
@@ -36,17 +37,17 @@ from rag_qa.config import (
 from rag_qa.pipeline import RagQA
 from rag_qa.reader import Reader
 from rag_qa.records import Answer, Passage, SearchHit
-from rag_qa.store import DuplicatePassageError, open_store, store_exists
+from rag_qa.store import DuplicatePassageError, open_store
 
 # Haystack fields with no column of their own travel inside the metadata under this key.
 EXTRAS_KEY = "__haystack__"
 SOURCE_FIELDS = ("source", "page", "char_start", "char_end")
-POLICIES = {
+POLICIES = MappingProxyType({  # read-only
     DuplicatePolicy.NONE: "fail",
     DuplicatePolicy.FAIL: "fail",
     DuplicatePolicy.SKIP: "skip",
     DuplicatePolicy.OVERWRITE: "overwrite",
-}
+})
 
 
 def to_passage(document: Document) -> Passage:
@@ -101,13 +102,11 @@ class RagQADocumentStore:
         self.embedding_dim = embedding_dim
         self.embedding_model = embedding_model
         self.index_type = index_type
-        settings = None
-        if not store_exists(path):
-            settings = IndexSettings(
-                embedder=EmbedderConfig(model=embedding_model or "unspecified (written through Haystack)", revision=None),
-                vector_index=VectorIndexConfig(index_type=index_type),
-            )
-        self.store = open_store(path, settings, dimension=embedding_dim)
+        new_settings = IndexSettings(  # only for a new index: an existing one keeps its own
+            embedder=EmbedderConfig(model=embedding_model or "unspecified (written through Haystack)", revision=None),
+            vector_index=VectorIndexConfig(index_type=index_type),
+        )
+        self.store = open_store(path, dimension=embedding_dim, new_settings=new_settings)
 
     def to_dict(self) -> dict[str, Any]:
         return default_to_dict(

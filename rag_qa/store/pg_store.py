@@ -125,7 +125,10 @@ class PgStore(StoreBase):
 
     # ----------------------------------------------------------------- opening and closing
     @classmethod
-    def open(cls, url: str, settings: IndexSettings | None = None, dimension: int | None = None, read_only: bool = False) -> "PgStore":
+    def open(
+        cls, url: str, settings: IndexSettings | None = None, dimension: int | None = None, read_only: bool = False,
+        new_settings: IndexSettings | None = None,
+    ) -> "PgStore":  # fmt: skip
         """Open the index in `url` (schema from the fragment), creating tables on first use.
 
         Raises IndexMismatchError for another embedding model or dimension, IndexCorruptError for
@@ -138,7 +141,7 @@ class PgStore(StoreBase):
         connection_url, schema = split_url(url)
         try:
             with psycopg.connect(connection_url, autocommit=True) as connection:
-                manifest = cls._read_or_create(connection, schema, settings, dimension, read_only)
+                manifest = cls._read_or_create(connection, schema, settings or new_settings, dimension, read_only)
         except psycopg.OperationalError as exc:
             raise RagQAError(f"cannot connect to PostgreSQL at {redact(connection_url)}: {str(exc).strip()}") from None
         check_compatible(f"{redact(connection_url)}#{schema}", manifest, settings, dimension)
