@@ -5,7 +5,7 @@ embedder may read and write it."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -17,6 +17,7 @@ from rag_qa.records import Passage, SearchHit, page_breaks
 
 POLICIES = ("fail", "skip", "overwrite")
 S = TypeVar("S", bound="StoreBase")
+T = TypeVar("T")
 
 
 class DuplicatePassageError(RagQAError):
@@ -134,3 +135,12 @@ def passage_from_row(row: Sequence[Any], meta: dict[str, Any], page_starts: Sequ
     its decoded meta and its file's page starts (so the passage knows where its pages break)."""
     _, pid, source, text, page, start, end = row[:7]
     return Passage(pid, text, source, start, end, page, meta, page_breaks=page_breaks(page_starts, start, end))
+
+
+def iter_passage_rows(fetch_after: Callable[[int], list[Any]], decode: Callable[[list[Any]], Iterable[T]]) -> Iterator[T]:
+    """Walk a passages table in row order, a batch at a time (keyset pagination on `row`, the
+    first column): `fetch_after(row)` returns the next batch, `decode` turns it into items."""
+    last = 0
+    while rows := fetch_after(last):
+        yield from decode(rows)
+        last = rows[-1][0]

@@ -35,6 +35,7 @@ from rag_qa.store.base import (
     check_policy,
     check_top_k,
     check_vector_count,
+    iter_passage_rows,
     new_manifest,
     passage_from_row,
     query_terms,
@@ -404,18 +405,13 @@ class PgStore(StoreBase):
 
     def iter_passages(self, batch: int = 1000) -> Iterator[tuple[Passage, np.ndarray | None]]:
         """Every passage with its vector, in insertion order."""
-        last = 0
-        while True:
+        query = self._sql(f"SELECT {PASSAGE_COLUMNS}, embedding, embedding_f64 FROM {{s}}.passages WHERE row > %s ORDER BY row LIMIT %s")
+
+        def fetch_after(last: int) -> list[Any]:
             with self._connection() as db:
-                rows = db.execute(
-                    self._sql(f"SELECT {PASSAGE_COLUMNS}, embedding, embedding_f64 FROM {{s}}.passages WHERE row > %s ORDER BY row LIMIT %s"),
-                    (last, batch),
-                ).fetchall()
-            if not rows:
-                return
-            for passage, row in zip(self._passages(rows), rows):
-                yield passage, _vector(row[8], row[9])
-            last = rows[-1][0]
+                return db.execute(query, (last, batch)).fetchall()
+
+        return iter_passage_rows(fetch_after, lambda rows: [(passage, _vector(row[8], row[9])) for passage, row in zip(self._passages(rows), rows)])
 
     def search_many(
         self, queries: np.ndarray, top_k: int = 10, sources: Sequence[str] | None = None, ids: Sequence[str] | None = None

@@ -16,7 +16,7 @@ import numpy as np
 
 from rag_qa.errors import IndexCorruptError
 from rag_qa.records import Document, Passage, SearchHit
-from rag_qa.store.base import passage_from_row, query_terms
+from rag_qa.store.base import iter_passage_rows, passage_from_row, query_terms
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -197,16 +197,11 @@ class PassageDatabase:
         return row[0] if row else None
 
     def iter_passages(self, batch: int) -> Iterator[tuple[Passage, np.ndarray | None]]:
-        last = 0
-        while True:
-            rows = self.db.execute(
-                f"SELECT {PASSAGE_COLUMNS}, embedding, embedding_dtype FROM passages WHERE row > ? ORDER BY row LIMIT ?", (last, batch)
-            ).fetchall()
-            if not rows:
-                return
-            for passage, row in zip(self.passages(rows), rows):
-                yield passage, decode_vector(row[8], row[9])
-            last = rows[-1][0]
+        query = f"SELECT {PASSAGE_COLUMNS}, embedding, embedding_dtype FROM passages WHERE row > ? ORDER BY row LIMIT ?"
+        return iter_passage_rows(
+            lambda last: self.db.execute(query, (last, batch)).fetchall(),
+            lambda rows: [(passage, decode_vector(row[8], row[9])) for passage, row in zip(self.passages(rows), rows)],
+        )
 
     def passages_by_rows(self, rows: Sequence[int]) -> dict[int, Passage]:
         if not rows:
