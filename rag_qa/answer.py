@@ -53,7 +53,7 @@ def combine(
     abstained = margin < 0
     log_retrieval = log_softmax([h.score for h in hits], retrieval_temperature)
     candidates = []
-    for hit, reading, log_p_passage in zip(hits, readings, log_retrieval):
+    for hit, reading, log_p_passage in zip(hits, readings, log_retrieval, strict=True):  # one reading per hit, in order
         answers_here = reading.best_score - reading.null_score + config.tau >= 0
         if abstained or answers_here:  # when abstaining, keep every passage's spans as best guesses
             for span in reading.spans:
