@@ -3,6 +3,7 @@ reader sees in a browser is what gets indexed, and nothing hidden is."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -30,43 +31,15 @@ def extract(tmp_path: Path, pdf_reader):
     return run
 
 
-@pytest.mark.parametrize(
-    ("page", "expected"),
-    [
-        pytest.param(
-            "<html><head><title>T</title><body><p>Hello world. The secret code is MANGO-42.</p></body></html>",
-            "T\n\nHello world. The secret code is MANGO-42.",
-            id="missing-head-close",
-        ),
-        pytest.param("<html><head><title>T</title></head><body><p>Open ended", "T\n\nOpen ended", id="missing-body-and-html-close"),
-        pytest.param("<p>One<p>Two<ul><li>three<li>four</ul>", "One\n\nTwo\n\nthree\n\nfour", id="implicit-closes"),
-        pytest.param("<p>Fish &amp; chips &lt;3 caf&eacute; &#8364;5&nbsp;each &copy;</p>", "Fish & chips <3 café €5 each ©", id="entities"),
-        pytest.param("<p>Shown<!-- not shown --> too</p><!--[if IE]><p>old browsers</p><![endif]-->", "Shown too", id="comments"),
-        pytest.param("<p>Text<![CDATA[ raw data ]]> after</p>", "Text after", id="cdata-is-a-comment-in-html"),
-        pytest.param("<p><b><i>bold italic</b> text</i> here</p>", "bold italic text here", id="misnested"),
-        pytest.param(
-            "<head><script>var secret = 1;</script><style>p { color: red }</style><meta name='description' content='meta secret'>"
-            "</head><body><template><p>template secret</p></template><noscript>enable JavaScript</noscript>"
-            "<script type='application/ld+json'>{\"secret\": true}</script><p>Visible.</p><svg><text>svg secret</text></svg></body>",
-            "Visible.",
-            id="hidden-parts",
-        ),
-        pytest.param(
-            "<table><caption>Fees</caption><tr><th>Tool<th>Fee<tr><td>Drill<td>2 €<tr><td>Saw<td>3 €</table>",
-            "Fees\n\nTool | Fee\nDrill | 2 €\nSaw | 3 €",
-            id="table-rows-stay-rows",
-        ),
-        pytest.param("<pre>line 1\n    indented line 2</pre><p>after   the\n   pre</p>", "line 1\nindented line 2\n\nafter the pre", id="pre-keeps-lines"),
-        pytest.param("<p>un<b>believ</b>able<br>next line</p>", "unbelievable\nnext line", id="inline-and-br"),
-        pytest.param("<P CLASS=x>Upper <B>case</B> tags</P>", "Upper case tags", id="upper-case"),
-        pytest.param("Hello <b>world</b>, no html or body tags", "Hello world, no html or body tags", id="fragment"),
-        pytest.param("<title>Guide</title><h1>Tools</h1><div><div><p>Deep</p></div></div>", "Guide\n\nTools\n\nDeep", id="title-kept-once"),
-        pytest.param("<p>" + "<div>" * 5000 + "deep" + "</div>" * 5000 + "</p>", "deep", id="nesting-5000-deep"),
-        pytest.param("<p>Arabic: مرحبا بالعالم</p><p>Chinese: 你好，世界</p><p>Emoji: 🔧🎉</p>", "Arabic: مرحبا بالعالم\n\nChinese: 你好，世界\n\nEmoji: 🔧🎉", id="scripts-and-emoji"),
-    ],
-)
-def test_real_world_shaped_pages(extract, page: str, expected: str) -> None:
-    assert extract(page) == expected
+PAGES = json.loads((Path(__file__).parent / "data" / "html_pages.json").read_text("utf-8"))
+PAGES.append({"id": "nesting-5000-deep", "page": "<p>" + "<div>" * 5000 + "deep" + "</div>" * 5000 + "</p>", "expected": "deep"})
+
+
+@pytest.mark.parametrize("case", PAGES, ids=[c["id"] for c in PAGES])
+def test_real_world_shaped_pages(extract, case: dict) -> None:
+    """Pages with implicit closes, missing </head> and </body>, entities, comments, CDATA,
+    misnesting, hidden parts, tables, <pre>, scripts and emoji (tests/data/html_pages.json)."""
+    assert extract(case["page"]) == case["expected"]
 
 
 def test_meta_charset_that_disagrees_with_the_bytes(extract) -> None:

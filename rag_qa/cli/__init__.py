@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     options = shared_options()
     for add in (
         indexing.add_index, asking.add_search, asking.add_ask, evaluation.add_eval, evaluation.add_calibrate,
-        training.add_train, serving.add_serve, indexing.add_info, indexing.add_check, indexing.add_show, indexing.add_delete,
+        training.add_train, serving.add_serve, indexing.add_maintenance,
     ):  # fmt: skip
         add(sub, options)
     return parser

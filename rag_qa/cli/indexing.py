@@ -144,26 +144,21 @@ def add_index(sub: Any, o: SharedOptions) -> None:
     p.set_defaults(func=cmd_index)
 
 
-def add_info(sub: Any, o: SharedOptions) -> None:
+def add_maintenance(sub: Any, o: SharedOptions) -> None:
+    """info, check, show and delete: looking after an index."""
     p = sub.add_parser("info", parents=[o.common], help="describe an index")
     p.add_argument("--files", action="store_true", help="also list the indexed files")
     p.set_defaults(func=cmd_info)
 
-
-def add_check(sub: Any, o: SharedOptions) -> None:
     p = sub.add_parser("check", parents=[o.common], help="verify that FAISS, SQLite and the full-text table agree")
     p.add_argument("--no-repair", action="store_true", help="only report; do not rebuild a stale FAISS file")
     p.set_defaults(func=cmd_check)
 
-
-def add_show(sub: Any, o: SharedOptions) -> None:
     p = sub.add_parser("show", parents=[o.common], help="print the text that a document's answer offsets index")
     p.add_argument("source", metavar="SOURCE", help="the file path as indexed (see `rag-qa info --files`)")
     p.add_argument("--page", type=int, metavar="N", help="only page N of a PDF (JSON gives its start and end in the whole text)")
     p.set_defaults(func=cmd_show)
 
-
-def add_delete(sub: Any, o: SharedOptions) -> None:
     p = sub.add_parser("delete", parents=[o.common], help="remove a file's passages from an index")
     p.add_argument("source", metavar="SOURCE", help="the file path as indexed")
     p.set_defaults(func=cmd_delete)

@@ -32,17 +32,10 @@ import numpy as np
 from rag_qa.config import IndexSettings
 from rag_qa.errors import IndexCorruptError, RagQAError
 from rag_qa.records import Document, Passage, SearchHit
-from rag_qa.store.base import (
-    DuplicatePassageError,
-    StoreBase,
-    StoreInfo,
-    check_compatible,
-    check_dimension,
-    check_policy,
-    check_top_k,
-    check_vector_count,
-    new_manifest,
-)
+from rag_qa.store.base import (  # what both stores share
+    DuplicatePassageError, StoreBase, StoreInfo, check_compatible, check_dimension, check_policy, check_top_k,
+    check_vector_count, new_manifest,
+)  # fmt: skip
 from rag_qa.store.faiss_mirror import Change, FaissMirror
 from rag_qa.store.sqlite_db import PassageDatabase, connect
 from rag_qa.store.writing import TEMP_SUFFIX, atomic_write

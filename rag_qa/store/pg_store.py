@@ -26,20 +26,10 @@ import numpy as np
 from rag_qa.config import IndexSettings
 from rag_qa.errors import ConfigError, IndexCorruptError, RagQAError
 from rag_qa.records import Document, Passage, SearchHit
-from rag_qa.store.base import (
-    DuplicatePassageError,
-    StoreBase,
-    StoreInfo,
-    check_compatible,
-    check_dimension,
-    check_policy,
-    check_top_k,
-    check_vector_count,
-    iter_passage_rows,
-    new_manifest,
-    passage_from_row,
-    query_terms,
-)
+from rag_qa.store.base import (  # what both stores share
+    DuplicatePassageError, StoreBase, StoreInfo, check_compatible, check_dimension, check_policy, check_top_k,
+    check_vector_count, iter_passage_rows, new_manifest, passage_from_row, query_terms,
+)  # fmt: skip
 
 SCHEMA_VERSION = 1
 DEFAULT_SCHEMA = "rag_qa"
