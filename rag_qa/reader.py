@@ -151,7 +151,8 @@ def window_features(tokenizer: Any, questions: Sequence[str], contexts: Sequence
     questions are cut to `max_query_tokens` tokens so every window keeps room for context. The
     trainer uses the same windows, so training and inference see identical inputs."""
     check_windows(tokenizer, max_seq_len, doc_stride, max_query_tokens)
-    questions = [fit_question(tokenizer, q, max_query_tokens) for q in questions]
+    fitted = {q: fit_question(tokenizer, q, max_query_tokens) for q in set(questions)}  # a question comes once per passage
+    questions = [fitted[q] for q in questions]
     try:
         return tokenizer(
             list(questions),
@@ -276,8 +277,11 @@ class Reader:
         pairs = [(q, text) for q, texts in zip(questions, passages) for text in texts]
         if not pairs:
             return [[] for _ in questions]
-        questions_seen = [clean_text(q) for q, _ in pairs]  # no control characters or lone surrogates
-        cleaned = [clean_mapped(text, join_lines=True) for _, text in pairs]
+        # Each question comes once per passage, and a passage can serve several questions: clean each once.
+        clean_questions = {q: clean_text(q) for q in questions}  # no control characters or lone surrogates
+        clean_passages = {text: clean_mapped(text, join_lines=True) for _, text in pairs}
+        questions_seen = [clean_questions[q] for q, _ in pairs]
+        cleaned = [clean_passages[text] for _, text in pairs]
         with self._lock:
             features = self._features(questions_seen, [c.text for c in cleaned])
             logits = self.window_logits(features)
