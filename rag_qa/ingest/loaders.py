@@ -36,8 +36,9 @@ def discover(paths: list[str], config: IngestConfig) -> tuple[list[str], list[Lo
 
     Directories are walked recursively and filtered by the include/exclude globs (matched against
     both the file name and the path relative to the directory); hidden files and folders (names
-    starting with a dot) and rag-qa index folders are not walked. A file in a walk whose type no loader reads, and that no
-    exclude glob names, is reported as an unsupported format, so nothing is left out silently.
+    starting with a dot) and rag-qa index folders are not walked. A file in a walk whose type no
+    loader reads, and that no exclude glob names, is reported as an unsupported format, so
+    nothing is left out silently.
     Files named explicitly must have a supported type but need not match the globs.
     """
     found: dict[str, None] = {}
