@@ -428,7 +428,8 @@ class PgStore(StoreBase):
             db.execute(self._sql(f"SET LOCAL hnsw.ef_search = {int(ef_search)}"))
             db.execute("SET LOCAL hnsw.iterative_scan = strict_order")
             found = [db.execute(query, (vector, *params, vector, top_k)).fetchall() for vector in np.asarray(queries, dtype=np.float32)]
-        return [[SearchHit(passage, float(row[8])) for passage, row in zip(self._passages(rows), rows)] for rows in found]
+        passages = iter(self._passages([row for rows in found for row in rows]))  # one page-starts lookup for the batch
+        return [[SearchHit(next(passages), float(row[8])) for row in rows] for rows in found]
 
     def search_text(self, query: str, top_k: int = 10) -> list[SearchHit]:
         """Full-text retrieval: any of the query's words (English stemming), ranked by
