@@ -7,7 +7,7 @@ distractor paragraph per upload, each a new file). Reported: answered questions 
 p50/p99 latency, uploads, and errors (any non-200 answer or failed request; the target is zero).
 The clients run on the same 2 cores as the service, so the numbers are a floor.
 
-Usage: python benchmarks/load.py [--clients 1 8] [--duration 60] [--backends faiss postgresql] [--json]
+Usage: python benchmarks/load.py [--clients 1 8] [--duration 60] [--backends faiss postgresql] [--runtime onnx] [--json]
 """
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ def build_index(location: str) -> int:
         return qa.store.count()
 
 
-def start_service(location: str, uploads: Path, port: int) -> subprocess.Popen:
+def start_service(location: str, uploads: Path, port: int, runtime: str) -> subprocess.Popen:
     import httpx
 
     command = [sys.executable, "-m", "rag_qa.cli", "serve", "--index", location, "--reader", str(READER), "--port", str(port),
-               "--upload-dir", str(uploads), "--log-level", "warning"]  # fmt: skip
+               "--upload-dir", str(uploads), "--log-level", "warning", "--runtime", runtime]  # fmt: skip
     service = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -117,7 +117,15 @@ def run_load(url: str, questions: list[str], paragraphs: list[str], clients: int
     }
 
 
-def run(backends: list[str], client_counts: list[int], duration: float) -> list[dict]:
+def service_peak_mb(service: subprocess.Popen) -> float:
+    """The service process's peak resident memory so far (VmHWM)."""
+    for line in Path(f"/proc/{service.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run(backends: list[str], client_counts: list[int], duration: float, runtime: str = "onnx") -> list[dict]:
     from rag_qa.evaluate import load_squad
 
     questions = [q.question for q in load_squad(SQUAD / "dev-eval.json")]
@@ -130,11 +138,11 @@ def run(backends: list[str], client_counts: list[int], duration: float) -> list[
             from rag_qa.server.background import free_port
 
             port = free_port()
-            service = start_service(location, Path(scratch) / f"uploads-{backend}", port)
+            service = start_service(location, Path(scratch) / f"uploads-{backend}", port, runtime)
             try:
                 for clients in client_counts:
                     result = run_load(f"http://127.0.0.1:{port}", questions, paragraphs, clients, duration)
-                    results.append({"backend": backend, "passages_at_start": passages, **result})
+                    results.append({"backend": backend, "runtime": runtime, "passages_at_start": passages, **result, "service_peak_mb": service_peak_mb(service)})
                     print(json.dumps(results[-1]), file=sys.stderr, flush=True)
             finally:
                 service.terminate()
@@ -152,15 +160,27 @@ def postgres_url(folder: Path) -> str:
 
 def markdown(results: list[dict]) -> str:
     rows = [
-        [r["backend"], r["clients"], r["questions_per_s"], r["p50_ms"], r["p99_ms"], r["questions"], r["uploads"], r["upload_p50_ms"], r["errors"]]
+        [r["backend"], r["clients"], r["questions_per_s"], r["p50_ms"], r["p99_ms"], r["questions"], r["uploads"], r["upload_p50_ms"], r["errors"], r["service_peak_mb"]]
         for r in results
     ]
     intro = (
-        "`rag-qa serve` (its own process, offline reader, top_k 5) over the 109 dev-eval.json paragraphs; "
-        "each run asks dev-eval questions back to back from N clients while one more client uploads a new "
-        "one-paragraph document after another. Clients share the 2 cores with the service.\n\n"
+        f"`rag-qa serve --runtime {results[0]['runtime']}` (its own process, offline reader, top_k 5, questions arriving within "
+        "10 ms of each other answered as one batch) over the 109 dev-eval.json paragraphs; each run asks dev-eval questions "
+        "back to back from N clients while one more client uploads a new one-paragraph document after another. Clients "
+        "share the 2 cores with the service.\n\n"
     )
-    return intro + table(["backend", "ask clients (+1 uploader)", "questions/s", "p50 ms", "p99 ms", "questions", "uploads", "upload p50 ms", "errors"], rows)
+    headers = ["backend", "ask clients (+1 uploader)", "questions/s", "p50 ms", "p99 ms", "questions", "uploads", "upload p50 ms", "errors", "service peak MB"]
+    return intro + table(headers, rows) + "\n\n" + scaling(results)
+
+
+def scaling(results: list[dict]) -> str:
+    """Questions/s of the most clients over those of one client, per backend."""
+    ratios = []
+    for backend in dict.fromkeys(r["backend"] for r in results):
+        runs = sorted((r for r in results if r["backend"] == backend), key=lambda r: r["clients"])
+        if len(runs) > 1 and runs[0]["clients"] == 1:
+            ratios.append(f"{backend} {runs[-1]['questions_per_s'] / runs[0]['questions_per_s']:.2f}x")
+    return f"{results[-1]['clients']} clients' questions/s over 1 client's: " + ", ".join(ratios) + "." if ratios else ""
 
 
 def main() -> None:
@@ -168,11 +188,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8], help="concurrent asking clients, one run each (default: %(default)s)")
     parser.add_argument("--duration", type=float, default=60, help="seconds per run (default: %(default)s)")
     parser.add_argument("--backends", nargs="+", choices=["faiss", "postgresql"], default=["faiss", "postgresql"])
+    parser.add_argument("--runtime", choices=["torch", "onnx"], default="onnx", help="the service's --runtime (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args()
     require_shared()
     os.chdir(REPO)
-    results = run(args.backends, args.clients, args.duration)
+    results = run(args.backends, args.clients, args.duration, args.runtime)
     print(json.dumps(results, indent=2) if args.json else markdown(results))
 
 

@@ -1,7 +1,8 @@
 """Reader benchmark: rag-qa's reader vs Haystack's TransformersExtractiveReader with the same
 weights (the shared offline reader), on the same questions and passages (each dev-eval question
-with its own paragraph). Reports questions/s, top-answer agreement, EM/F1 of each (each with its
-own no-answer rule at its defaults), and the model's pure forward time on our token batches: the
+with its own paragraph), rag-qa on PyTorch, on ONNX Runtime (fp32) and on ONNX Runtime int8.
+Reports questions/s, top-answer agreement, EM/F1 of each (each with its own no-answer rule at its
+defaults), threshold-free quality, and the model's pure forward time on our token batches: the
 floor that any reader implementation pays.
 
 Usage: python benchmarks/reader.py [--questions N] [--repeat R] [--json]
@@ -18,52 +19,49 @@ from common import READER, SQUAD, median, require_peer, require_shared, table
 
 def forward_floor(reader, questions) -> float:
     """Seconds for the model forward passes alone, on exactly the batches our reader builds."""
-    import torch
+    from rag_qa.reader import padded_arrays
 
     features = reader._features([q.question for q in questions], [q.context for q in questions])
     ids = features["input_ids"]
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    batches = []
-    for first in range(0, len(order), reader.config.batch_size):
-        batch = order[first : first + reader.config.batch_size]
-        width = max(len(ids[i]) for i in batch)
-        inputs = {}
-        for name in ("input_ids", "attention_mask", "token_type_ids"):
-            if name in features:
-                fill = reader.tokenizer.pad_token_id if name == "input_ids" else 0
-                inputs[name] = torch.tensor([features[name][i] + [fill] * (width - len(features[name][i])) for i in batch])
-        batches.append(inputs)
+    size = reader.config.batch_size
+    batches = [padded_arrays(features, order[first : first + size], reader.tokenizer.pad_token_id) for first in range(0, len(order), size)]
     started = time.perf_counter()
-    with torch.inference_mode():
-        for inputs in batches:
-            reader._model(**inputs)
+    for arrays in batches:
+        reader.forward(arrays)
     return time.perf_counter() - started
 
 
 def run_ours(reader, questions):
-    """Seconds, final predictions ("" = no answer) and best non-null spans."""
+    """Seconds, final predictions ("" = no answer), best non-null spans and no-answer probabilities."""
     from rag_qa.config import ScoringConfig
     from rag_qa.evaluate import read_single_passages
 
     started = time.perf_counter()
-    predictions, spans = {}, {}
+    predictions, spans, na_probs = {}, {}, {}
     for question, result in read_single_passages(reader, questions, ScoringConfig(tau=0.0, retrieval_weight=0.0)):
         spans[question.id] = result.answers[0].text if result.answers else ""
         predictions[question.id] = "" if result.abstained else spans[question.id]
-    return time.perf_counter() - started, predictions, spans
+        na_probs[question.id] = result.no_answer_confidence
+    return time.perf_counter() - started, predictions, spans, na_probs
 
 
 def run_haystack(peer, questions):
-    """Seconds, final predictions ("" = its no-answer ranked first) and best non-null spans."""
+    """Seconds, final predictions ("" = its no-answer ranked first), best non-null spans and its no-answer scores."""
     from haystack import Document
 
     started = time.perf_counter()
-    predictions, spans = {}, {}
+    predictions, spans, na_probs = {}, {}, {}
     for question in questions:
         answers = peer.run(query=question.question, documents=[Document(content=question.context)], top_k=1)["answers"]
         predictions[question.id] = max(answers, key=lambda a: a.score).data or ""
         spans[question.id] = next((a.data for a in sorted(answers, key=lambda a: -a.score) if a.data), "")
-    return time.perf_counter() - started, predictions, spans
+        na_probs[question.id] = next((a.score for a in answers if a.data is None), 0.0)
+    return time.perf_counter() - started, predictions, spans, na_probs
+
+
+PEER = "Haystack TransformersExtractiveReader"
+SYSTEMS = {"rag-qa torch": {}, "rag-qa onnx": {"runtime": "onnx"}, "rag-qa onnx int8": {"runtime": "onnx", "int8": True}}
 
 
 def run(n_questions: int = 300, repeat: int = 3) -> dict:
@@ -72,11 +70,11 @@ def run(n_questions: int = 300, repeat: int = 3) -> dict:
     from haystack_integrations.components.readers.transformers import TransformersExtractiveReader
 
     from rag_qa.config import ReaderConfig
-    from rag_qa.evaluate import load_squad, squad_metrics
+    from rag_qa.evaluate import load_squad, squad_metrics, threshold_free_metrics
     from rag_qa.reader import Reader
 
     questions = load_squad(SQUAD / "dev-eval.json")[:n_questions]
-    systems = {"rag-qa": Reader(ReaderConfig(model=str(READER))), "rag-qa --int8": Reader(ReaderConfig(model=str(READER), int8=True))}
+    systems = {name: Reader(ReaderConfig(model=str(READER), **options)) for name, options in SYSTEMS.items()}
     for reader in systems.values():
         reader.warm_up()
     peer = TransformersExtractiveReader(model=str(READER), top_k=1)
@@ -84,43 +82,51 @@ def run(n_questions: int = 300, repeat: int = 3) -> dict:
     for reader in systems.values():
         run_ours(reader, questions[:16])  # warm caches and threads
     run_haystack(peer, questions[:16])
-    times: dict[str, list[float]] = {name: [] for name in [*systems, "Haystack TransformersExtractiveReader", "pure forward"]}
-    predictions: dict[str, dict[str, str]] = {}
-    spans: dict[str, dict[str, str]] = {}
+    times: dict[str, list[float]] = {name: [] for name in [*systems, PEER, *(f"pure forward, {n}" for n in systems)]}
+    outputs: dict[str, tuple] = {}
     for _ in range(repeat):  # interleaved, so machine noise hits every system alike
         for name, reader in systems.items():
-            seconds, predictions[name], spans[name] = run_ours(reader, questions)
+            seconds, *outputs[name] = run_ours(reader, questions)
             times[name].append(seconds)
-        seconds, predictions["Haystack TransformersExtractiveReader"], spans["Haystack TransformersExtractiveReader"] = run_haystack(peer, questions)
-        times["Haystack TransformersExtractiveReader"].append(seconds)
-        times["pure forward"].append(forward_floor(systems["rag-qa"], questions))
-    peer_name = "Haystack TransformersExtractiveReader"
+            times[f"pure forward, {name}"].append(forward_floor(reader, questions))
+        seconds, *outputs[PEER] = run_haystack(peer, questions)
+        times[PEER].append(seconds)
     rows = {}
-    for name, found in predictions.items():
-        m = squad_metrics(questions, found)
+    for name, (predictions, spans, na_probs) in outputs.items():
+        m = {**squad_metrics(questions, predictions, na_probs), **threshold_free_metrics(questions, spans, na_probs)}
         rows[name] = {
-            "questions_per_second": len(questions) / median(times[name]), "exact": m["exact"], "f1": m["f1"],
-            "HasAns_f1": m.get("HasAns_f1"), "NoAns_exact": m.get("NoAns_exact"),
-            "same_best_span_as_haystack": sum(spans[name][q.id] == spans[peer_name][q.id] for q in questions) / len(questions),
+            "questions_per_second": len(questions) / median(times[name]), **{k: m.get(k) for k in QUALITY},
+            "same_best_span_as_haystack": sum(spans[q.id] == outputs[PEER][1][q.id] for q in questions) / len(questions),
         }  # fmt: skip
+    fp32, int8 = rows["rag-qa onnx"], rows["rag-qa onnx int8"]
     return {
         "questions": len(questions), "repeat": repeat, "systems": rows, "seconds": times,
-        "speedup": median(times[peer_name]) / median(times["rag-qa"]),
-        "speedup_int8": median(times[peer_name]) / median(times["rag-qa --int8"]),
-        "ours_over_forward": median(times["rag-qa"]) / median(times["pure forward"]),
+        "speedup": {name: median(times[PEER]) / median(times[name]) for name in systems},
+        "ours_over_forward": {name: median(times[name]) / median(times[f"pure forward, {name}"]) for name in systems},
+        "int8_kept": {k: int8[k] / fp32[k] for k in ("best_f1", "forced_HasAns_f1")},
+        "same_decisions_onnx_torch": sum(outputs["rag-qa onnx"][0][q.id] == outputs["rag-qa torch"][0][q.id] for q in questions) / len(questions),
     }  # fmt: skip
 
 
+QUALITY = ["exact", "f1", "HasAns_f1", "NoAns_exact", "best_f1", "forced_HasAns_f1", "always_abstain_f1", "aurc"]
+
+
 def markdown(result: dict) -> str:
-    keys = ["questions_per_second", "exact", "f1", "HasAns_f1", "NoAns_exact", "same_best_span_as_haystack"]
+    keys = ["questions_per_second", *QUALITY, "same_best_span_as_haystack"]
     rows = [[name] + [values[k] for k in keys] for name, values in result["systems"].items()]
+    speedups = ", ".join(f"{name} {value:.2f}x" for name, value in result["speedup"].items())
+    overheads = ", ".join(f"{name} {value:.3f}" for name, value in result["ours_over_forward"].items())
+    kept = result["int8_kept"]
     return table(["reader (same weights)"] + keys, rows) + (
-        f"\n\nSpeed-up over Haystack: {result['speedup']:.2f}x (int8: {result['speedup_int8']:.2f}x). "
-        f"rag-qa reader time / pure model forward on the same batches: {result['ours_over_forward']:.3f}. "
+        f"\n\nSpeed-up over Haystack: {speedups}. int8 keeps {kept['best_f1']:.1%} of fp32's best_f1 and "
+        f"{kept['forced_HasAns_f1']:.1%} of its forced-answer HasAns F1; ONNX fp32 takes the same decision as PyTorch on "
+        f"{result['same_decisions_onnx_torch']:.1%} of questions. Reader time / pure model forward on the same batches: {overheads}. "
         f"{result['questions']} dev-eval questions, each with its own paragraph; median of {result['repeat']} interleaved runs. "
         "Each system uses its own no-answer rule at its defaults (rag-qa: the SQuAD 2.0 null-vs-best rule, tau = 0; "
-        "Haystack: its no-answer score ranked against sigmoid span scores). same_best_span_as_haystack compares the best "
-        "non-null spans, whatever each system decided."
+        "Haystack: its no-answer score ranked against sigmoid span scores). Threshold-free columns: best_f1 (F1 at the best "
+        "no-answer threshold), forced_HasAns_f1 (the best span on answerable questions, never abstaining), always_abstain_f1 "
+        "(the F1 of abstaining on everything) and aurc (area under the risk-coverage curve, lower is better). "
+        "same_best_span_as_haystack compares the best non-null spans, whatever each system decided."
     )
 
 

@@ -16,6 +16,9 @@ DEFAULT_READER_MODEL = "deepset/roberta-large-squad2"
 # and verified; pin it with --reader-revision (or ReaderConfig.revision) where the Hub is reachable.
 DEFAULT_READER_REVISION = "main"
 RETRIEVAL_MODES = ("dense", "bm25", "hybrid")
+# "auto": ONNX Runtime when the `onnx` extra is installed (same answers, faster: docs/benchmarks.md), else
+# eager PyTorch; "onnx" insists on ONNX Runtime, "torch" on PyTorch.
+RUNTIMES = ("auto", "torch", "onnx")
 INDEX_TYPES = ("auto", "flat", "hnsw")
 
 T = TypeVar("T", bound="_Serialisable")
@@ -40,6 +43,11 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _require_runtime(runtime: str, threads: int | None) -> None:
+    _require(runtime in RUNTIMES, f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+    _require(threads is None or threads >= 1, f"threads must be >= 1, got {threads}")
+
+
 def _require_windows(max_seq_len: int, doc_stride: int, max_query_tokens: int) -> None:
     """SQuAD windows (the reader's and the trainer's) must leave room for context and overlap."""
     _require(32 <= max_seq_len <= 4096, f"max_seq_len must be in [32, 4096], got {max_seq_len}")
@@ -57,10 +65,13 @@ class EmbedderConfig(_Serialisable):
     revision: str | None = DEFAULT_EMBEDDING_REVISION
     batch_size: int = 32
     device: str | None = None
+    runtime: str = "auto"  # how this process runs the model; an index never depends on it
+    threads: int | None = None  # ONNX Runtime threads (None: one per core)
 
     def __post_init__(self) -> None:
         _require(bool(self.model), "embedder model must be a Hub id or a local path")
         _require(self.batch_size >= 1, f"embedder batch_size must be >= 1, got {self.batch_size}")
+        _require_runtime(self.runtime, self.threads)
 
 
 @dataclass(frozen=True)
@@ -114,14 +125,23 @@ class ReaderConfig(_Serialisable):
     top_spans: int = 5
     batch_size: int = 16
     device: str | None = None
-    int8: bool = False  # dynamic int8 quantization of the Linear layers (CPU): ~2x faster, slightly different scores
+    runtime: str = "auto"
+    threads: int | None = None  # ONNX Runtime threads (None: one per core)
+    int8: bool = False  # int8 weights and activations (ONNX Runtime): faster, its own fitted scoring
 
     def __post_init__(self) -> None:
         _require(bool(self.model), "reader model must be a Hub id or a local path")
+        _require_runtime(self.runtime, self.threads)
+        _require(not (self.int8 and self.runtime == "torch"), "int8 runs on ONNX Runtime: use runtime 'onnx' or 'auto', not 'torch'")
         _require_windows(self.max_seq_len, self.doc_stride, self.max_query_tokens)
         _require(self.max_query_tokens >= 4, "max_query_tokens must be >= 4")
         _require(self.max_answer_tokens >= 1, "max_answer_tokens must be >= 1")
         _require(self.top_spans >= 1 and self.batch_size >= 1, "top_spans and batch_size must be >= 1")
+
+    @property
+    def precision(self) -> str:
+        """"int8" or "fp32": what fitted scoring depends on (fp32 logits agree across runtimes)."""
+        return "int8" if self.int8 else "fp32"
 
 
 # Softmax temperature over retrieval scores, per retrieval mode (cosine, BM25, reciprocal-rank fusion).
@@ -255,7 +275,10 @@ class ServerConfig(_Serialisable):
     max_upload_mb: float = 50.0  # per request
     max_question_chars: int = 1000
     max_top_k: int = 50
+    batch_wait_ms: float = 10.0  # questions arriving within this wait of each other are answered as one batch
+    max_batch: int = 32
 
     def __post_init__(self) -> None:
         _require(self.max_upload_mb > 0, "max_upload_mb must be > 0")
+        _require(0 <= self.batch_wait_ms <= 1000 and self.max_batch >= 1, "batch_wait_ms must be in [0, 1000] and max_batch >= 1")
         _require(self.max_question_chars >= 1 and self.max_top_k >= 1, "max_question_chars and max_top_k must be >= 1")

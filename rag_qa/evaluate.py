@@ -140,6 +140,22 @@ def _best_threshold(predictions: Mapping[str, str], raw: dict[str, float], na_pr
     return 100.0 * best / len(raw), threshold
 
 
+def threshold_free_metrics(questions: list[SquadQuestion], best_spans: Mapping[str, str], na_probs: Mapping[str, float]) -> dict[str, float]:
+    """Quality no choice of threshold can flatter (percentages): the best span's F1 on answerable
+    questions when the system must always answer, the F1 of abstaining on everything, and the area
+    under the risk-coverage curve (answer the questions in order of confidence; risk = 1 - mean F1
+    of the answers given so far, an answer to an unanswerable question scoring 0; lower is better)."""
+    f1 = {q.id: max(f1_score(g, best_spans[q.id]) for g in _gold(q)) if best_spans[q.id] else 0.0 for q in questions}
+    answerable = [q.id for q in questions if q.has_answer]
+    losses = np.array([1.0 - f1[q.id] for q in sorted(questions, key=lambda q: na_probs[q.id])])
+    risks = np.cumsum(losses) / np.arange(1, len(losses) + 1)
+    return {
+        "forced_HasAns_f1": 100.0 * sum(f1[k] for k in answerable) / max(1, len(answerable)),
+        "always_abstain_f1": 100.0 * (len(questions) - len(answerable)) / max(1, len(questions)),
+        "aurc": 100.0 * float(risks.mean()) if len(risks) else 0.0,
+    }
+
+
 @dataclass
 class ReaderEvaluation:
     metrics: dict[str, float]
@@ -175,7 +191,8 @@ def evaluate_reader(reader: Reader, questions: list[SquadQuestion], scoring: Sco
         na_probs[question.id] = result.no_answer_confidence
         margins[question.id] = result.margin - scoring.tau
     seconds = time.perf_counter() - started
-    return ReaderEvaluation(squad_metrics(questions, predictions, na_probs), predictions, na_probs, margins, best_spans, seconds)
+    metrics = {**squad_metrics(questions, predictions, na_probs), **threshold_free_metrics(questions, best_spans, na_probs)}
+    return ReaderEvaluation(metrics, predictions, na_probs, margins, best_spans, seconds)
 
 
 # ----------------------------------------------------------------------------- corpus-wide (open) QA
@@ -259,6 +276,8 @@ def evaluate_open(qa: RagQA, questions: list[SquadQuestion], top_k: int | None =
     predictions = {q.id: ("" if r.abstained or not r.answers else r.answers[0].text) for q, r in zip(questions, results)}
     na_probs = {q.id: r.no_answer_confidence for q, r in zip(questions, results)}
     metrics.update(squad_metrics(questions, predictions, na_probs))
+    best_spans = {q.id: (r.answers[0].text if r.answers else "") for q, r in zip(questions, results)}
+    metrics.update(threshold_free_metrics(questions, best_spans, na_probs))
     abstained = [r.abstained for r in results]
     unanswerable = [not q.has_answer for q in questions]
     true_abstentions = sum(a and u for a, u in zip(abstained, unanswerable))

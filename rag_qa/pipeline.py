@@ -12,10 +12,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 from rag_qa.answer import combine
 from rag_qa.config import (
     DEFAULT_RETRIEVAL_TEMPERATURE,
+    EmbedderConfig,
     IndexSettings,
     IngestConfig,
     ReaderConfig,
@@ -76,22 +78,30 @@ class RagQA:
         reader: ReaderConfig | str | None = None,
         retrieval: RetrievalConfig | None = None,
         scoring: ScoringConfig | None = None,
+        runtime: str | None = None,
+        threads: int | None = None,
     ) -> "RagQA":
         """Open (or create, with `settings`) the index at `path`: a folder, or a `postgresql://` URL.
 
         An existing index keeps the settings it was built with; passing settings with a different
         embedding model raises IndexMismatchError. `reader` is a ReaderConfig, or a model id or
-        local folder (default: deepset/roberta-large-squad2). `scoring` defaults to the parameters
-        `rag-qa calibrate` saved in the index for this reader and retrieval mode, else to ScoringConfig().
+        local folder (default: deepset/roberta-large-squad2). `runtime` ("auto", "torch" or "onnx")
+        and `threads`, when given, run both models that way; how models run is never taken from the
+        index. `scoring` defaults to the parameters `rag-qa calibrate` saved in the index for this
+        reader, its precision and the retrieval mode, else to ScoringConfig().
         """
         if isinstance(reader, str):
             reader = ReaderConfig(model=reader)
         reader = reader if reader is not None else ReaderConfig()
+        how = {"runtime": runtime or EmbedderConfig.runtime, "threads": threads}
+        if runtime is not None:
+            reader = replace(reader, runtime=runtime, threads=threads)
         store = open_store(path, settings, read_only=read_only)
         retrieval = retrieval if retrieval is not None else RetrievalConfig()
         if scoring is None:  # what `rag-qa calibrate` fitted for this reader and retrieval mode, else the defaults
-            scoring = load_scoring(store, reader.model, retrieval.mode)
-        return cls(store, Embedder(store.settings.embedder), ingest, Reader(reader), retrieval, scoring)
+            scoring = load_scoring(store, reader.model, retrieval.mode, precision=reader.precision)
+        embedder = Embedder(replace(store.settings.embedder, **how))
+        return cls(store, embedder, ingest, Reader(reader), retrieval, scoring)
 
     def close(self) -> None:
         self.store.close()

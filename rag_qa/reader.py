@@ -18,7 +18,7 @@ minimum over windows, spans ranked by raw score over all windows, one softmax pe
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ from rag_qa.config import ReaderConfig
 from rag_qa.errors import ConfigError
 from rag_qa.ingest.text import MappedText, clean_mapped, clean_text, trim_span
 from rag_qa.models import ResolvedModel, resolve_model
+from rag_qa.onnx_models import resolved_runtime
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # what a window feeds the model
 
@@ -181,66 +182,85 @@ def check_windows(tokenizer: Any, max_seq_len: int, doc_stride: int, max_query_t
         )
 
 
-def padded_batch(features: Any, rows: Sequence[int], pad_id: int, device: Any = None) -> dict[str, Any]:
-    """The model inputs of some windows as tensors, padded to the longest of them (dynamic
+def padded_arrays(features: Any, rows: Sequence[int], pad_id: int) -> dict[str, np.ndarray]:
+    """The model inputs of some windows as int64 arrays, padded to the longest of them (dynamic
     padding: a batch of short windows stays cheap). Used for reading and for training."""
-    import torch
-
     width = max(len(features["input_ids"][r]) for r in rows)
     batch = {}
     for name in MODEL_INPUTS:
         if name in features:
             fill = pad_id if name == "input_ids" else 0
-            padded = [features[name][r] + [fill] * (width - len(features[name][r])) for r in rows]
-            batch[name] = torch.tensor(padded, dtype=torch.long, device=device)
+            batch[name] = np.array([features[name][r] + [fill] * (width - len(features[name][r])) for r in rows], dtype=np.int64)
     return batch
 
 
-def _quantize_int8(model: Any) -> Any:
-    """Dynamic int8 quantization of Linear layers: weights int8, activations quantized on the fly."""
-    import warnings
-
+def padded_batch(features: Any, rows: Sequence[int], pad_id: int, device: Any = None) -> dict[str, Any]:
+    """`padded_arrays` as torch tensors on `device`."""
     import torch
 
-    if next(model.parameters()).device.type != "cpu":
-        raise ConfigError("int8 quantization runs on the CPU only; drop int8 or use device='cpu'")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch marks this API deprecated in favour of torchao
-        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    return {name: torch.from_numpy(array).to(device) for name, array in padded_arrays(features, rows, pad_id).items()}
+
+
+Forward = Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray]]
+
+
+def torch_forward(model: Any) -> Forward:
+    """Start and end logits of one padded batch from an eager PyTorch model."""
+    import torch
+
+    device = next(model.parameters()).device
+
+    def forward(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        with torch.inference_mode():
+            output = model(**{name: torch.from_numpy(array).to(device) for name, array in arrays.items()})
+        return output.start_logits.float().cpu().numpy(), output.end_logits.float().cpu().numpy()
+
+    return forward
 
 
 class Reader:
-    """Any Hugging Face `AutoModelForQuestionAnswering` checkpoint (safetensors only, no remote code).
-    Thread-safe: concurrent `read` calls take turns on the one model and tokenizer."""
+    """Any Hugging Face `AutoModelForQuestionAnswering` checkpoint (safetensors only, no remote code),
+    run by eager PyTorch or by ONNX Runtime (`ReaderConfig.runtime`). Thread-safe: concurrent
+    `read` calls take turns on the one model and tokenizer."""
 
     def __init__(self, config: ReaderConfig | None = None):
         self.config = config if config is not None else ReaderConfig()
-        self._model: Any = None
+        self._forward: Forward | None = None
         self._tokenizer: Any = None
         self.resolved: ResolvedModel | None = None
         self._lock = threading.RLock()
 
     def warm_up(self) -> None:
-        """Load the tokenizer and model (once)."""
+        """Load the tokenizer and model (once); on the onnx runtime, export the graph first if it is not cached."""
         with self._lock:
-            if self._model is None:
+            if self._forward is None:
                 self._load()
 
     def _load(self) -> None:
-        import torch
-        from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+        from transformers import AutoTokenizer
 
         self.resolved = resolve_model(self.config.model, self.config.revision, "reader")
         revision = self.resolved.revision if self.resolved.origin == "hub" else None
-        self._tokenizer = AutoTokenizer.from_pretrained(self.resolved.location, revision=revision, use_fast=True)
+        tokenizer = AutoTokenizer.from_pretrained(self.resolved.location, revision=revision, use_fast=True)
+        if resolved_runtime(self.config.runtime) == "onnx":
+            from rag_qa.onnx_models import reader_graph
+
+            graph = reader_graph(self.resolved, tokenizer, self.config.int8, self.config.threads, self.config.device)
+            forward: Forward = graph.run  # type: ignore[assignment]  # [start logits, end logits]
+        else:
+            forward = torch_forward(self._torch_model(revision))
+        self._tokenizer, self._forward = tokenizer, forward
+
+    def _torch_model(self, revision: str | None) -> Any:
+        import torch
+        from transformers import AutoModelForQuestionAnswering
+
+        assert self.resolved is not None
         model = AutoModelForQuestionAnswering.from_pretrained(
             self.resolved.location, revision=revision, use_safetensors=True, trust_remote_code=False
         )
         device = self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model = model.to(device).eval()
-        if self.config.int8:
-            model = _quantize_int8(model)
-        self._model = model
+        return model.to(device).eval()
 
     @property
     def tokenizer(self) -> Any:
@@ -250,24 +270,24 @@ class Reader:
     def _features(self, questions: Sequence[str], contexts: Sequence[str]) -> Any:
         return window_features(self.tokenizer, questions, contexts, self.config.max_seq_len, self.config.doc_stride, self.config.max_query_tokens)
 
+    def forward(self, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Start and end logits of one padded batch of windows (`padded_arrays`): the model alone."""
+        self.warm_up()
+        assert self._forward is not None
+        return self._forward(arrays)
+
     def window_logits(self, features: Any) -> list[tuple[np.ndarray, np.ndarray]]:
         """Start/end logits per window (the model's forward passes); windows batched by similar
         length with dynamic padding. The one place the model runs: replace it to plant logits."""
-        import torch
-
         ids = features["input_ids"]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         results: list[tuple[np.ndarray, np.ndarray]] = [None] * len(ids)  # type: ignore[list-item]
-        device = next(self._model.parameters()).device
-        with torch.inference_mode():
-            for first in range(0, len(order), self.config.batch_size):
-                batch = order[first : first + self.config.batch_size]
-                output = self._model(**padded_batch(features, batch, self._tokenizer.pad_token_id, device))
-                starts = output.start_logits.float().cpu().numpy()
-                ends = output.end_logits.float().cpu().numpy()
-                for row, index in enumerate(batch):
-                    n = len(ids[index])
-                    results[index] = (starts[row, :n], ends[row, :n])
+        for first in range(0, len(order), self.config.batch_size):
+            batch = order[first : first + self.config.batch_size]
+            starts, ends = self.forward(padded_arrays(features, batch, self.tokenizer.pad_token_id))
+            for row, index in enumerate(batch):
+                n = len(ids[index])
+                results[index] = (starts[row, :n], ends[row, :n])
         return results
 
     def read(self, questions: Sequence[str], passages: Sequence[Sequence[str]]) -> list[list[PassageReading]]:

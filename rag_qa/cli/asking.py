@@ -8,14 +8,14 @@ import sys
 from dataclasses import replace
 from typing import Any
 
-from rag_qa.cli.common import SharedOptions, emit
-from rag_qa.config import ReaderConfig, RetrievalConfig, ScoringConfig
+from rag_qa.cli.common import SharedOptions, emit, reader_config, runtime
+from rag_qa.config import RetrievalConfig, ScoringConfig
 from rag_qa.errors import RagQAError
 from rag_qa.pipeline import RagQA
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    with RagQA.open(args.index, read_only=True) as qa:
+    with RagQA.open(args.index, read_only=True, runtime=runtime(args), threads=args.threads) as qa:
         hits = qa.search(args.query, top_k=args.top_k, sources=args.source or None)
     results = [h.to_dict() for h in hits]
 
@@ -72,9 +72,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if (args.question is None) == (args.questions is None):
         raise RagQAError("give one QUESTION or --questions FILE")
     questions = [args.question] if args.question is not None else _read_questions(args.questions)
-    reader = ReaderConfig(model=args.reader, revision=args.reader_revision, max_seq_len=args.max_seq_len, doc_stride=args.doc_stride, int8=args.int8)
+    reader = reader_config(args, max_seq_len=args.max_seq_len, doc_stride=args.doc_stride)
     retrieval = RetrievalConfig(mode=args.retrieval, top_k=args.top_k)
-    with RagQA.open(args.index, read_only=True, reader=reader, retrieval=retrieval) as qa:
+    with RagQA.open(args.index, read_only=True, reader=reader, retrieval=retrieval, runtime=reader.runtime, threads=args.threads) as qa:
         overrides = {k: v for k, v in (("tau", args.tau), ("retrieval_weight", args.retrieval_weight)) if v is not None}
         qa.scoring = replace(qa.scoring, **overrides)
         progress = len(questions) > 1 and not args.json and sys.stderr.isatty()
@@ -89,7 +89,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def add_search(sub: Any, o: SharedOptions) -> None:
-    p = sub.add_parser("search", parents=[o.common], help="find the passages closest to a query")
+    p = sub.add_parser("search", parents=[o.common, o.runtime], help="find the passages closest to a query")
     p.add_argument("query")
     p.add_argument("--top-k", type=int, default=5, help="number of passages (default: %(default)s)")
     p.add_argument("--source", action="append", metavar="SOURCE", help="only search these files (repeatable)")
@@ -97,7 +97,7 @@ def add_search(sub: Any, o: SharedOptions) -> None:
 
 
 def add_ask(sub: Any, o: SharedOptions) -> None:
-    p = sub.add_parser("ask", parents=[o.common, o.reader, o.window, o.retrieval], help="answer questions from the indexed documents (or abstain)")
+    p = sub.add_parser("ask", parents=[o.common, o.reader, o.runtime, o.window, o.retrieval], help="answer questions from the indexed documents (or abstain)")
     p.add_argument("question", nargs="?", help="the question (or use --questions FILE)")
     p.add_argument("--questions", metavar="FILE", help="answer each line of FILE; with --json, one JSON object per line")
     p.add_argument("--source", action="append", metavar="SOURCE", help="only use these files (repeatable)")

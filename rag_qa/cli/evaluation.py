@@ -7,8 +7,8 @@ import json
 import tempfile
 from typing import Any
 
-from rag_qa.cli.common import SharedOptions, emit, metrics_table
-from rag_qa.config import DEFAULT_RETRIEVAL_TEMPERATURE, ReaderConfig, RetrievalConfig, ScoringConfig
+from rag_qa.cli.common import SharedOptions, emit, metrics_table, reader_config
+from rag_qa.config import DEFAULT_RETRIEVAL_TEMPERATURE, RetrievalConfig, ScoringConfig
 from rag_qa.errors import RagQAError
 from rag_qa.pipeline import RagQA
 
@@ -24,7 +24,7 @@ def cmd_eval_squad(args: argparse.Namespace) -> int:
     from rag_qa.reader import Reader
 
     questions = load_squad(args.file)
-    reader = Reader(ReaderConfig(model=args.reader, revision=args.reader_revision, max_seq_len=args.max_seq_len, doc_stride=args.doc_stride, int8=args.int8))
+    reader = Reader(reader_config(args, max_seq_len=args.max_seq_len, doc_stride=args.doc_stride))
     evaluation = evaluate_reader(reader, questions, ScoringConfig(tau=args.tau, retrieval_weight=0.0), progress=not args.json)
     _write_json(args.predictions, evaluation.predictions)
     _write_json(args.na_probs, evaluation.na_probs)
@@ -38,8 +38,9 @@ def cmd_eval_open(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory(prefix="rag-qa-eval-") as scratch:
         index = args.index_dir or scratch
-        reader = ReaderConfig(model=args.reader, revision=args.reader_revision, int8=args.int8)
-        with RagQA.open(index, reader=reader, retrieval=RetrievalConfig(mode=args.retrieval, top_k=args.top_k)) as qa:
+        reader = reader_config(args)
+        retrieval = RetrievalConfig(mode=args.retrieval, top_k=args.top_k)
+        with RagQA.open(index, reader=reader, retrieval=retrieval, runtime=reader.runtime, threads=args.threads) as qa:
             index_squad_corpus(qa, [args.file, *args.corpus], progress=not args.json)
             metrics = evaluate_open(qa, load_squad(args.file), progress=not args.json)
             metrics["passages"] = qa.store.count()
@@ -59,9 +60,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         fit_questions, report_questions = hold_out_articles(questions)
     if not fit_questions or not report_questions:
         raise RagQAError("calibrate needs questions to fit on and different ones to report on; pass --report-on FILE")
-    reader = ReaderConfig(model=args.reader, revision=args.reader_revision, int8=args.int8)
+    reader = reader_config(args)
     retrieval = RetrievalConfig(mode=args.retrieval, top_k=args.top_k)
-    with RagQA.open(args.index, reader=reader, retrieval=retrieval, scoring=ScoringConfig()) as qa:
+    with RagQA.open(args.index, reader=reader, retrieval=retrieval, scoring=ScoringConfig(), runtime=reader.runtime, threads=args.threads) as qa:
         if qa.store.count() == 0:
             raise RagQAError(f"{args.index} is empty; index the documents the questions are about first (e.g. `rag-qa eval open FILE --index-dir {args.index}`)")
         temperature = DEFAULT_RETRIEVAL_TEMPERATURE[args.retrieval]
@@ -73,7 +74,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         }
         details = {**details, "fitted_on": {"file": args.file, "questions": len(fit_questions)},
                    "reported_on": {"file": args.report_on or args.file, "questions": len(report_questions)}, "report": report}  # fmt: skip
-        path = save_scoring(qa.store, fitted, args.reader, args.retrieval, details)
+        path = save_scoring(qa.store, fitted, args.reader, args.retrieval, details, precision=reader.precision)
     result = {"scoring": fitted.to_dict(), "saved": str(path), **details}
 
     def human() -> None:
@@ -91,13 +92,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def add_eval(sub: Any, o: SharedOptions) -> None:
     p = sub.add_parser("eval", help="evaluate on SQuAD-format data")
     evals = p.add_subparsers(dest="eval_command", required=True, metavar="KIND")
-    e = evals.add_parser("squad", parents=[o.reader, o.window, o.json], help="reader only: each question against its own paragraph (official SQuAD 2.0 metrics)")
+    e = evals.add_parser("squad", parents=[o.reader, o.runtime, o.window, o.json], help="reader only: each question against its own paragraph (official SQuAD 2.0 metrics)")
     e.add_argument("file", metavar="FILE", help="SQuAD 1.1/2.0 JSON file")
     e.add_argument("--tau", type=float, default=0.0, help="no-answer threshold (default: %(default)s, the SQuAD rule)")
     e.add_argument("--predictions", metavar="OUT.json", help="write predictions in the official format")
     e.add_argument("--na-probs", metavar="OUT.json", help="write no-answer probabilities in the official format")
     e.set_defaults(func=cmd_eval_squad)
-    e = evals.add_parser("open", parents=[o.reader, o.retrieval, o.json], help="corpus-wide: index all paragraphs, ask every question of FILE")
+    e = evals.add_parser("open", parents=[o.reader, o.runtime, o.retrieval, o.json], help="corpus-wide: index all paragraphs, ask every question of FILE")
     e.add_argument("file", metavar="FILE", help="SQuAD JSON file whose questions are asked (its paragraphs are indexed)")
     e.add_argument("--corpus", nargs="*", default=[], metavar="MORE", help="more paragraphs: SQuAD .json files or .jsonl lines of {title, paragraph, text}")
     e.add_argument("--index-dir", metavar="DIR", help="keep the corpus index here (default: a temporary folder)")
@@ -105,7 +106,7 @@ def add_eval(sub: Any, o: SharedOptions) -> None:
 
 
 def add_calibrate(sub: Any, o: SharedOptions) -> None:
-    p = sub.add_parser("calibrate", parents=[o.common, o.reader, o.retrieval], help="fit tau, the retrieval weight and confidence calibration; save them with the index")
+    p = sub.add_parser("calibrate", parents=[o.common, o.reader, o.runtime, o.retrieval], help="fit tau, the retrieval weight and confidence calibration; save them with the index")
     p.add_argument("file", metavar="FILE", help="SQuAD JSON file of questions about documents already in the index")
     p.add_argument("--report-on", metavar="FILE", help="report on these questions (default: hold out a third of FILE's articles)")
     p.set_defaults(func=cmd_calibrate)

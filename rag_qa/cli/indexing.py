@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from rag_qa.cli.common import SharedOptions, emit
+from rag_qa.cli.common import SharedOptions, emit, runtime
 from rag_qa.config import (
     DEFAULT_EMBEDDING_MODEL,
     DEFAULT_EMBEDDING_REVISION,
@@ -40,7 +40,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         commit_passages=args.commit_every,
         save_interval_s=args.save_every,
     )
-    with RagQA.open(args.index, _settings(args), ingest) as qa:
+    with RagQA.open(args.index, _settings(args), ingest, runtime=runtime(args), threads=args.threads) as qa:
         report = qa.index(args.paths, progress=not args.json and not args.quiet)
 
     def human() -> None:
@@ -125,7 +125,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def add_index(sub: Any, o: SharedOptions) -> None:
-    p = sub.add_parser("index", parents=[o.common], help="add or update files and folders in an index")
+    p = sub.add_parser("index", parents=[o.common, o.runtime], help="add or update files and folders in an index")
     p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (walked recursively)")
     p.add_argument("--include", action="append", metavar="GLOB", help=f"file patterns to index in folders (default: {' '.join(DEFAULT_INCLUDE)})")
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="file patterns to leave out")

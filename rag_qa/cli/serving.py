@@ -7,8 +7,8 @@ import os
 import sys
 from typing import Any
 
-from rag_qa.cli.common import SharedOptions
-from rag_qa.config import ReaderConfig, RetrievalConfig, ServerConfig
+from rag_qa.cli.common import SharedOptions, reader_config
+from rag_qa.config import RetrievalConfig, ServerConfig
 from rag_qa.errors import RagQAError
 from rag_qa.pipeline import RagQA
 
@@ -29,10 +29,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise RagQAError(f"the service needs the server extra: pip install 'rag-qa[server]' ({exc})") from None
     config = ServerConfig(
         upload_dir=args.upload_dir or default_upload_dir(args.index), max_upload_mb=args.max_upload_mb,
-        max_question_chars=args.max_question_chars, max_top_k=args.max_top_k,
+        max_question_chars=args.max_question_chars, max_top_k=args.max_top_k, batch_wait_ms=args.batch_wait_ms,
     )  # fmt: skip
-    reader = ReaderConfig(model=args.reader, revision=args.reader_revision, int8=args.int8)
-    with RagQA.open(args.index, reader=reader, retrieval=RetrievalConfig(mode=args.retrieval, top_k=args.top_k)) as qa:
+    reader = reader_config(args)
+    retrieval = RetrievalConfig(mode=args.retrieval, top_k=args.top_k)
+    with RagQA.open(args.index, reader=reader, retrieval=retrieval, runtime=reader.runtime, threads=args.threads) as qa:
         qa.embedder.warm_up()  # load both models now, not on the first request
         qa.reader.warm_up()
         print(f"rag-qa serving {qa.store.path} on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
@@ -41,12 +42,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def add_serve(sub: Any, o: SharedOptions) -> None:
-    p = sub.add_parser("serve", parents=[o.common, o.reader, o.retrieval], help="HTTP API and web page for asking questions and uploading documents")
+    p = sub.add_parser("serve", parents=[o.common, o.reader, o.runtime, o.retrieval], help="HTTP API and web page for asking questions and uploading documents")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s; 0.0.0.0 exposes the service to your network)")
     p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
     p.add_argument("--upload-dir", metavar="DIR", help="where uploaded files are kept (default: INDEX/uploads, or ./rag-qa-uploads for a database)")
     p.add_argument("--max-upload-mb", type=float, default=ServerConfig.max_upload_mb, help="largest upload request (default: %(default)s)")
     p.add_argument("--max-question-chars", type=int, default=ServerConfig.max_question_chars, help="longest question (default: %(default)s)")
     p.add_argument("--max-top-k", type=int, default=ServerConfig.max_top_k, help="largest top_k a request may ask for (default: %(default)s)")
+    p.add_argument("--batch-wait-ms", type=float, default=ServerConfig.batch_wait_ms, help="answer questions that arrive within this many ms of each other as one batch (0: no waiting) (default: %(default)s)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"], help="server log level (default: %(default)s)")
     p.set_defaults(func=cmd_serve)

@@ -238,12 +238,14 @@ class SpanReader:
         tau: float = 0.0,
         retrieval_weight: float = 0.5,
         retrieval_temperature: float = DEFAULT_RETRIEVAL_TEMPERATURE["dense"],
+        runtime: str = "auto",
+        int8: bool = False,
     ):
         self.model, self.revision, self.top_k = model, revision, top_k
         self.scoring = ScoringConfig(
             tau=tau, retrieval_weight=retrieval_weight, retrieval_temperature=retrieval_temperature, max_answers=top_k
         )
-        self.reader = Reader(ReaderConfig(model=model, revision=revision))
+        self.reader = Reader(ReaderConfig(model=model, revision=revision, runtime=runtime, int8=int8))
 
     def warm_up(self) -> None:
         self.reader.warm_up()
@@ -253,6 +255,7 @@ class SpanReader:
         return default_to_dict(
             self, model=self.model, revision=self.revision, top_k=self.top_k, tau=s.tau,
             retrieval_weight=s.retrieval_weight, retrieval_temperature=s.retrieval_temperature,
+            runtime=self.reader.config.runtime, int8=self.reader.config.int8,
         )  # fmt: skip
 
     @classmethod
@@ -289,17 +292,18 @@ class SpanReader:
 class PassageRetriever:
     """Retrieves passages for a text query from a rag-qa index (dense, BM25 or hybrid)."""
 
-    def __init__(self, index: str, top_k: int = 5, mode: str = "dense"):
-        self.index, self.top_k, self.mode = index, top_k, mode
+    def __init__(self, index: str, top_k: int = 5, mode: str = "dense", runtime: str = "auto"):
+        self.index, self.top_k, self.mode, self.runtime = index, top_k, mode, runtime
         self._qa: RagQA | None = None
 
     def warm_up(self) -> None:
         if self._qa is None:
-            self._qa = RagQA.open(self.index, read_only=True, retrieval=RetrievalConfig(mode=self.mode, top_k=self.top_k))
+            retrieval = RetrievalConfig(mode=self.mode, top_k=self.top_k)
+            self._qa = RagQA.open(self.index, read_only=True, retrieval=retrieval, runtime=self.runtime)
             self._qa.embedder.warm_up()
 
     def to_dict(self) -> dict[str, Any]:
-        return default_to_dict(self, index=self.index, top_k=self.top_k, mode=self.mode)
+        return default_to_dict(self, index=self.index, top_k=self.top_k, mode=self.mode, runtime=self.runtime)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PassageRetriever":
@@ -317,11 +321,11 @@ class PassageRetriever:
 class FileIndexer:
     """Indexes files and folders into a rag-qa index (loaders, chunking, embedding, crash-safe store)."""
 
-    def __init__(self, index: str):
-        self.index = index
+    def __init__(self, index: str, runtime: str = "auto"):
+        self.index, self.runtime = index, runtime
 
     def to_dict(self) -> dict[str, Any]:
-        return default_to_dict(self, index=self.index)
+        return default_to_dict(self, index=self.index, runtime=self.runtime)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "FileIndexer":
@@ -329,23 +333,26 @@ class FileIndexer:
 
     @component.output_types(report=dict)
     def run(self, sources: list[str]) -> dict[str, Any]:
-        with RagQA.open(self.index) as qa:
+        with RagQA.open(self.index, runtime=self.runtime) as qa:
             return {"report": qa.index(sources).to_dict()}
 
 
-def indexing_pipeline(index: str) -> Pipeline:
+def indexing_pipeline(index: str, runtime: str = "auto") -> Pipeline:
     """A Haystack pipeline that indexes files: `pipeline.run({"indexer": {"sources": [...]}})`."""
     pipeline = Pipeline()
-    pipeline.add_component("indexer", FileIndexer(index))
+    pipeline.add_component("indexer", FileIndexer(index, runtime))
     return pipeline
 
 
-def query_pipeline(index: str, reader: str = DEFAULT_READER_MODEL, top_k: int = 5, tau: float = 0.0, mode: str = "dense") -> Pipeline:
-    """Retriever → span reader. Run with
+def query_pipeline(
+    index: str, reader: str = DEFAULT_READER_MODEL, top_k: int = 5, tau: float = 0.0, mode: str = "dense", runtime: str = "auto"
+) -> Pipeline:
+    """Retriever → span reader, both models on `runtime` ("auto", "torch" or "onnx"). Run with
     `pipeline.run({"retriever": {"query": q}, "reader": {"query": q}})`."""
     pipeline = Pipeline()
-    pipeline.add_component("retriever", PassageRetriever(index, top_k=top_k, mode=mode))
+    pipeline.add_component("retriever", PassageRetriever(index, top_k=top_k, mode=mode, runtime=runtime))
     temperature = DEFAULT_RETRIEVAL_TEMPERATURE[mode]
-    pipeline.add_component("reader", SpanReader(reader, revision=None, top_k=top_k, tau=tau, retrieval_temperature=temperature))
+    reader_component = SpanReader(reader, revision=None, top_k=top_k, tau=tau, retrieval_temperature=temperature, runtime=runtime)
+    pipeline.add_component("reader", reader_component)
     pipeline.connect("retriever.documents", "reader.documents")
     return pipeline

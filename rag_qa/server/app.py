@@ -2,7 +2,7 @@
 
 Models are loaded once, before the first request. The endpoints (`routes`) are routers that get
 the `RagQA` and the limits injected, so requests are served concurrently: the stores are
-thread-safe, and the embedder and reader let concurrent calls take turns on their model. Every
+thread-safe, and questions that arrive together are answered as one batch (`batching`). Every
 error is JSON: `{"error": "..."}` with a 4xx status that says what to change.
 """
 
@@ -19,6 +19,7 @@ from rag_qa import __version__
 from rag_qa.config import ServerConfig
 from rag_qa.errors import NotFoundError, QuestionError, RagQAError
 from rag_qa.pipeline import RagQA
+from rag_qa.server.batching import AskBatcher
 from rag_qa.server.routes import Service, asking, documents, pages
 from rag_qa.server.uploads import UploadRejected
 
@@ -40,7 +41,7 @@ def create_app(qa: RagQA, config: ServerConfig | None = None) -> FastAPI:
         description="Extractive question answering over your documents: exact quotes with their source, page and "
         "confidence, or an explicit 'no answer'.",
     )
-    app.state.service = Service(qa, config, storage)
+    app.state.service = Service(qa, config, storage, AskBatcher(qa, config.batch_wait_ms / 1000, config.max_batch))
     for router in (pages, asking, documents):
         app.include_router(router)
     _add_error_handlers(app)

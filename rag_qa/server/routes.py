@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from rag_qa import __version__
 from rag_qa.config import ServerConfig
 from rag_qa.pipeline import RagQA
+from rag_qa.server.batching import AskBatcher
 from rag_qa.server.uploads import UploadRejected, check_suffix, safe_name, save_uploads
 
 
@@ -27,6 +28,7 @@ class Service:
     qa: RagQA
     config: ServerConfig
     storage: Path
+    batcher: AskBatcher
 
     @property
     def upload_budget(self) -> int:
@@ -95,7 +97,7 @@ def ask(request: AskRequest, s: Service = Depends(service)) -> dict[str, Any]:
         raise HTTPException(422, f"top_k must be between 1 and {s.config.max_top_k}, got {top_k}")
     names = request.filters.sources if request.filters else None
     sources = [s.stored_source(n) for n in names] if names is not None else None
-    return s.qa.ask(question, top_k=top_k, sources=sources).to_dict()
+    return s.batcher.ask(question, top_k=top_k, sources=sources).to_dict()
 
 
 @documents.post("/documents", summary="upload files and index them (per-file report, as `rag-qa index --json`)")
