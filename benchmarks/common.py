@@ -45,9 +45,13 @@ def median(values: list[float]) -> float:
 
 
 def machine() -> str:
+    import onnxruntime
     import torch
 
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), onnxruntime {onnxruntime.__version__}"
+    )
 
 
 def table(headers: list[str], rows: list[list[object]]) -> str:

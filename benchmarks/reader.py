@@ -32,6 +32,34 @@ def forward_floor(reader, questions) -> float:
     return time.perf_counter() - started
 
 
+def forward_gflop(reader, questions) -> float:
+    """Floating-point work (GFLOP) of the encoder's forward passes over our windows: the matrix
+    multiplications of every layer (Q, K, V, output and the two feed-forward ones) plus attention
+    scores and weighted sums; embeddings and the span head are negligible."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(reader.resolved.location)
+    hidden, inner, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    lengths = [len(ids) for ids in reader._features([q.question for q in questions], [q.context for q in questions])["input_ids"]]
+    per_layer = sum(2 * n * (4 * hidden * hidden + 2 * hidden * inner) + 4 * n * n * hidden for n in lengths)
+    return layers * per_layer / 1e9
+
+
+def gemm_peak_gflops(reader, tokens: int = 16 * 166, repeat: int = 30) -> float:
+    """What this machine's PyTorch fp32 GEMM reaches on the model's own feed-forward shape: the
+    practical ceiling for any fp32 implementation of the forward pass."""
+    import torch
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(reader.resolved.location)
+    x, w = torch.randn(tokens, config.hidden_size), torch.randn(config.hidden_size, config.intermediate_size)
+    x @ w
+    started = time.perf_counter()
+    for _ in range(repeat):
+        x @ w
+    return 2 * tokens * config.hidden_size * config.intermediate_size * repeat / (time.perf_counter() - started) / 1e9
+
+
 def run_ours(reader, questions):
     """Seconds, final predictions ("" = no answer), best non-null spans and no-answer probabilities."""
     from rag_qa.config import ScoringConfig
@@ -91,6 +119,7 @@ def run(n_questions: int = 300, repeat: int = 3) -> dict:
             times[f"pure forward, {name}"].append(forward_floor(reader, questions))
         seconds, *outputs[PEER] = run_haystack(peer, questions)
         times[PEER].append(seconds)
+    work, peak = forward_gflop(systems["rag-qa torch"], questions), gemm_peak_gflops(systems["rag-qa torch"])
     rows = {}
     for name, (predictions, spans, na_probs) in outputs.items():
         m = {**squad_metrics(questions, predictions, na_probs), **threshold_free_metrics(questions, spans, na_probs)}
@@ -103,6 +132,9 @@ def run(n_questions: int = 300, repeat: int = 3) -> dict:
         "questions": len(questions), "repeat": repeat, "systems": rows, "seconds": times,
         "speedup": {name: median(times[PEER]) / median(times[name]) for name in systems},
         "ours_over_forward": {name: median(times[name]) / median(times[f"pure forward, {name}"]) for name in systems},
+        "forward_gflops": {name: work / median(times[f"pure forward, {name}"]) for name in systems},
+        "gemm_peak_gflops": peak, "haystack_gflops": work / median(times[PEER]),
+        "ceiling_over_haystack": median(times[PEER]) / (work / peak),
         "int8_kept": {k: int8[k] / fp32[k] for k in ("best_f1", "forced_HasAns_f1")},
         "same_decisions_onnx_torch": sum(outputs["rag-qa onnx"][0][q.id] == outputs["rag-qa torch"][0][q.id] for q in questions) / len(questions),
     }  # fmt: skip
@@ -116,11 +148,15 @@ def markdown(result: dict) -> str:
     rows = [[name] + [values[k] for k in keys] for name, values in result["systems"].items()]
     speedups = ", ".join(f"{name} {value:.2f}x" for name, value in result["speedup"].items())
     overheads = ", ".join(f"{name} {value:.3f}" for name, value in result["ours_over_forward"].items())
+    gflops = ", ".join(f"{name} {value:.0f} GFLOP/s" for name, value in result["forward_gflops"].items())
     kept = result["int8_kept"]
     return table(["reader (same weights)"] + keys, rows) + (
         f"\n\nSpeed-up over Haystack: {speedups}. int8 keeps {kept['best_f1']:.1%} of fp32's best_f1 and "
         f"{kept['forced_HasAns_f1']:.1%} of its forced-answer HasAns F1; ONNX fp32 takes the same decision as PyTorch on "
         f"{result['same_decisions_onnx_torch']:.1%} of questions. Reader time / pure model forward on the same batches: {overheads}. "
+        f"Profile: the forward passes do {gflops}; this machine's fp32 GEMM reaches {result['gemm_peak_gflops']:.0f} GFLOP/s on the "
+        f"model's feed-forward shape, and Haystack's reader runs at {result['haystack_gflops']:.0f} GFLOP/s of model work, so an fp32 "
+        f"reader running every matrix product at that peak would be {result['ceiling_over_haystack']:.2f}x Haystack. "
         f"{result['questions']} dev-eval questions, each with its own paragraph; median of {result['repeat']} interleaved runs. "
         "Each system uses its own no-answer rule at its defaults (rag-qa: the SQuAD 2.0 null-vs-best rule, tau = 0; "
         "Haystack: its no-answer score ranked against sigmoid span scores). Threshold-free columns: best_f1 (F1 at the best "

@@ -34,8 +34,8 @@ def main() -> None:
         ("3. Ingestion", f"python benchmarks/ingest.py --repeat {repeat}", lambda: ingest.markdown(ingest.run(repeat))),
         ("4. Retrieval at scale", f"python benchmarks/retrieval_scale.py --sizes {' '.join(map(str, sizes))}",
          lambda: retrieval_scale.markdown(retrieval_scale.run(sizes))),
-        ("5. Service under load", "python benchmarks/load.py --clients 1 8 --duration 60",
-         lambda: load.markdown(load.run(["faiss", "postgresql"], [1, 8], 60))),
+        ("5. Service under load", "python benchmarks/load.py --clients 1 8 --duration 60 --runtime onnx",
+         lambda: load.markdown(load.run(["faiss", "postgresql"], [1, 8], 60, "onnx"))),
     ], 1):  # fmt: skip
         kept = [p for p in previous if p.startswith(title)]
         if args.only and number not in args.only and kept:

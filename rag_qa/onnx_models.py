@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -31,6 +32,7 @@ import numpy as np
 from rag_qa.errors import ConfigError, RagQAError
 from rag_qa.models import ResolvedModel
 
+LOG = logging.getLogger(__name__)
 OPSET = 17
 RECIPE_VERSION = 1  # bump when the export or quantization recipe changes: old cached graphs are then ignored
 EXPORT_TOLERANCE = 1e-3  # largest |ONNX - PyTorch| output allowed on the probe batch (fp32)
@@ -55,9 +57,13 @@ def import_onnxruntime() -> Any:
 
 
 def resolved_runtime(runtime: str) -> str:
-    """"torch" or "onnx": what `runtime` means here ("auto" is onnx when ONNX Runtime is installed)."""
+    """"torch" or "onnx": what `runtime` means here ("auto": $RAG_QA_RUNTIME when it names one,
+    else onnx when ONNX Runtime is installed, else torch)."""
     if runtime != "auto":
         return runtime
+    chosen = os.environ.get("RAG_QA_RUNTIME", "")
+    if chosen in ("torch", "onnx"):
+        return chosen
     return "onnx" if importlib.util.find_spec("onnxruntime") is not None else "torch"
 
 
@@ -119,6 +125,7 @@ def cached_graph(folder: Path, name: str, key: dict[str, Any], build: Callable[[
         return final
     folder.mkdir(parents=True, exist_ok=True)
     _remove_stale_exports(folder)
+    LOG.warning("rag-qa: building the %s ONNX graph (once; cached in %s)", name, folder)
     work = Path(tempfile.mkdtemp(prefix=".export-", dir=folder))
     try:
         build(work / "graph.onnx")

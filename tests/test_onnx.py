@@ -120,6 +120,8 @@ def test_an_interrupted_export_leaves_nothing_that_is_loaded(tmp_path) -> None:
 
 
 def test_without_onnxruntime_auto_is_torch_and_onnx_says_what_to_install(tiny_bert: str, monkeypatch) -> None:
+    monkeypatch.delenv("RAG_QA_RUNTIME")
+    assert resolved_runtime("auto") == "onnx"  # installed: auto is the faster runtime
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
     assert resolved_runtime("auto") == "torch" and resolved_runtime("onnx") == "onnx"
     reader = Reader(ReaderConfig(model=tiny_bert))

@@ -35,7 +35,7 @@ def shared_options() -> SharedOptions:
     reader_options.add_argument("--reader-revision", default=DEFAULT_READER_REVISION, metavar="REV", help="Hub revision of the reader")
     reader_options.add_argument("--int8", action="store_true", help="int8 reader on ONNX Runtime (implies --runtime onnx): faster, the same accuracy within 1%% on dev-eval; calibrate it on its own")
     runtime_options = argparse.ArgumentParser(add_help=False)
-    runtime_options.add_argument("--runtime", choices=RUNTIMES, default=os.environ.get("RAG_QA_RUNTIME"), help="run the models on ONNX Runtime (the onnx extra: same answers, faster; each model's graph is exported and cached on first use) or on eager PyTorch; auto: onnx when installed, else torch (default: $RAG_QA_RUNTIME, else auto)")
+    runtime_options.add_argument("--runtime", choices=RUNTIMES, help="run the models on ONNX Runtime (the onnx extra: same answers, faster; each model's graph is exported and cached on first use) or on eager PyTorch; auto: $RAG_QA_RUNTIME when set, else onnx when installed, else torch (default: auto)")
     runtime_options.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime threads per model (default: one per core)")
     window_options = argparse.ArgumentParser(add_help=False)
     window_options.add_argument("--max-seq-len", type=int, default=ReaderConfig.max_seq_len, help="reader window in tokens (default: %(default)s)")
@@ -47,7 +47,7 @@ def shared_options() -> SharedOptions:
 
 
 def runtime(args: argparse.Namespace) -> str:
-    """The runtime the command line asks for: --runtime (or $RAG_QA_RUNTIME), else onnx for --int8, else auto."""
+    """The runtime the command line asks for: --runtime, else onnx for --int8, else auto."""
     return args.runtime or ("onnx" if getattr(args, "int8", False) else "auto")
 
 
