@@ -45,19 +45,21 @@ def forward_gflop(reader, questions) -> float:
     return layers * per_layer / 1e9
 
 
-def gemm_peak_gflops(reader, tokens: int = 16 * 166, repeat: int = 30) -> float:
-    """What this machine's PyTorch fp32 GEMM reaches on the model's own feed-forward shape: the
-    practical ceiling for any fp32 implementation of the forward pass."""
+def gemm_peak_gflops(reader, tokens: int = 16 * 166, repeat: int = 30, trials: int = 7) -> float:
+    """What this machine's PyTorch fp32 GEMM reaches on the model's own feed-forward shape (best of
+    `trials`, the machine being shared): the practical ceiling for any fp32 forward pass."""
     import torch
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(reader.resolved.location)
     x, w = torch.randn(tokens, config.hidden_size), torch.randn(config.hidden_size, config.intermediate_size)
-    x @ w
-    started = time.perf_counter()
-    for _ in range(repeat):
-        x @ w
-    return 2 * tokens * config.hidden_size * config.intermediate_size * repeat / (time.perf_counter() - started) / 1e9
+    best = float("inf")
+    for _ in range(trials):
+        started = time.perf_counter()
+        for _ in range(repeat):
+            x @ w
+        best = min(best, time.perf_counter() - started)
+    return 2 * tokens * config.hidden_size * config.intermediate_size * repeat / best / 1e9
 
 
 def run_ours(reader, questions):

@@ -16,7 +16,7 @@ import numpy as np
 
 from rag_qa.config import EmbedderConfig
 from rag_qa.models import ResolvedModel, resolve_model
-from rag_qa.onnx_models import resolved_runtime
+from rag_qa.onnx_models import embedder_graph, resolved_runtime
 
 
 class Embedder:
@@ -50,8 +50,6 @@ class Embedder:
             device=self.config.device,
         )
         if resolved_runtime(self.config.runtime) == "onnx":
-            from rag_qa.onnx_models import embedder_graph
-
             self._graph = embedder_graph(self._model, self.resolved, self.config.threads, self.config.device)
 
     @property

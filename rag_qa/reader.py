@@ -28,7 +28,7 @@ from rag_qa.config import ReaderConfig
 from rag_qa.errors import ConfigError
 from rag_qa.ingest.text import MappedText, clean_mapped, clean_text, trim_span
 from rag_qa.models import ResolvedModel, resolve_model
-from rag_qa.onnx_models import resolved_runtime
+from rag_qa.onnx_models import reader_graph, resolved_runtime
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # what a window feeds the model
 
@@ -243,8 +243,6 @@ class Reader:
         revision = self.resolved.revision if self.resolved.origin == "hub" else None
         tokenizer = AutoTokenizer.from_pretrained(self.resolved.location, revision=revision, use_fast=True)
         if resolved_runtime(self.config.runtime) == "onnx":
-            from rag_qa.onnx_models import reader_graph
-
             graph = reader_graph(self.resolved, tokenizer, self.config.int8, self.config.threads, self.config.device)
             forward: Forward = graph.run  # type: ignore[assignment]  # [start logits, end logits]
         else:
