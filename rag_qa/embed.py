@@ -16,7 +16,7 @@ import numpy as np
 
 from rag_qa.config import EmbedderConfig
 from rag_qa.models import ResolvedModel, resolve_model
-from rag_qa.onnx_models import embedder_graph, resolved_runtime
+from rag_qa.onnx_models import embedder_graph, load_graph
 
 
 class Embedder:
@@ -49,8 +49,8 @@ class Embedder:
             revision=self.resolved.revision if self.resolved.origin == "hub" else None,
             device=self.config.device,
         )
-        if resolved_runtime(self.config.runtime) == "onnx":
-            self._graph = embedder_graph(self._model, self.resolved, self.config.threads, self.config.device)
+        config = self.config
+        self._graph = load_graph(config.runtime, config.model, lambda: embedder_graph(self._model, self.resolved, config.threads, config.device))
 
     @property
     def model(self) -> Any:

@@ -6,7 +6,7 @@ transformers 5. So the graph is exported with `torch.onnx.export`, fused with ON
 transformer optimizer (attention, LayerNorm, GELU, MatMul + bias), and checked against PyTorch on
 a padded probe batch before it is kept: a graph that disagrees is never cached.
 
-Cache: one file per graph in `cache_dir()` (or the configured folder), named by a hash of the
+Cache: one file per graph in `cache_dir()` ($RAG_QA_ONNX_CACHE), named by a hash of the
 weights, the graph kind and precision, the opset, the onnxruntime version and this module's
 recipe version. A graph is written in a temporary folder beside its final name and renamed into
 place only when complete, so a killed export never leaves a file that is later loaded.
@@ -67,9 +67,24 @@ def resolved_runtime(runtime: str) -> str:
     return "onnx" if importlib.util.find_spec("onnxruntime") is not None else "torch"
 
 
-def cache_dir(configured: str | None = None) -> Path:
-    """Where exported graphs live: the configured folder, else $RAG_QA_ONNX_CACHE, else ~/.cache/rag-qa/onnx."""
-    folder = configured or os.environ.get("RAG_QA_ONNX_CACHE") or Path.home() / ".cache" / "rag-qa" / "onnx"
+def load_graph(runtime: str, model: str, build: Callable[[], OnnxGraph]) -> OnnxGraph | None:
+    """The model's ONNX graph from `build`, or None where it runs on PyTorch: runtime "torch", or
+    "auto" without ONNX Runtime, or "auto" with a model that does not export faithfully (said in
+    the log; asked for by name, "onnx" raises instead of swapping runtimes behind the user's back)."""
+    if resolved_runtime(runtime) == "torch":
+        return None
+    if runtime == "onnx":
+        return build()
+    try:
+        return build()
+    except ExportError as exc:
+        LOG.warning("rag-qa: running %s on PyTorch: %s", model, exc)
+        return None
+
+
+def cache_dir() -> Path:
+    """Where exported graphs live: $RAG_QA_ONNX_CACHE, else ~/.cache/rag-qa/onnx."""
+    folder = os.environ.get("RAG_QA_ONNX_CACHE") or Path.home() / ".cache" / "rag-qa" / "onnx"
     return Path(folder).expanduser()
 
 

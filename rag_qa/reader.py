@@ -28,7 +28,7 @@ from rag_qa.config import ReaderConfig
 from rag_qa.errors import ConfigError
 from rag_qa.ingest.text import MappedText, clean_mapped, clean_text, trim_span
 from rag_qa.models import ResolvedModel, resolve_model
-from rag_qa.onnx_models import reader_graph, resolved_runtime
+from rag_qa.onnx_models import load_graph, reader_graph
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # what a window feeds the model
 
@@ -242,11 +242,9 @@ class Reader:
         self.resolved = resolve_model(self.config.model, self.config.revision, "reader")
         revision = self.resolved.revision if self.resolved.origin == "hub" else None
         tokenizer = AutoTokenizer.from_pretrained(self.resolved.location, revision=revision, use_fast=True)
-        if resolved_runtime(self.config.runtime) == "onnx":
-            graph = reader_graph(self.resolved, tokenizer, self.config.int8, self.config.threads, self.config.device)
-            forward: Forward = graph.run  # type: ignore[assignment]  # [start logits, end logits]
-        else:
-            forward = torch_forward(self._torch_model(revision))
+        config = self.config
+        graph = load_graph(config.runtime, config.model, lambda: reader_graph(self.resolved, tokenizer, config.int8, config.threads, config.device))
+        forward: Forward = graph.run if graph is not None else torch_forward(self._torch_model(revision))  # type: ignore[assignment]
         self._tokenizer, self._forward = tokenizer, forward
 
     def _torch_model(self, revision: str | None) -> Any:

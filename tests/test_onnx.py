@@ -136,3 +136,18 @@ def test_int8_needs_the_onnx_runtime() -> None:
     with pytest.raises(ConfigError, match="int8 runs on ONNX Runtime"):
         ReaderConfig(int8=True, runtime="torch")
     assert ReaderConfig(int8=True).precision == "int8" and ReaderConfig().precision == "fp32"
+
+
+def test_auto_falls_back_to_torch_when_a_model_does_not_export(tiny_bert: str, monkeypatch) -> None:
+    import rag_qa.reader
+    from rag_qa.onnx_models import ExportError
+
+    def unfaithful(*args, **kwargs):
+        raise ExportError("the exported graph's start_logits differs from PyTorch by 3.1e-01")
+
+    monkeypatch.setattr(rag_qa.reader, "reader_graph", unfaithful)
+    monkeypatch.setenv("RAG_QA_RUNTIME", "onnx")  # what "auto" means where ONNX Runtime is installed
+    reading = Reader(ReaderConfig(model=tiny_bert)).read(["What?"], [["A tiny model."]])[0][0]
+    assert reading.null_score == pytest.approx(Reader(ReaderConfig(model=tiny_bert, runtime="torch")).read(["What?"], [["A tiny model."]])[0][0].null_score)
+    with pytest.raises(ExportError):  # asked for by name, the runtime is not swapped behind the user's back
+        Reader(ReaderConfig(model=tiny_bert, runtime="onnx")).warm_up()
