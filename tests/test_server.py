@@ -167,7 +167,7 @@ def test_concurrent_questions_are_answered_as_one_batch_with_the_same_answers(tm
             return ask_many(batch, *args, **kwargs)
 
         qa.ask_many = counted  # the real method, counting how questions were grouped
-        batcher = AskBatcher(qa, max_wait_s=0.2)
+        batcher = AskBatcher(qa, max_wait_s=2.0, max_batch=len(questions))  # a full batch goes at once; 2 s covers slow thread starts
         with ThreadPoolExecutor(len(questions)) as pool:
             together = list(pool.map(lambda question: batcher.ask(question).to_dict(), questions))
         assert together == approx_floats(alone)  # same decisions and texts; batch padding moves float digits
