@@ -103,7 +103,3 @@ class Embedder:
             vectors[rows] = self._graph.run(arrays)[0]
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return vectors
-
-    def embed_query(self, query: str) -> np.ndarray:
-        """One unit-length float32 vector for a search query."""
-        return self.embed([query])[0]

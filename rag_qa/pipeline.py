@@ -125,10 +125,14 @@ class RagQA:
         self._check_embedder()
         return index_paths([str(p) for p in paths], self.store, self.embedder, self.ingest, progress)
 
-    def search(self, query: str, top_k: int = 5, sources: Sequence[str] | None = None) -> list[SearchHit]:
-        """The passages closest in meaning to `query` (dense retrieval)."""
+    def search(
+        self, query: str, top_k: int | None = None, sources: Sequence[str] | None = None, mode: str | None = None
+    ) -> list[SearchHit]:
+        """The passages `ask` would read for `query`: the same retrieval (`mode` dense, bm25 or
+        hybrid; default: this index's configured mode) and the same source filter. An empty
+        query raises QuestionError."""
         self._check_embedder()
-        return self.store.search(self.embedder.embed_query(query), top_k, sources)
+        return self.retriever.retrieve([checked_question(query)], top_k, sources, mode)[0]
 
     def ask(self, question: str, top_k: int | None = None, sources: Sequence[str] | None = None) -> QAResult:
         """Answer one question from the indexed documents, or abstain explicitly. Any text is a

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rag_qa.config import RetrievalConfig
+from rag_qa.config import RETRIEVAL_MODES, RetrievalConfig
 from rag_qa.embed import Embedder
 from rag_qa.records import SearchHit
 from rag_qa.store import Store
@@ -23,10 +23,14 @@ class Retriever:
         self.config = config if config is not None else RetrievalConfig()
 
     def retrieve(
-        self, questions: Sequence[str], top_k: int | None = None, sources: Sequence[str] | None = None
+        self, questions: Sequence[str], top_k: int | None = None, sources: Sequence[str] | None = None, mode: str | None = None
     ) -> list[list[SearchHit]]:
+        """The `top_k` passages for each question by `mode` (default: the configured one), only
+        among `sources` when given. Every search in rag-qa (ask, search, HTTP, Haystack) comes here."""
         top_k = top_k if top_k is not None else self.config.top_k
-        mode = self.config.mode
+        mode = mode if mode is not None else self.config.mode
+        if mode not in RETRIEVAL_MODES:
+            raise ValueError(f"retrieval mode must be one of {', '.join(RETRIEVAL_MODES)}, got {mode!r}")
         dense = self._dense(questions, top_k if mode == "dense" else 2 * top_k, sources) if mode != "bm25" else None
         sparse = [self._bm25(q, top_k if mode == "bm25" else 2 * top_k, sources) for q in questions] if mode != "dense" else None
         if dense is None:
@@ -39,10 +43,7 @@ class Retriever:
         return self.store.search_many(self.embedder.embed(questions), top_k, sources)
 
     def _bm25(self, question: str, top_k: int, sources: Sequence[str] | None) -> list[SearchHit]:
-        if sources is None:
-            return self.store.search_text(question, top_k)
-        wanted = set(sources)  # filter after ranking; over-fetch so enough remain
-        return [h for h in self.store.search_text(question, top_k * 10) if h.passage.source in wanted][:top_k]
+        return self.store.search_text(question, top_k, sources)
 
 
 def fuse(rankings: Sequence[Sequence[SearchHit]], top_k: int, k: int = 60) -> list[SearchHit]:

@@ -11,6 +11,7 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ["HAYSTACK_TELEMETRY_ENABLED"] = "False"  # no network here: its retries only cost time
 # Most tests run the models on PyTorch ("auto" would export an ONNX graph of every tiny model they
 # build); test_onnx.py proves the two runtimes agree, and the tests that name runtime "onnx" run it.
 os.environ["RAG_QA_RUNTIME"] = "torch"

@@ -138,6 +138,9 @@ def test_haystack_indexing_and_query_pipelines(tmp_path):
     assert answers[0].data == "about forty minutes" and answers[0].meta["page"] == 2
     assert answers[0].document.content[answers[0].document_offset.start : answers[0].document_offset.end] == "about forty minutes"
     assert sum(a.data is None for a in answers) == 1 and all(0 <= a.score <= 1 for a in answers)
+    handbook = str((REPO / "data" / "handbook.md").resolve())
+    documents = pipeline.run({"retriever": {"query": question, "sources": [handbook]}, "reader": {"query": question}}, include_outputs_from={"retriever"})["retriever"]["documents"]
+    assert documents and {d.meta["source"] for d in documents} == {handbook}
     moon = "Who founded the tool library on the moon?"
     answers = pipeline.run({"retriever": {"query": moon}, "reader": {"query": moon}})["reader"]["answers"]
     assert answers[0].data is None  # the no-answer ranks first

@@ -82,6 +82,13 @@ def test_upload_ask_list_and_delete(service, capsys: pytest.CaptureFixture[str])
 
     filtered = httpx.post(f"{url}/ask", json={"question": "When did it open?", "filters": {"sources": ["library.txt"]}}, timeout=60)
     assert filtered.status_code == 200
+    for mode in ("dense", "bm25", "hybrid"):
+        body = {"query": "borrow a drill", "top_k": 2, "retrieval": mode, "filters": {"sources": ["library.txt"]}}
+        found = httpx.post(f"{url}/search", json=body, timeout=60).json()
+        assert main(["search", "borrow a drill", "--index", location, "--top-k", "2", "--retrieval", mode, "--source", str(storage / "library.txt"), "--json"]) == 0
+        assert found == approx_floats(json.loads(capsys.readouterr().out)), "the API searches as `rag-qa search --json`"
+        assert found["results"] and {r["source"] for r in found["results"]} == {str(storage / "library.txt")}
+    assert httpx.post(f"{url}/search", json={"query": "drill", "retrieval": "fuzzy"}, timeout=60).status_code == 422
     deleted = httpx.delete(f"{url}/documents/library.txt").json()
     assert deleted["passages_removed"] == report["passages_added"] and deleted["passages_total"] == 0
     assert not (storage / "library.txt").exists()

@@ -16,7 +16,7 @@ from rag_qa.pipeline import RagQA
 
 def cmd_search(args: argparse.Namespace) -> int:
     with RagQA.open(args.index, read_only=True, runtime=runtime(args), threads=args.threads) as qa:
-        hits = qa.search(args.query, top_k=args.top_k, sources=args.source or None)
+        hits = qa.search(args.query, top_k=args.top_k, sources=args.source or None, mode=args.retrieval)
     results = [h.to_dict() for h in hits]
 
     def human() -> None:
@@ -89,9 +89,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def add_search(sub: Any, o: SharedOptions) -> None:
-    p = sub.add_parser("search", parents=[o.common, o.runtime], help="find the passages closest to a query")
+    p = sub.add_parser("search", parents=[o.common, o.runtime, o.retrieval], help="find the passages `ask` would read for a query")
     p.add_argument("query")
-    p.add_argument("--top-k", type=int, default=5, help="number of passages (default: %(default)s)")
     p.add_argument("--source", action="append", metavar="SOURCE", help="only search these files (repeatable)")
     p.set_defaults(func=cmd_search)
 

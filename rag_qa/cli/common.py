@@ -41,7 +41,7 @@ def shared_options() -> SharedOptions:
     window_options.add_argument("--max-seq-len", type=int, default=ReaderConfig.max_seq_len, help="reader window in tokens (default: %(default)s)")
     window_options.add_argument("--doc-stride", type=int, default=ReaderConfig.doc_stride, help="window overlap in tokens (default: %(default)s)")
     retrieval_options = argparse.ArgumentParser(add_help=False)
-    retrieval_options.add_argument("--top-k", type=int, default=RetrievalConfig.top_k, help="passages read per question (default: %(default)s)")
+    retrieval_options.add_argument("--top-k", type=int, default=RetrievalConfig.top_k, help="passages per question (default: %(default)s)")
     retrieval_options.add_argument("--retrieval", choices=RETRIEVAL_MODES, default="dense", help="dense (vector search), bm25 (full text) or hybrid fusion (default: %(default)s)")
     return SharedOptions(json_option, common, reader_options, runtime_options, window_options, retrieval_options)
 

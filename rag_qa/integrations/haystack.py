@@ -290,10 +290,11 @@ class SpanReader:
 
 @component
 class PassageRetriever:
-    """Retrieves passages for a text query from a rag-qa index (dense, BM25 or hybrid)."""
+    """Retrieves passages for a text query from a rag-qa index (dense, BM25 or hybrid), optionally
+    only from some source files: the same retrieval as `rag-qa ask` and `rag-qa search`."""
 
-    def __init__(self, index: str, top_k: int = 5, mode: str = "dense", runtime: str = "auto"):
-        self.index, self.top_k, self.mode, self.runtime = index, top_k, mode, runtime
+    def __init__(self, index: str, top_k: int = 5, mode: str = "dense", runtime: str = "auto", sources: list[str] | None = None):
+        self.index, self.top_k, self.mode, self.runtime, self.sources = index, top_k, mode, runtime, sources
         self._qa: RagQA | None = None
 
     def warm_up(self) -> None:
@@ -303,17 +304,17 @@ class PassageRetriever:
             self._qa.embedder.warm_up()
 
     def to_dict(self) -> dict[str, Any]:
-        return default_to_dict(self, index=self.index, top_k=self.top_k, mode=self.mode, runtime=self.runtime)
+        return default_to_dict(self, index=self.index, top_k=self.top_k, mode=self.mode, runtime=self.runtime, sources=self.sources)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PassageRetriever":
         return default_from_dict(cls, data)
 
     @component.output_types(documents=list[Document])
-    def run(self, query: str, top_k: int | None = None) -> dict[str, Any]:
+    def run(self, query: str, top_k: int | None = None, sources: list[str] | None = None) -> dict[str, Any]:
         self.warm_up()
         assert self._qa is not None
-        hits = self._qa.retriever.retrieve([query], top_k)[0]
+        hits = self._qa.search(query, top_k, sources if sources is not None else self.sources)
         return {"documents": [to_document(h.passage, score=h.score) for h in hits]}
 
 

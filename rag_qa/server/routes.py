@@ -8,7 +8,7 @@ import functools
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, File, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse
@@ -58,6 +58,13 @@ class AskRequest(BaseModel):
     filters: Filters | None = None
 
 
+class SearchRequest(BaseModel):
+    query: str = Field(..., description="what to look for")
+    top_k: int | None = Field(None, description="passages to return (default: the service's setting)")
+    retrieval: Literal["dense", "bm25", "hybrid"] | None = Field(None, description="how to search (default: the service's `--retrieval`)")
+    filters: Filters | None = None
+
+
 pages = APIRouter()
 asking = APIRouter()
 documents = APIRouter()
@@ -87,17 +94,29 @@ def health(s: Service = Depends(service)) -> dict[str, Any]:
     }
 
 
-@asking.post("/ask", summary="answer a question from the indexed documents (or abstain)")
-def ask(request: AskRequest, s: Service = Depends(service)) -> dict[str, Any]:
-    question = request.question.strip()
-    if len(question) > s.config.max_question_chars:
-        raise HTTPException(422, f"the question has {len(question)} characters; the limit is {s.config.max_question_chars}")
-    top_k = request.top_k if request.top_k is not None else s.qa.retriever.config.top_k
+def _checked(text: str, top_k: int | None, filters: Filters | None, s: Service) -> tuple[str, int, list[str] | None]:
+    """The question or query, top_k and stored sources of a request, or a 422/404 saying what is wrong."""
+    text = text.strip()
+    if len(text) > s.config.max_question_chars:
+        raise HTTPException(422, f"the question has {len(text)} characters; the limit is {s.config.max_question_chars}")
+    top_k = top_k if top_k is not None else s.qa.retriever.config.top_k
     if not 1 <= top_k <= s.config.max_top_k:
         raise HTTPException(422, f"top_k must be between 1 and {s.config.max_top_k}, got {top_k}")
-    names = request.filters.sources if request.filters else None
-    sources = [s.stored_source(n) for n in names] if names is not None else None
+    names = filters.sources if filters else None
+    return text, top_k, [s.stored_source(n) for n in names] if names is not None else None
+
+
+@asking.post("/ask", summary="answer a question from the indexed documents (or abstain)")
+def ask(request: AskRequest, s: Service = Depends(service)) -> dict[str, Any]:
+    question, top_k, sources = _checked(request.question, request.top_k, request.filters, s)
     return s.batcher.ask(question, top_k=top_k, sources=sources).to_dict()
+
+
+@asking.post("/search", summary="the passages `/ask` would read for a query (dense, bm25 or hybrid)")
+def search(request: SearchRequest, s: Service = Depends(service)) -> dict[str, Any]:
+    query, top_k, sources = _checked(request.query, request.top_k, request.filters, s)
+    hits = s.qa.search(query, top_k, sources, request.retrieval)
+    return {"query": query, "results": [h.to_dict() for h in hits]}
 
 
 @documents.post("/documents", summary="upload files and index them (per-file report, as `rag-qa index --json`)")

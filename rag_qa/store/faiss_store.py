@@ -300,10 +300,10 @@ class FaissStore(StoreBase):
             for score_row, row_row in zip(scores, rows)
         ]
 
-    def search_text(self, query: str, top_k: int = 10) -> list[SearchHit]:
+    def search_text(self, query: str, top_k: int = 10, sources: Sequence[str] | None = None) -> list[SearchHit]:
         """BM25 full-text retrieval over the FTS5 table (score: higher is better)."""
         with self._mutex:
-            return self._database.search_text(query, top_k)
+            return self._database.search_text(query, top_k, sources)
 
     # ----------------------------------------------------------------- reporting
     def info(self) -> StoreInfo:

@@ -431,19 +431,21 @@ class PgStore(StoreBase):
         passages = iter(self._passages([row for rows in found for row in rows]))  # one page-starts lookup for the batch
         return [[SearchHit(next(passages), float(row[8])) for row in rows] for rows in found]
 
-    def search_text(self, query: str, top_k: int = 10) -> list[SearchHit]:
+    def search_text(self, query: str, top_k: int = 10, sources: Sequence[str] | None = None) -> list[SearchHit]:
         """Full-text retrieval: any of the query's words (English stemming), ranked by
-        PostgreSQL's cover density with length normalisation (score: higher is better)."""
+        PostgreSQL's cover density with length normalisation (score: higher is better),
+        optionally only in `sources`."""
         terms = query_terms(query)
         if not terms:
             return []
+        only = " AND p.source = ANY(%s)" if sources is not None else ""
         with self._connection() as db:
             rows = db.execute(
                 self._sql(
                     f"SELECT {', '.join('p.' + c.strip() for c in PASSAGE_COLUMNS.split(','))}, ts_rank_cd(p.tsv, q, 1) AS score "
-                    "FROM {s}.passages p, to_tsquery('english', %s) q WHERE p.tsv @@ q ORDER BY score DESC, p.row LIMIT %s"
+                    f"FROM {{s}}.passages p, to_tsquery('english', %s) q WHERE p.tsv @@ q{only} ORDER BY score DESC, p.row LIMIT %s"
                 ),
-                (" | ".join(terms), top_k),
+                (" | ".join(terms), *([list(sources)] if sources is not None else []), top_k),
             ).fetchall()
         return [SearchHit(passage, float(row[8])) for passage, row in zip(self._passages(rows), rows)]
 

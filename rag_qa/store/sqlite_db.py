@@ -228,17 +228,20 @@ class PassageDatabase:
             rows += [r for (r,) in self.db.execute(f"SELECT row FROM passages WHERE {column} IN ({marks})", chunk)]
         return np.asarray(rows, dtype=np.int64)
 
-    def search_text(self, query: str, top_k: int) -> list[SearchHit]:
-        """BM25 over the FTS5 table (score: higher is better)."""
+    def search_text(self, query: str, top_k: int, sources: Sequence[str] | None = None) -> list[SearchHit]:
+        """BM25 over the FTS5 table (score: higher is better), optionally only in `sources`."""
         terms = query_terms(query)
-        if not terms:
+        if not terms or sources is not None and not sources:
             return []
         match = " OR ".join(f'"{t}"' for t in terms)
+        only = ""
+        if sources is not None:  # json_each: any number of sources in one parameter
+            only = " AND p.source IN (SELECT value FROM json_each(?))"
         rows = self.db.execute(
             f"SELECT {', '.join('p.' + c.strip() for c in PASSAGE_COLUMNS.split(','))}, -bm25(passages_fts) AS score "
             "FROM passages_fts JOIN passages p ON p.row = passages_fts.rowid "
-            "WHERE passages_fts MATCH ? ORDER BY score DESC LIMIT ?",
-            (match, top_k),
+            f"WHERE passages_fts MATCH ?{only} ORDER BY score DESC LIMIT ?",
+            (match, *([json.dumps(list(sources))] if sources is not None else []), top_k),
         ).fetchall()
         return [SearchHit(passage, float(row[8])) for passage, row in zip(self.passages(rows), rows)]
 
