@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -30,7 +31,8 @@ from rag_qa.indexer import IndexReport, index_paths
 from rag_qa.ingest.loaders import PAGE_SEPARATOR, source_name
 from rag_qa.ingest.text import clean_text
 from rag_qa.reader import PassageReading, Reader
-from rag_qa.records import QAResult, SearchHit, SourceText
+from rag_qa.pages import PdfPageViewer
+from rag_qa.records import Answer, PageBox, QAResult, SearchHit, SourceText
 from rag_qa.retrieve import Retriever
 from rag_qa.saved_scoring import load_scoring
 from rag_qa.store import Store, StoreInfo, open_store
@@ -67,6 +69,7 @@ class RagQA:
         self.reader = reader if reader is not None else Reader()
         self.retriever = Retriever(store, embedder, retrieval)
         self.scoring = scoring if scoring is not None else ScoringConfig()
+        self.pages = PdfPageViewer()  # starts its worker on first use
 
     @classmethod
     def open(
@@ -104,6 +107,7 @@ class RagQA:
         return cls(store, embedder, ingest, Reader(reader), retrieval, scoring)
 
     def close(self) -> None:
+        self.pages.close()
         self.store.close()
 
     def __enter__(self) -> "RagQA":
@@ -195,6 +199,39 @@ class RagQA:
             raise NotFoundError(f"{name} has {pages}; page {page} does not exist")
         end = starts[page] - len(PAGE_SEPARATOR) if page < len(starts) else len(text)
         return SourceText(name, text[starts[page - 1] : end], starts[page - 1], end, page, len(starts))
+
+    def page_image(self, source: str | os.PathLike[str], page: int, width: int = 1000) -> bytes:
+        """Page `page` (from 1) of an indexed PDF as a PNG `width` pixels wide (100 to 2400).
+        Raises NotFoundError for a page that does not exist or a file no longer on disk, and
+        RagQAError for a file that changed since it was indexed."""
+        shown = self.show(source, page)
+        return self.pages.render(shown.source, self._indexed_hash(shown.source), page, width)
+
+    def boxes(self, source: str | os.PathLike[str], start: int, end: int) -> list[PageBox]:
+        """Where characters [start, end) of an indexed PDF's text (`show`) are on its pages: one
+        rectangle per line, as fractions of the page (draw them on `page_image`); [] for a
+        document that is not a PDF."""
+        name = self.stored_source(source)
+        starts = self.store.page_starts(name)
+        if not starts or end <= start:
+            return []
+        found: list[PageBox] = []
+        for page in range(bisect.bisect_right(starts, start), bisect.bisect_right(starts, end - 1) + 1):
+            shown = self.show(name, page)
+            first, last = max(start, shown.start) - shown.start, min(end, shown.end) - shown.start
+            if first < last:
+                found += self.pages.boxes(name, self._indexed_hash(name), page, shown.text, first, last)
+        return found
+
+    def answer_boxes(self, answer: Answer) -> list[PageBox]:
+        """The boxes of an answer on its PDF's pages (see `boxes`); [] when it is not from a PDF."""
+        return self.boxes(answer.source, answer.start, answer.end) if answer.source and answer.page else []
+
+    def _indexed_hash(self, name: str) -> str:
+        content_hash = self.store.file_hash(name)
+        if content_hash is None:
+            raise NotFoundError(f"{name} is not in the index (see `rag-qa info --files`)")
+        return content_hash
 
     def info(self) -> StoreInfo:
         return self.store.info()

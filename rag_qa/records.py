@@ -145,6 +145,21 @@ class QAResult:
 
 
 @dataclass(frozen=True)
+class PageBox:
+    """A rectangle on a rendered PDF page, as fractions of the page's width and height from its
+    top-left corner: multiply by an image's size to draw it (`RagQA.answer_boxes`)."""
+
+    page: int
+    left: float
+    top: float
+    right: float
+    bottom: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: round(v, 6) if isinstance(v, float) else v for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
 class SourceText:
     """The text that answer and passage offsets of one document index (`rag-qa show`): the whole
     document, or one page of it at `[start, end)` of the document's text."""

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import pytest
 from broken_files import make_broken_files, text_pdf
+from guard_stand_ins import bloat, crash, hang
 from pypdf import PdfReader
 
 from rag_qa.config import IngestConfig
 from rag_qa.errors import LoadError
 from rag_qa.ingest.loaders import discover, load_document
-from rag_qa.ingest.pdf import GuardedPdfReader, PdfPages
+from rag_qa.ingest.pdf import GuardedPdfReader
 from rag_qa.ingest.text import clean_text
 
 REPO = Path(__file__).resolve().parent.parent
@@ -81,21 +81,6 @@ def test_discover_walks_with_globs_and_reports_missing_and_unsupported(tmp_path)
     assert reasons["image.png"].startswith("unsupported format .png; supported: ")
     assert set(reasons) == {"missing", "image.png", "notes.docx"}  # excluded and hidden files are not reported
     assert reasons["notes.docx"].startswith("unsupported format .docx")
-
-
-# Stand-ins for pypdf misbehaving on a hostile file; module-level so the worker can import them.
-def hang(path: str) -> PdfPages:
-    time.sleep(3600)
-    return PdfPages(())
-
-
-def bloat(path: str) -> PdfPages:
-    hog = [bytearray(64 * 2**20) for _ in range(64)]  # 4 GiB: over the limit
-    return PdfPages((str(len(hog)),))
-
-
-def crash(path: str) -> PdfPages:
-    os._exit(139)
 
 
 @pytest.mark.parametrize(

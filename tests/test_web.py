@@ -11,7 +11,7 @@ import pytest
 
 from rag_qa.config import ReaderConfig, ServerConfig
 from rag_qa.pipeline import RagQA
-from helpers import READER, needs_shared
+from helpers import READER, REPO, needs_shared
 from rag_qa.server.background import live_service
 
 pytestmark = pytest.mark.integration
@@ -67,4 +67,76 @@ def test_upload_ask_and_see_the_highlighted_answer(browser, tmp_path: Path) -> N
         page.click("#documents button")  # Remove
         page.get_by_text("No documents yet").wait_for()
         assert qa.store.count() == 0
+        page.close()
+
+
+def _union(rects: list[dict]) -> dict:
+    return {
+        "left": min(r["left"] for r in rects), "top": min(r["top"] for r in rects),
+        "right": max(r["right"] for r in rects), "bottom": max(r["bottom"] for r in rects),
+    }  # fmt: skip
+
+
+def _library_boxes(pdf_path: Path, page_number: int, text: str) -> dict:
+    """Where pdfium itself finds `text` on the page, as fractions of the page (top-left origin)."""
+    import pypdfium2 as pdfium
+
+    pdf = pdfium.PdfDocument(str(pdf_path))
+    page = pdf[page_number - 1]
+    text_page = page.get_textpage()
+    index, count = text_page.search(text, match_case=True).get_next()
+    width, height = page.get_size()
+    boxes = [text_page.get_charbox(i) for i in range(index, index + count)]
+    pdf.close()
+    return _union([{"left": l / width, "top": 1 - t / height, "right": r / width, "bottom": 1 - b / height} for l, b, r, t in boxes])
+
+
+def _overlap(a: dict, b: dict, axis: tuple[str, str]) -> float:
+    low, high = axis
+    return max(0.0, min(a[high], b[high]) - max(a[low], b[low])) / (b[high] - b[low])
+
+
+def test_pdf_answer_is_marked_on_its_rendered_page(browser, tmp_path: Path) -> None:
+    """Upload the six-page sample PDF, ask a question answered on page 2, and check that the
+    highlight on the rendered page covers the answer's words where pdfium finds them."""
+    needs_shared(READER)
+    pdf = REPO / "data" / "safety-guide.pdf"
+    with RagQA.open(tmp_path / "index", reader=ReaderConfig(model=str(READER))) as qa, live_service(qa, ServerConfig(upload_dir=str(tmp_path / "uploads"))) as url:
+        page = browser.new_page(viewport={"width": 960, "height": 1000})
+        page.goto(url)
+        page.set_input_files("#files", str(pdf))
+        page.click("#upload-button")
+        page.get_by_text("1 indexed").wait_for(timeout=60_000)
+        page.fill("#question", "How long does a fully charged drill battery last?")
+        page.click("#ask-button")
+        page.wait_for_selector("#results .answer .highlight", timeout=60_000)
+        page.wait_for_function("document.querySelector('#results .page img').complete && document.querySelector('#results .page img').naturalWidth > 0")
+        answer = page.inner_text("#results .answer .answer-text")
+        label = page.inner_text("#results .page-label")
+        assert answer == "about forty minutes" and label == "Page 2 of 6", (answer, label)
+
+        def on_screen(selector: str) -> list[dict]:
+            return page.eval_on_selector_all(selector, "els => els.map(e => { const r = e.getBoundingClientRect(); return {left: r.left, top: r.top, right: r.right, bottom: r.bottom}; })")
+
+        for zoom in ("100%", "150%"):
+            image = on_screen("#results .page img")[0]
+            size = {"left": image["right"] - image["left"], "top": image["bottom"] - image["top"]}
+            expected = {k: image["left" if k in ("left", "right") else "top"] + v * size["left" if k in ("left", "right") else "top"] for k, v in _library_boxes(pdf, 2, answer).items()}
+            marked = _union(on_screen("#results .highlight"))
+            assert _overlap(marked, expected, ("left", "right")) > 0.95 and _overlap(marked, expected, ("top", "bottom")) > 0.95, (zoom, marked, expected)
+            assert marked["right"] - marked["left"] < 1.3 * (expected["right"] - expected["left"]), "the mark covers the answer, not the line"
+            assert page.inner_text("#results .zoom-label") == zoom
+            if zoom == "100%":
+                (tmp_path / "shot.png").write_bytes(page.screenshot(full_page=True))
+                if os.environ.get("RAG_QA_UPDATE_SCREENSHOTS") == "1":
+                    page.locator("#results .answer").first.screenshot(path=str(REPO / "docs" / "pdf-answer.png"))
+                page.click("[aria-label='zoom in']")
+                page.wait_for_function("document.querySelector('#results .page img').complete")
+
+        page.click("[aria-label='next page']")
+        page.get_by_text("Page 3 of 6").wait_for()
+        assert page.locator("#results .highlight").count() == 0
+        page.click("[aria-label='previous page']")
+        page.get_by_text("Page 2 of 6").wait_for()
+        assert page.locator("#results .highlight").count() >= 1
         page.close()

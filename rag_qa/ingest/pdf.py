@@ -1,17 +1,12 @@
-"""PDF text extraction with pypdf, run in a separate worker process under a time and memory limit.
-
-pypdf has had many denial-of-service bugs on crafted files (endless loops, memory blow-ups). A
-worker that hangs is killed after `timeout_s`; one that exceeds its address-space limit fails
-alone. Either way the file is reported and the run goes on with a fresh worker.
-"""
+"""PDF text extraction with pypdf, run in a guarded worker process under a time and memory limit
+(pypdf has had many denial-of-service bugs on crafted files; see `rag_qa.ingest.guard`)."""
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import multiprocessing.connection
-import resource
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from rag_qa.ingest.guard import GuardedWorker, ParseError
 
 PDF_MAGIC = b"%PDF-"
 
@@ -23,7 +18,7 @@ class PdfPages:
     pages: tuple[str, ...]
 
 
-class PdfError(Exception):
+class PdfError(ParseError):
     """A PDF could not be read; the message is the user-facing reason."""
 
 
@@ -57,87 +52,17 @@ def extract_pages(path: str) -> PdfPages:
     return PdfPages(pages)
 
 
-def _worker(connection: mp.connection.Connection, memory_limit_bytes: int, extract: Callable[[str], PdfPages]) -> None:
-    """Worker loop: receive a path, send back pages or an error string, until told to stop."""
-    resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
-    while True:
-        path = connection.recv()
-        if path is None:
-            return
-        try:
-            connection.send(("ok", extract(path).pages))
-        except PdfError as exc:
-            connection.send(("error", str(exc)))
-        except MemoryError:
-            connection.send(("error", "PDF parsing exceeded the memory limit"))
-        except RecursionError:
-            connection.send(("error", "malformed PDF (object nesting too deep)"))
-        except Exception as exc:  # a pypdf bug must not take down the run
-            connection.send(("error", f"PDF parser failed ({type(exc).__name__}: {exc})"))
-
-
-class GuardedPdfReader:
-    """Extracts PDFs in a long-lived worker process, restarting it after a hang or crash.
-
-    Use as a context manager so the worker is always stopped. `extract` (a module-level function,
-    so the worker can import it) is replaceable for testing the guard itself.
-    """
+class GuardedPdfReader(GuardedWorker):
+    """Extracts PDFs in a guarded worker process (see `rag_qa.ingest.guard`). `extract` (a
+    module-level function, so the worker can import it) is replaceable for testing the guard."""
 
     def __init__(self, timeout_s: float = 120.0, memory_mb: int = 2048, extract: Callable[[str], PdfPages] = extract_pages):
-        self.timeout_s = timeout_s
-        self.memory_limit_bytes = memory_mb * 1024 * 1024
+        super().__init__(timeout_s, memory_mb)
         self.extract_fn = extract
-        self._process: mp.process.BaseProcess | None = None
-        self._connection: mp.connection.Connection | None = None
-
-    def __enter__(self) -> "GuardedPdfReader":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def _start(self) -> None:
-        context = mp.get_context("spawn")  # a fresh interpreter: no torch threads, small address space
-        parent, child = context.Pipe()
-        self._process = context.Process(target=_worker, args=(child, self.memory_limit_bytes, self.extract_fn), daemon=True)
-        self._process.start()
-        child.close()
-        self._connection = parent
-
-    def _kill(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-            self._process.join()
-        if self._connection is not None:
-            self._connection.close()
-        self._process = self._connection = None
-
-    def close(self) -> None:
-        """Stop the worker (politely if it is idle)."""
-        if self._connection is not None:
-            try:
-                self._connection.send(None)
-            except (BrokenPipeError, OSError):
-                pass
-            if self._process is not None:
-                self._process.join(timeout=5)
-        self._kill()
 
     def extract(self, path: str) -> PdfPages:
         """Pages of `path`; raises PdfError with the reason when the file cannot be read."""
-        if self._process is None or not self._process.is_alive():
-            self._kill()
-            self._start()
-        assert self._connection is not None
-        self._connection.send(path)
-        if not self._connection.poll(self.timeout_s):
-            self._kill()
-            raise PdfError(f"PDF parsing took longer than {self.timeout_s:g} s (hostile or broken file?)")
         try:
-            status, payload = self._connection.recv()
-        except (EOFError, OSError):
-            self._kill()
-            raise PdfError("PDF parser crashed (memory limit exceeded or a parser bug)") from None
-        if status == "error":
-            raise PdfError(payload)
-        return PdfPages(tuple(payload))
+            return self.call(self.extract_fn, path)
+        except ParseError as exc:
+            raise PdfError(str(exc)) from None

@@ -10,12 +10,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, File, HTTPException, Request, UploadFile
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
 from rag_qa import __version__
 from rag_qa.config import ServerConfig
+from rag_qa.pages import MAX_WIDTH, MIN_WIDTH
 from rag_qa.pipeline import RagQA
 from rag_qa.server.batching import AskBatcher
 from rag_qa.server.uploads import UploadRejected, check_suffix, safe_name, save_uploads
@@ -149,6 +150,30 @@ def list_documents(s: Service = Depends(service)) -> dict[str, Any]:
 @documents.get("/documents/{source:path}/text", summary="the text that a document's answer offsets index (optionally one page)")
 def show(source: str, page: int | None = None, s: Service = Depends(service)) -> dict[str, Any]:
     return s.qa.show(s.stored_source(source), page).to_dict()
+
+
+@documents.get(
+    "/documents/{source:path}/pages/{page}.png",
+    summary="a page of an indexed PDF as a PNG image",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}},
+)
+def page_image(
+    source: str, page: int, request: Request, width: int = Query(1000, ge=MIN_WIDTH, le=MAX_WIDTH), s: Service = Depends(service)
+) -> Response:
+    stored = s.stored_source(source)
+    tag = f'"{s.qa.store.file_hash(stored)}-{page}-{width}"'
+    headers = {"ETag": tag, "Cache-Control": "no-cache"}  # revalidate: a re-indexed file gets a new tag
+    if request.headers.get("if-none-match") == tag:
+        return Response(status_code=304, headers=headers)
+    return Response(s.qa.page_image(stored, page, width), media_type="image/png", headers=headers)
+
+
+@documents.get("/documents/{source:path}/boxes", summary="where characters [start, end) of a PDF's text are on its pages")
+def boxes(source: str, start: int = Query(..., ge=0), end: int = Query(..., ge=0), s: Service = Depends(service)) -> dict[str, Any]:
+    stored = s.stored_source(source)
+    pages = len(s.qa.store.page_starts(stored))
+    return {"source": stored, "start": start, "end": end, "pages": pages, "boxes": [b.to_dict() for b in s.qa.boxes(stored, start, end)]}
 
 
 @documents.delete("/documents/{source:path}", summary="remove a document (stored source or uploaded file name)")

@@ -1,0 +1,222 @@
+"""PDF pages as pictures, and answers as boxes on them: evidence a user can see.
+
+Rendering and character boxes come from pdfium (pypdfium2): it is the PDF engine of Chromium, is
+maintained, and reports a box for every character it extracts. We render on the server rather
+than shipping pdf.js to the browser so the web page stays small and works offline, and so the
+Python API and notebooks get the very same boxes.
+
+Answer offsets index the text pypdf extracted at ingestion (after cleaning). pdfium extracts the
+same glyphs in the same order, with its own whitespace and line breaks, so the two are aligned on
+their non-space characters: each character of an answer gets the box of the glyph it came from.
+Both parsers run in a guarded worker (time and memory limit), as at ingestion.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import difflib
+import functools
+import io
+import os
+import threading
+import unicodedata
+from dataclasses import dataclass
+
+from rag_qa.errors import NotFoundError, RagQAError
+from rag_qa.ingest.guard import GuardedWorker, ParseError
+from rag_qa.ingest.loaders import file_hash
+from rag_qa.records import PageBox
+
+MIN_WIDTH, MAX_WIDTH = 100, 2400  # pixels: bounds a request's memory and time
+_DEVICE = 1_000_000_000  # the display map is measured on a device this many units across
+
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class PageGlyphs:
+    """The characters pdfium extracts from one page, each with its box in PDF page space (left,
+    bottom, right, top; None for whitespace and generated characters), and the affine map
+    (a, b, c, d, e, f) from page space to fractions of the displayed page: x' = a·x + c·y + e,
+    y' = b·x + d·y + f (it carries the page's rotation and crop box)."""
+
+    chars: str
+    boxes: tuple[Box | None, ...]
+    to_display: tuple[float, float, float, float, float, float]
+
+    def displayed(self, box: Box) -> Box:
+        """A page-space box as (left, top, right, bottom) fractions of the displayed page."""
+        a, b, c, d, e, f = self.to_display
+        xs, ys = zip(*[(a * x + c * y + e, b * x + d * y + f) for x in (box[0], box[2]) for y in (box[1], box[3])])
+        return min(xs), min(ys), max(xs), max(ys)
+
+
+def _open_page(path: str, page: int):  # type: ignore[no-untyped-def]
+    import pypdfium2 as pdfium
+
+    pdf = pdfium.PdfDocument(path)
+    if not 1 <= page <= len(pdf):
+        pdf.close()
+        raise ParseError(f"{path} has {len(pdf)} pages; page {page} does not exist")
+    return pdf, pdf[page - 1]
+
+
+def render_page(path: str, page: int, width: int) -> bytes:
+    """Page `page` (from 1) of the PDF as a PNG `width` pixels wide. Runs in the guarded worker."""
+    pdf, pdf_page = _open_page(path, page)
+    try:
+        image = pdf_page.render(scale=width / pdf_page.get_width()).to_pil()
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        return buffer.getvalue()
+    finally:
+        pdf.close()
+
+
+def page_glyphs(path: str, page: int) -> PageGlyphs:
+    """Every character pdfium extracts from page `page`, with its box. Runs in the guarded worker."""
+    import pypdfium2.raw as pdfium_c
+
+    pdf, pdf_page = _open_page(path, page)
+    try:
+        text_page = pdf_page.get_textpage()
+        chars, boxes = [], []
+        for index in range(text_page.count_chars()):
+            chars.append(chr(pdfium_c.FPDFText_GetUnicode(text_page.raw, index) or 0x20))
+            generated = pdfium_c.FPDFText_IsGenerated(text_page.raw, index) == 1
+            boxes.append(None if generated or chars[-1].isspace() else text_page.get_charbox(index, loose=True))
+        return PageGlyphs("".join(chars), tuple(boxes), _display_map(pdf_page))
+    finally:
+        pdf.close()
+
+
+def _display_map(pdf_page) -> tuple[float, float, float, float, float, float]:  # type: ignore[no-untyped-def]
+    """pdfium's page-to-display transform (rotation, crop box), measured at three points."""
+    import pypdfium2.raw as pdfium_c
+
+    x, y = ctypes.c_int(), ctypes.c_int()
+
+    def display(px: float, py: float) -> tuple[float, float]:
+        pdfium_c.FPDF_PageToDevice(pdf_page.raw, 0, 0, _DEVICE, _DEVICE, 0, px, py, ctypes.byref(x), ctypes.byref(y))
+        return x.value / _DEVICE, y.value / _DEVICE
+
+    (e, f), (x1, y1), (x2, y2) = display(0, 0), display(1000, 0), display(0, 1000)
+    return (x1 - e) / 1000, (y1 - f) / 1000, (x2 - e) / 1000, (y2 - f) / 1000, e, f
+
+
+def _comparable(char: str) -> str:
+    return unicodedata.normalize("NFKC", char).casefold()
+
+
+def glyph_of_each_char(page_text: str, glyphs: PageGlyphs) -> list[int | None]:
+    """For each character of `page_text`, the index of the pdfium glyph it is (None for
+    whitespace and for characters pdfium does not have, such as a hyphen removed at a line end).
+
+    Non-space characters are aligned in order first; then each stretch left unaligned (pdfium
+    may order the lines of a rotated or multi-column page differently) is looked for among the
+    glyphs still free, in blocks of at least two characters."""
+    ours = [i for i, c in enumerate(page_text) if not c.isspace()]
+    theirs = [i for i, b in enumerate(glyphs.boxes) if b is not None]
+    a = [_comparable(page_text[i]) for i in ours]
+    b = [_comparable(glyphs.chars[i]) for i in theirs]
+    matched: dict[int, int] = {}  # position in `a` -> position in `b`
+
+    def align(run: list[int], min_block: int) -> None:
+        free = sorted(set(range(len(b))) - set(matched.values()))
+        matcher = difflib.SequenceMatcher(None, [a[i] for i in run], [b[j] for j in free], autojunk=False)
+        for x, y, size in matcher.get_matching_blocks():
+            if size >= min_block:
+                matched.update((run[x + k], free[y + k]) for k in range(size))
+
+    align(list(range(len(a))), 1)
+    for run in sorted(_unmatched_runs(len(a), matched), key=len, reverse=True):
+        if len(run) >= 2:
+            align(run, 2)
+    glyph: list[int | None] = [None] * len(page_text)
+    for x, y in matched.items():
+        glyph[ours[x]] = theirs[y]
+    return glyph
+
+
+def _unmatched_runs(size: int, matched: dict[int, int]) -> list[list[int]]:
+    runs: list[list[int]] = [[]]
+    for position in range(size):
+        if position in matched:
+            runs.append([])
+        else:
+            runs[-1].append(position)
+    return [run for run in runs if run]
+
+
+def line_boxes(boxes: list[Box]) -> list[Box]:
+    """Page-space glyph boxes (left, bottom, right, top) in reading order merged into one
+    rectangle per line: a line ends where the next glyph does not continue rightwards at the same
+    height. (Merged before rotation, so a rotated page's lines merge too.)"""
+    lines: list[list[float]] = []
+    for left, bottom, right, top in boxes:
+        if lines:
+            line = lines[-1]
+            overlap = min(top, line[3]) - max(bottom, line[1])
+            if overlap > 0.5 * min(top - bottom, line[3] - line[1]) and left >= line[0] - 0.1:
+                line[:] = [line[0], min(bottom, line[1]), max(right, line[2]), max(top, line[3])]
+                continue
+        lines.append([left, bottom, right, top])
+    return [(a, b, c, d) for a, b, c, d in lines]
+
+
+class PdfPageViewer:
+    """Renders indexed PDFs' pages and finds the boxes of character ranges on them, after checking
+    that the file on disk is still the one that was indexed. Thread-safe; close() stops its worker."""
+
+    def __init__(self, timeout_s: float = 30.0, memory_mb: int = 1024):
+        self._worker = GuardedWorker(timeout_s, memory_mb)
+        self._lock = threading.Lock()
+        self._hashes: dict[tuple[str, int, int], str] = {}
+
+    def close(self) -> None:
+        with self._lock:
+            self._worker.close()
+
+    def render(self, source: str, content_hash: str, page: int, width: int) -> bytes:
+        """Page `page` as a PNG `width` pixels wide."""
+        if not MIN_WIDTH <= width <= MAX_WIDTH:
+            raise RagQAError(f"width must be between {MIN_WIDTH} and {MAX_WIDTH} pixels, got {width}")
+        self._check_file(source, content_hash)
+        return self._png(source, content_hash, page, width)
+
+    @functools.lru_cache(maxsize=64)  # pages are re-asked for as users page back and forth
+    def _png(self, source: str, content_hash: str, page: int, width: int) -> bytes:
+        return self._call(render_page, source, page, width)
+
+    def boxes(self, source: str, content_hash: str, page: int, page_text: str, start: int, end: int) -> list[PageBox]:
+        """Rectangles (one per line) covering `page_text[start:end]`, the stored text of page `page`."""
+        self._check_file(source, content_hash)
+        glyphs, glyph = self._aligned(source, content_hash, page, page_text)
+        found = sorted({g for g in glyph[start:end] if g is not None})
+        lines = line_boxes([glyphs.boxes[g] for g in found])  # type: ignore[misc]
+        return [PageBox(page, *glyphs.displayed(line)) for line in lines]
+
+    @functools.lru_cache(maxsize=64)  # the viewer lives as long as the index it serves
+    def _aligned(self, source: str, content_hash: str, page: int, page_text: str) -> tuple[PageGlyphs, list[int | None]]:
+        glyphs = self._call(page_glyphs, source, page)
+        return glyphs, glyph_of_each_char(page_text, glyphs)
+
+    def _check_file(self, source: str, content_hash: str) -> None:
+        """Raise unless `source` is on disk with the content that was indexed."""
+        try:
+            status = os.stat(source)
+        except OSError:
+            raise NotFoundError(f"{source} is indexed but is no longer on disk here, so its pages cannot be shown") from None
+        key = (source, status.st_size, status.st_mtime_ns)
+        if key not in self._hashes:
+            self._hashes[key] = file_hash(source)
+        if self._hashes[key] != content_hash:
+            raise RagQAError(f"{source} has changed since it was indexed; index it again to show its pages")
+
+    def _call(self, function, *args):  # type: ignore[no-untyped-def]
+        with self._lock:
+            try:
+                return self._worker.call(function, *args)
+            except ParseError as exc:
+                raise RagQAError(f"{args[0]}: {exc}") from None
