@@ -15,7 +15,16 @@ import numpy as np
 
 from rag_qa.answer import answer_margin, combine
 from rag_qa.config import DEFAULT_RETRIEVAL_TEMPERATURE, ScoringConfig
-from rag_qa.evaluate import SquadQuestion, exact_score, outcome_calibration_error, squad_metrics, top_answer_reliability
+from rag_qa.errors import ConfigError
+from rag_qa.evaluate import (
+    SquadQuestion,
+    decisions,
+    exact_score,
+    operating_point,
+    outcome_calibration_error,
+    squad_metrics,
+    top_answer_reliability,
+)
 from rag_qa.reader import PassageReading
 from rag_qa.records import QAResult, SearchHit
 
@@ -51,13 +60,54 @@ def decide(cached: list[CachedQuestion], scoring: ScoringConfig, temperature: fl
 
 
 def metrics_for(cached: list[CachedQuestion], results: list[QAResult]) -> dict[str, float]:
-    """Official SQuAD 2.0 metrics of these decisions, plus the calibration error of their confidences."""
+    """Official SQuAD 2.0 metrics of these decisions, where they put the system (`coverage`: % of
+    questions answered; `answer_f1`: mean F1 of the answers given) and the calibration error of
+    their confidences."""
     questions = [c.question for c in cached]
-    predictions = {q.id: ("" if r.abstained or not r.answers else r.answers[0].text) for q, r in zip(questions, results)}
-    metrics = squad_metrics(questions, predictions, {q.id: r.no_answer_confidence for q, r in zip(questions, results)})
+    predictions, na_probs, _ = decisions(questions, results)
+    metrics = squad_metrics(questions, predictions, na_probs)
+    point = operating_point(questions, predictions)
+    metrics["coverage"], metrics["answer_f1"] = point["coverage"], point["answer_f1"]
     metrics["expected_calibration_error"] = outcome_calibration_error(questions, results)
     metrics["top_answer_ece"] = top_answer_reliability(questions, results)["ece"]
     return metrics
+
+
+def parse_objective(text: str) -> tuple[str, float | None]:
+    """`f1`, `precision:P` or `coverage:C` (P, C in (0, 1]) as (kind, target)."""
+    kind, _, target = text.partition(":")
+    if kind == "f1" and not target:
+        return "f1", None
+    try:
+        value = float(target)
+    except ValueError:
+        value = -1.0
+    if kind not in ("precision", "coverage") or not 0 < value <= 1:
+        raise ConfigError(f"objective must be f1, precision:P or coverage:C with P, C in (0, 1] (e.g. precision:0.8), got {text!r}")
+    return kind, value
+
+
+def choose(candidates: list[tuple[dict[str, float], float, float]], objective: str) -> tuple[dict[str, float], float, float, bool]:
+    """The (metrics, tau, weight) candidate that best meets `objective`, and whether it met it:
+    `f1` the best F1; `precision:P` the most questions answered while the answers' mean F1 stays
+    >= 100·P (else the most precise); `coverage:C` the share answered nearest 100·C, then the most
+    precise. Ties go to tau near 0 and weight near 0.5."""
+    kind, target = parse_objective(objective)
+
+    def tie(c: tuple[dict[str, float], float, float]) -> tuple[float, float]:
+        return -abs(c[1]), -abs(c[2] - 0.5)
+
+    if kind == "f1":
+        best = max(candidates, key=lambda c: (c[0]["f1"], *tie(c)))
+        return (*best, True)
+    assert target is not None
+    if kind == "precision":
+        meeting = [c for c in candidates if c[0]["answer_f1"] >= 100 * target]
+        if meeting:
+            return (*max(meeting, key=lambda c: (c[0]["coverage"], c[0]["answer_f1"], *tie(c))), True)
+        return (*max(candidates, key=lambda c: (c[0]["answer_f1"], c[0]["coverage"], *tie(c))), False)
+    best = max(candidates, key=lambda c: (-abs(c[0]["coverage"] - 100 * target), c[0]["answer_f1"], *tie(c)))
+    return (*best, abs(best[0]["coverage"] - 100 * target) <= 5)
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 50) -> tuple[float, float]:
@@ -75,8 +125,11 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 50
     return float(weights[0]), float(weights[1])
 
 
-def fit_scoring(cached: list[CachedQuestion], retrieval_mode: str, max_answers: int = 5) -> tuple[ScoringConfig, dict[str, Any]]:
-    """Grid-search (retrieval weight, τ) for the best F1, then calibrate the two confidences."""
+def fit_scoring(
+    cached: list[CachedQuestion], retrieval_mode: str, max_answers: int = 5, objective: str = "f1"
+) -> tuple[ScoringConfig, dict[str, Any]]:
+    """Grid-search (retrieval weight, τ) for the operating point `objective` asks for (see
+    `choose`), then calibrate the two confidences."""
     temperature = DEFAULT_RETRIEVAL_TEMPERATURE[retrieval_mode]
     margins = np.array([answer_margin(c.readings, 0.0) for c in cached])
     finite = margins[np.isfinite(margins)]
@@ -85,9 +138,8 @@ def fit_scoring(cached: list[CachedQuestion], retrieval_mode: str, max_answers: 
     for weight in WEIGHTS:
         for tau in taus:
             scoring = ScoringConfig(tau=tau, retrieval_weight=weight, retrieval_temperature=temperature, max_answers=max_answers)
-            f1 = metrics_for(cached, decide(cached, scoring, temperature))["f1"]
-            candidates.append((f1, -abs(tau), -abs(weight - 0.5), tau, weight))  # ties: tau near 0, weight near 0.5
-    fit_f1, _, _, tau, weight = max(candidates)
+            candidates.append((metrics_for(cached, decide(cached, scoring, temperature)), tau, weight))
+    fit, tau, weight, met = choose(candidates, objective)
     scoring = ScoringConfig(tau=tau, retrieval_weight=weight, retrieval_temperature=temperature, max_answers=max_answers)
     results = decide(cached, scoring, temperature)
     x = np.array([r.margin if math.isfinite(r.margin) else -50.0 for r in results])
@@ -96,7 +148,8 @@ def fit_scoring(cached: list[CachedQuestion], retrieval_mode: str, max_answers: 
     answer_scale, answer_bias = fit_logistic(x, answer_right)
     no_scale, no_bias = fit_logistic(-x, unanswerable)
     fitted = replace(scoring, answer_scale=answer_scale, answer_bias=answer_bias, no_answer_scale=no_scale, no_answer_bias=no_bias)
-    return fitted, {"grid": {"weights": list(WEIGHTS), "taus": taus}, "fit_f1": fit_f1}
+    point = {key: fit[key] for key in ("f1", "coverage", "answer_f1")}
+    return fitted, {"grid": {"weights": list(WEIGHTS), "taus": taus}, "objective": objective, "objective_met": met, "fit_point": point, "fit_f1": fit["f1"]}
 
 
 def _top_answer_right(question: SquadQuestion, result: QAResult) -> bool:

@@ -140,12 +140,18 @@ def _best_threshold(predictions: Mapping[str, str], raw: dict[str, float], na_pr
     return 100.0 * best / len(raw), threshold
 
 
+def _span_f1(questions: list[SquadQuestion], spans: Mapping[str, str]) -> dict[str, float]:
+    """F1 of each question's span against its gold answers (0 for no span, and for any span on an
+    unanswerable question)."""
+    return {q.id: max(f1_score(g, spans[q.id]) for g in _gold(q)) if spans[q.id] else 0.0 for q in questions}
+
+
 def threshold_free_metrics(questions: list[SquadQuestion], best_spans: Mapping[str, str], na_probs: Mapping[str, float]) -> dict[str, float]:
     """Quality no choice of threshold can flatter (percentages): the best span's F1 on answerable
     questions when the system must always answer, the F1 of abstaining on everything, and the area
     under the risk-coverage curve (answer the questions in order of confidence; risk = 1 - mean F1
     of the answers given so far, an answer to an unanswerable question scoring 0; lower is better)."""
-    f1 = {q.id: max(f1_score(g, best_spans[q.id]) for g in _gold(q)) if best_spans[q.id] else 0.0 for q in questions}
+    f1 = _span_f1(questions, best_spans)
     answerable = [q.id for q in questions if q.has_answer]
     losses = np.array([1.0 - f1[q.id] for q in sorted(questions, key=lambda q: na_probs[q.id])])
     risks = np.cumsum(losses) / np.arange(1, len(losses) + 1)
@@ -156,9 +162,45 @@ def threshold_free_metrics(questions: list[SquadQuestion], best_spans: Mapping[s
     }
 
 
+def risk_coverage(
+    questions: list[SquadQuestion], best_spans: Mapping[str, str], na_probs: Mapping[str, float], predictions: Mapping[str, str], points: int = 101
+) -> dict[str, Any]:
+    """The risk-coverage curve as the no-answer threshold moves (questions answered in order of
+    increasing no-answer probability), at `points` coverages from 0 to 1: `answer_f1`, the mean F1
+    of the answers given (what a user who reads an answer gets), and `overall_f1`, SQuAD F1 over
+    all questions (an abstention on an unanswerable question scores 1). `operating_point` is where
+    the system's own decisions (`predictions`, "" = abstain) put it. Percentages."""
+    f1 = _span_f1(questions, best_spans)
+    ordered = sorted(questions, key=lambda q: na_probs[q.id])
+    answer_gain = np.concatenate([[0.0], np.cumsum([f1[q.id] for q in ordered])])
+    abstain_gain = np.concatenate([[0.0], np.cumsum([0.0 if q.has_answer else 1.0 for q in ordered])])
+    n = len(ordered)
+    counts = np.unique(np.round(np.linspace(0, n, points)).astype(int))
+    return {
+        "coverage": (100.0 * counts / max(1, n)).tolist(),
+        "answer_f1": [float(100.0 * answer_gain[k] / k) if k else None for k in counts],
+        "overall_f1": [float(100.0 * (answer_gain[k] + abstain_gain[n] - abstain_gain[k]) / max(1, n)) for k in counts],
+        "operating_point": operating_point(questions, predictions),
+    }
+
+
+def operating_point(questions: list[SquadQuestion], predictions: Mapping[str, str]) -> dict[str, float]:
+    """Where decisions put the system: `coverage` (share of questions answered), `answer_f1` (mean
+    F1 of the answers given: how often an answer a user reads is right) and SQuAD `overall_f1`."""
+    answered = [q for q in questions if predictions[q.id]]
+    answered_f1 = _span_f1(answered, predictions)
+    right_abstentions = sum(1 for q in questions if not predictions[q.id] and not q.has_answer)
+    total = max(1, len(questions))
+    return {
+        "coverage": 100.0 * len(answered) / total,
+        "answer_f1": 100.0 * sum(answered_f1[q.id] for q in answered) / max(1, len(answered)),
+        "overall_f1": 100.0 * (sum(answered_f1[q.id] for q in answered) + right_abstentions) / total,
+    }
+
+
 @dataclass
 class ReaderEvaluation:
-    metrics: dict[str, float]
+    metrics: dict[str, Any]  # numbers, plus the curves: `reliability` (bins) and `risk_coverage`
     predictions: dict[str, str]  # official format: "" means no answer
     na_probs: dict[str, float]  # official format: higher means "no answer" more likely
     margins: dict[str, float]  # best span - null per question (for fitting tau)
@@ -182,17 +224,31 @@ def evaluate_reader(reader: Reader, questions: list[SquadQuestion], scoring: Sco
 
     reader.warm_up()
     started = time.perf_counter()
-    predictions, na_probs, margins, best_spans = {}, {}, {}, {}
-    results = read_single_passages(reader, questions, scoring)
-    for question, result in tqdm(results, total=len(questions), desc="Reading", unit="q", disable=not progress):
-        guess = result.answers[0].text if result.answers else ""
-        best_spans[question.id] = guess
-        predictions[question.id] = "" if result.abstained else guess
-        na_probs[question.id] = result.no_answer_confidence
-        margins[question.id] = result.margin - scoring.tau
+    readings = read_single_passages(reader, questions, scoring)
+    results = [r for _, r in tqdm(readings, total=len(questions), desc="Reading", unit="q", disable=not progress)]
     seconds = time.perf_counter() - started
-    metrics = {**squad_metrics(questions, predictions, na_probs), **threshold_free_metrics(questions, best_spans, na_probs)}
-    return ReaderEvaluation(metrics, predictions, na_probs, margins, best_spans, seconds)
+    predictions, na_probs, best_spans = decisions(questions, results)
+    margins = {q.id: r.margin - scoring.tau for q, r in zip(questions, results)}
+    return ReaderEvaluation(answer_metrics(questions, results), predictions, na_probs, margins, best_spans, seconds)
+
+
+def decisions(questions: list[SquadQuestion], results: list[QAResult]) -> tuple[dict[str, str], dict[str, float], dict[str, str]]:
+    """(predictions, na_probs, best_spans) in the official formats: the answer given ("" for an
+    abstention), the no-answer probability, and the best span whatever the decision."""
+    best_spans = {q.id: (r.answers[0].text if r.answers else "") for q, r in zip(questions, results)}
+    predictions = {q.id: ("" if r.abstained else best_spans[q.id]) for q, r in zip(questions, results)}
+    return predictions, {q.id: r.no_answer_confidence for q, r in zip(questions, results)}, best_spans
+
+
+def answer_metrics(questions: list[SquadQuestion], results: list[QAResult]) -> dict[str, Any]:
+    """Everything about answers and abstentions: the official SQuAD 2.0 metrics, the threshold-free
+    ones, the top answer's calibration (`reliability` bins) and the `risk_coverage` curve."""
+    predictions, na_probs, best_spans = decisions(questions, results)
+    metrics: dict[str, Any] = {**squad_metrics(questions, predictions, na_probs), **threshold_free_metrics(questions, best_spans, na_probs)}
+    top = top_answer_reliability(questions, results)
+    metrics["top_answer_ece"], metrics["reliability"] = top["ece"], top["bins"]
+    metrics["risk_coverage"] = risk_coverage(questions, best_spans, na_probs, predictions)
+    return metrics
 
 
 # ----------------------------------------------------------------------------- corpus-wide (open) QA
@@ -273,11 +329,7 @@ def evaluate_open(qa: RagQA, questions: list[SquadQuestion], top_k: int | None =
     ranked = qa.retriever.retrieve(texts, top_k=max(RECALL_AT))
     metrics: dict[str, Any] = {"questions": len(questions), "questions_per_second": len(questions) / seconds}
     metrics.update(_retrieval_metrics(questions, ranked))
-    predictions = {q.id: ("" if r.abstained or not r.answers else r.answers[0].text) for q, r in zip(questions, results)}
-    na_probs = {q.id: r.no_answer_confidence for q, r in zip(questions, results)}
-    metrics.update(squad_metrics(questions, predictions, na_probs))
-    best_spans = {q.id: (r.answers[0].text if r.answers else "") for q, r in zip(questions, results)}
-    metrics.update(threshold_free_metrics(questions, best_spans, na_probs))
+    metrics.update(answer_metrics(questions, results))
     abstained = [r.abstained for r in results]
     unanswerable = [not q.has_answer for q in questions]
     true_abstentions = sum(a and u for a, u in zip(abstained, unanswerable))
@@ -290,8 +342,6 @@ def evaluate_open(qa: RagQA, questions: list[SquadQuestion], top_k: int | None =
     ]
     metrics["answers_from_right_paragraph"] = sum(answered_right_paragraph) / max(1, len(answered_right_paragraph))
     metrics["expected_calibration_error"] = outcome_calibration_error(questions, results)
-    top = top_answer_reliability(questions, results)
-    metrics["top_answer_ece"], metrics["reliability"] = top["ece"], top["bins"]
     return metrics
 
 
@@ -313,14 +363,19 @@ def outcome_calibration_error(questions: list[SquadQuestion], results: list[QARe
 RECALL_AT = (1, 5, 10, 20)
 
 
-def _retrieval_metrics(questions: list[SquadQuestion], ranked: list[list[SearchHit]]) -> dict[str, float]:
-    """Paragraph-level recall@k and MRR over the answerable questions."""
+def _retrieval_metrics(questions: list[SquadQuestion], ranked: list[list[SearchHit]]) -> dict[str, Any]:
+    """Paragraph-level recall@k (and at every k up to the largest, for the curve) and MRR over
+    the answerable questions."""
     ranks = []
     for question, hits in zip(questions, ranked):
         if not question.has_answer:
             continue
         wanted = paragraph_source(question.title, question.paragraph)
         ranks.append(next((i for i, h in enumerate(hits, 1) if h.passage.source == wanted), None))
-    metrics = {f"recall@{k}": sum(1 for r in ranks if r is not None and r <= k) / max(1, len(ranks)) for k in RECALL_AT}
+    def recall(k: int) -> float:
+        return sum(1 for r in ranks if r is not None and r <= k) / max(1, len(ranks))
+
+    metrics: dict[str, Any] = {f"recall@{k}": recall(k) for k in RECALL_AT}
     metrics["mrr"] = sum(1.0 / r for r in ranks if r is not None) / max(1, len(ranks))
+    metrics["recall_curve"] = [recall(k) for k in range(1, max(RECALL_AT) + 1)]  # recall@1, @2, ...
     return metrics

@@ -42,7 +42,7 @@ def files(tmp_path_factory):
 def test_eval_squad_writes_official_files_that_recount_to_the_metrics(files, tmp_path):
     fit, _ = files
     predictions, na_probs = tmp_path / "pred.json", tmp_path / "na.json"
-    metrics = rag_qa("eval", "squad", str(fit), "--reader", str(READER), "--predictions", str(predictions), "--na-probs", str(na_probs))
+    metrics = rag_qa("eval", "squad", str(fit), "--reader", str(READER), "--predictions", str(predictions), "--na-probs", str(na_probs), "--report", str(tmp_path / "report"))
     questions = load_squad(fit)
     written, probabilities = json.loads(predictions.read_text()), json.loads(na_probs.read_text())
     assert set(written) == set(probabilities) == {q.id for q in questions}
@@ -55,12 +55,35 @@ def test_eval_squad_writes_official_files_that_recount_to_the_metrics(files, tmp
     assert metrics["exact"] == pytest.approx(100 * sum(right) / len(questions))
     assert all(written[q.id] == "" or written[q.id] in q.context for q in questions)  # quotes, not paraphrases
     assert metrics["total"] == len(questions) and metrics["questions_per_second"] > 0
+    check_report(tmp_path / "report", metrics, ["reliability.png", "risk-coverage.png"])
+    curve = metrics["risk_coverage"]
+    assert curve["coverage"][0] == 0 and curve["coverage"][-1] == 100
+    assert curve["overall_f1"][0] == pytest.approx(metrics["always_abstain_f1"])  # answering nothing
+    assert curve["overall_f1"][-1] == pytest.approx(curve["answer_f1"][-1])  # answering everything
+    assert curve["operating_point"]["coverage"] == pytest.approx(100 * sum(written[q.id] != "" for q in questions) / len(questions))
+
+
+def check_report(folder, metrics, pictures):
+    """The report folder has the pictures (real PNGs), the metrics and a page that shows both."""
+    from PIL import Image
+
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["index.html", "metrics.json", *pictures])
+    for name in pictures:
+        with Image.open(folder / name) as image:
+            assert image.format == "PNG" and image.width > 400 and len(image.getcolors(1 << 16) or range(1000)) > 8
+    page = (folder / "index.html").read_text("utf-8")
+    assert all(f'src="{name}"' in page for name in pictures)
+    if "f1" in metrics:
+        assert f"<th>f1</th><td>{metrics['f1']:.4g}</td>" in page
+    assert json.loads((folder / "metrics.json").read_text("utf-8")).keys() == metrics.keys()
 
 
 def test_eval_open_then_calibrate_then_ask_uses_the_fit(files, tmp_path):
     fit, report = files
     index = tmp_path / "index"
-    metrics = rag_qa("eval", "open", str(report), "--corpus", str(fit), "--index-dir", str(index), "--reader", str(READER))
+    metrics = rag_qa("eval", "open", str(report), "--corpus", str(fit), "--index-dir", str(index), "--reader", str(READER), "--report", str(tmp_path / "open"))
+    check_report(tmp_path / "open", metrics, ["reliability.png", "risk-coverage.png", "recall-at-k.png"])
+    assert [metrics["recall_curve"][k - 1] for k in (1, 5, 20)] == [metrics["recall@1"], metrics["recall@5"], metrics["recall@20"]]
     assert metrics["questions"] == len(load_squad(report)) and metrics["passages"] >= 13
     assert 0 <= metrics["recall@1"] <= metrics["recall@5"] <= metrics["recall@20"] <= 1
     assert {"abstention_precision", "abstention_recall", "expected_calibration_error", "mrr", "top_answer_ece"} <= set(metrics)
@@ -69,7 +92,11 @@ def test_eval_open_then_calibrate_then_ask_uses_the_fit(files, tmp_path):
     filled = [b for b in bins if b["count"]]
     assert metrics["top_answer_ece"] == pytest.approx(sum(b["count"] * abs(b["accuracy"] - b["confidence"]) for b in filled) / metrics["questions"])
     assert all(b["lower"] <= b["confidence"] <= b["upper"] for b in filled)
-    result = rag_qa("calibrate", str(fit), "--index", str(index), "--report-on", str(report), "--reader", str(READER))
+    result = rag_qa("calibrate", str(fit), "--index", str(index), "--report-on", str(report), "--reader", str(READER), "--objective", "coverage:0.5", "--report", str(tmp_path / "calibration"))
+    assert result["objective"] == "coverage:0.5" and abs(result["fit_point"]["coverage"] - 50) <= 15
+    held_out = result["report"]["fitted"]
+    assert 0 <= held_out["coverage"] <= 100 and 0 <= held_out["answer_f1"] <= 100
+    check_report(tmp_path / "calibration", json.loads((tmp_path / "calibration" / "metrics.json").read_text()), ["reliability.png", "risk-coverage.png"])
     assert (index / f"{SCORING_METADATA}.json").exists()
     assert result["fitted_on"]["questions"] == len(load_squad(fit)) and result["reported_on"]["file"] == str(report)
     assert set(result["report"]) == {"default", "fitted"}

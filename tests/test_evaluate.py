@@ -7,9 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from rag_qa.calibration import fit_logistic
+from rag_qa.calibration import choose, fit_logistic, parse_objective
+from rag_qa.errors import ConfigError
 from rag_qa.evaluate import (
     SquadQuestion,
+    risk_coverage,
     exact_score,
     expected_calibration_error,
     f1_score,
@@ -43,6 +45,33 @@ def test_threshold_free_metrics_by_hand():
     assert m["aurc"] == pytest.approx(100 * (0 + 1 / 2 + 4 / 9) / 3)
     confident_in_the_wrong_order = threshold_free_metrics(questions, best_spans, {"a": 0.9, "b": 0.1, "c": 0.5})
     assert confident_in_the_wrong_order["aurc"] > m["aurc"]
+
+
+def test_risk_coverage_by_hand():
+    questions = [q("a", "Paris"), q("b"), q("c", "blue sky")]
+    best_spans = {"a": "Paris", "b": "anything", "c": "sky"}  # F1 1, 0 (unanswerable), 2/3
+    na_probs = {"a": 0.1, "b": 0.5, "c": 0.9}  # answered in the order a, b, c as the threshold rises
+    curve = risk_coverage(questions, best_spans, na_probs, {"a": "Paris", "b": "", "c": ""}, points=4)
+    assert curve["coverage"] == pytest.approx([0, 100 / 3, 200 / 3, 100])
+    assert curve["answer_f1"][0] is None and curve["answer_f1"][1:] == pytest.approx([100, 50, 100 * (5 / 3) / 3])
+    # overall: abstaining on b is right until b is answered
+    assert curve["overall_f1"] == pytest.approx([100 / 3, 200 / 3, 100 / 3, 100 * (5 / 3) / 3])
+    assert curve["operating_point"] == pytest.approx({"coverage": 100 / 3, "answer_f1": 100, "overall_f1": 200 / 3})
+
+
+def test_objectives_choose_the_operating_point():
+    def point(f1, coverage, answer_f1, tau):
+        return {"f1": f1, "coverage": coverage, "answer_f1": answer_f1}, tau, 0.5
+
+    candidates = [point(60, 10, 90, 3.0), point(55, 40, 82, 1.0), point(50, 55, 75, 0.0), point(40, 90, 50, -2.0)]
+    assert choose(candidates, "f1")[1] == 3.0
+    assert choose(candidates, "precision:0.8")[1:] == (1.0, 0.5, True)  # the most coverage at answer F1 >= 80
+    assert choose(candidates, "precision:0.95")[1:] == (3.0, 0.5, False)  # unreachable: the most precise, said so
+    assert choose(candidates, "coverage:0.5")[1] == 0.0
+    assert parse_objective("coverage:0.5") == ("coverage", 0.5) and parse_objective("f1") == ("f1", None)
+    for bad in ("precision", "precision:80", "coverage:0", "recall:0.5", "f1:1"):
+        with pytest.raises(ConfigError, match="objective must be"):
+            parse_objective(bad)
 
 
 def test_squad_metrics_by_hand():

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 
 import pytest
-from helpers import READER, REPO, needs_shared
+from helpers import READER, REPO, SQUAD, needs_shared
 
 pytestmark = pytest.mark.integration
 
@@ -35,3 +36,30 @@ def test_quickstart_notebook_executes(tmp_path, monkeypatch):
     assert "abstained: True" in outputs
     assert "What is the capital of France? -> no answer" in outputs
     assert (index / "manifest.json").is_file()  # the notebook wrote to the folder it was given
+
+
+def test_evaluation_notebook_draws_the_pictures(tmp_path, monkeypatch):
+    """Runs on every 8th shared dev-eval question in a temporary folder; asserts on the numbers it
+    prints, the inline pictures and the report folder it writes."""
+    needs_shared(READER)
+    needs_shared(SQUAD / "dev-eval.json")
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("RAG_QA_READER", str(READER))
+    monkeypatch.setenv("RAG_QA_SQUAD", str(SQUAD / "dev-eval.json"))
+    monkeypatch.setenv("RAG_QA_EVERY", "8")
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    notebook = nbformat.read(REPO / "notebooks" / "evaluation.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [o for cell in notebook.cells for o in cell.get("outputs", [])]
+    assert not any(o.get("output_type") == "error" for o in outputs)
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "109 questions from dev-eval.json" in text
+    f1 = float(re.search(r"^f1 +([\d.]+)$", text, re.M).group(1))
+    assert 30 < f1 < 80  # a real reader on real questions, not a constant
+    pictures = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(pictures) == 2, "the reliability diagram and the risk-coverage curve are shown inline"
+    written = sorted(p.name for p in (tmp_path / "evaluation-report").iterdir())
+    assert written == ["index.html", "metrics.json", "reliability.png", "risk-coverage.png"]
+    assert str(written) in text

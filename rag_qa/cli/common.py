@@ -67,7 +67,7 @@ def emit(args: argparse.Namespace, data: dict[str, Any], human: Callable[[], Non
 
 def metrics_table(metrics: dict[str, Any]) -> None:
     for key, value in metrics.items():
-        if key == "reliability":
+        if isinstance(value, (list, dict)):  # curves: see --report for their pictures
             continue
         print(f"{key:32} {value:.4f}" if isinstance(value, float) else f"{key:32} {value}")
     if metrics.get("reliability"):

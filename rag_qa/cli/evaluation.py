@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from typing import Any
 
@@ -13,10 +14,22 @@ from rag_qa.errors import RagQAError
 from rag_qa.pipeline import RagQA
 
 
+REPORT_HELP = "write pictures (reliability diagram, risk-coverage curve) and an HTML page with the headline numbers into DIR"
+
+
 def _write_json(path: str | None, data: dict[str, Any]) -> None:
     if path:
         with open(path, "w", encoding="utf-8") as handle:
             json.dump(data, handle, ensure_ascii=False)
+
+
+def _report(args: argparse.Namespace, metrics: dict[str, Any], title: str, points: dict[str, dict[str, float]] | None = None) -> None:
+    """With --report DIR: the pictures and the HTML page (see `rag_qa.report`); says where on stderr."""
+    if args.report:
+        from rag_qa.report import write_report
+
+        page = write_report(args.report, metrics, title, points)
+        print(f"report: {page}", file=sys.stderr)
 
 
 def cmd_eval_squad(args: argparse.Namespace) -> int:
@@ -29,6 +42,7 @@ def cmd_eval_squad(args: argparse.Namespace) -> int:
     _write_json(args.predictions, evaluation.predictions)
     _write_json(args.na_probs, evaluation.na_probs)
     metrics = {**evaluation.metrics, "questions_per_second": len(questions) / evaluation.seconds}
+    _report(args, metrics, f"Reader on {args.file} ({args.reader})")
     emit(args, metrics, lambda: metrics_table(metrics))
     return 0
 
@@ -44,13 +58,14 @@ def cmd_eval_open(args: argparse.Namespace) -> int:
             index_squad_corpus(qa, [args.file, *args.corpus], progress=not args.json)
             metrics = evaluate_open(qa, load_squad(args.file), progress=not args.json)
             metrics["passages"] = qa.store.count()
+    _report(args, metrics, f"End to end on {args.file} ({args.retrieval} retrieval, {args.reader})")
     emit(args, metrics, lambda: metrics_table(metrics))
     return 0
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from rag_qa.calibration import decide, fit_scoring, hold_out_articles, metrics_for, read_once
-    from rag_qa.evaluate import load_squad
+    from rag_qa.evaluate import answer_metrics, load_squad
     from rag_qa.saved_scoring import save_scoring
 
     questions = load_squad(args.file)
@@ -66,12 +81,15 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         if qa.store.count() == 0:
             raise RagQAError(f"{args.index} is empty; index the documents the questions are about first (e.g. `rag-qa eval open FILE --index-dir {args.index}`)")
         temperature = DEFAULT_RETRIEVAL_TEMPERATURE[args.retrieval]
-        fitted, details = fit_scoring(read_once(qa, fit_questions, progress=not args.json), args.retrieval)
+        fitted, details = fit_scoring(read_once(qa, fit_questions, progress=not args.json), args.retrieval, objective=args.objective)
         report_cache = read_once(qa, report_questions, progress=not args.json)
+        fitted_results = decide(report_cache, fitted, temperature)
         report = {
             "default": metrics_for(report_cache, decide(report_cache, ScoringConfig(), temperature)),
-            "fitted": metrics_for(report_cache, decide(report_cache, fitted, temperature)),
+            "fitted": metrics_for(report_cache, fitted_results),
         }
+        points = {"defaults": report["default"], f"fitted ({args.objective})": report["fitted"]}
+        _report(args, answer_metrics(report_questions, fitted_results), f"Calibration for {args.objective}, on {len(report_questions)} held-out questions", points)
         details = {**details, "fitted_on": {"file": args.file, "questions": len(fit_questions)},
                    "reported_on": {"file": args.report_on or args.file, "questions": len(report_questions)}, "report": report}  # fmt: skip
         path = save_scoring(qa.store, fitted, args.reader, args.retrieval, details, precision=reader.precision)
@@ -81,8 +99,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         print(f"fitted on {len(fit_questions)} questions, saved to {path}:")
         for key, value in fitted.to_dict().items():
             print(f"  {key:24} {value}")
+        if not details["objective_met"]:
+            print(f"  the objective {args.objective} was not reached on the fit questions; this is the nearest point")
         print(f"reported on {len(report_questions)} other questions (default -> fitted):")
-        for key in ("exact", "f1", "HasAns_f1", "NoAns_exact", "expected_calibration_error", "top_answer_ece"):
+        for key in ("exact", "f1", "HasAns_f1", "NoAns_exact", "coverage", "answer_f1", "expected_calibration_error", "top_answer_ece"):
             print(f"  {key:24} {report['default'].get(key, 0):.2f} -> {report['fitted'].get(key, 0):.2f}")
 
     emit(args, result, human)
@@ -97,16 +117,33 @@ def add_eval(sub: Any, o: SharedOptions) -> None:
     e.add_argument("--tau", type=float, default=0.0, help="no-answer threshold (default: %(default)s, the SQuAD rule)")
     e.add_argument("--predictions", metavar="OUT.json", help="write predictions in the official format")
     e.add_argument("--na-probs", metavar="OUT.json", help="write no-answer probabilities in the official format")
+    e.add_argument("--report", metavar="DIR", help=REPORT_HELP)
     e.set_defaults(func=cmd_eval_squad)
     e = evals.add_parser("open", parents=[o.reader, o.runtime, o.retrieval, o.json], help="corpus-wide: index all paragraphs, ask every question of FILE")
     e.add_argument("file", metavar="FILE", help="SQuAD JSON file whose questions are asked (its paragraphs are indexed)")
     e.add_argument("--corpus", nargs="*", default=[], metavar="MORE", help="more paragraphs: SQuAD .json files or .jsonl lines of {title, paragraph, text}")
     e.add_argument("--index-dir", metavar="DIR", help="keep the corpus index here (default: a temporary folder)")
+    e.add_argument("--report", metavar="DIR", help=REPORT_HELP + ", and recall@k")
     e.set_defaults(func=cmd_eval_open)
+
+
+def _objective(text: str) -> str:
+    from rag_qa.calibration import parse_objective
+
+    try:
+        parse_objective(text)
+    except RagQAError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def add_calibrate(sub: Any, o: SharedOptions) -> None:
     p = sub.add_parser("calibrate", parents=[o.common, o.reader, o.runtime, o.retrieval], help="fit tau, the retrieval weight and confidence calibration; save them with the index")
     p.add_argument("file", metavar="FILE", help="SQuAD JSON file of questions about documents already in the index")
     p.add_argument("--report-on", metavar="FILE", help="report on these questions (default: hold out a third of FILE's articles)")
+    p.add_argument("--objective", default="f1", type=_objective, metavar="f1|precision:P|coverage:C",
+                   help="the operating point: f1 = the best SQuAD F1 for the questions' mix of answerable and unanswerable; "
+                        "precision:0.8 = answer as often as possible while the answers given keep a mean F1 >= 80%%; "
+                        "coverage:0.5 = answer half the questions, as precisely as possible (default: %(default)s)")  # fmt: skip
+    p.add_argument("--report", metavar="DIR", help="write the held-out risk-coverage curve with the default and fitted points, the reliability diagram and an HTML page into DIR")
     p.set_defaults(func=cmd_calibrate)
