@@ -191,7 +191,7 @@ class RetrievalConfig(_Serialisable):
         _require(self.rrf_k >= 1, "rrf_k must be >= 1")
 
 
-DEFAULT_INCLUDE = ("*.pdf", "*.txt", "*.md", "*.markdown", "*.html", "*.htm")
+DEFAULT_INCLUDE = ("*.pdf", "*.docx", "*.txt", "*.md", "*.markdown", "*.html", "*.htm")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,9 @@ from pathlib import Path
 from rag_qa.config import IngestConfig
 from rag_qa.errors import LoadError
 from rag_qa.ingest.html import declared_charset, html_to_text
-from rag_qa.ingest.pdf import GuardedPdfReader, PdfError
+from rag_qa.ingest.docx import extract_docx
+from rag_qa.ingest.guard import ParseError
+from rag_qa.ingest.pdf import GuardedPdfReader
 from rag_qa.ingest.text import DecodeError, clean_text, decode_text, strip_running_lines
 from rag_qa.records import Document
 from rag_qa.store.faiss_store import DATABASE, MANIFEST
@@ -21,7 +23,8 @@ from rag_qa.store.faiss_store import DATABASE, MANIFEST
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 HTML_SUFFIXES = {".html", ".htm"}
 PDF_SUFFIXES = {".pdf"}
-SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
+DOCX_SUFFIXES = {".docx"}
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES | DOCX_SUFFIXES
 PAGE_SEPARATOR = "\n\n"
 UNSUPPORTED = "unsupported format"
 
@@ -96,14 +99,14 @@ def file_hash(path: str) -> str:
 
 
 def load_document(
-    path: str, config: IngestConfig, pdf_reader: GuardedPdfReader, content_hash: str | None = None
+    path: str, config: IngestConfig, guard: GuardedPdfReader, content_hash: str | None = None
 ) -> Document:
     """Read one file. Raises LoadError with the reason when it cannot be used.
 
     The document's text is what answer offsets index: for text files the decoded file exactly;
-    for HTML and PDF the extracted text (visible text, pages joined by a blank line, running
-    headers and footers removed, whitespace tidied). `content_hash` may be passed when the caller
-    has already hashed the file."""
+    for HTML, Word and PDF the extracted text (visible text; paragraphs, headings and tables of a
+    Word document; pages joined by a blank line, running headers and footers removed; whitespace
+    tidied). `content_hash` may be passed when the caller has already hashed the file."""
     try:
         size = os.path.getsize(path)
         if size == 0:
@@ -113,7 +116,9 @@ def load_document(
         content_hash = content_hash if content_hash is not None else file_hash(path)
         suffix = Path(path).suffix.lower()
         if suffix in PDF_SUFFIXES:
-            text, page_starts = _pdf_text(path, pdf_reader)
+            text, page_starts = _pdf_text(path, guard)
+        elif suffix in DOCX_SUFFIXES:  # parsed in the same guarded worker as PDFs
+            text, page_starts = clean_text(guard.call(extract_docx, path, what="Word document")), ()
         elif suffix in HTML_SUFFIXES:
             data = Path(path).read_bytes()
             text, page_starts = clean_text(html_to_text(decode_text(data, declared_charset(data)))), ()
@@ -123,7 +128,7 @@ def load_document(
             raise LoadError(path, unsupported_format(suffix))
     except DecodeError as exc:
         raise LoadError(path, f"undecodable text: {exc}") from None
-    except PdfError as exc:
+    except ParseError as exc:
         raise LoadError(path, str(exc)) from None
     except OSError as exc:
         raise LoadError(path, f"cannot read file ({exc.strerror or exc})") from None
