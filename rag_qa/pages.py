@@ -28,7 +28,7 @@ from rag_qa.ingest.loaders import file_hash
 from rag_qa.records import PageBox
 
 MIN_WIDTH, MAX_WIDTH = 100, 2400  # pixels: bounds a request's memory and time
-_DEVICE = 1_000_000_000  # the display map is measured on a device this many units across
+_DEVICE = 100_000_000  # the display map is measured on a device this many units across (an int32 in pdfium)
 
 
 Box = tuple[float, float, float, float]
@@ -101,8 +101,9 @@ def _display_map(pdf_page) -> tuple[float, float, float, float, float, float]:  
         pdfium_c.FPDF_PageToDevice(pdf_page.raw, 0, 0, _DEVICE, _DEVICE, 0, px, py, ctypes.byref(x), ctypes.byref(y))
         return x.value / _DEVICE, y.value / _DEVICE
 
-    (e, f), (x1, y1), (x2, y2) = display(0, 0), display(1000, 0), display(0, 1000)
-    return (x1 - e) / 1000, (y1 - f) / 1000, (x2 - e) / 1000, (y2 - f) / 1000, e, f
+    size = min(pdf_page.get_width(), pdf_page.get_height())  # probes inside the page: no int overflow
+    (e, f), (x1, y1), (x2, y2) = display(0, 0), display(size, 0), display(0, size)
+    return (x1 - e) / size, (y1 - f) / size, (x2 - e) / size, (y2 - f) / size, e, f
 
 
 def _comparable(char: str) -> str:

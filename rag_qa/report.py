@@ -53,7 +53,8 @@ def reliability_figure(bins: list[dict[str, Any]], title: str = "Reliability of 
 def risk_coverage_figure(curve: dict[str, Any], points: dict[str, dict[str, float]] | None = None, title: str = "Risk-coverage"):  # type: ignore[no-untyped-def]
     """Mean F1 of the answers given, and SQuAD F1 over all questions, as the no-answer threshold
     moves from answering nothing to answering everything; the always-abstain and never-abstain
-    ends and the operating points (`points`: name → coverage/answer_f1/overall_f1) marked."""
+    ends and the operating points marked: `points` (name → coverage/answer_f1), else the one
+    the curve's own decisions give."""
     figure = _figure(figsize=(6, 4.5))
     axes = figure.subplots()
     coverage = curve["coverage"]
@@ -62,13 +63,13 @@ def risk_coverage_figure(curve: dict[str, Any], points: dict[str, dict[str, floa
     axes.plot(coverage, curve["overall_f1"], color="#7a7a7a", label="F1 over all questions (SQuAD)")
     axes.scatter([0], [curve["overall_f1"][0]], marker="s", color="black", zorder=3, label=f"always abstain ({curve['overall_f1'][0]:.1f})")
     axes.scatter([100], [curve["overall_f1"][-1]], marker="D", color="black", zorder=3, label=f"never abstain ({curve['overall_f1'][-1]:.1f})")
-    marks = {"operating point": curve["operating_point"], **(points or {})}
+    marks = points or {"operating point": curve["operating_point"]}
     for (name, point), colour in zip(marks.items(), ("#e0a800", "#c0392b", "#2e8b57", "#8e44ad")):
         label = f"{name}: answers {point['coverage']:.0f}%, their F1 {point['answer_f1']:.1f}"
         axes.scatter([point["coverage"]], [point["answer_f1"]], marker="*", s=160, color=colour, zorder=4, label=label)
     axes.set(xlim=(-2, 102), ylim=(0, 102), xlabel="coverage: % of questions answered", ylabel="F1 (%)", title=title)
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8, loc="lower left")
+    axes.legend(fontsize=8, loc="upper right")  # the curves fall from upper left to lower right
     figure.tight_layout()
     return figure
 
