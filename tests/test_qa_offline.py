@@ -66,7 +66,7 @@ def test_corpus_wide_answers_come_from_the_right_paragraph_and_unanswerables_abs
         questions = load_squad(SQUAD / "dev-eval.json")[::4]
         metrics = evaluate_open(qa, questions, top_k=5)
         results = qa.ask_many([q.question for q in questions[:40]])
-    print("\ncorpus-wide:", json.dumps({k: round(v, 3) for k, v in metrics.items() if k != "reliability"}))
+    print("\ncorpus-wide:", json.dumps({k: round(v, 3) for k, v in metrics.items() if isinstance(v, (int, float))}))
     assert len(documents) == 1005
     assert metrics["recall@5"] > 0.81 and metrics["mrr"] > 0.68  # measured 0.838 / 0.708
     assert metrics["answers_from_right_paragraph"] > 0.45  # measured 0.524
