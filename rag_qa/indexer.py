@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from rag_qa.config import IngestConfig
 from rag_qa.embed import Embedder
 from rag_qa.errors import ConfigError, LoadError
@@ -77,11 +79,7 @@ def index_paths(
 ) -> IndexReport:
     """Index files and folders into `store`. Unreadable files are reported, never fatal."""
     config = config if config is not None else IngestConfig()
-    chunking = store.settings.chunking
-    if chunking.max_tokens > embedder.max_tokens:
-        raise ConfigError(
-            f"chunking max_tokens {chunking.max_tokens} exceeds the embedder's limit of {embedder.max_tokens} tokens"
-        )
+    chunking = check_chunking(store, embedder)
     report = IndexReport()
     files, problems = discover(paths, config)
     for problem in problems:
@@ -123,6 +121,16 @@ def index_paths(
     return report
 
 
+def check_chunking(store: Store, embedder: Embedder) -> Any:
+    """The index's chunking settings, when the embedder can read passages that long."""
+    chunking = store.settings.chunking
+    if chunking.max_tokens > embedder.max_tokens:
+        raise ConfigError(
+            f"chunking max_tokens {chunking.max_tokens} exceeds the embedder's limit of {embedder.max_tokens} tokens"
+        )
+    return chunking
+
+
 def add_documents(
     documents: Iterable[Document], store: Store, embedder: Embedder, commit_passages: int = 256, progress: bool = False
 ) -> int:
@@ -138,6 +146,11 @@ def add_documents(
     pending.commit()
     store.flush()
     return report.passages_added
+
+
+def embed_passages(embedder: Embedder, passages: list[Passage]) -> np.ndarray:
+    """The passages' vectors: the model reads each passage with its lines re-flowed."""
+    return embedder.embed([clean_text(p.text, join_lines=True) for p in passages])
 
 
 class _PendingFiles:
@@ -162,7 +175,7 @@ class _PendingFiles:
         if not self.files:
             return
         with _Timer(self.report, "embed"):
-            vectors = self.embedder.embed([clean_text(p.text, join_lines=True) for _, passages in self.files for p in passages])
+            vectors = embed_passages(self.embedder, [p for _, passages in self.files for p in passages])
         with _Timer(self.report, "store"):
             self.report.passages_added += self.store.replace_files(self.files, vectors)
         self.report.files_indexed += len(self.files)

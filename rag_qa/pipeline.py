@@ -124,8 +124,16 @@ class RagQA:
                 f"{self.embedder.config.model!r} produces {self.embedder.dimension}"
             )
 
-    def index(self, paths: Sequence[str | os.PathLike[str]], progress: bool = False) -> IndexReport:
-        """Add or update files and folders; unreadable files are reported in the result."""
+    def index(self, paths: Sequence[str | os.PathLike[str]], progress: bool = False, ray: str | None = None) -> IndexReport:
+        """Add or update files and folders; unreadable files are reported in the result. With
+        `ray` ("auto" or a cluster address), loading, chunking and embedding run on a Ray
+        cluster (the `ray` extra) and the result is the same as a local run's."""
+        if ray is not None:
+            from rag_qa.distributed import connect, index_on_ray
+
+            connect(ray)  # an unreachable cluster fails in seconds, before the models load
+            self._check_embedder()
+            return index_on_ray([str(p) for p in paths], self.store, self.embedder, self.ingest, ray, progress)
         self._check_embedder()
         return index_paths([str(p) for p in paths], self.store, self.embedder, self.ingest, progress)
 

@@ -41,7 +41,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         save_interval_s=args.save_every,
     )
     with RagQA.open(args.index, _settings(args), ingest, runtime=runtime(args), threads=args.threads) as qa:
-        report = qa.index(args.paths, progress=not args.json and not args.quiet)
+        report = qa.index(args.paths, progress=not args.json and not args.quiet, ray=args.ray)
 
     def human() -> None:
         for skipped in report.files_skipped:
@@ -134,6 +134,7 @@ def add_index(sub: Any, o: SharedOptions) -> None:
     p.add_argument("--commit-every", type=int, default=IngestConfig.commit_passages, metavar="N", help="commit to the index every N passages: an interrupted run loses at most this many (default: %(default)s)")
     p.add_argument("--save-every", type=float, default=IngestConfig.save_interval_s, metavar="S", help="save the FAISS file at least every S seconds (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--ray", nargs="?", const="auto", metavar="auto|ADDRESS", help="load, chunk and embed on a Ray cluster (the ray extra): auto joins the local Ray instance or starts one; ADDRESS is host:port or ray://host:10001. Files travel to the workers as bytes (at most --max-file-mb each); the driver writes the index")
     new = p.add_argument_group("settings for a new index (an existing index keeps its own)")
     new.add_argument("--embedder", default=DEFAULT_EMBEDDING_MODEL, metavar="MODEL", help="sentence-transformers model id or local folder (default: %(default)s)")
     new.add_argument("--embedder-revision", default=DEFAULT_EMBEDDING_REVISION, metavar="REV", help="Hub revision of the embedder (default: pinned)")

@@ -1,0 +1,208 @@
+"""Ingestion on a Ray cluster (`rag-qa index --ray`): load, clean, chunk and embed run in Ray
+actors on the cluster's nodes; the driver writes each file to the store in its own transaction.
+
+Why this shape: embedding is about 90% of indexing time, and it is the part that scales with
+machines. Each actor loads the embedder once and keeps a guarded parser worker, exactly as a local
+run does, so a file gives the same passages (ids, text, offsets) and the same vectors. Files are
+sent to the workers as bytes through Ray's object store (no shared file system needed), up to
+`IngestConfig.max_file_mb` each; the driver hashes every file first, so unchanged files are
+skipped without leaving the driver, as locally.
+
+Faults: an actor that dies (its process killed, its node lost) is restarted by Ray and its file
+retried (`max_task_retries`); a file whose retries all fail is reported, and the next run picks it
+up. The store only ever sees whole files, each in one transaction with its content hash, so a
+killed driver loses only the files in flight and the same command run again completes the index.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag_qa.config import EmbedderConfig, IngestConfig
+from rag_qa.errors import ConfigError, LoadError, RagQAError
+from rag_qa.embed import Embedder
+from rag_qa.indexer import IndexReport, check_chunking
+from rag_qa.ingest.loaders import discover, file_hash
+from rag_qa.onnx_models import resolved_runtime
+from rag_qa.records import Document, Passage
+from rag_qa.store import Store
+
+WORKER_RETRIES = 2  # a file whose worker dies is tried on a restarted worker this many more times
+IN_FLIGHT_PER_WORKER = 2  # files queued per worker: keeps every worker busy, bounds object-store memory
+
+
+def connect(address: str) -> Any:
+    """The `ray` module, connected: `auto` joins the local Ray instance if one runs, else starts
+    one; anything else is a cluster address (`host:port`, or `ray://host:10001` for Ray Client)."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--ray needs Ray: pip install 'rag-qa[ray]'") from None
+    if ray.is_initialized():
+        return ray
+    options = {"log_to_driver": False, "configure_logging": False}
+    try:
+        if address == "auto":
+            try:
+                ray.init(address="auto", **options)
+            except ConnectionError:
+                ray.init(**options)  # nothing to join: start a local instance for this run
+        else:
+            _check_reachable(address)
+            ray.init(address=address, **options)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RagQAError(f"cannot reach the Ray cluster at {address}: {first_line}") from None
+    return ray
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, with one line, where Ray itself would retry an unreachable address for minutes."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"a Ray address is host:port or ray://host:port, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise RagQAError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
+
+
+class IngestWorker:
+    """One Ray actor: the embedder (loaded once), its tokenizer and a guarded parser worker."""
+
+    def __init__(self, embedder: EmbedderConfig, chunking: Any, ingest: IngestConfig, threads: int):
+        import torch
+
+        from rag_qa.embed import Embedder
+        from rag_qa.ingest.pdf import GuardedPdfReader
+
+        torch.set_num_threads(threads)
+        self.embedder = Embedder(embedder)
+        self.embedder.warm_up()
+        self.chunking, self.ingest = chunking, ingest
+        self.guard = GuardedPdfReader(ingest.pdf_timeout_s, ingest.pdf_memory_mb)
+        self.scratch = tempfile.mkdtemp(prefix="rag-qa-ray-")
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def process(self, source: str, data: bytes, content_hash: str) -> tuple[Document, list[Passage], np.ndarray] | str:
+        """The file's document, passages and vectors, or the reason it cannot be indexed."""
+        from rag_qa.indexer import embed_passages
+        from rag_qa.ingest.chunking import chunk_document
+        from rag_qa.ingest.loaders import load_document
+
+        copy = Path(self.scratch, "file" + Path(source).suffix.lower())
+        copy.write_bytes(data)
+        try:
+            document = load_document(str(copy), self.ingest, self.guard, content_hash)
+        except LoadError as error:
+            return error.reason
+        finally:
+            copy.unlink(missing_ok=True)
+        document = replace(document, source=source)
+        passages = chunk_document(document, self.embedder.tokenizer, self.chunking)
+        return document, passages, embed_passages(self.embedder, passages)
+
+
+def index_on_ray(
+    paths: list[str], store: Store, embedder: Embedder, config: IngestConfig, address: str = "auto", progress: bool = False
+) -> IndexReport:
+    """Index files and folders into `store` with the cluster's workers; the same report as a
+    local run (`index_paths`). `embedder` is the driver's: the workers load the same model."""
+    check_chunking(store, embedder)
+    ray = connect(address)
+    report = IndexReport()
+    files, problems = discover(paths, config)
+    for problem in problems:
+        report.skip(problem)
+    todo = list(_changed_files(files, store, config, report))
+    if todo:
+        _run(ray, todo, store, embedder.config, config, report, progress)
+    order = {path: i for i, path in enumerate(files)}  # the report lists files as a local run does, not as they finished
+    report.files_skipped.sort(key=lambda s: order.get(s["path"], -1))
+    store.flush()
+    report.passages_total = store.count()
+    return report
+
+
+def _changed_files(files: list[str], store: Store, config: IngestConfig, report: IndexReport) -> Iterator[tuple[str, str]]:
+    """(path, content hash) of each file that is new or changed; the rest counted or reported."""
+    for path in files:
+        try:
+            size = os.path.getsize(path)
+            if size > config.max_file_mb * 1024 * 1024:  # checked here too: the bytes travel to a worker
+                report.skip(LoadError(path, f"too large ({size / 2**20:.1f} MB > limit {config.max_file_mb:g} MB)"))
+                continue
+            content_hash = file_hash(path)
+        except OSError as exc:
+            report.skip(LoadError(path, f"cannot read file ({exc.strerror or exc})"))
+            continue
+        if store.file_hash(path) == content_hash:
+            report.files_unchanged += 1
+        else:
+            yield path, content_hash
+
+
+def _run(ray: Any, todo: list[tuple[str, str]], store: Store, embedder: EmbedderConfig, config: IngestConfig, report: IndexReport, progress: bool) -> None:
+    from tqdm import tqdm
+
+    workers = _start_workers(ray, embedder, store, config, len(todo))
+    queue, running = list(reversed(todo)), {}
+    last_flush = time.monotonic()
+    with tqdm(total=len(todo), desc="Indexing on Ray", unit="file", disable=not progress, file=sys.stderr) as bar:
+        while queue or running:
+            for worker in workers:  # keep each worker's queue full
+                while queue and sum(1 for w, _ in running.values() if w is worker) < IN_FLIGHT_PER_WORKER:
+                    path, content_hash = queue.pop()
+                    data = Path(path).read_bytes()
+                    running[worker.process.remote(path, data, content_hash)] = (worker, path)
+            done, _ = ray.wait(list(running), num_returns=1)
+            _, path = running.pop(done[0])
+            _store_result(ray, done[0], path, store, report)
+            if time.monotonic() - last_flush > config.save_interval_s:
+                store.flush()
+                last_flush = time.monotonic()
+            bar.update(1)
+            bar.set_postfix(passages=report.passages_added, skipped=len(report.files_skipped))
+    for worker in workers:
+        ray.kill(worker)
+
+
+def _start_workers(ray: Any, embedder: EmbedderConfig, store: Store, config: IngestConfig, files: int) -> list[Any]:
+    """One actor per CPU of the cluster (no more than there are files), restartable."""
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    how = replace(embedder, runtime=resolved_runtime(embedder.runtime), threads=1)  # every worker runs the model the same way
+    actor = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=WORKER_RETRIES)(IngestWorker)
+    return [actor.remote(how, store.settings.chunking, config, 1) for _ in range(max(1, min(cpus, files)))]
+
+
+def _store_result(ray: Any, reference: Any, path: str, store: Store, report: IndexReport) -> None:
+    """Write one file's result in its own transaction, or report why there is none."""
+    from ray.exceptions import RayError
+
+    try:
+        result = ray.get(reference)
+    except RayError as exc:
+        reason = f"the Ray worker failed {WORKER_RETRIES + 1} times on it ({type(exc).__name__}); run the command again to retry"
+        report.skip(LoadError(path, reason))
+        return
+    if isinstance(result, str):
+        report.skip(LoadError(path, result))
+        return
+    document, passages, vectors = result
+    started = time.perf_counter()
+    report.passages_added += store.replace_files([(document, passages)], vectors)
+    report.seconds["store"] += time.perf_counter() - started  # the driver's share: it bounds how many nodes help
+    report.files_indexed += 1
+    report.pages += len(document.page_starts)

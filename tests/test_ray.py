@@ -1,0 +1,142 @@
+"""Ingestion on a real local Ray cluster: a head and a second node process on this machine (one
+CPU each), started by this module. A Ray run equals a local run passage for passage, a worker
+killed mid-run is retried, and a run whose driver is SIGKILLed is completed by running it again."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from broken_files import text_pdf
+from helpers import REPO, SQUAD, needs_shared
+from ray_cluster import local_cluster
+from squad_pdfs import build_corpus
+from test_docx import handbook_docx
+
+from rag_qa import RagQA
+from rag_qa.errors import ConfigError
+from rag_qa.store import FaissStore
+
+pytestmark = pytest.mark.integration
+@pytest.fixture(scope="module")
+def cluster():
+    """The address of a two-node Ray cluster on this machine (one CPU each), stopped afterwards."""
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("the Ray tests need the ray extra (pip install -e '.[dev]')")
+    with local_cluster(nodes=2, cpus_per_node=1) as address:  # sets Ray's settings before Ray is imported
+        yield address
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A long PDF, the sample documents, a Word document and two broken files; and a local index of them."""
+    needs_shared(SQUAD / "dev-eval.json")
+    folder = tmp_path_factory.mktemp("ray-corpus")
+    build_corpus(SQUAD / "dev-eval.json", folder / "squad", limit=1)
+    shutil.copytree(REPO / "data", folder / "samples")
+    handbook_docx(folder / "handbook.docx")
+    (folder / "broken.pdf").write_bytes(text_pdf(folder / "good.pdf").read_bytes()[:200])
+    (folder / "good.pdf").unlink()
+    (folder / "renamed.docx").write_text("not a Word document")
+    local = folder.parent / "local-index"
+    with RagQA.open(local) as qa:
+        report = qa.index([folder]).to_dict()
+    return folder, local, report
+
+
+def stored(index: Path) -> dict[str, tuple]:
+    """Every passage with its file's hash and its vector, after checking the index is consistent
+    (as any writer finds it: a FAISS file behind SQLite is brought up to date on open)."""
+    with FaissStore.open(index) as store:
+        store.flush()
+        assert store.check() == []
+        files = {f["source"]: f["content_hash"] for f in store.files()}
+        return {p.id: (p.source, p.text, p.char_start, p.char_end, p.page, files[p.source], v) for p, v in store.iter_passages()}
+
+
+def assert_same_index(index: Path, local: Path) -> None:
+    ours, theirs = stored(index), stored(local)
+    assert set(ours) == set(theirs)
+    for pid, (*fields, vector) in ours.items():
+        assert fields == list(theirs[pid][:-1]), pid
+        assert np.abs(vector - theirs[pid][-1]).max() < 1e-5, pid
+
+
+def kill_one_worker_when_it_appears(timeout_s: float = 60) -> list[int]:
+    """SIGKILL one Ray ingestion worker process as soon as one exists; returns the pids killed."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = subprocess.run(["pgrep", "-f", "ray::IngestWorker"], capture_output=True, text=True).stdout.split()
+        if found:
+            time.sleep(1.0)  # let it take work
+            os.kill(int(found[0]), signal.SIGKILL)
+            return [int(found[0])]
+        time.sleep(0.1)
+    return []
+
+
+def test_a_ray_run_equals_a_local_run_even_when_a_worker_is_killed(cluster, corpus, tmp_path):
+    folder, local, local_report = corpus
+    killed: list[int] = []
+    killer = threading.Thread(target=lambda: killed.extend(kill_one_worker_when_it_appears()))
+    killer.start()
+    with RagQA.open(tmp_path / "index") as qa:
+        report = qa.index([folder], ray=cluster).to_dict()
+    killer.join()
+    import ray
+
+    assert killed, "no worker process was found to kill"
+    assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+    assert {k: v for k, v in report.items() if k != "seconds"} == {k: v for k, v in local_report.items() if k != "seconds"}
+    assert_same_index(tmp_path / "index", local)
+
+
+def test_a_killed_driver_leaves_a_clean_index_that_a_rerun_completes(cluster, corpus, tmp_path):
+    folder, local, _ = corpus
+    index = tmp_path / "index"
+    command = [sys.executable, "-m", "rag_qa.cli", "index", str(folder), "--index", str(index), "--ray", cluster, "--json", "--quiet"]
+    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and driver.poll() is None:  # kill it once the first files are stored
+        if (index / "passages.sqlite3").exists():
+            with FaissStore.open(index, read_only=True) as store:
+                if store.count() > 0:
+                    break
+        time.sleep(0.2)
+    assert driver.poll() is None, "the run finished before it could be killed"
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    partial = stored(index)
+    assert 0 < len(partial) < len(stored(local))
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    report = json.loads(rerun.stdout)
+    assert report["files_unchanged"] >= 1 and report["files_indexed"] >= 1
+    assert_same_index(index, local)
+    check = subprocess.run([sys.executable, "-m", "rag_qa.cli", "check", "--index", str(index), "--json"], capture_output=True, text=True, timeout=120)
+    assert json.loads(check.stdout)["consistent"]
+
+
+def test_without_ray_or_a_cluster_the_error_is_one_line(tmp_path, monkeypatch):
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("the Ray tests need the ray extra (pip install -e '.[dev]')")
+    command = [sys.executable, "-m", "rag_qa.cli", "index", str(REPO / "data"), "--index", str(tmp_path / "index")]
+    unreachable = subprocess.run([*command, "--ray", "127.0.0.1:1"], capture_output=True, text=True, timeout=120)
+    assert unreachable.returncode == 2
+    assert unreachable.stderr.strip().splitlines()[-1].startswith("rag-qa: error: cannot reach the Ray cluster at 127.0.0.1:1: ")
+    assert not (tmp_path / "index" / "passages.sqlite3").exists() or FaissStore.open(tmp_path / "index", read_only=True).count() == 0
+    from rag_qa.distributed import connect
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ConfigError, match=r"pip install 'rag-qa\[ray\]'"):
+        connect("auto")
