@@ -13,6 +13,7 @@ import time
 import end_to_end
 import ingest
 import load
+import ray_ingest
 import reader
 import retrieval_scale
 from common import REPO, machine
@@ -22,7 +23,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3, help="runs per system for the timed benchmarks (default: %(default)s)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000], help="vector counts for retrieval at scale")
-    parser.add_argument("--only", type=int, nargs="+", choices=[1, 2, 3, 4, 5], help="rerun these sections and keep the others from the existing docs/benchmarks.md")
+    parser.add_argument("--only", type=int, nargs="+", choices=[1, 2, 3, 4, 5, 6], help="rerun these sections and keep the others from the existing docs/benchmarks.md")
     args = parser.parse_args()
     repeat, sizes = args.repeat, args.sizes
     target = REPO / "docs" / "benchmarks.md"
@@ -36,6 +37,7 @@ def main() -> None:
          lambda: retrieval_scale.markdown(retrieval_scale.run(sizes))),
         ("5. Service under load", "python benchmarks/load.py --clients 1 8 --duration 60 --runtime onnx",
          lambda: load.markdown(load.run(["faiss", "postgresql"], [1, 8], 60, "onnx"))),
+        ("6. Ingestion on Ray", "python benchmarks/ray_ingest.py --repeat 2", lambda: ray_ingest.markdown(ray_ingest.run(2))),
     ], 1):  # fmt: skip
         kept = [p for p in previous if p.startswith(title)]
         if args.only and number not in args.only and kept:
