@@ -165,8 +165,15 @@ def _run(ray: Any, todo: list[tuple[str, str]], store: Store, embedder: Embedder
             for worker in workers:  # keep each worker's queue full
                 while queue and sum(1 for w, _ in running.values() if w is worker) < IN_FLIGHT_PER_WORKER:
                     path, content_hash = queue.pop()
-                    data = Path(path).read_bytes()
+                    try:
+                        data = Path(path).read_bytes()
+                    except OSError as exc:  # gone or unreadable since it was hashed
+                        report.skip(LoadError(path, f"cannot read file ({exc.strerror or exc})"))
+                        bar.update(1)
+                        continue
                     running[worker.process.remote(path, data, content_hash)] = (worker, path)
+            if not running:
+                break
             done, _ = ray.wait(list(running), num_returns=1)
             _, path = running.pop(done[0])
             _store_result(ray, done[0], path, store, report)

@@ -121,7 +121,7 @@ def search(request: SearchRequest, s: Service = Depends(service)) -> dict[str, A
 
 
 @documents.post("/documents", summary="upload files and index them (per-file report, as `rag-qa index --json`)")
-def upload(files: list[UploadFile] = File(..., description="PDF, text, Markdown or HTML files"), s: Service = Depends(service)) -> dict[str, Any]:
+def upload(files: list[UploadFile] = File(..., description="PDF, Word (.docx), text, Markdown or HTML files"), s: Service = Depends(service)) -> dict[str, Any]:
     names = [safe_name(f.filename) for f in files]
     for name in names:
         check_suffix(name)
