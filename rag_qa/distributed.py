@@ -32,7 +32,7 @@ from rag_qa.config import EmbedderConfig, IngestConfig
 from rag_qa.errors import ConfigError, LoadError, RagQAError
 from rag_qa.embed import Embedder
 from rag_qa.indexer import IndexReport, check_chunking
-from rag_qa.ingest.loaders import discover, file_hash
+from rag_qa.ingest.loaders import check_size, discover, file_hash, unreadable
 from rag_qa.onnx_models import resolved_runtime
 from rag_qa.records import Document, Passage
 from rag_qa.store import Store
@@ -80,13 +80,13 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
 class IngestWorker:
     """One Ray actor: the embedder (loaded once), its tokenizer and a guarded parser worker."""
 
-    def __init__(self, embedder: EmbedderConfig, chunking: Any, ingest: IngestConfig, threads: int):
+    def __init__(self, embedder: EmbedderConfig, chunking: Any, ingest: IngestConfig):
         import torch
 
         from rag_qa.embed import Embedder
         from rag_qa.ingest.pdf import GuardedPdfReader
 
-        torch.set_num_threads(threads)
+        torch.set_num_threads(1)  # each actor holds one CPU of the cluster
         self.embedder = Embedder(embedder)
         self.embedder.warm_up()
         self.chunking, self.ingest = chunking, ingest
@@ -140,13 +140,13 @@ def _changed_files(files: list[str], store: Store, config: IngestConfig, report:
     """(path, content hash) of each file that is new or changed; the rest counted or reported."""
     for path in files:
         try:
-            size = os.path.getsize(path)
-            if size > config.max_file_mb * 1024 * 1024:  # checked here too: the bytes travel to a worker
-                report.skip(LoadError(path, f"too large ({size / 2**20:.1f} MB > limit {config.max_file_mb:g} MB)"))
-                continue
+            check_size(path, os.path.getsize(path), config)  # here too: the bytes travel to a worker
             content_hash = file_hash(path)
+        except LoadError as error:
+            report.skip(error)
+            continue
         except OSError as exc:
-            report.skip(LoadError(path, f"cannot read file ({exc.strerror or exc})"))
+            report.skip(unreadable(path, exc))
             continue
         if store.file_hash(path) == content_hash:
             report.files_unchanged += 1
@@ -168,7 +168,7 @@ def _run(ray: Any, todo: list[tuple[str, str]], store: Store, embedder: Embedder
                     try:
                         data = Path(path).read_bytes()
                     except OSError as exc:  # gone or unreadable since it was hashed
-                        report.skip(LoadError(path, f"cannot read file ({exc.strerror or exc})"))
+                        report.skip(unreadable(path, exc))
                         bar.update(1)
                         continue
                     running[worker.process.remote(path, data, content_hash)] = (worker, path)
@@ -191,7 +191,7 @@ def _start_workers(ray: Any, embedder: EmbedderConfig, store: Store, config: Ing
     cpus = int(ray.cluster_resources().get("CPU", 1))
     how = replace(embedder, runtime=resolved_runtime(embedder.runtime), threads=1)  # every worker runs the model the same way
     actor = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=WORKER_RETRIES)(IngestWorker)
-    return [actor.remote(how, store.settings.chunking, config, 1) for _ in range(max(1, min(cpus, files)))]
+    return [actor.remote(how, store.settings.chunking, config) for _ in range(max(1, min(cpus, files)))]
 
 
 def _store_result(ray: Any, reference: Any, path: str, store: Store, report: IndexReport) -> None:

@@ -19,7 +19,7 @@ from rag_qa.config import IngestConfig
 from rag_qa.embed import Embedder
 from rag_qa.errors import ConfigError, LoadError
 from rag_qa.ingest.chunking import chunk_document
-from rag_qa.ingest.loaders import UNSUPPORTED, discover, file_hash, load_document
+from rag_qa.ingest.loaders import UNSUPPORTED, discover, file_hash, load_document, unreadable
 from rag_qa.ingest.pdf import GuardedPdfReader
 from rag_qa.ingest.text import clean_text
 from rag_qa.records import Document, Passage
@@ -103,7 +103,7 @@ def index_paths(
                 report.skip(error)
                 continue
             except OSError as exc:
-                report.skip(LoadError(path, f"cannot read file ({exc.strerror or exc})"))
+                report.skip(unreadable(path, exc))
                 continue
             with _Timer(report, "chunk"):
                 passages = chunk_document(document, embedder.tokenizer, chunking)

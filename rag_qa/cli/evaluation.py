@@ -88,8 +88,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             "default": metrics_for(report_cache, decide(report_cache, ScoringConfig(), temperature)),
             "fitted": metrics_for(report_cache, fitted_results),
         }
-        points = {"defaults": report["default"], f"fitted ({args.objective})": report["fitted"]}
-        _report(args, answer_metrics(report_questions, fitted_results), f"Calibration for {args.objective}, on {len(report_questions)} held-out questions", points)
+        if args.report:  # the held-out curve is only drawn, not reported in the JSON
+            points = {"defaults": report["default"], f"fitted ({args.objective})": report["fitted"]}
+            title = f"Calibration for {args.objective}, on {len(report_questions)} held-out questions"
+            _report(args, answer_metrics(report_questions, fitted_results), title, points)
         details = {**details, "fitted_on": {"file": args.file, "questions": len(fit_questions)},
                    "reported_on": {"file": args.report_on or args.file, "questions": len(report_questions)}, "report": report}  # fmt: skip
         path = save_scoring(qa.store, fitted, args.reader, args.retrieval, details, precision=reader.precision)

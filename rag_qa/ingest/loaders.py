@@ -81,6 +81,17 @@ def _is_index(folder: Path) -> bool:
     return (folder / MANIFEST).exists() and (folder / DATABASE).exists()
 
 
+def check_size(path: str, size: int, config: IngestConfig) -> None:
+    """Raise LoadError for a file over `config.max_file_mb`."""
+    if size > config.max_file_mb * 1024 * 1024:
+        raise LoadError(path, f"too large ({size / 2**20:.1f} MB > limit {config.max_file_mb:g} MB)")
+
+
+def unreadable(path: str, exc: OSError) -> LoadError:
+    """The report of a file the operating system would not let us read."""
+    return LoadError(path, f"cannot read file ({exc.strerror or exc})")
+
+
 def unsupported_format(suffix: str) -> str:
     return f"{UNSUPPORTED} {suffix.lower() or '(no extension)'}; supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}"
 
@@ -111,8 +122,7 @@ def load_document(
         size = os.path.getsize(path)
         if size == 0:
             raise LoadError(path, "empty file")
-        if size > config.max_file_mb * 1024 * 1024:
-            raise LoadError(path, f"too large ({size / 2**20:.1f} MB > limit {config.max_file_mb:g} MB)")
+        check_size(path, size, config)
         content_hash = content_hash if content_hash is not None else file_hash(path)
         suffix = Path(path).suffix.lower()
         if suffix in PDF_SUFFIXES:
@@ -131,7 +141,7 @@ def load_document(
     except ParseError as exc:
         raise LoadError(path, str(exc)) from None
     except OSError as exc:
-        raise LoadError(path, f"cannot read file ({exc.strerror or exc})") from None
+        raise unreadable(path, exc) from None
     if not text.strip():
         reason = "no text layer (scanned images only?); run OCR first" if page_starts else "no text content"
         raise LoadError(path, reason)
