@@ -11,7 +11,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 SQUAD = SHARED / "data" / "squad2"
-READER = SHARED / "models" / "minilm-squad2-reader"
+READER = SHARED / "models" / "minilm-squad2-reader-v2"
 PEER_PACKAGES = "faiss-haystack sentence-transformers-haystack transformers-haystack"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -7,14 +7,20 @@ answer with the best span unless the null score beats it.
 from __future__ import annotations
 
 import math
+import re
+import string
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from rag_qa.config import ScoringConfig
-from rag_qa.reader import PassageReading
+from rag_qa.reader import PassageReading, Span
 from rag_qa.records import Answer, QAResult, SearchHit
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+_PUNCTUATION = set(string.punctuation)
+
 
 def sigmoid(x: float) -> float:
     if x >= 0:
@@ -34,6 +40,46 @@ def answer_margin(readings: Sequence[PassageReading], tau: float) -> float:
     return max((r.best_score - r.null_score for r in readings), default=float("-inf")) + tau
 
 
+def normalize_answer(text: str) -> str:
+    """Lower case, drop punctuation and articles, collapse whitespace (the official SQuAD
+    definition): two answers that normalise alike are the same answer."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A span of a passage that may be the answer, with what ranks it and what calibrates it."""
+
+    score: float  # log P(span | passage) + retrieval_weight * log P(passage | question)
+    margin: float  # its own raw score - its passage's null score + tau: what its confidence is fitted on
+    hit: SearchHit
+    span: Span
+
+
+def pool_same_answers(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """One candidate per answer: the same answer (texts that normalise alike) found in several
+    passages pools their evidence (the sum of their probabilities, as open-domain readers have done
+    since DrQA) onto its best-scored place. Each passage adds its best place once, and a place
+    counts once, so overlapping passages that quote the same characters add nothing, and within
+    one passage the ranking stays the SQuAD rule (the highest raw score)."""
+    groups: dict[str, dict[str, Candidate]] = {}
+    for c in candidates:
+        per_passage = groups.setdefault(normalize_answer(c.span.text) or c.span.text, {})
+        kept = per_passage.get(c.hit.passage.id)
+        if kept is None or c.score > kept.score:
+            per_passage[c.hit.passage.id] = c
+    pooled = []
+    for per_passage in groups.values():
+        places: dict[tuple[str | None, int, int], float] = {}
+        for c in per_passage.values():
+            place = (c.hit.passage.source or c.hit.passage.id, c.hit.passage.char_start + c.span.start, c.hit.passage.char_start + c.span.end)
+            places[place] = max(c.score, places.get(place, -math.inf))
+        best = max(per_passage.values(), key=lambda c: c.score)
+        pooled.append(replace(best, score=float(np.logaddexp.reduce(list(places.values())))))
+    return pooled
+
+
 def _overlaps(a: Answer, b: Answer) -> bool:
     return a.source == b.source and (a.source is not None or a.passage.id == b.passage.id) and a.start < b.end and b.start < a.end
 
@@ -45,11 +91,12 @@ def combine(
     config: ScoringConfig,
     retrieval_temperature: float,
 ) -> QAResult:
-    """Rank the spans of the passages that do not abstain, or abstain when they all do."""
+    """Rank the answers of the passages that do not abstain, or abstain when they all do. The top
+    answer's confidence is calibrated on its own margin, so it speaks for the answer shown."""
     margin = answer_margin(readings, config.tau)
     no_answer_confidence = sigmoid(-config.no_answer_scale * margin + config.no_answer_bias) if math.isfinite(margin) else 1.0
     if not hits:
-        return QAResult(question, (), True, no_answer_confidence, margin)
+        return QAResult(question, (), True, no_answer_confidence, margin, float("-inf"))
     abstained = margin < 0
     log_retrieval = log_softmax([h.score for h in hits], retrieval_temperature)
     candidates = []
@@ -57,20 +104,21 @@ def combine(
         answers_here = reading.best_score - reading.null_score + config.tau >= 0
         if abstained or answers_here:  # when abstaining, keep every passage's spans as best guesses
             for span in reading.spans:
-                candidates.append((span.log_prob + config.retrieval_weight * float(log_p_passage), hit, span))
-    candidates.sort(key=lambda c: -c[0])
-    kept: list[Answer] = []
-    for score, hit, span in candidates:
-        passage = hit.passage
+                score = span.log_prob + config.retrieval_weight * float(log_p_passage)
+                candidates.append(Candidate(score, span.score - reading.null_score + config.tau, hit, span))
+    kept: list[tuple[Answer, float]] = []
+    for candidate in sorted(pool_same_answers(candidates), key=lambda c: -c.score):
+        passage, span = candidate.hit.passage, candidate.span
         start, end = passage.char_start + span.start, passage.char_start + span.end
-        answer = Answer(span.text, score, 0.0, passage.source, passage.page_at(span.start), start, end, passage, hit.score)
-        if not any(_overlaps(answer, other) for other in kept):  # duplicates from overlapping windows/passages
-            kept.append(answer)
+        answer = Answer(span.text, candidate.score, 0.0, passage.source, passage.page_at(span.start), start, end, passage, candidate.hit.score)
+        if not any(_overlaps(answer, other) for other, _ in kept):  # duplicates from overlapping windows/passages
+            kept.append((answer, candidate.margin))
     kept = kept[: config.max_answers]
-    p_top = sigmoid(config.answer_scale * margin + config.answer_bias) if math.isfinite(margin) else 0.0
-    confidences = answer_confidences(p_top, [a.score for a in kept]) if kept else []
-    answers = tuple(replace(a, confidence=c) for a, c in zip(kept, confidences))
-    return QAResult(question, answers, abstained, no_answer_confidence, margin)
+    top_margin = kept[0][1] if kept else float("-inf")
+    p_top = sigmoid(config.answer_scale * top_margin + config.answer_bias) if math.isfinite(top_margin) else 0.0
+    confidences = answer_confidences(p_top, [a.score for a, _ in kept]) if kept else []
+    answers = tuple(replace(a, confidence=c) for (a, _), c in zip(kept, confidences))
+    return QAResult(question, answers, abstained, no_answer_confidence, margin, top_margin)
 
 
 def answer_confidences(p_top: float, scores: Sequence[float]) -> list[float]:

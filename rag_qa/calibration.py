@@ -142,14 +142,18 @@ def fit_scoring(
     fit, tau, weight, met = choose(candidates, objective)
     scoring = ScoringConfig(tau=tau, retrieval_weight=weight, retrieval_temperature=temperature, max_answers=max_answers)
     results = decide(cached, scoring, temperature)
-    x = np.array([r.margin if math.isfinite(r.margin) else -50.0 for r in results])
     answer_right = np.array([_top_answer_right(c.question, r) for c, r in zip(cached, results)], dtype=float)
     unanswerable = np.array([not c.question.has_answer for c in cached], dtype=float)
-    answer_scale, answer_bias = fit_logistic(x, answer_right)
-    no_scale, no_bias = fit_logistic(-x, unanswerable)
+    answer_scale, answer_bias = fit_logistic(_finite([r.answer_margin for r in results]), answer_right)  # the top answer's own margin
+    no_scale, no_bias = fit_logistic(-_finite([r.margin for r in results]), unanswerable)  # the decision's margin
     fitted = replace(scoring, answer_scale=answer_scale, answer_bias=answer_bias, no_answer_scale=no_scale, no_answer_bias=no_bias)
     point = {key: fit[key] for key in ("f1", "coverage", "answer_f1")}
     return fitted, {"grid": {"weights": list(WEIGHTS), "taus": taus}, "objective": objective, "objective_met": met, "fit_point": point, "fit_f1": fit["f1"]}
+
+
+def _finite(margins: list[float]) -> np.ndarray:
+    """Margins as a fitting feature: a question without any span (-inf) as a very low margin."""
+    return np.array([m if math.isfinite(m) else -50.0 for m in margins])
 
 
 def _top_answer_right(question: SquadQuestion, result: QAResult) -> bool:

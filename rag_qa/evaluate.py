@@ -10,8 +10,6 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
-import re
-import string
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -20,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rag_qa.answer import combine
+from rag_qa.answer import combine, normalize_answer
 from rag_qa.config import ScoringConfig
 from rag_qa.indexer import add_documents
 from rag_qa.reader import Reader
@@ -28,16 +26,6 @@ from rag_qa.records import Document, Passage, QAResult, SearchHit
 
 if TYPE_CHECKING:
     from rag_qa.pipeline import RagQA
-
-_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
-_PUNCTUATION = set(string.punctuation)
-
-
-def normalize_answer(text: str) -> str:
-    """Lower case, drop punctuation and articles, collapse whitespace (official definition)."""
-    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
-    return " ".join(_ARTICLES.sub(" ", text).split())
-
 
 def exact_score(gold: str, predicted: str) -> int:
     return int(normalize_answer(gold) == normalize_answer(predicted))

@@ -104,23 +104,27 @@ def _hidden(path: Path, root: Path) -> bool:
 
 
 def weights_digest(files: Sequence[Path]) -> str:
-    """SHA-256 over the files' names and contents. Each file's hash is remembered in the cache
-    folder by path, size and modification time, so a large model is read once, not at every start."""
+    """SHA-256 over the files' names and contents (each file's hash from `file_sha256`)."""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + file_sha256(path).encode())
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's content, remembered in the cache folder by path, size and
+    modification time, so a large model is read once, not at every start."""
     known_path = cache_dir() / "file-hashes.json"
     try:
         known = json.loads(known_path.read_text())
     except (OSError, ValueError):
         known = {}
-    digest, changed = hashlib.sha256(), False
-    for path in files:
-        stat, key = path.stat(), str(path.resolve())
-        if known.get(key, [None, None])[:2] != [stat.st_size, stat.st_mtime_ns]:
-            with open(path, "rb") as handle:
-                known[key], changed = [stat.st_size, stat.st_mtime_ns, hashlib.file_digest(handle, "sha256").hexdigest()], True
-        digest.update(path.name.encode() + b"\0" + known[key][2].encode())
-    if changed:
+    stat, key = path.stat(), str(path.resolve())
+    if known.get(key, [None, None])[:2] != [stat.st_size, stat.st_mtime_ns]:
+        with open(path, "rb") as handle:
+            known[key] = [stat.st_size, stat.st_mtime_ns, hashlib.file_digest(handle, "sha256").hexdigest()]
         _write_atomically(known_path, json.dumps(known))
-    return digest.hexdigest()
+    return known[key][2]
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -1,7 +1,7 @@
 """The public facade: open an index, add documents, search it, ask it.
 
     >>> from rag_qa import RagQA
-    >>> with RagQA.open("indexes/docs", reader="../shared/models/minilm-squad2-reader") as qa:
+    >>> with RagQA.open("indexes/docs", reader="../shared/models/minilm-squad2-reader-v2") as qa:
     ...     report = qa.index(["data/"])
     ...     result = qa.ask("What is the late fee for a tool?")
     ...     print(result.best.text if result.best else "no answer")  # doctest: +SKIP
@@ -34,7 +34,7 @@ from rag_qa.reader import PassageReading, Reader
 from rag_qa.pages import PdfPageViewer
 from rag_qa.records import Answer, PageBox, QAResult, SearchHit, SourceText
 from rag_qa.retrieve import Retriever
-from rag_qa.saved_scoring import load_scoring
+from rag_qa.saved_scoring import scoring_for
 from rag_qa.store import Store, StoreInfo, open_store
 
 DEFAULT_INDEX = "indexes/default"
@@ -91,7 +91,8 @@ class RagQA:
         local folder (default: deepset/roberta-large-squad2). `runtime` ("auto", "torch" or "onnx")
         and `threads`, when given, run both models that way; how models run is never taken from the
         index. `scoring` defaults to the parameters `rag-qa calibrate` saved in the index for this
-        reader, its precision and the retrieval mode, else to ScoringConfig().
+        reader, its precision and the retrieval mode, else to those rag-qa ships for the reader
+        (the offline reader's), else to ScoringConfig().
         """
         if isinstance(reader, str):
             reader = ReaderConfig(model=reader)
@@ -101,8 +102,8 @@ class RagQA:
             reader = replace(reader, runtime=runtime, threads=threads)
         store = open_store(path, settings, read_only=read_only)
         retrieval = retrieval if retrieval is not None else RetrievalConfig()
-        if scoring is None:  # what `rag-qa calibrate` fitted for this reader and retrieval mode, else the defaults
-            scoring = load_scoring(store, reader.model, retrieval.mode, precision=reader.precision)
+        if scoring is None:  # what `rag-qa calibrate` fitted, else what rag-qa ships for the reader, else the defaults
+            scoring = scoring_for(store, reader, retrieval.mode)
         embedder = Embedder(replace(store.settings.embedder, **how))
         return cls(store, embedder, ingest, Reader(reader), retrieval, scoring)
 

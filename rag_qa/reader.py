@@ -9,7 +9,7 @@ at most `max_answer_tokens`). Windows are then merged per passage by the SQuAD 2
 minimum over windows, spans ranked by raw score over all windows, one softmax per passage
 (DESIGN §3). Spans come back as offsets into the passage text as given, never the cleaned copy.
 
-    >>> reader = Reader(ReaderConfig(model="../shared/models/minilm-squad2-reader"))
+    >>> reader = Reader(ReaderConfig(model="../shared/models/minilm-squad2-reader-v2"))
     >>> reading = reader.read(["Who wrote it?"], [["Ada wrote it in 1843."]])[0][0]
     >>> reading.spans[0].text  # doctest: +SKIP
     'Ada'
@@ -56,13 +56,14 @@ class PassageReading:
         return self.spans[0].score if self.spans else float("-inf")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class WindowDecoding:
     """Decoded logits of one window, in token positions."""
 
     null_score: float
     span_log_norm: float  # log of the sum of exp(score) over every valid span (-inf when none)
     spans: list[tuple[int, int, float]]  # (start token, end token, score), best first
+    band: np.ndarray  # band[w, i]: score of the span of tokens i..i+w, -inf where not a valid span
 
 
 def decode_window(
@@ -89,12 +90,12 @@ def decode_window(
     finite = flat[np.isfinite(flat)]
     count = min(top_n, finite.size)
     if count == 0:
-        return WindowDecoding(null_score, float("-inf"), [])
+        return WindowDecoding(null_score, float("-inf"), [], band)
     best = np.argpartition(-flat, count - 1)[:count]
     starts, widths = best % length, best // length
     order = np.lexsort((widths, starts, -flat[best]))  # by score; ties: earlier start, then shorter
     spans = [(int(starts[k]), int(starts[k] + widths[k]), float(flat[best[k]])) for k in order]
-    return WindowDecoding(null_score, _logsumexp(finite), spans)
+    return WindowDecoding(null_score, _logsumexp(finite), spans, band)
 
 
 def _logsumexp(values: np.ndarray) -> float:
@@ -108,12 +109,12 @@ def merge_windows(
     """One passage's reading from its windows (each with its token → character offsets), by the
     SQuAD rule: null = minimum over windows, spans ranked by raw start + end over all windows.
 
-    Span probabilities share one normaliser for the whole passage: its null and every window's
-    spans (a span seen by two overlapping windows counts in each). When the model read `cleaned`
-    (the cleaned form of `text`), token offsets are into `cleaned.text` and are mapped back to `text`.
+    Span probabilities share one normaliser for the whole passage (`passage_log_norm`). When the
+    model read `cleaned` (the cleaned form of `text`), token offsets are into `cleaned.text` and
+    are mapped back to `text`.
     """
     null_score = min(decoding.null_score for decoding, _ in windows)
-    log_norm = float(np.logaddexp.reduce([null_score] + [decoding.span_log_norm for decoding, _ in windows]))
+    log_norm = passage_log_norm(null_score, windows)
     by_offsets: dict[tuple[int, int], Span] = {}
     for decoding, offsets in windows:
         for start_token, end_token, score in decoding.spans:
@@ -131,6 +132,27 @@ def merge_windows(
                 by_offsets[(start, end)] = Span(start, end, text[start:end], score, score - log_norm)
     spans = sorted(by_offsets.values(), key=lambda s: (-s.score, s.start, s.end))[:top_n]
     return PassageReading(null_score, tuple(spans))
+
+
+def passage_log_norm(null_score: float, windows: Sequence[tuple[WindowDecoding, Sequence[tuple[int, int]]]]) -> float:
+    """log(exp(null) + the sum of exp(score) over the passage's distinct spans). A span that two
+    overlapping windows both see counts once, at its higher score: counted per window, the
+    normaliser would grow with the number of windows and rank long passages' spans too low."""
+    if len(windows) == 1:
+        return float(np.logaddexp(null_score, windows[0][0].span_log_norm))
+    keys, scores = [], []
+    for decoding, offsets in windows:
+        widths, starts = np.nonzero(np.isfinite(decoding.band))
+        chars = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+        keys.append((chars[starts, 0] << 32) | chars[starts + widths, 1])  # the span's characters name it
+        scores.append(decoding.band[widths, starts])
+    key, score = np.concatenate(keys), np.concatenate(scores)
+    if key.size == 0:
+        return null_score
+    order = np.lexsort((score, key))  # by span, its best score last
+    key, score = key[order], score[order]
+    best_of_each = np.append(key[1:] != key[:-1], True)
+    return float(np.logaddexp(null_score, _logsumexp(score[best_of_each])))
 
 
 def fit_question(tokenizer: Any, question: str, max_tokens: int) -> str:
@@ -286,6 +308,12 @@ class Reader:
                 results[index] = (starts[row, :n], ends[row, :n])
         return results
 
+    def _decoded(self, features: Any, logits: list[tuple[np.ndarray, np.ndarray]], index: int) -> tuple[WindowDecoding, Sequence[tuple[int, int]]]:
+        context = np.array([s == 1 for s in features.sequence_ids(index)])
+        start, end = logits[index]
+        decoding = decode_window(start, end, context, self.config.max_answer_tokens, self.config.top_spans)
+        return decoding, features["offset_mapping"][index]
+
     def read(self, questions: Sequence[str], passages: Sequence[Sequence[str]]) -> list[list[PassageReading]]:
         """Readings of every passage text for every question: `passages[q]` belong to `questions[q]`."""
         if len(questions) != len(passages):
@@ -301,14 +329,13 @@ class Reader:
         with self._lock:
             features = self._features(questions_seen, [c.text for c in cleaned])
             logits = self.window_logits(features)
-        windows: list[list[tuple[WindowDecoding, Sequence[tuple[int, int]]]]] = [[] for _ in pairs]
+        windows_of_pair: list[list[int]] = [[] for _ in pairs]
         for index, pair_index in enumerate(features["overflow_to_sample_mapping"]):
-            sequence_ids = features.sequence_ids(index)
-            context = np.array([s == 1 for s in sequence_ids])
-            start, end = logits[index]
-            decoding = decode_window(start, end, context, self.config.max_answer_tokens, self.config.top_spans)
-            windows[pair_index].append((decoding, features["offset_mapping"][index]))
-        readings = [merge_windows(text, windows[i], self.config.top_spans, cleaned[i]) for i, (_, text) in enumerate(pairs)]
+            windows_of_pair[pair_index].append(index)
+        readings = [
+            merge_windows(text, [self._decoded(features, logits, w) for w in windows_of_pair[i]], self.config.top_spans, cleaned[i])
+            for i, (_, text) in enumerate(pairs)
+        ]  # one pair's windows decoded at a time: their score bands are freed with it
         grouped, position = [], 0
         for texts in passages:
             grouped.append(readings[position : position + len(texts)])

@@ -16,10 +16,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -325,11 +326,24 @@ def train(config: TrainConfig, overwrite: bool = False, progress: bool = False, 
     )  # fmt: skip
     if config.dev_file:
         report.dev_metrics = evaluate_trained(config, progress)
-    (out / "training.json").write_text(json.dumps({"config": config.to_dict(), "report": report.to_dict()}, indent=2))
-    (out / "MODEL_CARD.md").write_text(model_card(config, report))
+    shared_config = portable(config, out)
+    shared_report = replace(report, out=shared_config.out, base=shared_config.base)
+    (out / "training.json").write_text(json.dumps({"config": shared_config.to_dict(), "report": shared_report.to_dict()}, indent=2))
+    (out / "MODEL_CARD.md").write_text(model_card(shared_config, shared_report))
     for _, checkpoint in _checkpoints(out):
         shutil.rmtree(checkpoint)
     return report
+
+
+def portable(config: TrainConfig, out: Path) -> TrainConfig:
+    """The configuration as a shared model folder should carry it: local paths relative to the
+    folder itself (no one else's home directory), Hub ids as given, the folder as its own name."""
+
+    def relative(path: str | None) -> str | None:
+        return os.path.relpath(Path(path).absolute(), out.absolute()) if path is not None and Path(path).exists() else path
+
+    return replace(config, base=relative(config.base) or config.base, train_file=relative(config.train_file) or config.train_file,
+                   dev_file=relative(config.dev_file), out=out.name)  # fmt: skip
 
 
 def evaluate_trained(config: TrainConfig, progress: bool) -> dict[str, float]:

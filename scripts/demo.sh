@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
-if [ -z "${RAG_QA_READER:-}" ] && [ -d ../shared/models/minilm-squad2-reader ]; then
-    export RAG_QA_READER=../shared/models/minilm-squad2-reader
+if [ -z "${RAG_QA_READER:-}" ] && [ -d ../shared/models/minilm-squad2-reader-v2 ]; then
+    export RAG_QA_READER=../shared/models/minilm-squad2-reader-v2
     echo "Using the offline reader $RAG_QA_READER (small and weak; set RAG_QA_READER to use another)."
 fi
 rag-qa index data/ --index indexes/demo

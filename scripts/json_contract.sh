@@ -8,7 +8,7 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 REPO=$(cd "$1" && pwd); OUT=$(realpath -m "$2")
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONPATH=$REPO
 PY=$HERE/.venv/bin/python
-R=$(cd "$HERE/../shared/models/minilm-squad2-reader" && pwd)
+R=$(cd "$HERE/../shared/models/minilm-squad2-reader-v2" && pwd)
 S=$(cd "$HERE/../shared/data/squad2" && pwd)
 W=${TMPDIR:-/tmp}/rag-qa-json-contract  # a fixed folder: passage ids hash the source path
 rm -rf "$W"; mkdir -p "$W"; cp -r "$REPO/data" "$W/data"

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--reader", default=str(REPO.parent / "shared" / "models" / "minilm-squad2-reader"))
+    parser.add_argument("--reader", default=str(REPO.parent / "shared" / "models" / "minilm-squad2-reader-v2"))
     parser.add_argument("--question", default="What is the standard loan period?")
     parser.add_argument("--out", default=str(REPO / "docs" / "web-page.png"))
     parser.add_argument("--chromium", default="/usr/bin/chromium")

@@ -11,7 +11,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 SQUAD = SHARED / "data" / "squad2"
-READER = SHARED / "models" / "minilm-squad2-reader"
+READER = SHARED / "models" / "minilm-squad2-reader-v2"
 
 
 def needs_shared(path: Path) -> None:

@@ -304,3 +304,49 @@ def test_near_tied_answers_keep_the_top_answers_confidence():
     low = answer_confidences(0.2, [5.0, 4.0, 1.0, 0.5])
     assert low[0] == 0.2 and all(c <= low[0] for c in low) and sum(low) <= 1.0
     assert low[1] == pytest.approx(0.2 * np.exp(-1.0))
+
+
+def test_a_span_that_overlapping_windows_share_counts_once_in_the_normaliser(monkeypatch, tiny_bert):
+    """Equal logits everywhere over a passage many windows long: every distinct span of the
+    context scores 0, so the normaliser is log(1 + the number of distinct spans), however many
+    windows see each span (counted per window, it would grow with the windows' overlaps)."""
+    reader = Reader(ReaderConfig(model=tiny_bert, max_seq_len=48, doc_stride=16, max_query_tokens=8, max_answer_tokens=5))
+    text = " ".join(f"word{i}" for i in range(90))
+    monkeypatch.setattr(reader, "window_logits", lambda features: [(np.zeros(len(ids)), np.zeros(len(ids))) for ids in features["input_ids"]])
+    assert len(window_features(reader.tokenizer, ["where?"], [text], 48, 16, 8)["input_ids"]) > 5
+    reading = reader.read(["where?"], [[text]])[0][0]
+    n = len(reader.tokenizer(text, add_special_tokens=False)["input_ids"])
+    distinct = sum(n - width for width in range(5))
+    assert reading.null_score == 0.0
+    assert all(s.log_prob == pytest.approx(-np.log(1 + distinct)) for s in reading.spans)
+
+
+def test_the_same_answer_in_several_passages_pools_its_evidence():
+    """"Paris" twice (in two documents) outranks "Lyon" once, although Lyon's single span scores
+    higher; the pooled score is the log of the summed probabilities. A passage that overlaps
+    another and quotes the same characters adds no evidence."""
+    a, b, c = Passage("a", "It is Paris.", "a.txt", 0, 12), Passage("b", "Answer: paris", "b.txt", 0, 13), Passage("c", "Lyon, surely", "c.txt", 0, 12)
+    c_again = Passage("c2", "xx Lyon, surely", "c.txt", -3, 12)  # overlaps c: the same Lyon at the same characters
+    readings = [
+        reading_for(a.text, [(6, 11, 4.0)], 0.0), reading_for(b.text, [(8, 13, 4.0)], 0.0),
+        reading_for(c.text, [(0, 4, 4.5)], 0.0), reading_for(c_again.text, [(3, 7, 4.5)], 0.0),
+    ]  # fmt: skip
+    hits = [SearchHit(p, 0.5) for p in (a, b, c, c_again)]
+    result = combine("Where?", hits, readings, ScoringConfig(retrieval_weight=0.0), 1.0)
+    assert [x.text for x in result.answers] == ["Paris", "Lyon"]
+    assert result.answers[0].score == pytest.approx(np.logaddexp(3.0, 3.0)) and result.answers[1].score == pytest.approx(3.5)
+    assert result.answers[0].source == "a.txt"  # the best-scored place of the pooled answer is the one shown
+    twice = Passage("t", "Lyon or Paris or Paris")  # one passage: its best place only, so the SQuAD rule ranks
+    alone = combine("Where?", [SearchHit(twice, 0.5)], [reading_for(twice.text, [(0, 4, 4.5), (8, 13, 4.0), (17, 22, 4.0)], 0.0)], ScoringConfig(), 1.0)
+    assert [x.text for x in alone.answers] == ["Lyon", "Paris"] and alone.answers[1].score == pytest.approx(3.0)
+
+
+def test_the_top_answers_confidence_comes_from_its_own_passage():
+    """Rank 1 is chosen with the retrieval score; its confidence is calibrated on its own margin
+    (span 3 - null 0), not on the question's best margin (6, in another passage)."""
+    strong, likely = Passage("s", "six is here"), Passage("l", "three is here")
+    readings = [reading_for(strong.text, [(0, 3, 6.0)], 0.0), reading_for(likely.text, [(0, 5, 3.0)], 0.0)]
+    hits = [SearchHit(strong, 0.0), SearchHit(likely, 1.0)]
+    result = combine("q", hits, readings, ScoringConfig(retrieval_weight=1.0), 0.1)
+    assert result.answers[0].text == "three" and result.margin == 6.0 and result.answer_margin == 3.0
+    assert result.answers[0].confidence == pytest.approx(1 / (1 + np.exp(-3.0)))

@@ -17,6 +17,7 @@ from rag_qa.config import ReaderConfig, ScoringConfig
 from rag_qa.evaluate import evaluate_open, evaluate_reader, load_squad, paragraph_source, squad_corpus, squad_metrics
 from rag_qa.indexer import add_documents
 from rag_qa.reader import Reader
+from rag_qa.saved_scoring import save_scoring
 
 pytestmark = pytest.mark.integration
 
@@ -148,6 +149,36 @@ def test_haystack_indexing_and_query_pipelines(tmp_path):
         on_onnx = query_pipeline(index, reader=str(READER), top_k=3, runtime="onnx")
         answers = on_onnx.run({"retriever": {"query": question}, "reader": {"query": question}})["reader"]["answers"]
         assert answers[0].data == "about forty minutes"
+    # the index's own fit decides, as it does for `rag-qa ask`: a threshold that never answers
+    with RagQA.open(index) as qa:
+        save_scoring(qa.store, ScoringConfig(tau=-1000.0, retrieval_weight=0.25), str(READER), "dense", {})
+    fitted = query_pipeline(index, reader=str(READER), top_k=3)
+    assert fitted.get_component("reader").scoring.tau == -1000.0 and fitted.get_component("reader").scoring.retrieval_weight == 0.25
+    answers = fitted.run({"retriever": {"query": question}, "reader": {"query": question}})["reader"]["answers"]
+    assert [a.data for a in answers] == [None]
+    assert json.loads(rag_qa("ask", question, "--index", index, "--reader", str(READER), "--json").stdout)["abstained"]
+
+
+def test_a_fresh_index_scores_with_the_fit_shipped_for_the_offline_reader(sample_index, tmp_path):
+    """No `calibrate` yet: the fit shipped for this reader's weights applies (also to a renamed copy
+    of its folder); another reader gets the defaults; the index's own fit replaces the shipped one."""
+    needs_shared(READER)
+    from rag_qa.saved_scoring import scoring_for, shipped_scoring
+
+    shipped = shipped_scoring(str(READER), "dense")
+    assert shipped is not None and shipped != ScoringConfig() and shipped.answer_scale != 1.0
+    copy = tmp_path / "my-reader"
+    copy.mkdir()
+    (copy / "model.safetensors").symlink_to(READER / "model.safetensors")
+    assert shipped_scoring(str(copy), "dense") == shipped
+    assert shipped_scoring(str(READER.parent / "minilm-squad2-reader"), "dense") is None  # v1: nothing shipped
+    assert shipped_scoring("deepset/roberta-large-squad2", "dense") is None
+    with RagQA.open(sample_index, reader=str(READER), read_only=True) as qa:
+        assert qa.scoring == shipped
+    fresh = tmp_path / "index"
+    with RagQA.open(fresh) as qa:
+        save_scoring(qa.store, ScoringConfig(tau=2.0), str(READER), "dense", {})
+        assert scoring_for(qa.store, ReaderConfig(model=str(READER)), "dense") == ScoringConfig(tau=2.0)
 
 
 def test_show_returns_the_text_answer_offsets_index(sample_index, tmp_path):

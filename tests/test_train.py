@@ -143,7 +143,10 @@ def test_cli_trains_a_tiny_model_that_the_reader_and_eval_load(tmp_path: Path, t
     assert {"config.json", "model.safetensors", "tokenizer.json", "MODEL_CARD.md", "training.json"} <= {p.name for p in out.iterdir()}
     assert not list(out.glob("checkpoint-*")), "checkpoints are removed once the model is saved"
     assert {"exact", "f1", "HasAns_f1_forced"} <= set(report["dev_metrics"])
-    assert "Dev metrics" in (out / "MODEL_CARD.md").read_text() and str(base) in (out / "MODEL_CARD.md").read_text()
+    card, recorded = (out / "MODEL_CARD.md").read_text(), json.loads((out / "training.json").read_text())
+    assert "Dev metrics" in card and "`../tiny-qa`" in card and str(tmp_path) not in card  # paths relative to the model folder
+    assert str(tmp_path) not in json.dumps(recorded) and recorded["config"]["train_file"] == "../train.json"
+    assert recorded["config"]["base"] == recorded["report"]["base"] == "../tiny-qa" and recorded["config"]["out"] == "trained"
     assert any(not (weights(base)[k] == v).all() for k, v in weights(out).items()), "training changed no weight"
 
     reading = Reader(ReaderConfig(model=str(out), max_seq_len=96, doc_stride=24)).read(["When did it open?"], [[CONTEXT]])[0][0]

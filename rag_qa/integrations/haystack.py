@@ -240,22 +240,24 @@ class SpanReader:
         retrieval_temperature: float = DEFAULT_RETRIEVAL_TEMPERATURE["dense"],
         runtime: str = "auto",
         int8: bool = False,
+        scoring: dict[str, Any] | None = None,
     ):
+        """`scoring`, a whole `ScoringConfig.to_dict()` (e.g. the fit `rag-qa calibrate` saved with
+        an index, as `query_pipeline` passes), replaces tau, the retrieval weight and temperature."""
         self.model, self.revision, self.top_k = model, revision, top_k
-        self.scoring = ScoringConfig(
-            tau=tau, retrieval_weight=retrieval_weight, retrieval_temperature=retrieval_temperature, max_answers=top_k
-        )
+        if scoring is not None:
+            self.scoring = replace(ScoringConfig.from_dict(scoring), max_answers=top_k)
+        else:
+            self.scoring = ScoringConfig(tau=tau, retrieval_weight=retrieval_weight, retrieval_temperature=retrieval_temperature, max_answers=top_k)
         self.reader = Reader(ReaderConfig(model=model, revision=revision, runtime=runtime, int8=int8))
 
     def warm_up(self) -> None:
         self.reader.warm_up()
 
     def to_dict(self) -> dict[str, Any]:
-        s = self.scoring
         return default_to_dict(
-            self, model=self.model, revision=self.revision, top_k=self.top_k, tau=s.tau,
-            retrieval_weight=s.retrieval_weight, retrieval_temperature=s.retrieval_temperature,
-            runtime=self.reader.config.runtime, int8=self.reader.config.int8,
+            self, model=self.model, revision=self.revision, top_k=self.top_k,
+            runtime=self.reader.config.runtime, int8=self.reader.config.int8, scoring=self.scoring.to_dict(),
         )  # fmt: skip
 
     @classmethod
@@ -346,14 +348,22 @@ def indexing_pipeline(index: str, runtime: str = "auto") -> Pipeline:
 
 
 def query_pipeline(
-    index: str, reader: str = DEFAULT_READER_MODEL, top_k: int = 5, tau: float = 0.0, mode: str = "dense", runtime: str = "auto"
+    index: str, reader: str = DEFAULT_READER_MODEL, top_k: int = 5, tau: float | None = None, mode: str = "dense", runtime: str = "auto"
 ) -> Pipeline:
-    """Retriever → span reader, both models on `runtime` ("auto", "torch" or "onnx"). Run with
+    """Retriever → span reader, both models on `runtime` ("auto", "torch" or "onnx"). The reader
+    scores answers as `rag-qa ask` does on this index: with the fit `rag-qa calibrate` saved for
+    this reader and retrieval mode (else the fit shipped for the reader, else the defaults);
+    `tau`, when given, replaces the fitted threshold. Run with
     `pipeline.run({"retriever": {"query": q}, "reader": {"query": q}})`."""
+    with RagQA.open(index, read_only=True, reader=reader, retrieval=RetrievalConfig(mode=mode, top_k=top_k)) as qa:
+        scoring = qa.scoring
+    if scoring.retrieval_temperature is None:
+        scoring = replace(scoring, retrieval_temperature=DEFAULT_RETRIEVAL_TEMPERATURE[mode])
+    if tau is not None:
+        scoring = replace(scoring, tau=tau)
     pipeline = Pipeline()
     pipeline.add_component("retriever", PassageRetriever(index, top_k=top_k, mode=mode, runtime=runtime))
-    temperature = DEFAULT_RETRIEVAL_TEMPERATURE[mode]
-    reader_component = SpanReader(reader, revision=None, top_k=top_k, tau=tau, retrieval_temperature=temperature, runtime=runtime)
+    reader_component = SpanReader(reader, revision=None, top_k=top_k, runtime=runtime, scoring=scoring.to_dict())
     pipeline.add_component("reader", reader_component)
     pipeline.connect("retriever.documents", "reader.documents")
     return pipeline
