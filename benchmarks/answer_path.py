@@ -13,8 +13,8 @@ Variants (each differs from "current" in one rule):
 - no pooling: the same answer found in several passages keeps separate, unpooled scores.
 - confidence from the margin: the top answer's confidence is fitted on the question's margin (the
   best passage's span - null), whichever passage the top-ranked answer came from (the previous rule).
-- confidence from the answer's score: fitted on the top answer's ranking score (its pooled
-  log-probability plus the weighted retrieval log-probability) instead of its own margin.
+- confidence from the answer's raw score: fitted on the top answer's ranking score itself rather
+  than on the logit of its probability (what "current" uses).
 
 Usage: python benchmarks/answer_path.py [--reader DIR] [--modes dense bm25 hybrid] [--window 384 128] [--json]
 """
@@ -90,7 +90,8 @@ def run(reader: str = str(READER), modes: tuple[str, ...] = ("dense", "bm25", "h
     from rag_qa import RagQA
     from rag_qa.calibration import hold_out_articles, read_once
     from rag_qa.config import ReaderConfig, RetrievalConfig, ScoringConfig
-    from rag_qa.evaluate import _retrieval_metrics, load_squad, squad_corpus
+    from rag_qa.evaluate import _content_hashes, _retrieval_metrics
+    from rag_qa.squad import load_squad, squad_corpus
     from rag_qa.indexer import add_documents
 
     documents = squad_corpus([SQUAD / "dev-eval.json", SQUAD / "reader-train.json"], [SQUAD / "distractor-passages.jsonl"])
@@ -104,13 +105,13 @@ def run(reader: str = str(READER), modes: tuple[str, ...] = ("dense", "bm25", "h
         for mode in modes:
             with RagQA.open(folder, reader=config, retrieval=RetrievalConfig(mode=mode, top_k=5), scoring=ScoringConfig()) as qa:
                 fit, report = read_once(qa, fit_questions), read_once(qa, report_questions)
-                recall = _retrieval_metrics(report_questions, qa.retriever.retrieve([q.question for q in report_questions], top_k=20))
+                recall = _retrieval_metrics(report_questions, qa.retriever.retrieve([q.question for q in report_questions], top_k=20), _content_hashes(qa))
                 rows[f"{mode}: current"] = {**held_out_metrics(fit, report, mode), "recall@5": recall["recall@5"]}
                 if mode != modes[0]:
                     continue
                 windows = sum(len(qa.reader._features([c.question.question], [h.passage.text])["input_ids"]) > 1 for c in report for h in c.hits)
                 rows[f"{mode}: confidence from the margin"] = held_out_metrics(fit, report, mode, confidence_from="margin")
-                rows[f"{mode}: confidence from the answer's score"] = held_out_metrics(fit, report, mode, confidence_from="score")
+                rows[f"{mode}: confidence from the answer's raw score"] = held_out_metrics(fit, report, mode, confidence_from="score")
                 with replaced(rag_qa.answer, "pool_same_answers", list):
                     rows[f"{mode}: no pooling"] = held_out_metrics(fit, report, mode)
                 with replaced(rag_qa.reader, "passage_log_norm", per_window_log_norm):

@@ -29,7 +29,7 @@ from common import READER, REPO, SQUAD, require_shared, table
 def build_index(location: str) -> int:
     """The dev-eval paragraphs, indexed in-process before the service starts."""
     from rag_qa import RagQA
-    from rag_qa.evaluate import squad_corpus
+    from rag_qa.squad import squad_corpus
     from rag_qa.indexer import add_documents
 
     with RagQA.open(location) as qa:
@@ -126,7 +126,7 @@ def service_peak_mb(service: subprocess.Popen) -> float:
 
 
 def run(backends: list[str], client_counts: list[int], duration: float, runtime: str = "onnx") -> list[dict]:
-    from rag_qa.evaluate import load_squad
+    from rag_qa.squad import load_squad
 
     questions = [q.question for q in load_squad(SQUAD / "dev-eval.json")]
     paragraphs = [json.loads(line)["text"] for line in (SQUAD / "distractor-passages.jsonl").read_text("utf-8").splitlines()]

@@ -100,7 +100,8 @@ def run(n_questions: int = 300, repeat: int = 3) -> dict:
     from haystack_integrations.components.readers.transformers import TransformersExtractiveReader
 
     from rag_qa.config import ReaderConfig
-    from rag_qa.evaluate import load_squad, squad_metrics, threshold_free_metrics
+    from rag_qa.evaluate import squad_metrics, threshold_free_metrics
+    from rag_qa.squad import load_squad
     from rag_qa.reader import Reader
 
     questions = load_squad(SQUAD / "dev-eval.json")[:n_questions]

@@ -49,12 +49,18 @@ def normalize_answer(text: str) -> str:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A span of a passage that may be the answer, with what ranks it and what calibrates it."""
+    """A span of a passage that may be the answer, with its ranking score."""
 
     score: float  # log P(span | passage) + retrieval_weight * log P(passage | question)
-    margin: float  # its own raw score - its passage's null score + tau: what its confidence is fitted on
     hit: SearchHit
     span: Span
+
+
+def log_odds(log_p: float) -> float:
+    """log(p / (1 - p)) of a log-probability, p kept inside (0, 1): a pooled answer's summed
+    probability can pass 1, and the calibration needs a finite input."""
+    p = min(max(math.exp(min(log_p, 0.0)), 1e-12), 1.0 - 1e-12)
+    return math.log(p) - math.log1p(-p)
 
 
 def pool_same_answers(candidates: Sequence[Candidate]) -> list[Candidate]:
@@ -92,11 +98,12 @@ def combine(
     retrieval_temperature: float,
 ) -> QAResult:
     """Rank the answers of the passages that do not abstain, or abstain when they all do. The top
-    answer's confidence is calibrated on its own margin, so it speaks for the answer shown."""
+    answer's confidence is calibrated on its own ranking probability, so it speaks for the answer
+    shown (uncalibrated, it is that probability)."""
     margin = answer_margin(readings, config.tau)
     no_answer_confidence = sigmoid(-config.no_answer_scale * margin + config.no_answer_bias) if math.isfinite(margin) else 1.0
     if not hits:
-        return QAResult(question, (), True, no_answer_confidence, margin, float("-inf"))
+        return QAResult(question, (), True, no_answer_confidence, margin)
     abstained = margin < 0
     log_retrieval = log_softmax([h.score for h in hits], retrieval_temperature)
     candidates = []
@@ -104,21 +111,19 @@ def combine(
         answers_here = reading.best_score - reading.null_score + config.tau >= 0
         if abstained or answers_here:  # when abstaining, keep every passage's spans as best guesses
             for span in reading.spans:
-                score = span.log_prob + config.retrieval_weight * float(log_p_passage)
-                candidates.append(Candidate(score, span.score - reading.null_score + config.tau, hit, span))
-    kept: list[tuple[Answer, float]] = []
+                candidates.append(Candidate(span.log_prob + config.retrieval_weight * float(log_p_passage), hit, span))
+    kept: list[Answer] = []
     for candidate in sorted(pool_same_answers(candidates), key=lambda c: -c.score):
         passage, span = candidate.hit.passage, candidate.span
         start, end = passage.char_start + span.start, passage.char_start + span.end
         answer = Answer(span.text, candidate.score, 0.0, passage.source, passage.page_at(span.start), start, end, passage, candidate.hit.score)
-        if not any(_overlaps(answer, other) for other, _ in kept):  # duplicates from overlapping windows/passages
-            kept.append((answer, candidate.margin))
+        if not any(_overlaps(answer, other) for other in kept):  # duplicates from overlapping windows/passages
+            kept.append(answer)
     kept = kept[: config.max_answers]
-    top_margin = kept[0][1] if kept else float("-inf")
-    p_top = sigmoid(config.answer_scale * top_margin + config.answer_bias) if math.isfinite(top_margin) else 0.0
-    confidences = answer_confidences(p_top, [a.score for a, _ in kept]) if kept else []
-    answers = tuple(replace(a, confidence=c) for (a, _), c in zip(kept, confidences))
-    return QAResult(question, answers, abstained, no_answer_confidence, margin, top_margin)
+    p_top = sigmoid(config.answer_scale * log_odds(kept[0].score) + config.answer_bias) if kept else 0.0
+    confidences = answer_confidences(p_top, [a.score for a in kept]) if kept else []
+    answers = tuple(replace(a, confidence=c) for a, c in zip(kept, confidences))
+    return QAResult(question, answers, abstained, no_answer_confidence, margin)
 
 
 def answer_confidences(p_top: float, scores: Sequence[float]) -> list[float]:

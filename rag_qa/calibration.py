@@ -13,11 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rag_qa.answer import answer_margin, combine
+from rag_qa.answer import answer_margin, combine, log_odds
 from rag_qa.config import DEFAULT_RETRIEVAL_TEMPERATURE, ScoringConfig
 from rag_qa.errors import ConfigError
 from rag_qa.evaluate import (
-    SquadQuestion,
     decisions,
     exact_score,
     operating_point,
@@ -27,6 +26,7 @@ from rag_qa.evaluate import (
 )
 from rag_qa.reader import PassageReading
 from rag_qa.records import QAResult, SearchHit
+from rag_qa.squad import SquadQuestion
 
 if TYPE_CHECKING:
     from rag_qa.pipeline import RagQA
@@ -42,11 +42,11 @@ class CachedQuestion:
 
 
 def hold_out_articles(questions: list[SquadQuestion]) -> tuple[list[SquadQuestion], list[SquadQuestion]]:
-    """(fit, report) questions: the last third of the articles (by title) is held out whole, so no
-    report question shares a paragraph with the fit."""
-    titles = sorted({q.title for q in questions})
-    held_out = set(titles[len(titles) * 2 // 3 :]) or set(titles[-1:])
-    return [q for q in questions if q.title not in held_out], [q for q in questions if q.title in held_out]
+    """(fit, report) questions: the last third of the articles (by title, then position; articles
+    need no title) is held out whole, so no report question shares a paragraph with the fit."""
+    articles = sorted({(q.title, q.article) for q in questions})
+    held_out = set(articles[len(articles) * 2 // 3 :]) or set(articles[-1:])
+    return [q for q in questions if (q.title, q.article) not in held_out], [q for q in questions if (q.title, q.article) in held_out]
 
 
 def read_once(qa: RagQA, questions: list[SquadQuestion], progress: bool = False) -> list[CachedQuestion]:
@@ -126,10 +126,11 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 50
 
 
 def fit_scoring(
-    cached: list[CachedQuestion], retrieval_mode: str, max_answers: int = 5, objective: str = "f1"
+    cached: list[CachedQuestion], retrieval_mode: str, max_answers: int = 5, objective: str = "f1", max_answer_tokens: int | None = None
 ) -> tuple[ScoringConfig, dict[str, Any]]:
     """Grid-search (retrieval weight, τ) for the operating point `objective` asks for (see
-    `choose`), then calibrate the two confidences."""
+    `choose`), then calibrate the two confidences. `max_answer_tokens`: the answer cap the
+    readings were decoded with, kept with the fit."""
     temperature = DEFAULT_RETRIEVAL_TEMPERATURE[retrieval_mode]
     margins = np.array([answer_margin(c.readings, 0.0) for c in cached])
     finite = margins[np.isfinite(margins)]
@@ -140,15 +141,26 @@ def fit_scoring(
             scoring = ScoringConfig(tau=tau, retrieval_weight=weight, retrieval_temperature=temperature, max_answers=max_answers)
             candidates.append((metrics_for(cached, decide(cached, scoring, temperature)), tau, weight))
     fit, tau, weight, met = choose(candidates, objective)
-    scoring = ScoringConfig(tau=tau, retrieval_weight=weight, retrieval_temperature=temperature, max_answers=max_answers)
+    scoring = ScoringConfig(tau=tau, retrieval_weight=weight, retrieval_temperature=temperature, max_answers=max_answers, max_answer_tokens=max_answer_tokens)
     results = decide(cached, scoring, temperature)
     answer_right = np.array([_top_answer_right(c.question, r) for c, r in zip(cached, results)], dtype=float)
     unanswerable = np.array([not c.question.has_answer for c in cached], dtype=float)
-    answer_scale, answer_bias = fit_logistic(_finite([r.answer_margin for r in results]), answer_right)  # the top answer's own margin
+    answer_scale, answer_bias = fit_logistic(np.array([log_odds(r.answers[0].score) if r.answers else -50.0 for r in results]), answer_right)
     no_scale, no_bias = fit_logistic(-_finite([r.margin for r in results]), unanswerable)  # the decision's margin
     fitted = replace(scoring, answer_scale=answer_scale, answer_bias=answer_bias, no_answer_scale=no_scale, no_answer_bias=no_bias)
     point = {key: fit[key] for key in ("f1", "coverage", "answer_f1")}
     return fitted, {"grid": {"weights": list(WEIGHTS), "taus": taus}, "objective": objective, "objective_met": met, "fit_point": point, "fit_f1": fit["f1"]}
+
+
+def fit_answer_cap(readings_by_cap: dict[int, list[CachedQuestion]], retrieval_mode: str, objective: str = "f1") -> tuple[ScoringConfig, dict[str, Any]]:
+    """`fit_scoring` at each answer cap (the questions read with it), and the cap whose fit best
+    meets `objective` on the fit questions (ties: the shorter cap)."""
+    fits = {cap: fit_scoring(cached, retrieval_mode, objective=objective, max_answer_tokens=cap) for cap, cached in sorted(readings_by_cap.items())}
+    candidates = [(details["fit_point"], scoring.tau, scoring.retrieval_weight) for scoring, details in fits.values()]
+    best = choose(candidates, objective)
+    cap = list(fits)[next(i for i, c in enumerate(candidates) if c[0] is best[0])]
+    scoring, details = fits[cap]
+    return scoring, {**details, "answer_caps": {str(c): d["fit_point"] for c, (_, d) in fits.items()}}
 
 
 def _finite(margins: list[float]) -> np.ndarray:

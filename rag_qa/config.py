@@ -157,9 +157,10 @@ class ScoringConfig(_Serialisable):
       system abstains when every retrieved passage abstains.
     - Answer score = log P(span | passage) + retrieval_weight * log P(passage | question).
     - margin x = max over passages of (best span - null) + tau (>= 0 means "answer");
-      P(top answer right) = sigmoid(answer_scale * x + answer_bias) = p; an answer ranked lower,
-      its score d below the top one, gets min(p * exp(-d), 1 - p) (never inflated);
       P(no answer right) = sigmoid(-no_answer_scale * x + no_answer_bias).
+    - P(top answer right) = sigmoid(answer_scale * logit(q) + answer_bias) = p, with q = exp(the
+      top answer's score), its own ranking probability (so uncalibrated, p = q); an answer ranked
+      lower, its score d below the top one, gets min(p * exp(-d), 1 - p) (never inflated).
     """
 
     tau: float = 0.0
@@ -170,9 +171,11 @@ class ScoringConfig(_Serialisable):
     no_answer_scale: float = 1.0
     no_answer_bias: float = 0.0
     max_answers: int = 5
+    max_answer_tokens: int | None = None  # the reader's answer cap this was fitted with (None: the reader's own)
 
     def __post_init__(self) -> None:
         _require(self.retrieval_weight >= 0, "retrieval_weight must be >= 0")
+        _require(self.max_answer_tokens is None or self.max_answer_tokens >= 1, "max_answer_tokens must be >= 1")
         _require(self.retrieval_temperature is None or self.retrieval_temperature > 0, "retrieval_temperature must be > 0")
         _require(self.max_answers >= 1, "max_answers must be >= 1")
 

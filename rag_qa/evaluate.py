@@ -8,12 +8,9 @@ Predictions and no-answer probabilities are produced in the official file format
 from __future__ import annotations
 
 import collections
-import hashlib
-import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,7 +19,8 @@ from rag_qa.answer import combine, normalize_answer
 from rag_qa.config import ScoringConfig
 from rag_qa.indexer import add_documents
 from rag_qa.reader import Reader
-from rag_qa.records import Document, Passage, QAResult, SearchHit
+from rag_qa.records import Passage, QAResult, SearchHit
+from rag_qa.squad import SquadQuestion, squad_corpus
 
 if TYPE_CHECKING:
     from rag_qa.pipeline import RagQA
@@ -41,38 +39,6 @@ def f1_score(gold: str, predicted: str) -> float:
         return 0.0
     precision, recall = same / len(predicted_tokens), same / len(gold_tokens)
     return 2 * precision * recall / (precision + recall)
-
-
-@dataclass(frozen=True)
-class SquadQuestion:
-    id: str
-    question: str
-    context: str
-    answers: tuple[str, ...]  # gold texts; empty for unanswerable questions
-    title: str
-    paragraph: int
-
-    @property
-    def has_answer(self) -> bool:
-        return bool(self.answers)
-
-
-def load_squad(path: str | Path) -> list[SquadQuestion]:
-    """Every question of a SQuAD 1.1/2.0 file, with its paragraph."""
-    data = json.loads(Path(path).read_text("utf-8"))["data"]
-    return [
-        SquadQuestion(
-            qa["id"],
-            qa["question"],
-            paragraph["context"],
-            tuple(a["text"] for a in qa.get("answers", [])),
-            article.get("title", ""),
-            index,
-        )
-        for article in data
-        for index, paragraph in enumerate(article["paragraphs"])
-        for qa in paragraph["qas"]
-    ]
 
 
 def _gold(question: SquadQuestion) -> list[str]:
@@ -150,6 +116,19 @@ def threshold_free_metrics(questions: list[SquadQuestion], best_spans: Mapping[s
     }
 
 
+def score_shapers(questions: list[SquadQuestion], results: list[QAResult], forced_hasans_f1: float) -> dict[str, float]:
+    """What shapes F1, so that a user sees why it is what it is (percentages): the share of
+    answerable questions, how often the system abstained on one of them, and the F1 of answering
+    every question with its best span (the end opposite `always_abstain_f1`)."""
+    answerable = [r for q, r in zip(questions, results) if q.has_answer]
+    share = len(answerable) / max(1, len(questions))
+    return {
+        "answerable_share": 100.0 * share,
+        "abstained_on_answerable": 100.0 * sum(r.abstained for r in answerable) / max(1, len(answerable)),
+        "never_abstain_f1": forced_hasans_f1 * share,  # unanswerable questions, all answered, score 0
+    }
+
+
 def risk_coverage(
     questions: list[SquadQuestion], best_spans: Mapping[str, str], na_probs: Mapping[str, float], predictions: Mapping[str, str], points: int = 101
 ) -> dict[str, Any]:
@@ -217,7 +196,8 @@ def evaluate_reader(reader: Reader, questions: list[SquadQuestion], scoring: Sco
     seconds = time.perf_counter() - started
     predictions, na_probs, best_spans = decisions(questions, results)
     margins = {q.id: r.margin - scoring.tau for q, r in zip(questions, results)}
-    return ReaderEvaluation(answer_metrics(questions, results), predictions, na_probs, margins, best_spans, seconds)
+    metrics = {**answer_metrics(questions, results), **answers_over_cap(questions, reader.tokenizer, reader.config.max_answer_tokens)}
+    return ReaderEvaluation(metrics, predictions, na_probs, margins, best_spans, seconds)
 
 
 def decisions(questions: list[SquadQuestion], results: list[QAResult]) -> tuple[dict[str, str], dict[str, float], dict[str, str]]:
@@ -233,6 +213,7 @@ def answer_metrics(questions: list[SquadQuestion], results: list[QAResult]) -> d
     ones, the top answer's calibration (`reliability` bins) and the `risk_coverage` curve."""
     predictions, na_probs, best_spans = decisions(questions, results)
     metrics: dict[str, Any] = {**squad_metrics(questions, predictions, na_probs), **threshold_free_metrics(questions, best_spans, na_probs)}
+    metrics.update(score_shapers(questions, results, metrics["forced_HasAns_f1"]))
     top = top_answer_reliability(questions, results)
     metrics["top_answer_ece"], metrics["reliability"] = top["ece"], top["bins"]
     metrics["risk_coverage"] = risk_coverage(questions, best_spans, na_probs, predictions)
@@ -240,38 +221,17 @@ def answer_metrics(questions: list[SquadQuestion], results: list[QAResult]) -> d
 
 
 # ----------------------------------------------------------------------------- corpus-wide (open) QA
-def paragraph_source(title: str, paragraph: int) -> str:
-    """The source name of a SQuAD paragraph indexed as its own document."""
-    return f"squad:{title}#{paragraph}"
-
-
-def squad_corpus(files: list[str | Path], distractors: list[str | Path] = ()) -> list[Document]:
-    """Every paragraph of SQuAD-format files, plus JSONL distractor paragraphs
-    ({"title", "paragraph", "text"} per line), as documents."""
-    documents: dict[str, Document] = {}
-    for file in files:
-        for question in load_squad(file):
-            source = paragraph_source(question.title, question.paragraph)
-            documents.setdefault(source, _document(source, question.context))
-    for file in distractors:
-        for line in Path(file).read_text("utf-8").splitlines():
-            if line.strip():
-                row = json.loads(line)
-                source = paragraph_source(row["title"], row["paragraph"])
-                documents.setdefault(source, _document(source, row["text"]))
-    return list(documents.values())
-
-
 def index_squad_corpus(qa: RagQA, files: list[str], progress: bool = False) -> int:
     """Index the paragraphs of SQuAD JSON files and JSONL paragraph files (told apart by
-    extension) into `qa`'s store; returns the number of passages added."""
+    extension) into `qa`'s store, which then holds exactly that corpus (SQuAD paragraphs from an
+    earlier corpus are removed); returns the number of passages added."""
     squad_files = [f for f in files if not f.endswith(".jsonl")]
     paragraph_files = [f for f in files if f.endswith(".jsonl")]
-    return add_documents(squad_corpus(squad_files, paragraph_files), qa.store, qa.embedder, progress=progress)
-
-
-def _document(source: str, text: str) -> Document:
-    return Document(source=source, text=text, content_hash=hashlib.sha256(text.encode("utf-8")).hexdigest())
+    documents = squad_corpus(squad_files, paragraph_files)
+    names = {d.source for d in documents}
+    for stale in [f["source"] for f in qa.store.files() if f["source"].startswith("squad:") and f["source"] not in names]:
+        qa.store.delete_source(stale)
+    return add_documents(documents, qa.store, qa.embedder, progress=progress)
 
 
 def reliability(confidences: list[float], correct: list[bool], bins: int = 10) -> dict[str, Any]:
@@ -309,28 +269,42 @@ def top_answer_reliability(questions: list[SquadQuestion], results: list[QAResul
 
 
 def evaluate_open(qa: RagQA, questions: list[SquadQuestion], top_k: int | None = None, progress: bool = False) -> dict[str, Any]:
-    """End-to-end evaluation over an indexed corpus of SQuAD paragraphs (see `squad_corpus`)."""
+    """End-to-end evaluation over an indexed corpus of SQuAD paragraphs (see `squad_corpus`).
+    The right document is the one whose text is the question's paragraph, the right passage one of
+    its passages that holds a gold answer at its offsets: both found by content, never by name."""
     texts = [q.question for q in questions]
     started = time.perf_counter()
     results = qa.ask_many(texts, top_k=top_k, progress=progress)
     seconds = time.perf_counter() - started
     ranked = qa.retriever.retrieve(texts, top_k=max(RECALL_AT))
+    content = _content_hashes(qa)
     metrics: dict[str, Any] = {"questions": len(questions), "questions_per_second": len(questions) / seconds}
-    metrics.update(_retrieval_metrics(questions, ranked))
+    metrics.update(_retrieval_metrics(questions, ranked, content))
     metrics.update(answer_metrics(questions, results))
+    metrics.update(answers_over_cap(questions, qa.reader.tokenizer, qa.reader.config.max_answer_tokens))
     abstained = [r.abstained for r in results]
     unanswerable = [not q.has_answer for q in questions]
     true_abstentions = sum(a and u for a, u in zip(abstained, unanswerable))
     metrics["abstention_precision"] = true_abstentions / max(1, sum(abstained))
     metrics["abstention_recall"] = true_abstentions / max(1, sum(unanswerable))
     answered_right_paragraph = [
-        r.answers[0].source == paragraph_source(q.title, q.paragraph)
-        for q, r in zip(questions, results)
-        if q.has_answer and not r.abstained and r.answers
+        content(r.answers[0].source) == q.context_hash for q, r in zip(questions, results) if q.has_answer and not r.abstained and r.answers
     ]
     metrics["answers_from_right_paragraph"] = sum(answered_right_paragraph) / max(1, len(answered_right_paragraph))
     metrics["expected_calibration_error"] = outcome_calibration_error(questions, results)
     return metrics
+
+
+def _content_hashes(qa: RagQA) -> Callable[[str | None], str | None]:
+    """The content hash of an indexed document by its name (looked up once per name)."""
+    known: dict[str | None, str | None] = {}
+
+    def content(source: str | None) -> str | None:
+        if source not in known:
+            known[source] = qa.store.file_hash(source) if source is not None else None
+        return known[source]
+
+    return content
 
 
 def outcome_calibration_error(questions: list[SquadQuestion], results: list[QAResult]) -> float:
@@ -351,19 +325,53 @@ def outcome_calibration_error(questions: list[SquadQuestion], results: list[QARe
 RECALL_AT = (1, 5, 10, 20)
 
 
-def _retrieval_metrics(questions: list[SquadQuestion], ranked: list[list[SearchHit]]) -> dict[str, Any]:
-    """Paragraph-level recall@k (and at every k up to the largest, for the curve) and MRR over
-    the answerable questions."""
-    ranks = []
+def _retrieval_metrics(questions: list[SquadQuestion], ranked: list[list[SearchHit]], content: Callable[[str | None], str | None]) -> dict[str, Any]:
+    """Recall@k (and at every k up to the largest, for the curves) and MRR over the answerable
+    questions, at two grains: the document that is the question's paragraph (`recall@k`, `mrr`),
+    and a passage of it whose offsets hold a gold answer (`passage_recall@k`, `passage_mrr`: the
+    grain that matters when a document is a whole paper). Content, not names, says which is right."""
+    document_ranks, passage_ranks = [], []
     for question, hits in zip(questions, ranked):
         if not question.has_answer:
             continue
-        wanted = paragraph_source(question.title, question.paragraph)
-        ranks.append(next((i for i, h in enumerate(hits, 1) if h.passage.source == wanted), None))
+        right = [content(h.passage.source) == question.context_hash for h in hits]
+        document_ranks.append(next((i for i, ok in enumerate(right, 1) if ok), None))
+        spans = question.answer_spans()
+        if spans:  # an answer not found at its answer_start cannot be placed in a passage
+            holds = [ok and _holds_answer(h.passage, spans) for ok, h in zip(right, hits)]
+            passage_ranks.append(next((i for i, ok in enumerate(holds, 1) if ok), None))
+    return {**_recall(document_ranks, ""), **_recall(passage_ranks, "passage_"), "passage_recall_questions": len(passage_ranks)}
+
+
+def _holds_answer(passage: Passage, spans: list[tuple[int, int]]) -> bool:
+    end = passage.char_end if passage.char_end is not None else passage.char_start + len(passage.text)
+    return any(passage.char_start <= start and stop <= end for start, stop in spans)
+
+
+def _recall(ranks: list[int | None], prefix: str) -> dict[str, Any]:
     def recall(k: int) -> float:
         return sum(1 for r in ranks if r is not None and r <= k) / max(1, len(ranks))
 
-    metrics: dict[str, Any] = {f"recall@{k}": recall(k) for k in RECALL_AT}
-    metrics["mrr"] = sum(1.0 / r for r in ranks if r is not None) / max(1, len(ranks))
-    metrics["recall_curve"] = [recall(k) for k in range(1, max(RECALL_AT) + 1)]  # recall@1, @2, ...
+    metrics: dict[str, Any] = {f"{prefix}recall@{k}": recall(k) for k in RECALL_AT}
+    metrics[f"{prefix}mrr"] = sum(1.0 / r for r in ranks if r is not None) / max(1, len(ranks))
+    metrics[f"{prefix}recall_curve"] = [recall(k) for k in range(1, max(RECALL_AT) + 1)]  # recall@1, @2, ...
     return metrics
+
+
+def answers_over_cap(questions: list[SquadQuestion], tokenizer: Any, max_answer_tokens: int) -> dict[str, Any]:
+    """How many answerable questions no answer can match: every gold answer is longer than the
+    reader's answer cap (counted in the reader's own tokens, as its windows cut the paragraph)."""
+    lengths: dict[str, list[tuple[int, int]]] = {}
+
+    def tokens(question: SquadQuestion, answer: str, start: int | None) -> int:
+        if start is None:
+            return len(tokenizer(answer, add_special_tokens=False, verbose=False)["input_ids"])
+        if question.context not in lengths:
+            lengths[question.context] = tokenizer(question.context, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
+        stop = start + len(answer)
+        return sum(1 for a, b in lengths[question.context] if a < stop and b > start)
+
+    answerable = [q for q in questions if q.has_answer]
+    starts = {q.id: q.answer_starts or (None,) * len(q.answers) for q in answerable}
+    over = [q for q in answerable if all(tokens(q, a, s) > max_answer_tokens for a, s in zip(q.answers, starts[q.id]))]
+    return {"max_answer_tokens": max_answer_tokens, "answers_over_cap": 100.0 * len(over) / max(1, len(answerable))}

@@ -92,7 +92,8 @@ class RagQA:
         and `threads`, when given, run both models that way; how models run is never taken from the
         index. `scoring` defaults to the parameters `rag-qa calibrate` saved in the index for this
         reader, its precision and the retrieval mode, else to those rag-qa ships for the reader
-        (the offline reader's), else to ScoringConfig().
+        (the offline reader's), else to ScoringConfig(). A fit made with another answer cap
+        (`max_answer_tokens`) sets the reader's cap, unless `reader` sets one other than the default.
         """
         if isinstance(reader, str):
             reader = ReaderConfig(model=reader)
@@ -104,6 +105,8 @@ class RagQA:
         retrieval = retrieval if retrieval is not None else RetrievalConfig()
         if scoring is None:  # what `rag-qa calibrate` fitted, else what rag-qa ships for the reader, else the defaults
             scoring = scoring_for(store, reader, retrieval.mode)
+        if scoring.max_answer_tokens is not None and reader.max_answer_tokens == ReaderConfig.max_answer_tokens:
+            reader = replace(reader, max_answer_tokens=scoring.max_answer_tokens)  # the cap the scoring was fitted with
         embedder = Embedder(replace(store.settings.embedder, **how))
         return cls(store, embedder, ingest, Reader(reader), retrieval, scoring)
 

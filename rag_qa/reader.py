@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -279,6 +279,14 @@ class Reader:
         )
         device = self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         return model.to(device).eval()
+
+    def with_answer_cap(self, max_answer_tokens: int) -> "Reader":
+        """This reader decoding answers of up to `max_answer_tokens` tokens: the same loaded model
+        (decoding happens after the model runs), so trying several caps costs no reload."""
+        self.warm_up()
+        other = Reader(replace(self.config, max_answer_tokens=max_answer_tokens))
+        other._forward, other._tokenizer, other.resolved, other._lock = self._forward, self._tokenizer, self.resolved, self._lock
+        return other
 
     @property
     def tokenizer(self) -> Any:

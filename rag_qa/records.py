@@ -127,7 +127,6 @@ class QAResult:
     abstained: bool
     no_answer_confidence: float
     margin: float  # max over passages of (best span - null) + tau; >= 0 means "answer"
-    answer_margin: float = float("-inf")  # the top answer's own (span - its passage's null) + tau: its confidence's input
 
     @property
     def best(self) -> Answer | None:

@@ -16,8 +16,10 @@ from typing import Any
 from rag_qa.errors import RagQAError
 
 HEADLINE = (
-    "questions", "exact", "f1", "HasAns_f1", "NoAns_exact", "best_f1", "forced_HasAns_f1", "always_abstain_f1", "aurc",
-    "top_answer_ece", "expected_calibration_error", "recall@1", "recall@5", "recall@20", "mrr", "questions_per_second",
+    "questions", "exact", "f1", "HasAns_f1", "NoAns_exact", "best_f1", "forced_HasAns_f1", "always_abstain_f1", "never_abstain_f1",
+    "answerable_share", "abstained_on_answerable", "answers_over_cap", "max_answer_tokens", "aurc", "top_answer_ece",
+    "expected_calibration_error", "recall@1", "recall@5", "recall@20", "mrr", "passage_recall@1", "passage_recall@5",
+    "passage_recall@20", "passage_mrr", "questions_per_second",
 )  # fmt: skip
 
 
@@ -74,16 +76,21 @@ def risk_coverage_figure(curve: dict[str, Any], points: dict[str, dict[str, floa
     return figure
 
 
-def recall_figure(recall_curve: list[float], title: str = "Retrieval: recall@k"):  # type: ignore[no-untyped-def]
-    """Share of answerable questions whose paragraph is among the top k passages, for each k."""
+def recall_figure(recall_curve: list[float], passage_curve: list[float] | None = None, title: str = "Retrieval: recall@k"):  # type: ignore[no-untyped-def]
+    """Share of answerable questions whose document (their paragraph), and whose answer's passage,
+    is among the top k passages, for each k."""
     figure = _figure(figsize=(5.5, 4))
     axes = figure.subplots()
-    ks = list(range(1, len(recall_curve) + 1))
-    axes.plot(ks, recall_curve, marker="o", color="#1f5fbf")
-    for k in (1, 5, 10, 20):
-        if k <= len(recall_curve):
-            axes.annotate(f"{recall_curve[k - 1]:.2f}", (k, recall_curve[k - 1]), textcoords="offset points", xytext=(0, -14), ha="center", fontsize=8)
-    axes.set(xlim=(0.5, len(ks) + 0.5), ylim=(0, 1.02), xlabel="k (passages retrieved)", ylabel="recall@k", title=title)
+    for curve, colour, label, below in ((recall_curve, "#1f5fbf", "the right document", -14), (passage_curve, "#e07b00", "a passage holding the answer", 6)):
+        if not curve:
+            continue
+        ks = list(range(1, len(curve) + 1))
+        axes.plot(ks, curve, marker="o", color=colour, label=label)
+        for k in (1, 5, 10, 20):
+            if k <= len(curve):
+                axes.annotate(f"{curve[k - 1]:.2f}", (k, curve[k - 1]), textcoords="offset points", xytext=(0, below), ha="center", fontsize=8, color=colour)
+    axes.set(xlim=(0.5, len(recall_curve) + 0.5), ylim=(0, 1.05), xlabel="k (passages retrieved)", ylabel="recall@k", title=title)
+    axes.legend(fontsize=8, loc="lower right")
     axes.grid(alpha=0.3)
     figure.tight_layout()
     return figure
@@ -100,7 +107,7 @@ def write_report(folder: str | Path, metrics: dict[str, Any], title: str, points
     if metrics.get("risk_coverage"):
         figures["risk-coverage.png"] = ("Risk-coverage curve", risk_coverage_figure(metrics["risk_coverage"], points))
     if metrics.get("recall_curve"):
-        figures["recall-at-k.png"] = ("Recall@k", recall_figure(metrics["recall_curve"]))
+        figures["recall-at-k.png"] = ("Recall@k", recall_figure(metrics["recall_curve"], metrics.get("passage_recall_curve")))
     for name, (_, figure) in figures.items():
         figure.savefig(folder / name, dpi=120)
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=1, ensure_ascii=False), "utf-8")

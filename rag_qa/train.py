@@ -349,7 +349,8 @@ def portable(config: TrainConfig, out: Path) -> TrainConfig:
 def evaluate_trained(config: TrainConfig, progress: bool) -> dict[str, float]:
     """Official SQuAD 2.0 metrics of the saved reader on the dev file (each question with its own
     paragraph, tau = 0), plus HasAns F1 when forced to answer: how well it finds spans at all."""
-    from rag_qa.evaluate import evaluate_reader, f1_score, load_squad, normalize_answer
+    from rag_qa.evaluate import evaluate_reader, f1_score, normalize_answer
+    from rag_qa.squad import load_squad
     from rag_qa.reader import Reader
 
     questions = load_squad(config.dev_file)  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ index every paragraph of the shared SQuAD files, read the dev-eval questions onc
 precision, fit on two articles, report on the third (held out), and compare the objectives on the
 held-out questions. The fits for `--objective` are written to the JSON file.
 
-Usage: python scripts/fit_shipped_scoring.py [--reader DIR] [--objective O] [--modes ...] [--int8-modes ...] [--write]
+Usage: python scripts/fit_shipped_scoring.py [--reader DIR] [--objective O] [--modes ...] [--int8-modes ...] [--runs JSON] [--write]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def fits_for(qa, mode: str, objectives: tuple[str, ...]) -> dict[str, dict]:
     """Each objective's fitted scoring and its held-out metrics, from one reading of the questions."""
     from rag_qa.calibration import decide, fit_scoring, hold_out_articles, metrics_for, read_once
     from rag_qa.config import DEFAULT_RETRIEVAL_TEMPERATURE
-    from rag_qa.evaluate import load_squad
+    from rag_qa.squad import load_squad
 
     fit_questions, report_questions = hold_out_articles(load_squad(SQUAD / "dev-eval.json"))
     fit, report = read_once(qa, fit_questions, progress=True), read_once(qa, report_questions, progress=True)
@@ -45,38 +45,45 @@ def fits_for(qa, mode: str, objectives: tuple[str, ...]) -> dict[str, dict]:
     return found
 
 
+def read_and_fit(reader_folder: str, modes: list[str], int8_modes: list[str], objectives: tuple[str, ...]) -> list[dict]:
+    """Every (mode, precision) run with the fits of every objective."""
+    from rag_qa import RagQA
+    from rag_qa.config import ReaderConfig, RetrievalConfig, ScoringConfig
+    from rag_qa.evaluate import index_squad_corpus
+
+    runs = []
+    with tempfile.TemporaryDirectory() as folder:
+        with RagQA.open(folder) as qa:
+            index_squad_corpus(qa, [str(SQUAD / "dev-eval.json"), str(SQUAD / "reader-train.json"), str(SQUAD / "distractor-passages.jsonl")])
+        for mode, int8 in [(m, False) for m in modes] + [(m, True) for m in int8_modes]:
+            reader = ReaderConfig(model=reader_folder, int8=int8, runtime="onnx" if int8 else "auto")
+            with RagQA.open(folder, reader=reader, retrieval=RetrievalConfig(mode=mode), scoring=ScoringConfig()) as qa:
+                runs.append({"precision": reader.precision, "retrieval_mode": mode, "fits": fits_for(qa, mode, objectives)})
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reader", default=str(READER), help="reader folder (default: %(default)s)")
     parser.add_argument("--objective", default="f1", help="the objective whose fits are shipped (default: %(default)s)")
     parser.add_argument("--modes", nargs="+", default=["dense", "bm25", "hybrid"], help="retrieval modes fitted in fp32")
     parser.add_argument("--int8-modes", nargs="*", default=[], help="retrieval modes fitted for the int8 reader too")
-    parser.add_argument("--write", action="store_true", help="write the fits into rag_qa/shipped_scoring.json")
+    parser.add_argument("--runs", metavar="JSON", help="reuse the fits a previous run printed (its JSON output) instead of reading again")
+    parser.add_argument("--write", action="store_true", help="write the fits for --objective into rag_qa/shipped_scoring.json")
     args = parser.parse_args()
-    from rag_qa import RagQA
-    from rag_qa.config import ReaderConfig, RetrievalConfig, ScoringConfig
-    from rag_qa.evaluate import index_squad_corpus
     from rag_qa.onnx_models import file_sha256
 
     objectives = tuple(dict.fromkeys([args.objective, *OBJECTIVES]))
-    runs = [(mode, False) for mode in args.modes] + [(mode, True) for mode in args.int8_modes]
-    fits = []
-    with tempfile.TemporaryDirectory() as folder:
-        with RagQA.open(folder) as qa:
-            index_squad_corpus(qa, [str(SQUAD / "dev-eval.json"), str(SQUAD / "reader-train.json"), str(SQUAD / "distractor-passages.jsonl")])
-        for mode, int8 in runs:
-            reader = ReaderConfig(model=args.reader, int8=int8, runtime="onnx" if int8 else "auto")
-            with RagQA.open(folder, reader=reader, retrieval=RetrievalConfig(mode=mode), scoring=ScoringConfig()) as qa:
-                found = fits_for(qa, mode, objectives)
-            print(f"\n{mode} {reader.precision}: held-out " + " ".join(SHOWN), file=sys.stderr)
-            for objective, fit in found.items():
-                print(f"  {objective:14} " + " ".join(f"{fit['reported_on'][k]:.3f}" for k in SHOWN) + ("" if fit["objective_met"] else "  (not met)"), file=sys.stderr)
-            chosen = found[args.objective]
-            command = f"python scripts/fit_shipped_scoring.py --objective {args.objective} --modes {' '.join(args.modes)} --int8-modes {' '.join(args.int8_modes)} --write"
-            fits.append({"precision": reader.precision, "retrieval_mode": mode, **chosen, "command": command})
-    entry = {"name": Path(args.reader).name, "weights_sha256": file_sha256(Path(args.reader) / "model.safetensors"), "fits": fits}
-    print(json.dumps(entry, indent=2))
+    runs = json.loads(Path(args.runs).read_text()) if args.runs else read_and_fit(args.reader, args.modes, args.int8_modes, objectives)
+    for run in runs:
+        print(f"\n{run['retrieval_mode']} {run['precision']}: held-out " + " ".join(SHOWN), file=sys.stderr)
+        for objective, fit in run["fits"].items():
+            print(f"  {objective:14} " + " ".join(f"{fit['reported_on'][k]:.3f}" for k in SHOWN) + ("" if fit["objective_met"] else "  (not met)"), file=sys.stderr)
+    print(json.dumps(runs, indent=1))
     if args.write:
+        command = f"python scripts/fit_shipped_scoring.py --objective {args.objective} --modes {' '.join(args.modes)} --int8-modes {' '.join(args.int8_modes)} --write"
+        fits = [{"precision": r["precision"], "retrieval_mode": r["retrieval_mode"], **r["fits"][args.objective], "command": command} for r in runs]
+        entry = {"name": Path(args.reader).name, "weights_sha256": file_sha256(Path(args.reader) / "model.safetensors"), "fits": fits}
         target = REPO / "rag_qa" / "shipped_scoring.json"
         shipped = json.loads(target.read_text("utf-8"))
         shipped["readers"] = [r for r in shipped["readers"] if r["weights_sha256"] != entry["weights_sha256"]] + [entry]

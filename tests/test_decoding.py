@@ -341,12 +341,17 @@ def test_the_same_answer_in_several_passages_pools_its_evidence():
     assert [x.text for x in alone.answers] == ["Lyon", "Paris"] and alone.answers[1].score == pytest.approx(3.0)
 
 
-def test_the_top_answers_confidence_comes_from_its_own_passage():
-    """Rank 1 is chosen with the retrieval score; its confidence is calibrated on its own margin
-    (span 3 - null 0), not on the question's best margin (6, in another passage)."""
+def test_the_top_answers_confidence_comes_from_its_own_ranking_probability():
+    """Rank 1 is chosen with the retrieval score; its confidence is calibrated on its own ranking
+    probability (the logit of exp(its score)), not on the question's best margin (6, in another
+    passage). Uncalibrated (scale 1, bias 0) it is that probability."""
     strong, likely = Passage("s", "six is here"), Passage("l", "three is here")
-    readings = [reading_for(strong.text, [(0, 3, 6.0)], 0.0), reading_for(likely.text, [(0, 5, 3.0)], 0.0)]
+    readings = [PassageReading(0.0, (Span(0, 3, "six", 6.0, -0.2),)), PassageReading(0.0, (Span(0, 5, "three", 3.0, -0.7),))]
     hits = [SearchHit(strong, 0.0), SearchHit(likely, 1.0)]
     result = combine("q", hits, readings, ScoringConfig(retrieval_weight=1.0), 0.1)
-    assert result.answers[0].text == "three" and result.margin == 6.0 and result.answer_margin == 3.0
-    assert result.answers[0].confidence == pytest.approx(1 / (1 + np.exp(-3.0)))
+    top = result.answers[0]
+    assert top.text == "three" and result.margin == 6.0 and top.score == pytest.approx(-0.7, abs=1e-3)  # log P(passage) near 0
+    assert top.confidence == pytest.approx(np.exp(top.score))
+    fitted = combine("q", hits, readings, ScoringConfig(retrieval_weight=1.0, answer_scale=2.0, answer_bias=-1.0), 0.1).answers[0]
+    logit = top.score - np.log1p(-np.exp(top.score))
+    assert fitted.confidence == pytest.approx(1 / (1 + np.exp(-(2.0 * logit - 1.0))))

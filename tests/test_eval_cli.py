@@ -12,8 +12,10 @@ import pytest
 from helpers import READER, SQUAD, needs_shared
 
 from rag_qa import RagQA
+from rag_qa.config import ReaderConfig
 from rag_qa.saved_scoring import SCORING_METADATA
-from rag_qa.evaluate import exact_score, load_squad
+from rag_qa.evaluate import exact_score
+from rag_qa.squad import load_squad
 
 pytestmark = pytest.mark.integration
 
@@ -86,14 +88,19 @@ def test_eval_open_then_calibrate_then_ask_uses_the_fit(files, tmp_path):
     assert [metrics["recall_curve"][k - 1] for k in (1, 5, 20)] == [metrics["recall@1"], metrics["recall@5"], metrics["recall@20"]]
     assert metrics["questions"] == len(load_squad(report)) and metrics["passages"] >= 13
     assert 0 <= metrics["recall@1"] <= metrics["recall@5"] <= metrics["recall@20"] <= 1
+    assert 0 < metrics["passage_recall@5"] <= metrics["recall@5"] and metrics["passage_recall_questions"] == sum(q.has_answer for q in load_squad(report))
+    assert metrics["max_answer_tokens"] == 30 and 0 <= metrics["answers_over_cap"] < 5 and metrics["answerable_share"] > 0
     assert {"abstention_precision", "abstention_recall", "expected_calibration_error", "mrr", "top_answer_ece"} <= set(metrics)
     bins = metrics["reliability"]
     assert len(bins) == 10 and sum(b["count"] for b in bins) == metrics["questions"]
     filled = [b for b in bins if b["count"]]
     assert metrics["top_answer_ece"] == pytest.approx(sum(b["count"] * abs(b["accuracy"] - b["confidence"]) for b in filled) / metrics["questions"])
     assert all(b["lower"] <= b["confidence"] <= b["upper"] for b in filled)
-    result = rag_qa("calibrate", str(fit), "--index", str(index), "--report-on", str(report), "--reader", str(READER), "--objective", "coverage:0.5", "--report", str(tmp_path / "calibration"))
+    result = rag_qa("calibrate", str(fit), "--index", str(index), "--report-on", str(report), "--reader", str(READER), "--objective", "coverage:0.5",
+                    "--fit-max-answer-tokens", "30", "60", "--report", str(tmp_path / "calibration"))  # fmt: skip
     assert result["objective"] == "coverage:0.5" and abs(result["fit_point"]["coverage"] - 50) <= 15
+    assert set(result["answer_caps"]) == {"30", "60"} and result["scoring"]["max_answer_tokens"] in (30, 60)
+    assert result["fit_point"] == result["answer_caps"][str(result["scoring"]["max_answer_tokens"])]
     held_out = result["report"]["fitted"]
     assert 0 <= held_out["coverage"] <= 100 and 0 <= held_out["answer_f1"] <= 100
     check_report(tmp_path / "calibration", json.loads((tmp_path / "calibration" / "metrics.json").read_text()), ["reliability.png", "risk-coverage.png"])
@@ -103,3 +110,6 @@ def test_eval_open_then_calibrate_then_ask_uses_the_fit(files, tmp_path):
     with RagQA.open(index, reader=str(READER), read_only=True) as qa:
         assert qa.scoring.tau == result["scoring"]["tau"]
         assert qa.scoring.answer_scale == result["scoring"]["answer_scale"]
+        assert qa.reader.config.max_answer_tokens == result["scoring"]["max_answer_tokens"]  # the fitted cap is used
+    with RagQA.open(index, reader=ReaderConfig(model=str(READER), max_answer_tokens=45), read_only=True) as qa:
+        assert qa.reader.config.max_answer_tokens == 45  # unless the caller sets another

@@ -10,16 +10,15 @@ import pytest
 from rag_qa.calibration import choose, fit_logistic, parse_objective
 from rag_qa.errors import ConfigError
 from rag_qa.evaluate import (
-    SquadQuestion,
     risk_coverage,
     exact_score,
     expected_calibration_error,
     f1_score,
-    load_squad,
     normalize_answer,
     squad_metrics,
     threshold_free_metrics,
 )
+from rag_qa.squad import SquadQuestion, load_squad
 
 
 def q(qid: str, *answers: str) -> SquadQuestion:
@@ -126,3 +125,21 @@ def test_metrics_equal_the_hand_computed_expected_file():
     assert set(metrics) == set(expected)
     for key, value in expected.items():
         assert metrics[key] == pytest.approx(value), key
+
+
+def test_what_shaped_the_score_by_hand():
+    """Two answerable questions (one answered right, one abstained on with a wrong best guess)
+    and one unanswerable (abstained): 2/3 answerable, half of them abstained on, and answering
+    everything with the best span would score (1 + 0 + 0) / 3."""
+    from rag_qa.evaluate import answer_metrics
+    from rag_qa.records import Answer, Passage, QAResult
+
+    def result(text: str | None, abstained: bool) -> QAResult:
+        answers = (Answer(text, 0.0, 0.5, "s", None, 0, len(text), Passage("p", text), 1.0),) if text else ()
+        return QAResult("?", answers, abstained, 0.5, 0.0)
+
+    questions = [q("a", "Paris"), q("b", "Lyon"), q("c")]
+    metrics = answer_metrics(questions, [result("Paris", False), result("Nice", True), result(None, True)])
+    assert metrics["answerable_share"] == pytest.approx(200 / 3) and metrics["abstained_on_answerable"] == 50.0
+    assert metrics["forced_HasAns_f1"] == 50.0 and metrics["never_abstain_f1"] == pytest.approx(100 / 3)
+    assert metrics["always_abstain_f1"] == pytest.approx(100 / 3) and metrics["f1"] == pytest.approx(200 / 3)

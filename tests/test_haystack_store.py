@@ -101,3 +101,15 @@ def test_skip_policy_counts_only_new(location):
     assert store.write_documents([Document(id="a", content="a"), Document(id="b", content="b")], DuplicatePolicy.SKIP) == 1
     assert store.count_documents() == 2
     store.close()
+
+
+def test_span_reader_round_trips_a_whole_fitted_scoring():
+    from rag_qa.config import ScoringConfig
+    from rag_qa.integrations.haystack import SpanReader
+
+    fitted = ScoringConfig(tau=1.5, retrieval_weight=0.25, retrieval_temperature=0.05, answer_scale=0.7, answer_bias=-1.2, max_answers=3)
+    reader = SpanReader(model="some/reader", revision=None, top_k=3, scoring=fitted.to_dict())
+    again = SpanReader.from_dict(reader.to_dict())
+    assert again.scoring == reader.scoring == fitted and again.model == "some/reader"
+    plain = SpanReader(model="some/reader", top_k=2, tau=0.5)  # the scalar settings still work
+    assert plain.scoring.tau == 0.5 and SpanReader.from_dict(plain.to_dict()).scoring == plain.scoring

@@ -25,7 +25,7 @@ SAMPLE = 200  # dev-eval questions compared between the runtimes
 @pytest.fixture(scope="module")
 def dev_sample():
     needs_shared(SQUAD / "dev-eval.json")
-    from rag_qa.evaluate import load_squad
+    from rag_qa.squad import load_squad
 
     return load_squad(SQUAD / "dev-eval.json")[:SAMPLE]
 

@@ -14,10 +14,11 @@ from helpers import READER, REPO, SQUAD, approx_floats, needs_shared
 
 from rag_qa import RagQA
 from rag_qa.config import ReaderConfig, ScoringConfig
-from rag_qa.evaluate import evaluate_open, evaluate_reader, load_squad, paragraph_source, squad_corpus, squad_metrics
+from rag_qa.evaluate import evaluate_open, evaluate_reader, squad_metrics
 from rag_qa.indexer import add_documents
 from rag_qa.reader import Reader
 from rag_qa.saved_scoring import save_scoring
+from rag_qa.squad import load_squad, squad_corpus
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +77,7 @@ def test_corpus_wide_answers_come_from_the_right_paragraph_and_unanswerables_abs
         for answer in result.answers:
             assert texts[answer.source][answer.start : answer.end] == answer.text
             assert answer.source.startswith("squad:") and answer.page is None
-    right = sum(r.answers[0].source == paragraph_source(q.title, q.paragraph) for q, r in zip(questions, results) if r.best)
+    right = sum(r.answers[0].source == q.source for q, r in zip(questions, results) if r.best)
     print("answered from the right paragraph, of 40:", right)
     assert right >= 5  # measured 7
 

@@ -216,7 +216,7 @@ def test_training_minilm_on_squad_beats_an_untrained_head(tmp_path: Path) -> Non
     dev-eval.json, never on the training file. Shorter runs (100-250 steps) learn when not to
     answer but not yet where answers are, so the run is this long on purpose."""
     needs_shared(SQUAD / "reader-train.json")
-    from rag_qa.evaluate import load_squad
+    from rag_qa.squad import load_squad
     from rag_qa.train import evaluate_trained
 
     config = TrainConfig(

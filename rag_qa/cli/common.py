@@ -33,6 +33,7 @@ def shared_options() -> SharedOptions:
     reader_options = argparse.ArgumentParser(add_help=False)
     reader_options.add_argument("--reader", default=os.environ.get("RAG_QA_READER", DEFAULT_READER_MODEL), metavar="MODEL", help="question-answering model: Hub id or local folder (default: $RAG_QA_READER or %(default)s)")
     reader_options.add_argument("--reader-revision", default=DEFAULT_READER_REVISION, metavar="REV", help="Hub revision of the reader")
+    reader_options.add_argument("--max-answer-tokens", type=int, metavar="N", help=f"longest answer in reader tokens (default: the cap the index's scoring was fitted with, else {ReaderConfig.max_answer_tokens}); raise it for long answers")
     reader_options.add_argument("--int8", action="store_true", help="int8 reader on ONNX Runtime (implies --runtime onnx): faster, the same accuracy within 1%% on dev-eval; calibrate it on its own")
     runtime_options = argparse.ArgumentParser(add_help=False)
     runtime_options.add_argument("--runtime", choices=RUNTIMES, help="run the models on ONNX Runtime (the onnx extra: same answers, faster; each model's graph is exported and cached on first use) or on eager PyTorch; auto: $RAG_QA_RUNTIME when set, else onnx when installed, else torch (default: auto)")
@@ -52,7 +53,10 @@ def runtime(args: argparse.Namespace) -> str:
 
 
 def reader_config(args: argparse.Namespace, **windows: int) -> ReaderConfig:
-    """The reader the command line describes (model, revision, precision, runtime; `windows` as given)."""
+    """The reader the command line describes (model, revision, precision, runtime, answer cap;
+    `windows` as given)."""
+    if args.max_answer_tokens is not None:
+        windows["max_answer_tokens"] = args.max_answer_tokens
     return ReaderConfig(
         model=args.reader, revision=args.reader_revision, int8=args.int8, runtime=runtime(args), threads=args.threads, **windows
     )
@@ -70,6 +74,14 @@ def metrics_table(metrics: dict[str, Any]) -> None:
         if isinstance(value, (list, dict)):  # curves: see --report for their pictures
             continue
         print(f"{key:32} {value:.4f}" if isinstance(value, float) else f"{key:32} {value}")
+    if "answerable_share" in metrics:
+        print("what shaped the score:")
+        print(f"  {metrics['answerable_share']:.1f}% of the questions have an answer; the system abstained on {metrics['abstained_on_answerable']:.1f}% of those")
+        if "answers_over_cap" in metrics:
+            print(f"  {metrics['answers_over_cap']:.1f}% of those have only answers longer than {metrics['max_answer_tokens']} tokens "
+                  "(no answer can match them: raise --max-answer-tokens)")  # fmt: skip
+        print(f"  F1 ranges from {metrics['always_abstain_f1']:.1f} (abstain on every question) to {metrics['never_abstain_f1']:.1f} "
+              f"(answer every question with the best span) as the no-answer threshold moves; at its best, {metrics['best_f1']:.1f}")  # fmt: skip
     if metrics.get("reliability"):
         print("reliability of the top answer's confidence (bin: questions, mean confidence -> share right):")
         for row in metrics["reliability"]:

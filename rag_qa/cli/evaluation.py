@@ -12,6 +12,7 @@ from rag_qa.cli.common import SharedOptions, emit, metrics_table, reader_config
 from rag_qa.config import DEFAULT_RETRIEVAL_TEMPERATURE, RetrievalConfig, ScoringConfig
 from rag_qa.errors import RagQAError
 from rag_qa.pipeline import RagQA
+from rag_qa.squad import SHOWN_MISMATCHES
 
 
 REPORT_HELP = "write pictures (reliability diagram, risk-coverage curve) and an HTML page with the headline numbers into DIR"
@@ -32,11 +33,25 @@ def _report(args: argparse.Namespace, metrics: dict[str, Any], title: str, point
         print(f"report: {page}", file=sys.stderr)
 
 
+def _questions(args: argparse.Namespace) -> list[Any]:
+    """The questions of FILE (`--sample N` of them, drawn with `--seed`); answers whose text is
+    not the context at their answer_start are reported on stderr, as `train` does."""
+    from rag_qa.squad import read_squad, sample_questions
+
+    found = read_squad(args.file)
+    if found.mismatched:
+        print(f"{args.file}: {len(found.mismatched)} of {found.answers} gold answers are not the context's text at their "
+              "answer_start (kept for EM/F1, left out of passage-level recall), e.g.:", file=sys.stderr)  # fmt: skip
+        for bad in found.mismatched[:SHOWN_MISMATCHES]:
+            print(f"  {bad['id']}: answer {bad['answer']!r} at {bad['answer_start']}, context has {bad['context_there']!r}", file=sys.stderr)
+    return sample_questions(found.questions, args.sample, args.seed)
+
+
 def cmd_eval_squad(args: argparse.Namespace) -> int:
-    from rag_qa.evaluate import evaluate_reader, load_squad
+    from rag_qa.evaluate import evaluate_reader
     from rag_qa.reader import Reader
 
-    questions = load_squad(args.file)
+    questions = _questions(args)
     reader = Reader(reader_config(args, max_seq_len=args.max_seq_len, doc_stride=args.doc_stride))
     evaluation = evaluate_reader(reader, questions, ScoringConfig(tau=args.tau, retrieval_weight=0.0), progress=not args.json)
     _write_json(args.predictions, evaluation.predictions)
@@ -48,7 +63,7 @@ def cmd_eval_squad(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_open(args: argparse.Namespace) -> int:
-    from rag_qa.evaluate import evaluate_open, index_squad_corpus, load_squad
+    from rag_qa.evaluate import evaluate_open, index_squad_corpus
 
     with tempfile.TemporaryDirectory(prefix="rag-qa-eval-") as scratch:
         index = args.index_dir or scratch
@@ -56,7 +71,7 @@ def cmd_eval_open(args: argparse.Namespace) -> int:
         retrieval = RetrievalConfig(mode=args.retrieval, top_k=args.top_k)
         with RagQA.open(index, reader=reader, retrieval=retrieval, runtime=reader.runtime, threads=args.threads) as qa:
             index_squad_corpus(qa, [args.file, *args.corpus], progress=not args.json)
-            metrics = evaluate_open(qa, load_squad(args.file), progress=not args.json)
+            metrics = evaluate_open(qa, _questions(args), progress=not args.json)
             metrics["passages"] = qa.store.count()
     _report(args, metrics, f"End to end on {args.file} ({args.retrieval} retrieval, {args.reader})")
     emit(args, metrics, lambda: metrics_table(metrics))
@@ -64,8 +79,9 @@ def cmd_eval_open(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from rag_qa.calibration import decide, fit_scoring, hold_out_articles, metrics_for, read_once
-    from rag_qa.evaluate import answer_metrics, load_squad
+    from rag_qa.calibration import decide, fit_answer_cap, hold_out_articles, metrics_for, read_once
+    from rag_qa.evaluate import answer_metrics
+    from rag_qa.squad import load_squad
     from rag_qa.saved_scoring import save_scoring
 
     questions = load_squad(args.file)
@@ -81,11 +97,20 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         if qa.store.count() == 0:
             raise RagQAError(f"{args.index} is empty; index the documents the questions are about first (e.g. `rag-qa eval open FILE --index-dir {args.index}`)")
         temperature = DEFAULT_RETRIEVAL_TEMPERATURE[args.retrieval]
-        fitted, details = fit_scoring(read_once(qa, fit_questions, progress=not args.json), args.retrieval, objective=args.objective)
+        reader_as_given = qa.reader
+        caps = args.fit_max_answer_tokens or [reader_as_given.config.max_answer_tokens]
+        readings = {}
+        for cap in caps:  # the model runs once per cap: decoding depends on it
+            qa.reader = reader_as_given.with_answer_cap(cap)
+            readings[cap] = read_once(qa, fit_questions, progress=not args.json)
+        fitted, details = fit_answer_cap(readings, args.retrieval, objective=args.objective)
+        qa.reader = reader_as_given.with_answer_cap(fitted.max_answer_tokens or reader_as_given.config.max_answer_tokens)
         report_cache = read_once(qa, report_questions, progress=not args.json)
         fitted_results = decide(report_cache, fitted, temperature)
+        qa.reader = reader_as_given
+        default_cache = report_cache if qa.reader.config.max_answer_tokens == fitted.max_answer_tokens else read_once(qa, report_questions)
         report = {
-            "default": metrics_for(report_cache, decide(report_cache, ScoringConfig(), temperature)),
+            "default": metrics_for(default_cache, decide(default_cache, ScoringConfig(), temperature)),
             "fitted": metrics_for(report_cache, fitted_results),
         }
         if args.report:  # the held-out curve is only drawn, not reported in the JSON
@@ -103,6 +128,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             print(f"  {key:24} {value}")
         if not details["objective_met"]:
             print(f"  the objective {args.objective} was not reached on the fit questions; this is the nearest point")
+        if len(details["answer_caps"]) > 1:
+            tried = ", ".join(f"{cap}: F1 {point['f1']:.2f}" for cap, point in details["answer_caps"].items())
+            print(f"  answer caps tried on the fit questions ({tried}); kept {fitted.max_answer_tokens}")
         print(f"reported on {len(report_questions)} other questions (default -> fitted):")
         for key in ("exact", "f1", "HasAns_f1", "NoAns_exact", "coverage", "answer_f1", "expected_calibration_error", "top_answer_ece"):
             print(f"  {key:24} {report['default'].get(key, 0):.2f} -> {report['fitted'].get(key, 0):.2f}")
@@ -120,13 +148,20 @@ def add_eval(sub: Any, o: SharedOptions) -> None:
     e.add_argument("--predictions", metavar="OUT.json", help="write predictions in the official format")
     e.add_argument("--na-probs", metavar="OUT.json", help="write no-answer probabilities in the official format")
     e.add_argument("--report", metavar="DIR", help=REPORT_HELP)
+    _sample_options(e)
     e.set_defaults(func=cmd_eval_squad)
     e = evals.add_parser("open", parents=[o.reader, o.runtime, o.retrieval, o.json], help="corpus-wide: index all paragraphs, ask every question of FILE")
     e.add_argument("file", metavar="FILE", help="SQuAD JSON file whose questions are asked (its paragraphs are indexed)")
     e.add_argument("--corpus", nargs="*", default=[], metavar="MORE", help="more paragraphs: SQuAD .json files or .jsonl lines of {title, paragraph, text}")
     e.add_argument("--index-dir", metavar="DIR", help="keep the corpus index here (default: a temporary folder)")
     e.add_argument("--report", metavar="DIR", help=REPORT_HELP + ", and recall@k")
+    _sample_options(e)
     e.set_defaults(func=cmd_eval_open)
+
+
+def _sample_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sample", type=int, metavar="N", help="ask N of FILE's questions, drawn at random (the corpus stays whole)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --sample (default: %(default)s)")
 
 
 def _objective(text: str) -> str:
@@ -147,5 +182,6 @@ def add_calibrate(sub: Any, o: SharedOptions) -> None:
                    help="the operating point: f1 = the best SQuAD F1 for the questions' mix of answerable and unanswerable; "
                         "precision:0.8 = answer as often as possible while the answers given keep a mean F1 >= 80%%; "
                         "coverage:0.5 = answer half the questions, as precisely as possible (default: %(default)s)")  # fmt: skip
+    p.add_argument("--fit-max-answer-tokens", type=int, nargs="+", metavar="N", help="fit the answer cap too: read the questions at each cap (e.g. 30 60 100) and keep the one that best meets the objective; saved with the fit, and used by ask and serve")
     p.add_argument("--report", metavar="DIR", help="write the held-out risk-coverage curve with the default and fitted points, the reliability diagram and an HTML page into DIR")
     p.set_defaults(func=cmd_calibrate)
