@@ -50,12 +50,14 @@ def test_reader_only_squad2_scores_on_dev_eval(reader):
         f"F1 {m['HasAns_f1']:.2f} | NoAns {m['NoAns_exact']:.2f} | always answer: HasAns F1 {forced['HasAns_f1']:.2f} | "
         f"{len(questions) / evaluation.seconds:.1f} questions/s"
     )
-    # Floors a little under the measured values (EM 53.99, F1 54.72, HasAns F1 17.19, NoAns 83.30; forced 55.70)
-    assert m["total"] == 865 and m["exact"] > 52 and m["f1"] > 53
-    assert m["HasAns_f1"] > 15.5 and m["NoAns_exact"] > 81
-    assert forced["HasAns_f1"] > 54
+    # Floors a little under the measured values of the v2 reader (EM 40.69, F1 45.60, HasAns F1 63.22,
+    # NoAns 32.18; forced 69.52); at tau = 0 it answers too often, hence the low NoAns
+    assert m["total"] == 865 and m["exact"] > 38.5 and m["f1"] > 43.5
+    assert m["HasAns_f1"] > 61 and m["NoAns_exact"] > 30
+    assert forced["HasAns_f1"] > 67.5
     assert m["forced_HasAns_f1"] == pytest.approx(forced["HasAns_f1"]) and m["always_abstain_f1"] == pytest.approx(100 * 491 / 865)
-    assert m["best_f1"] > 56 and 55 < m["aurc"] < 70  # measured best_f1 57.55, AURC 64.58
+    assert m["best_f1"] > 57.5 and 50 < m["aurc"] < 62  # measured best_f1 59.53, AURC 57.33
+    assert m["top_answer_ece"] < 0.2 and m["answers_over_cap"] == 0.0  # measured 0.124: uncalibrated, the span's own probability
 
 
 def test_corpus_wide_answers_come_from_the_right_paragraph_and_unanswerables_abstain(reader, tmp_path):
@@ -71,8 +73,10 @@ def test_corpus_wide_answers_come_from_the_right_paragraph_and_unanswerables_abs
     print("\ncorpus-wide:", json.dumps({k: round(v, 3) for k, v in metrics.items() if isinstance(v, (int, float))}))
     assert len(documents) == 1005
     assert metrics["recall@5"] > 0.81 and metrics["mrr"] > 0.68  # measured 0.838 / 0.708
-    assert metrics["answers_from_right_paragraph"] > 0.45  # measured 0.524
-    assert metrics["abstention_recall"] > 0.79  # most unanswerable questions abstain (measured 0.822)
+    assert metrics["passage_recall@5"] > 0.81 and metrics["passage_recall_questions"] == 99  # measured 0.838
+    assert metrics["answers_from_right_paragraph"] > 0.65  # measured 0.701 (v1: 0.524)
+    # at tau = 0 the v2 reader answers too often (measured 0.280; v1 0.822): the fitted scoring abstains more
+    assert metrics["abstention_recall"] > 0.24 and metrics["HasAns_f1"] > 49  # measured HasAns F1 52.46 (v1 about 15)
     for result in results:
         for answer in result.answers:
             assert texts[answer.source][answer.start : answer.end] == answer.text

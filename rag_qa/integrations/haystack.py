@@ -225,9 +225,10 @@ class SpanReader:
     """rag-qa's span reader and answer scoring as a Haystack component.
 
     Input: the query and retrieved documents (their `score` is the retrieval score). Output:
-    `ExtractedAnswer`s ranked by confidence, always including the no-answer (`data=None`) with
-    its own probability; offsets are into each document's content, and `meta` carries the source
-    file, page and offsets into the source when the documents came from a rag-qa index.
+    `ExtractedAnswer`s ranked by confidence, always ending with the no-answer (`data=None`) and
+    its own probability; when rag-qa abstains the no-answer is the only one. Offsets are into
+    each document's content, and `meta` carries the source file, page and offsets into the
+    source when the documents came from a rag-qa index.
     """
 
     def __init__(
@@ -273,8 +274,8 @@ class SpanReader:
         result = combine(query, hits, readings, scoring, scoring.retrieval_temperature or 1.0)
         by_id = {d.id: d for d in documents}
         answers = [] if result.abstained else [self._extracted(query, a, by_id[a.passage.id]) for a in result.answers]
-        answers.append(ExtractedAnswer(query=query, score=result.no_answer_confidence, data=None))
-        return {"answers": sorted(answers, key=lambda a: -a.score)}
+        # ranked as rag-qa decides: the answers (by confidence) before the no-answer when it answers
+        return {"answers": [*sorted(answers, key=lambda a: -a.score), ExtractedAnswer(query=query, score=result.no_answer_confidence, data=None)]}
 
     @staticmethod
     def _extracted(query: str, answer: Answer, document: Document) -> ExtractedAnswer:
