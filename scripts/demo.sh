@@ -9,7 +9,7 @@ bash scripts/setup.sh
 . .venv/bin/activate
 if [ -z "${RAG_QA_READER:-}" ] && [ -d ../shared/models/minilm-squad2-reader-v2 ]; then
     export RAG_QA_READER=../shared/models/minilm-squad2-reader-v2
-    echo "Using the offline reader $RAG_QA_READER (small and weak; set RAG_QA_READER to use another)."
+    echo "Using the offline reader $RAG_QA_READER (small; its confidences come from the calibration rag-qa ships for it; set RAG_QA_READER to use another)."
 fi
 rag-qa index data/ --index indexes/demo
 rag-qa check --index indexes/demo
