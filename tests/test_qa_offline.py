@@ -83,7 +83,7 @@ def test_corpus_wide_answers_come_from_the_right_paragraph_and_unanswerables_abs
             assert answer.source.startswith("squad:") and answer.page is None
     right = sum(r.answers[0].source == q.source for q, r in zip(questions, results) if r.best)
     print("answered from the right paragraph, of 40:", right)
-    assert right >= 5  # measured 7
+    assert right >= 16  # measured 19 (v1: 7)
 
 
 def rag_qa(*args: str) -> subprocess.CompletedProcess:
