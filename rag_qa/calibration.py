@@ -145,7 +145,7 @@ def fit_scoring(
     results = decide(cached, scoring, temperature)
     answer_right = np.array([_top_answer_right(c.question, r) for c, r in zip(cached, results)], dtype=float)
     unanswerable = np.array([not c.question.has_answer for c in cached], dtype=float)
-    answer_scale, answer_bias = fit_logistic(np.array([log_odds(r.answers[0].score) if r.answers else -50.0 for r in results]), answer_right)
+    answer_scale, answer_bias = fit_logistic(_finite([log_odds(r.answers[0].score) if r.answers else -math.inf for r in results]), answer_right)
     no_scale, no_bias = fit_logistic(-_finite([r.margin for r in results]), unanswerable)  # the decision's margin
     fitted = replace(scoring, answer_scale=answer_scale, answer_bias=answer_bias, no_answer_scale=no_scale, no_answer_bias=no_bias)
     point = {key: fit[key] for key in ("f1", "coverage", "answer_f1")}
@@ -164,7 +164,7 @@ def fit_answer_cap(readings_by_cap: dict[int, list[CachedQuestion]], retrieval_m
 
 
 def _finite(margins: list[float]) -> np.ndarray:
-    """Margins as a fitting feature: a question without any span (-inf) as a very low margin."""
+    """A fitting feature: a question without any span (-inf) as a very low value."""
     return np.array([m if math.isfinite(m) else -50.0 for m in margins])
 
 
