@@ -13,6 +13,7 @@ import time
 import end_to_end
 import ingest
 import load
+import long_context
 import ray_ingest
 import reader
 import retrieval_scale
@@ -23,7 +24,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3, help="runs per system for the timed benchmarks (default: %(default)s)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000], help="vector counts for retrieval at scale")
-    parser.add_argument("--only", type=int, nargs="+", choices=[1, 2, 3, 4, 5, 6], help="rerun these sections and keep the others from the existing docs/benchmarks.md")
+    parser.add_argument("--only", type=int, nargs="+", choices=[1, 2, 3, 4, 5, 6, 7], help="rerun these sections and keep the others from the existing docs/benchmarks.md")
     args = parser.parse_args()
     repeat, sizes = args.repeat, args.sizes
     target = REPO / "docs" / "benchmarks.md"
@@ -38,6 +39,7 @@ def main() -> None:
         ("5. Service under load", "python benchmarks/load.py --clients 1 8 --duration 60 --runtime onnx",
          lambda: load.markdown(load.run(["faiss", "postgresql"], [1, 8], 60, "onnx"))),
         ("6. Ingestion on Ray", "python benchmarks/ray_ingest.py --repeat 2", lambda: ray_ingest.markdown(ray_ingest.run(2))),
+        ("7. Paper-length documents", "python benchmarks/long_context.py --caps 30 100", lambda: long_context.markdown(long_context.run([30, 100]))),
     ], 1):  # fmt: skip
         kept = [p for p in previous if p.startswith(title)]
         if args.only and number not in args.only and kept:
