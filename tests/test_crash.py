@@ -24,7 +24,7 @@ from rag_qa.models import bundled_minilm
 from rag_qa.store import FaissStore
 
 pytestmark = pytest.mark.integration
-KILLS = 5  # each cycle waits up to a full indexing run: CI time (24 kills took over 15 minutes on a slow 2-core host)
+KILLS = 3  # each cycle waits up to a full indexing run: CI time (24 kills took over 15 minutes on a slow 2-core host; 5 took 135 s)
 
 
 def index_command(corpus: Path, index: Path) -> list[str]:
