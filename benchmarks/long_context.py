@@ -52,8 +52,9 @@ def markdown(result: dict) -> str:
     rows = [[name] + [m.get(k, float("nan")) for k in KEYS] for name, m in result["rows"].items()]
     return table(["max_answer_tokens", *KEYS], rows) + (
         "\n\n865 dev-eval questions over 11 article-length documents (dev-eval.json and reader-train.json, each article's "
-        "paragraphs joined), top 5 passages, a fresh index (the scoring shipped for the offline reader, no calibrate). recall@k: a passage of the right article "
-        "among the top k; passage_recall@k: a passage that holds a gold answer at its offsets. answers_over_cap: % of "
+        "paragraphs joined), top 5 passages, a fresh index (the scoring shipped for the offline reader, no calibrate). "
+        "recall@k: a passage of the right article among the top k; passage_recall@k: a passage that holds a gold answer "
+        "at its offsets. answers_over_cap: % of "
         "answerable questions whose every gold answer is longer than the cap."
     )
 
