@@ -91,7 +91,7 @@ def run_haystack(peer, questions):
 
 
 PEER = "Haystack TransformersExtractiveReader"
-SYSTEMS = {"rag-qa torch": {}, "rag-qa onnx": {"runtime": "onnx"}, "rag-qa onnx int8": {"runtime": "onnx", "int8": True}}
+SYSTEMS = {"rag-qa torch": {"runtime": "torch"}, "rag-qa onnx": {"runtime": "onnx"}, "rag-qa onnx int8": {"runtime": "onnx", "int8": True}}
 
 
 def run(n_questions: int = 300, repeat: int = 3) -> dict:
