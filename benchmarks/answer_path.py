@@ -10,7 +10,6 @@ Variants (each differs from "current" in one rule):
 - current: the product as it is.
 - per-window normaliser: a passage's span probabilities divide by the sum over every window's
   spans, so a span seen by two overlapping windows counts twice (the previous rule).
-- no pooling: the same answer found in several passages keeps separate, unpooled scores.
 - confidence from the margin: the top answer's confidence is fitted on the question's margin (the
   best passage's span - null), whichever passage the top-ranked answer came from (the previous rule).
 - confidence from the answer's raw score: fitted on the top answer's ranking score itself rather
@@ -85,7 +84,6 @@ def held_out_metrics(fit, report, mode: str, confidence_from: str | None = None)
 
 def run(reader: str = str(READER), modes: tuple[str, ...] = ("dense", "bm25", "hybrid"), window: tuple[int, int] = (384, 128)) -> dict:
     require_shared()
-    import rag_qa.answer
     import rag_qa.reader
     from rag_qa import RagQA
     from rag_qa.calibration import hold_out_articles, read_once
@@ -112,8 +110,6 @@ def run(reader: str = str(READER), modes: tuple[str, ...] = ("dense", "bm25", "h
                 windows = sum(len(qa.reader._features([c.question.question], [h.passage.text])["input_ids"]) > 1 for c in report for h in c.hits)
                 rows[f"{mode}: confidence from the margin"] = held_out_metrics(fit, report, mode, confidence_from="margin")
                 rows[f"{mode}: confidence from the answer's raw score"] = held_out_metrics(fit, report, mode, confidence_from="score")
-                with replaced(rag_qa.answer, "pool_same_answers", list):
-                    rows[f"{mode}: no pooling"] = held_out_metrics(fit, report, mode)
                 with replaced(rag_qa.reader, "passage_log_norm", per_window_log_norm):
                     fit, report = read_once(qa, fit_questions), read_once(qa, report_questions)
                 rows[f"{mode}: per-window normaliser"] = held_out_metrics(fit, report, mode)

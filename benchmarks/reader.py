@@ -19,7 +19,7 @@ from common import READER, SQUAD, median, require_peer, require_shared, table
 
 def forward_floor(reader, questions) -> float:
     """Seconds for the model forward passes alone, on exactly the batches our reader builds."""
-    from rag_qa.reader import padded_arrays
+    from rag_qa.tokenizer import padded_arrays
 
     features = reader._features([q.question for q in questions], [q.context for q in questions])
     ids = features["input_ids"]

@@ -57,37 +57,17 @@ class Candidate:
 
 
 def log_odds(log_p: float) -> float:
-    """log(p / (1 - p)) of a log-probability, p kept inside (0, 1): a pooled answer's summed
-    probability can pass 1, and the calibration needs a finite input."""
+    """log(p / (1 - p)) of a log-probability, p kept inside (0, 1): the calibration needs a finite input."""
     p = min(max(math.exp(min(log_p, 0.0)), 1e-12), 1.0 - 1e-12)
     return math.log(p) - math.log1p(-p)
 
 
-def pool_same_answers(candidates: Sequence[Candidate]) -> list[Candidate]:
-    """One candidate per answer: the same answer (texts that normalise alike) found in several
-    passages pools their evidence (the sum of their probabilities, as open-domain readers have done
-    since DrQA) onto its best-scored place. Each passage adds its best place once, and a place
-    counts once, so overlapping passages that quote the same characters add nothing, and within
-    one passage the ranking stays the SQuAD rule (the highest raw score)."""
-    groups: dict[str, dict[str, Candidate]] = {}
-    for c in candidates:
-        per_passage = groups.setdefault(normalize_answer(c.span.text) or c.span.text, {})
-        kept = per_passage.get(c.hit.passage.id)
-        if kept is None or c.score > kept.score:
-            per_passage[c.hit.passage.id] = c
-    pooled = []
-    for per_passage in groups.values():
-        places: dict[tuple[str | None, int, int], float] = {}
-        for c in per_passage.values():
-            place = (c.hit.passage.source or c.hit.passage.id, c.hit.passage.char_start + c.span.start, c.hit.passage.char_start + c.span.end)
-            places[place] = max(c.score, places.get(place, -math.inf))
-        best = max(per_passage.values(), key=lambda c: c.score)
-        pooled.append(replace(best, score=float(np.logaddexp.reduce(list(places.values())))))
-    return pooled
-
-
-def _overlaps(a: Answer, b: Answer) -> bool:
-    return a.source == b.source and (a.source is not None or a.passage.id == b.passage.id) and a.start < b.end and b.start < a.end
+def _same_answer(a: Answer, b: Answer) -> bool:
+    """Shown once: overlapping places (windows or passages that share text) and the same answer
+    text (normalised) found in several places; the higher-ranked one is kept. Their scores are
+    not pooled: summing the evidence of equal answers measured no better (docs/benchmarks.md)."""
+    overlapping = a.source == b.source and (a.source is not None or a.passage.id == b.passage.id) and a.start < b.end and b.start < a.end
+    return overlapping or (normalize_answer(a.text) or a.text) == (normalize_answer(b.text) or b.text)
 
 
 def combine(
@@ -113,11 +93,11 @@ def combine(
             for span in reading.spans:
                 candidates.append(Candidate(span.log_prob + config.retrieval_weight * float(log_p_passage), hit, span))
     kept: list[Answer] = []
-    for candidate in sorted(pool_same_answers(candidates), key=lambda c: -c.score):
+    for candidate in sorted(candidates, key=lambda c: -c.score):
         passage, span = candidate.hit.passage, candidate.span
         start, end = passage.char_start + span.start, passage.char_start + span.end
         answer = Answer(span.text, candidate.score, 0.0, passage.source, passage.page_at(span.start), start, end, passage, candidate.hit.score)
-        if not any(_overlaps(answer, other) for other in kept):  # duplicates from overlapping windows/passages
+        if not any(_same_answer(answer, other) for other in kept):
             kept.append(answer)
     kept = kept[: config.max_answers]
     p_top = sigmoid(config.answer_scale * log_odds(kept[0].score) + config.answer_bias) if kept else 0.0

@@ -88,15 +88,15 @@ def cache_dir() -> Path:
     return Path(folder).expanduser()
 
 
-def model_files(resolved: ResolvedModel) -> list[Path]:
-    """The files that decide a model's graph: weights and configs (for a Hub model, the two files
-    `from_pretrained` downloads anyway)."""
+def model_files(resolved: ResolvedModel, suffixes: Sequence[str] = WEIGHT_SUFFIXES) -> list[Path]:
+    """The files that decide a model's graph (by default weights and configs; for a Hub model, the
+    two files `from_pretrained` downloads anyway)."""
     if resolved.origin == "hub":
         from huggingface_hub import hf_hub_download
 
         return [Path(hf_hub_download(resolved.location, name, revision=resolved.revision)) for name in ("config.json", "model.safetensors")]
     root = Path(resolved.location)
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES and not _hidden(p, root))
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in suffixes and not _hidden(p, root))
 
 
 def _hidden(path: Path, root: Path) -> bool:
@@ -138,18 +138,27 @@ def cached_graph(folder: Path, name: str, key: dict[str, Any], build: Callable[[
     """The cached graph for `key`, built by `build(path)` first when missing; written atomically."""
     ort = import_onnxruntime()
     full_key = {**key, "opset": OPSET, "onnxruntime": ort.__version__, "recipe": RECIPE_VERSION}
-    digest = hashlib.sha256(json.dumps(full_key, sort_keys=True).encode()).hexdigest()[:24]
-    final = folder / f"{name}-{digest}.onnx"
+    return cached_file(folder, name, full_key, ".onnx", build)
+
+
+def cached_file(folder: Path, name: str, key: dict[str, Any], suffix: str, build: Callable[[Path], None]) -> Path:
+    """The file cached for `key` (named by its hash), made by `build(path)` first when missing, in a
+    temporary folder renamed into place only when complete. Beside a graph, a .json file records
+    the key it was made from, for people."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+    final = folder / f"{name}-{digest}{suffix}"
     if final.is_file():
         return final
     folder.mkdir(parents=True, exist_ok=True)
     _remove_stale_exports(folder)
-    LOG.warning("rag-qa: building the %s ONNX graph (once; cached in %s)", name, folder)
+    if suffix == ".onnx":
+        LOG.warning("rag-qa: building the %s ONNX graph (once; cached in %s)", name, folder)
     work = Path(tempfile.mkdtemp(prefix=".export-", dir=folder))
     try:
-        build(work / "graph.onnx")
-        _write_atomically(final.with_suffix(".json"), json.dumps(full_key, indent=2, sort_keys=True))  # what it was made from, for people
-        os.replace(work / "graph.onnx", final)
+        build(work / f"made{suffix}")
+        if suffix == ".onnx":
+            _write_atomically(final.with_suffix(".json"), json.dumps(key, indent=2, sort_keys=True))
+        os.replace(work / f"made{suffix}", final)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return final
@@ -269,11 +278,11 @@ READER_PROBE = (
 EMBEDDER_PROBE = ("A short probe.", "A longer probe sentence, so that the batch is padded to its length.")
 
 
-def reader_graph(resolved: ResolvedModel, tokenizer: Any, int8: bool, threads: int | None, device: str | None) -> OnnxGraph:
+def reader_graph(resolved: ResolvedModel, int8: bool, threads: int | None, device: str | None) -> OnnxGraph:
     """The reader's cached ONNX graph (exported on first use), fp32 or int8, in a session."""
     folder = cache_dir()
     weights = weights_digest(model_files(resolved))
-    fp32 = cached_graph(folder, "reader-fp32", {"graph": "reader", "weights": weights}, lambda path: _export_reader(resolved, tokenizer, path))
+    fp32 = cached_graph(folder, "reader-fp32", {"graph": "reader", "weights": weights}, lambda path: _export_reader(resolved, path))
     path = fp32
     if int8:
         path = cached_graph(
@@ -283,10 +292,11 @@ def reader_graph(resolved: ResolvedModel, tokenizer: Any, int8: bool, threads: i
     return OnnxGraph(path, threads, device)
 
 
-def _export_reader(resolved: ResolvedModel, tokenizer: Any, path: Path) -> None:
-    from transformers import AutoModelForQuestionAnswering
+def _export_reader(resolved: ResolvedModel, path: Path) -> None:
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
     revision = resolved.revision if resolved.origin == "hub" else None
+    tokenizer = AutoTokenizer.from_pretrained(resolved.location, revision=revision, use_fast=True)
     model = AutoModelForQuestionAnswering.from_pretrained(
         resolved.location, revision=revision, use_safetensors=True, trust_remote_code=False, attn_implementation="eager"
     ).eval()  # eager attention exports as the pattern the optimizer fuses
@@ -298,11 +308,11 @@ def _export_reader(resolved: ResolvedModel, tokenizer: Any, path: Path) -> None:
     export_verified(module, inputs, {"start_logits": sequence_axes, "end_logits": sequence_axes}, path, model.config)
 
 
-def embedder_graph(model: Any, resolved: ResolvedModel, threads: int | None, device: str | None) -> OnnxGraph:
+def embedder_graph(resolved: ResolvedModel, load_model: Callable[[], Any], threads: int | None, device: str | None) -> OnnxGraph:
     """The sentence-transformers model's whole pipeline (transformer, pooling, normalisation) as
-    one cached ONNX graph (exported on first use), in a session."""
+    one cached ONNX graph (exported on first use from `load_model()`), in a session."""
     weights = weights_digest(model_files(resolved))
-    path = cached_graph(cache_dir(), "embedder-fp32", {"graph": "embedder", "weights": weights}, lambda out: _export_embedder(model, out))
+    path = cached_graph(cache_dir(), "embedder-fp32", {"graph": "embedder", "weights": weights}, lambda out: _export_embedder(load_model(), out))
     return OnnxGraph(path, threads, device)
 
 

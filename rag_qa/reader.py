@@ -29,9 +29,7 @@ from rag_qa.errors import ConfigError
 from rag_qa.ingest.text import MappedText, clean_mapped, clean_text, trim_span
 from rag_qa.models import ResolvedModel, resolve_model
 from rag_qa.onnx_models import load_graph, reader_graph
-
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # what a window feeds the model
-
+from rag_qa.tokenizer import FastTokenizer, cached_tokenizer, hf_snapshot, padded_arrays
 
 @dataclass(frozen=True)
 class Span:
@@ -204,18 +202,6 @@ def check_windows(tokenizer: Any, max_seq_len: int, doc_stride: int, max_query_t
         )
 
 
-def padded_arrays(features: Any, rows: Sequence[int], pad_id: int) -> dict[str, np.ndarray]:
-    """The model inputs of some windows as int64 arrays, padded to the longest of them (dynamic
-    padding: a batch of short windows stays cheap). Used for reading and for training."""
-    width = max(len(features["input_ids"][r]) for r in rows)
-    batch = {}
-    for name in MODEL_INPUTS:
-        if name in features:
-            fill = pad_id if name == "input_ids" else 0
-            batch[name] = np.array([features[name][r] + [fill] * (width - len(features[name][r])) for r in rows], dtype=np.int64)
-    return batch
-
-
 def padded_batch(features: Any, rows: Sequence[int], pad_id: int, device: Any = None) -> dict[str, Any]:
     """`padded_arrays` as torch tensors on `device`."""
     import torch
@@ -259,21 +245,36 @@ class Reader:
                 self._load()
 
     def _load(self) -> None:
+        self.resolved = resolve_model(self.config.model, self.config.revision, "reader")
+        config = self.config
+        graph = load_graph(config.runtime, config.model, lambda: reader_graph(self.resolved, config.int8, config.threads, config.device))
+        if graph is not None:  # ONNX: neither transformers nor torch is imported once the graph is cached
+            self._tokenizer, self._forward = self._snapshot_tokenizer(), graph.run
+        else:
+            self._tokenizer, self._forward = self._hf_tokenizer(), torch_forward(self._torch_model())
+
+    def _hf_tokenizer(self) -> Any:
         from transformers import AutoTokenizer
 
-        self.resolved = resolve_model(self.config.model, self.config.revision, "reader")
+        assert self.resolved is not None
         revision = self.resolved.revision if self.resolved.origin == "hub" else None
-        tokenizer = AutoTokenizer.from_pretrained(self.resolved.location, revision=revision, use_fast=True)
-        config = self.config
-        graph = load_graph(config.runtime, config.model, lambda: reader_graph(self.resolved, tokenizer, config.int8, config.threads, config.device))
-        forward: Forward = graph.run if graph is not None else torch_forward(self._torch_model(revision))  # type: ignore[assignment]
-        self._tokenizer, self._forward = tokenizer, forward
+        return AutoTokenizer.from_pretrained(self.resolved.location, revision=revision, use_fast=True)
 
-    def _torch_model(self, revision: str | None) -> Any:
+    def _snapshot_tokenizer(self) -> FastTokenizer:
+        """The tokenizer without transformers: its snapshot, cached beside the graphs (a Hub
+        model, whose files may change under the same name, is snapshotted at each start)."""
+        assert self.resolved is not None
+        if self.resolved.origin == "hub":
+            return hf_snapshot(self._hf_tokenizer())
+        snapshot = cached_tokenizer(self.resolved, "reader", lambda: {"tokenizer": hf_snapshot(self._hf_tokenizer()).to_dict()})
+        return FastTokenizer.from_dict(snapshot["tokenizer"])
+
+    def _torch_model(self) -> Any:
         import torch
         from transformers import AutoModelForQuestionAnswering
 
         assert self.resolved is not None
+        revision = self.resolved.revision if self.resolved.origin == "hub" else None
         model = AutoModelForQuestionAnswering.from_pretrained(
             self.resolved.location, revision=revision, use_safetensors=True, trust_remote_code=False
         )

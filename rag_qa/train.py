@@ -27,7 +27,8 @@ from typing import Any
 from rag_qa.config import ReaderConfig, ScoringConfig, TrainConfig
 from rag_qa.errors import ConfigError, LoadError
 from rag_qa.models import resolve_model
-from rag_qa.reader import MODEL_INPUTS, padded_batch, window_features
+from rag_qa.reader import padded_batch, window_features
+from rag_qa.tokenizer import MODEL_INPUTS
 
 NEW_HEAD_LEARNING_RATE = 1e-4
 CONTINUED_LEARNING_RATE = 3e-5

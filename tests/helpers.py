@@ -3,6 +3,7 @@ Tests import these with `from helpers import ...` (never from conftest)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -30,3 +31,11 @@ def approx_floats(value: Any, rel: float = 1e-4, abs_: float = 1e-6) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(approx_floats(v, rel, abs_) for v in value)
     return value
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment for a rag-qa process started by a test: runtime "auto" as a user has it (ONNX
+    Runtime where installed; the PyTorch default of the tests' own process is not passed on), with
+    the session's graph cache, so a cold process starts as a user's does (graphs exported once)."""
+    env = {name: value for name, value in os.environ.items() if name != "RAG_QA_RUNTIME"}
+    return {**env, **extra}

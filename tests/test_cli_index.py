@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from broken_files import make_broken_files
-from helpers import REPO, SQUAD, needs_shared
+from helpers import REPO, SQUAD, cli_env, needs_shared
 from squad_pdfs import build_corpus, page_of
 
 from rag_qa import RagQA
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 
 def rag_qa(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "rag_qa.cli", *args], capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, "-m", "rag_qa.cli", *args], capture_output=True, text=True, timeout=600, env=cli_env())
     if check and result.returncode != 0:
         raise AssertionError(f"rag-qa {args} exited {result.returncode}: {result.stderr[-2000:]}")
     return result

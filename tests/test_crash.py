@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import REPO, SQUAD, needs_shared
+from helpers import REPO, SQUAD, cli_env, needs_shared
 from squad_pdfs import build_corpus
 
 from rag_qa.config import ChunkingConfig, IngestConfig
@@ -67,7 +67,7 @@ def assert_consistent(index: Path, expected: dict[str, set[str]]) -> int:
 
 def timed_run(command: list[str]) -> float:
     started = time.monotonic()
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=cli_env())
     assert result.returncode == 0, result.stderr[-2000:]
     return time.monotonic() - started
 
@@ -87,7 +87,7 @@ def test_random_sigkills_never_corrupt_the_index(tmp_path):
 
     kills = completed_before_kill = 0
     while kills < KILLS:
-        process = subprocess.Popen(index_command(corpus, index), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(index_command(corpus, index), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=cli_env())
         time.sleep(rng.uniform(0.8 * startup_s, full_run_s))  # mostly while it writes
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
@@ -101,7 +101,7 @@ def test_random_sigkills_never_corrupt_the_index(tmp_path):
                 for source in rng.sample(sorted(expected), k=len(expected) - 1):
                     store.delete_source(source)
 
-    final = subprocess.run(index_command(corpus, index), capture_output=True, text=True, timeout=600)
+    final = subprocess.run(index_command(corpus, index), capture_output=True, text=True, timeout=600, env=cli_env())
     assert final.returncode == 0, final.stderr[-2000:]
     assert assert_consistent(index, expected) == len(expected)
     with FaissStore.open(index, read_only=True) as store:

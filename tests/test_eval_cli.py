@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import READER, SQUAD, needs_shared
+from helpers import READER, SQUAD, cli_env, needs_shared
 
 from rag_qa import RagQA
 from rag_qa.config import ReaderConfig
@@ -28,7 +28,7 @@ def subset(source, article: int, paragraphs: int, target):
 
 
 def rag_qa(*args: str) -> dict:
-    result = subprocess.run([sys.executable, "-m", "rag_qa.cli", *args, "--json"], capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, "-m", "rag_qa.cli", *args, "--json"], capture_output=True, text=True, timeout=600, env=cli_env())
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout)
 

@@ -25,6 +25,7 @@ def test_quickstart_notebook_executes(tmp_path, monkeypatch):
     monkeypatch.setenv("RAG_QA_INDEX", str(index))
     # the kernelspec runs `python`: make that this interpreter, with rag-qa installed
     monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    monkeypatch.delenv("RAG_QA_RUNTIME")  # the kernel runs rag-qa as a user does (runtime auto)
     notebook = nbformat.read(REPO / "notebooks" / "quickstart.ipynb", as_version=4)
     NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     assert not any(o.get("output_type") == "error" for cell in notebook.cells for o in cell.get("outputs", []))
@@ -50,6 +51,7 @@ def test_evaluation_notebook_draws_the_pictures(tmp_path, monkeypatch):
     monkeypatch.setenv("RAG_QA_SQUAD", str(SQUAD / "dev-eval.json"))
     monkeypatch.setenv("RAG_QA_EVERY", "8")
     monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    monkeypatch.delenv("RAG_QA_RUNTIME")  # the kernel runs rag-qa as a user does (runtime auto)
     notebook = nbformat.read(REPO / "notebooks" / "evaluation.ipynb", as_version=4)
     NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = [o for cell in notebook.cells for o in cell.get("outputs", [])]

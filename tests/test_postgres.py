@@ -4,7 +4,6 @@ clear errors, and several `rag-qa index` processes writing at once while another
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -17,7 +16,7 @@ from rag_qa.cli import main
 from rag_qa.errors import IndexCorruptError, RagQAError
 from rag_qa.indexer import index_paths
 from rag_qa.store import FaissStore, PgStore, open_store
-from helpers import READER
+from helpers import READER, cli_env
 
 pytestmark = pytest.mark.integration
 
@@ -102,7 +101,7 @@ def test_concurrent_indexers_and_a_reader_leave_every_passage_exactly_once(postg
     shared = write_files(tmp_path / "shared", TOPICS[:1])
     groups = [write_files(tmp_path / f"group{g}", TOPICS[1 + 3 * g : 4 + 3 * g]) for g in range(3)]
     open_store(postgres_url, dimension=embedder.dimension).close()  # the schema exists before anyone asks
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = cli_env(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     stop = tmp_path / "stop"
     reader = str(READER) if READER.exists() else "-"
     asker = subprocess.Popen([sys.executable, "-c", ASKER, postgres_url, reader, str(stop)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)

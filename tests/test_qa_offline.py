@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import READER, REPO, SQUAD, approx_floats, needs_shared
+from helpers import READER, REPO, SQUAD, approx_floats, cli_env, needs_shared
 
 from rag_qa import RagQA
 from rag_qa.config import ReaderConfig, ScoringConfig
@@ -87,7 +87,7 @@ def test_corpus_wide_answers_come_from_the_right_paragraph_and_unanswerables_abs
 
 
 def rag_qa(*args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "rag_qa.cli", *args], capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, "-m", "rag_qa.cli", *args], capture_output=True, text=True, timeout=600, env=cli_env())
     assert result.returncode == 0, result.stderr[-2000:]
     return result
 
@@ -125,7 +125,7 @@ def test_ask_cli_on_the_onnx_runtime_gives_the_same_answers(sample_index, tmp_pa
 def test_missing_reader_says_how_to_point_at_a_local_model(sample_index):
     result = subprocess.run(
         [sys.executable, "-m", "rag_qa.cli", "ask", "What?", "--index", str(sample_index), "--reader", "deepset/roberta-large-squad2"],
-        capture_output=True, text=True, timeout=600, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True, text=True, timeout=600, env=cli_env(HF_HUB_OFFLINE="1"),
     )  # fmt: skip
     assert result.returncode == 2
     assert "--reader /path/to/model" in result.stderr and "RAG_QA_READER" in result.stderr
@@ -197,9 +197,9 @@ def test_show_returns_the_text_answer_offsets_index(sample_index, tmp_path):
     assert whole["text"][page["start"] : page["end"]] == page["text"] and whole["page"] is None
     handbook = rag_qa("show", str(REPO / "data" / "handbook.md"), "--index", str(sample_index)).stdout
     assert handbook == (REPO / "data" / "handbook.md").read_text("utf-8") + "\n"  # the file itself (print adds a newline)
-    missing = subprocess.run([sys.executable, "-m", "rag_qa.cli", "show", "nope.txt", "--index", str(sample_index)], capture_output=True, text=True)
+    missing = subprocess.run([sys.executable, "-m", "rag_qa.cli", "show", "nope.txt", "--index", str(sample_index)], capture_output=True, text=True, env=cli_env())
     assert missing.returncode == 1 and "not in the index" in missing.stderr
-    no_page = subprocess.run([sys.executable, "-m", "rag_qa.cli", "show", best["source"], "--page", "9", "--index", str(sample_index)], capture_output=True, text=True)
+    no_page = subprocess.run([sys.executable, "-m", "rag_qa.cli", "show", best["source"], "--page", "9", "--index", str(sample_index)], capture_output=True, text=True, env=cli_env())
     assert no_page.returncode == 1 and "pages 1 to 6; page 9 does not exist" in no_page.stderr
 
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import cli_env
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -110,7 +111,7 @@ def test_the_reported_panic_question_in_a_real_process(index: Path, tiny_roberta
     """`rag-qa ask "$(python3 -c 'print("?"*255)')"` ended in a pyo3 PanicException traceback."""
     result = subprocess.run(
         [sys.executable, "-m", "rag_qa.cli", "ask", "?" * 255, "--index", str(index), "--reader", tiny_roberta, "--json"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, env=cli_env(),
     )  # fmt: skip
     assert result.returncode == 0 and "Traceback" not in result.stderr and "Panic" not in result.stderr
     assert json.loads(result.stdout)["question"] == "?" * 255

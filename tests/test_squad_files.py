@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import READER, SQUAD, needs_shared
+from helpers import READER, SQUAD, cli_env, needs_shared
 
 from rag_qa.errors import LoadError
 from rag_qa.evaluate import _recall, _retrieval_metrics, answers_over_cap
@@ -160,10 +160,10 @@ def planted_summary_logits(reader, features):
 def test_eval_squad_cli_reports_the_cap_and_what_shaped_the_score(tiny_bert, tmp_path):
     path = long_answer_file(tmp_path)
     run = [sys.executable, "-m", "rag_qa.cli", "eval", "squad", str(path), "--reader", tiny_bert]
-    at_30 = json.loads(subprocess.run([*run, "--json", "--sample", "2"], capture_output=True, text=True, check=True).stdout)
+    at_30 = json.loads(subprocess.run([*run, "--json", "--sample", "2"], capture_output=True, text=True, check=True, env=cli_env()).stdout)
     assert (at_30["max_answer_tokens"], at_30["answers_over_cap"], at_30["total"]) == (30, 100.0, 2)
     assert at_30["answerable_share"] == 100.0 and at_30["always_abstain_f1"] == 0.0
-    at_100 = subprocess.run([*run, "--max-answer-tokens", "100"], capture_output=True, text=True, check=True).stdout
+    at_100 = subprocess.run([*run, "--max-answer-tokens", "100"], capture_output=True, text=True, check=True, env=cli_env()).stdout
     assert "100.0% of the questions have an answer" in at_100 and "0.0% of those have only answers longer than 100 tokens" in at_100
     assert "max_answer_tokens                100" in at_100
 
