@@ -81,7 +81,7 @@ def run_load(url: str, questions: list[str], paragraphs: list[str], clients: int
                 i += clients
 
     def uploader() -> None:
-        with httpx.Client(base_url=url, timeout=300) as client:
+        with httpx.Client(base_url=url, timeout=300, headers={"Authorization": "Bearer open-service"}) as client:  # an open service wants a bearer header on uploads
             n = 0
             while time.monotonic() < deadline:
                 started = time.perf_counter()

@@ -270,6 +270,9 @@ class TrainConfig(_Serialisable):
         _require(self.checkpoint_every >= 1, "checkpoint_every must be >= 1")
 
 
+AUTH_MODES = ("auto", "keys", "off")
+
+
 @dataclass(frozen=True)
 class ServerConfig(_Serialisable):
     """Limits of the HTTP service (`rag-qa serve`); requests beyond them get a 4xx JSON error."""
@@ -280,8 +283,13 @@ class ServerConfig(_Serialisable):
     max_top_k: int = 50
     batch_wait_ms: float = 10.0  # questions arriving within this wait of each other are answered as one batch
     max_batch: int = 32
+    max_queue: int = 256  # questions waiting beyond this get 503 at once
+    ask_timeout_s: float = 120.0  # a question not answered within this gets 504
+    auth: str = "auto"  # API keys: "auto" (needed once the index holds an active key), "keys" (always) or "off"
 
     def __post_init__(self) -> None:
+        _require(self.auth in AUTH_MODES, f"auth must be one of {', '.join(AUTH_MODES)}, got {self.auth!r}")
         _require(self.max_upload_mb > 0, "max_upload_mb must be > 0")
+        _require(self.max_queue >= 1 and self.ask_timeout_s > 0, "max_queue must be >= 1 and ask_timeout_s > 0")
         _require(0 <= self.batch_wait_ms <= 1000 and self.max_batch >= 1, "batch_wait_ms must be in [0, 1000] and max_batch >= 1")
         _require(self.max_question_chars >= 1 and self.max_top_k >= 1, "max_question_chars and max_top_k must be >= 1")

@@ -95,7 +95,7 @@ def test_a_word_document_uploaded_to_the_service_answers_with_exact_offsets(tmp_
     needs_shared(READER)
     data = handbook_docx(tmp_path / "handbook.docx").read_bytes()
     with RagQA.open(tmp_path / "index", reader=ReaderConfig(model=str(READER))) as qa, live_service(qa, ServerConfig(upload_dir=str(tmp_path / "uploads"))) as url:
-        report = httpx.post(f"{url}/documents", files=[("files", ("handbook.docx", io.BytesIO(data)))], timeout=120).json()
+        report = httpx.post(f"{url}/documents", files=[("files", ("handbook.docx", io.BytesIO(data)))], timeout=120, headers={"Authorization": "Bearer open-service"}).json()
         assert report["files_indexed"] == 1 and report["documents"][0]["indexed"]
         result = httpx.post(f"{url}/ask", json={"question": "How many days can members borrow tools for?"}, timeout=60).json()
         best = result["answers"][0] if not result["abstained"] else result["best_guess"]

@@ -13,7 +13,7 @@ from rag_qa.cli import main
 from rag_qa.config import ReaderConfig, ServerConfig
 from rag_qa.pipeline import RagQA
 from rag_qa.errors import QuestionError
-from rag_qa.server.batching import AskBatcher
+from rag_qa.server.batching import AskBatcher, AskTimeout, Overloaded
 from rag_qa.server.uploads import UploadRejected, safe_name
 from helpers import READER, REPO, approx_floats, needs_shared
 from rag_qa.server.background import live_service
@@ -62,7 +62,7 @@ def service(request: pytest.FixtureRequest, tmp_path: Path):
 
 
 def upload(url: str, *files: tuple[str, bytes]) -> httpx.Response:
-    return httpx.post(f"{url}/documents", files=[("files", (name, data)) for name, data in files], timeout=120)
+    return httpx.post(f"{url}/documents", files=[("files", (name, data)) for name, data in files], timeout=120, headers={"Authorization": "Bearer open-service"})
 
 
 @pytest.mark.integration
@@ -89,10 +89,10 @@ def test_upload_ask_list_and_delete(service, capsys: pytest.CaptureFixture[str])
         assert found == approx_floats(json.loads(capsys.readouterr().out)), "the API searches as `rag-qa search --json`"
         assert found["results"] and {r["source"] for r in found["results"]} == {str(storage / "library.txt")}
     assert httpx.post(f"{url}/search", json={"query": "drill", "retrieval": "fuzzy"}, timeout=60).status_code == 422
-    deleted = httpx.delete(f"{url}/documents/library.txt").json()
+    deleted = httpx.delete(f"{url}/documents/library.txt", headers={"Authorization": "Bearer open-service"}).json()
     assert deleted["passages_removed"] == report["passages_added"] and deleted["passages_total"] == 0
     assert not (storage / "library.txt").exists()
-    assert httpx.delete(f"{url}/documents/library.txt").status_code == 404
+    assert httpx.delete(f"{url}/documents/library.txt", headers={"Authorization": "Bearer open-service"}).status_code == 404
 
 
 @pytest.mark.integration
@@ -182,3 +182,66 @@ def test_concurrent_questions_are_answered_as_one_batch_with_the_same_answers(tm
         with pytest.raises(QuestionError):
             batcher.ask("   ")  # a bad question fails alone, in its own thread
         assert batcher.ask(questions[0], top_k=3).to_dict()["question"] == questions[0]  # the worker lives on
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the worker is killed on purpose
+def test_a_failing_question_fails_alone_and_a_dead_worker_is_replaced(tmp_path: Path, tiny_bert: str) -> None:
+    with RagQA.open(tmp_path / "index", reader=ReaderConfig(model=tiny_bert)) as qa:
+        qa.index([REPO / "data" / "handbook.md"])
+        ask_many = qa.ask_many
+
+        def poisoned(batch, *args, **kwargs):
+            if any("poison" in question for question in batch):
+                raise RuntimeError("the reader failed on this question")
+            return ask_many(batch, *args, **kwargs)
+
+        qa.ask_many = poisoned
+        batcher = AskBatcher(qa, max_wait_s=2.0, max_batch=4, timeout_s=60)  # the four arrive as one batch
+
+        def ask(question: str) -> str:
+            try:
+                return batcher.ask(question).question
+            except RuntimeError as exc:
+                return f"failed: {exc}"
+
+        questions = ["Who runs it?", "poison?", "Where is it?", "When does it open?"]
+        with ThreadPoolExecutor(len(questions)) as pool:
+            assert list(pool.map(ask, questions)) == ["Who runs it?", "failed: the reader failed on this question", "Where is it?", "When does it open?"]
+
+        def broken(group):
+            raise RuntimeError("the worker thread dies here")  # outside the per-batch guard, as a bug would
+
+        batcher.timeout_s, batcher._answer = 1.0, broken
+        with pytest.raises(AskTimeout, match="not answered within 1 s"):
+            batcher.ask("Who runs it?")  # nobody answers it: the wait ends
+        batcher._worker.join(60)
+        assert not batcher._worker.is_alive()
+        del batcher._answer  # the class's own method again
+        batcher.timeout_s = 60.0
+        assert batcher.ask("Who runs it?").question == "Who runs it?"  # a new worker answers
+
+
+def test_a_full_queue_refuses_at_once(tmp_path: Path, tiny_bert: str) -> None:
+    import threading
+
+    with RagQA.open(tmp_path / "index", reader=ReaderConfig(model=tiny_bert)) as qa:
+        qa.index([REPO / "data" / "handbook.md"])
+        ask_many, entered, release = qa.ask_many, threading.Event(), threading.Event()
+
+        def held(batch, *args, **kwargs):
+            entered.set()
+            release.wait(60)
+            return ask_many(batch, *args, **kwargs)
+
+        qa.ask_many = held
+        batcher = AskBatcher(qa, max_wait_s=0.0, max_batch=1, max_queue=1, timeout_s=60)
+        with ThreadPoolExecutor(2) as pool:
+            first = pool.submit(batcher.ask, "Who runs it?")
+            assert entered.wait(60)  # the worker holds the first question
+            second = pool.submit(batcher.ask, "Where is it?")  # waits in the queue (its one place)
+            while batcher._queue.qsize() < 1:
+                entered.wait(0.01)
+            with pytest.raises(Overloaded, match="1 questions are already waiting"):
+                batcher.ask("When does it open?")
+            release.set()
+            assert (first.result().question, second.result().question) == ("Who runs it?", "Where is it?")

@@ -42,6 +42,7 @@ def test_upload_ask_and_see_the_highlighted_answer(browser, tmp_path: Path) -> N
         page = browser.new_page()
         page.goto(url)
         page.get_by_text("No documents yet").wait_for()
+        assert page.is_hidden("#key-form")  # an open service asks for no key
 
         page.set_input_files("#files", str(document))
         page.click("#upload-button")
@@ -140,3 +141,40 @@ def test_pdf_answer_is_marked_on_its_rendered_page(browser, tmp_path: Path) -> N
         page.get_by_text("Page 2 of 6").wait_for()
         assert page.locator("#results .highlight").count() >= 1
         page.close()
+
+
+def test_a_keyed_service_asks_for_a_key_once_and_a_foreign_form_cannot_upload(browser, tmp_path: Path) -> None:
+    """The page asks for the key when the service wants one, keeps it for the tab (a reload does not
+    ask again), and shows the PDF page fetched with it. A form on another site posting to an open
+    service is refused: it cannot send the bearer header."""
+    needs_shared(READER)
+    from rag_qa.keys import KeyRing
+
+    with RagQA.open(tmp_path / "index", reader=ReaderConfig(model=str(READER))) as qa:
+        qa.index([REPO / "data" / "safety-guide.pdf"])
+        with live_service(qa, ServerConfig(upload_dir=str(tmp_path / "uploads"))) as url:  # open: no keys yet
+            foreign = browser.new_page()
+            foreign.set_content(
+                f'<form method="post" enctype="multipart/form-data" action="{url}/documents">'
+                '<input type="file" name="files" id="f"><button id="go">go</button></form>'
+            )
+            foreign.set_input_files("#f", {"name": "planted.txt", "mimeType": "text/plain", "buffer": b"Planted by another site."})
+            with foreign.expect_navigation():
+                foreign.click("#go")
+            assert "Authorization: Bearer" in foreign.content() and qa.store.file_hash(str(tmp_path / "uploads" / "planted.txt")) is None
+            foreign.close()
+            _, token = KeyRing(qa.store).create("reader", name="browser")
+            page = browser.new_page()
+            page.goto(url)
+            page.wait_for_selector("#key-form", state="visible")
+            page.fill("#api-key", token)
+            page.click("#key-form button")
+            page.get_by_text("safety-guide.pdf").wait_for()
+            page.reload()
+            page.get_by_text("safety-guide.pdf").wait_for()  # the key is kept for the tab
+            assert page.is_hidden("#key-form")
+            page.fill("#question", "How long does a fully charged drill battery last?")
+            page.click("#ask-button")
+            page.wait_for_selector("#results .answer .highlight", timeout=60_000)
+            page.wait_for_function("document.querySelector('#results .page img').naturalWidth > 0")  # fetched with the key
+            page.close()

@@ -2,7 +2,7 @@
 with progress bars on stderr. Exit codes: 0 done, 1 the check or lookup failed, 2 bad input.
 
 One module per command group: `indexing` (index, info, check, show, delete), `asking` (search,
-ask), `evaluation` (eval, calibrate), `training` (train), `serving` (serve); `common` holds the
+ask), `evaluation` (eval, calibrate), `training` (train), `serving` (serve), `keys` (keys); `common` holds the
 shared option groups and output helpers."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from rag_qa.cli import asking, evaluation, indexing, serving, training
+from rag_qa.cli import asking, evaluation, indexing, keys, serving, training
 from rag_qa.cli.common import shared_options
 from rag_qa.errors import NotFoundError, RagQAError
 
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     options = shared_options()
     for add in (
         indexing.add_index, asking.add_search, asking.add_ask, evaluation.add_eval, evaluation.add_calibrate,
-        training.add_train, serving.add_serve, indexing.add_maintenance,
+        training.add_train, serving.add_serve, keys.add_keys, indexing.add_maintenance,
     ):  # fmt: skip
         add(sub, options)
     return parser

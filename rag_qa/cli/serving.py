@@ -3,21 +3,49 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import sys
+from dataclasses import replace
 from typing import Any
 
 from rag_qa.cli.common import SharedOptions, reader_config
 from rag_qa.config import RetrievalConfig, ServerConfig
 from rag_qa.errors import RagQAError
+from rag_qa.keys import KeyRing
 from rag_qa.pipeline import RagQA
 
 
 def default_upload_dir(index: str) -> str:
     """Uploads live in the index folder, or beside the working directory for a database index."""
-    from rag_qa.store.pg_store import is_database_url
+    from rag_qa.store.pg_schema import is_database_url
 
     return "rag-qa-uploads" if is_database_url(index) else os.path.join(index, "uploads")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def auth_mode(host: str, no_auth: bool, has_keys: bool) -> str:
+    """"off" when asked for (said loudly); else keys, needed once the index has one. Open on a
+    loopback address only: elsewhere a service without keys is refused."""
+    if no_auth:
+        print(f"rag-qa: WARNING: --no-auth: anyone who can reach {host} may read every document, upload and delete", file=sys.stderr)
+        return "off"
+    if not has_keys and not is_loopback(host):
+        raise RagQAError(
+            f"refusing to serve on {host} without API keys: anyone on the network could read, upload and delete. Create one "
+            "(`rag-qa keys create --role admin --index INDEX`), or pass --no-auth to run an open service on purpose"
+        )
+    if not has_keys:
+        print(f"rag-qa: open service on loopback ({host}): no API keys in this index yet (`rag-qa keys create`)", file=sys.stderr)
+    return "auto"
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -30,10 +58,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = ServerConfig(
         upload_dir=args.upload_dir or default_upload_dir(args.index), max_upload_mb=args.max_upload_mb,
         max_question_chars=args.max_question_chars, max_top_k=args.max_top_k, batch_wait_ms=args.batch_wait_ms,
+        max_queue=args.max_queue, ask_timeout_s=args.ask_timeout,
     )  # fmt: skip
     reader = reader_config(args)
     retrieval = RetrievalConfig(mode=args.retrieval, top_k=args.top_k)
     with RagQA.open(args.index, reader=reader, retrieval=retrieval, runtime=reader.runtime, threads=args.threads) as qa:
+        config = replace(config, auth=auth_mode(args.host, args.no_auth, KeyRing(qa.store).any_active()))
         qa.embedder.warm_up()  # load both models now, not on the first request
         qa.reader.warm_up()
         print(f"rag-qa serving {qa.store.path} on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
@@ -50,5 +80,8 @@ def add_serve(sub: Any, o: SharedOptions) -> None:
     p.add_argument("--max-question-chars", type=int, default=ServerConfig.max_question_chars, help="longest question (default: %(default)s)")
     p.add_argument("--max-top-k", type=int, default=ServerConfig.max_top_k, help="largest top_k a request may ask for (default: %(default)s)")
     p.add_argument("--batch-wait-ms", type=float, default=ServerConfig.batch_wait_ms, help="answer questions that arrive within this many ms of each other as one batch (0: no waiting) (default: %(default)s)")
+    p.add_argument("--max-queue", type=int, default=ServerConfig.max_queue, help="questions that may wait; more get 503 with Retry-After (default: %(default)s)")
+    p.add_argument("--ask-timeout", type=float, default=ServerConfig.ask_timeout_s, metavar="S", help="a question not answered within S seconds gets 504 (default: %(default)s)")
+    p.add_argument("--no-auth", action="store_true", help="serve without API keys on any address (everyone who can reach it may read, upload and delete); without it, a non-loopback address needs keys (`rag-qa keys create`)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"], help="server log level (default: %(default)s)")
     p.set_defaults(func=cmd_serve)

@@ -19,15 +19,17 @@ from rag_qa import __version__
 from rag_qa.config import ServerConfig
 from rag_qa.errors import NotFoundError, QuestionError, RagQAError
 from rag_qa.pipeline import RagQA
-from rag_qa.server.batching import AskBatcher
+from rag_qa.keys import KeyRing
+from rag_qa.server.admin import keys
+from rag_qa.server.batching import AskBatcher, AskTimeout, Overloaded
 from rag_qa.server.routes import Service, asking, documents, pages
 from rag_qa.server.uploads import UploadRejected
 
 MULTIPART_OVERHEAD = 64 * 1024  # form boundaries and headers around the uploaded bytes
 
 
-def _error(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 def create_app(qa: RagQA, config: ServerConfig | None = None) -> FastAPI:
@@ -41,8 +43,8 @@ def create_app(qa: RagQA, config: ServerConfig | None = None) -> FastAPI:
         description="Extractive question answering over your documents: exact quotes with their source, page and "
         "confidence, or an explicit 'no answer'.",
     )
-    app.state.service = Service(qa, config, storage, AskBatcher(qa, config.batch_wait_ms / 1000, config.max_batch))
-    for router in (pages, asking, documents):
+    app.state.service = Service(qa, config, storage, AskBatcher(qa, config.batch_wait_ms / 1000, config.max_batch, config.max_queue, config.ask_timeout_s), KeyRing(qa.store))
+    for router in (pages, asking, documents, keys):
         app.include_router(router)
     _add_error_handlers(app)
     _refuse_large_bodies(app, app.state.service)
@@ -57,11 +59,19 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail))
+        return _error(exc.status_code, str(exc.detail), exc.headers)
 
     @app.exception_handler(UploadRejected)
     def rejected(_: Request, exc: UploadRejected) -> JSONResponse:
         return _error(exc.status, str(exc))
+
+    @app.exception_handler(Overloaded)
+    def overloaded(_: Request, exc: Overloaded) -> JSONResponse:
+        return _error(503, str(exc), {"Retry-After": "5"})
+
+    @app.exception_handler(AskTimeout)
+    def timed_out(_: Request, exc: AskTimeout) -> JSONResponse:
+        return _error(504, str(exc), {"Retry-After": "30"})
 
     @app.exception_handler(RagQAError)
     def rag_qa_error(_: Request, exc: RagQAError) -> JSONResponse:

@@ -1,7 +1,12 @@
 """Micro-batching of concurrent questions: requests that arrive within a short wait of each other
 are answered by one `ask_many` call, so query embedding, retrieval and the reader's forward
 passes run once for the whole group. On 2 cores, one batch of windows from 8 questions keeps the
-matrix kernels busier than 8 small batches taking turns on the model."""
+matrix kernels busier than 8 small batches taking turns on the model.
+
+Failure stays with its request: when a batch raises, each of its questions is answered alone, so
+only the bad one fails; a worker thread that died is replaced on the next question; the queue is
+bounded (a full queue refuses at once: `Overloaded`), and no caller waits longer than its timeout
+(`AskTimeout`)."""
 
 from __future__ import annotations
 
@@ -12,8 +17,17 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+from rag_qa.errors import RagQAError
 from rag_qa.pipeline import RagQA, checked_question
 from rag_qa.records import QAResult
+
+
+class Overloaded(RagQAError):
+    """Too many questions are waiting: the caller should retry a little later (HTTP 503)."""
+
+
+class AskTimeout(RagQAError):
+    """A question waited longer than the service's timeout (HTTP 504)."""
 
 
 @dataclass
@@ -33,17 +47,32 @@ class AskBatcher:
     """Answers questions from many threads, gathering those that arrive within `max_wait_s` of the
     first (at most `max_batch`) into one batch. One worker thread runs the batches."""
 
-    def __init__(self, qa: RagQA, max_wait_s: float = 0.01, max_batch: int = 32):
-        self.qa, self.max_wait_s, self.max_batch = qa, max_wait_s, max_batch
-        self._queue: queue.Queue[_Request] = queue.Queue()
-        self._worker = threading.Thread(target=self._serve, name="rag-qa-ask-batcher", daemon=True)
-        self._worker.start()
+    def __init__(self, qa: RagQA, max_wait_s: float = 0.01, max_batch: int = 32, max_queue: int = 256, timeout_s: float = 120.0):
+        self.qa, self.max_wait_s, self.max_batch, self.timeout_s = qa, max_wait_s, max_batch, timeout_s
+        self._queue: queue.Queue[_Request] = queue.Queue(maxsize=max_queue)
+        self._worker_lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        self._ensure_worker()
+
+    def _ensure_worker(self) -> None:
+        """Start the worker thread, or a new one if the last one died."""
+        with self._worker_lock:
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._serve, name="rag-qa-ask-batcher", daemon=True)
+                self._worker.start()
 
     def ask(self, question: str, top_k: int | None = None, sources: Sequence[str] | None = None) -> QAResult:
         """What `RagQA.ask` returns; a bad question raises here, in the caller's thread, alone."""
         request = _Request(checked_question(question), top_k, tuple(sources) if sources is not None else None)
-        self._queue.put(request)
-        return request.result.result()
+        self._ensure_worker()
+        try:
+            self._queue.put_nowait(request)
+        except queue.Full:
+            raise Overloaded(f"{self._queue.maxsize} questions are already waiting; retry in a few seconds") from None
+        try:
+            return request.result.result(timeout=self.timeout_s)
+        except TimeoutError:
+            raise AskTimeout(f"the question was not answered within {self.timeout_s:g} s; the service is busy") from None
 
     def _serve(self) -> None:
         while True:
@@ -71,9 +100,12 @@ class AskBatcher:
         top_k, sources = group[0].group
         try:
             results = self.qa.ask_many([r.question for r in group], top_k, sources)
-        except BaseException as exc:  # every waiting request gets the error, and the worker lives on
-            for request in group:
-                request.result.set_exception(exc)
+        except BaseException as exc:  # the worker lives on; with several questions, find the bad one
+            if len(group) == 1:
+                group[0].result.set_exception(exc)
+            else:
+                for request in group:
+                    self._answer([request])
             return
         for request, result in zip(group, results, strict=True):
             request.result.set_result(result)

@@ -16,8 +16,10 @@ from pydantic import BaseModel, Field
 
 from rag_qa import __version__
 from rag_qa.config import ServerConfig
+from rag_qa.keys import KeyRing
 from rag_qa.pages import MAX_WIDTH, MIN_WIDTH
 from rag_qa.pipeline import RagQA
+from rag_qa.server.auth import identify, require
 from rag_qa.server.batching import AskBatcher
 from rag_qa.server.uploads import UploadRejected, check_suffix, safe_name, save_uploads
 
@@ -30,6 +32,7 @@ class Service:
     config: ServerConfig
     storage: Path
     batcher: AskBatcher
+    keys: KeyRing
 
     @property
     def upload_budget(self) -> int:
@@ -67,8 +70,9 @@ class SearchRequest(BaseModel):
 
 
 pages = APIRouter()
-asking = APIRouter()
+asking = APIRouter(dependencies=[require("reader")])
 documents = APIRouter()
+READER, EDITOR = [require("reader")], [require("editor")]
 
 
 @pages.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -81,8 +85,12 @@ def _web_page() -> str:
     return resources.files("rag_qa.server").joinpath("static/index.html").read_text("utf-8")
 
 
-@pages.get("/health", summary="liveness and what the service holds")
-def health(s: Service = Depends(service)) -> dict[str, Any]:
+@pages.get("/health", summary="liveness (no key needed), and what the service holds (for a valid key)")
+def health(request: Request, s: Service = Depends(service)) -> dict[str, Any]:
+    try:
+        identify(request)
+    except HTTPException:
+        return {"status": "ok", "version": __version__}
     info = s.qa.info()
     return {
         "status": "ok",
@@ -120,7 +128,7 @@ def search(request: SearchRequest, s: Service = Depends(service)) -> dict[str, A
     return {"query": query, "results": [h.to_dict() for h in hits]}
 
 
-@documents.post("/documents", summary="upload files and index them (per-file report, as `rag-qa index --json`)")
+@documents.post("/documents", dependencies=EDITOR, summary="upload files and index them (per-file report, as `rag-qa index --json`)")
 def upload(files: list[UploadFile] = File(..., description="PDF, Word (.docx), text, Markdown or HTML files"), s: Service = Depends(service)) -> dict[str, Any]:
     names = [safe_name(f.filename) for f in files]
     for name in names:
@@ -142,18 +150,19 @@ def upload(files: list[UploadFile] = File(..., description="PDF, Word (.docx), t
     return {**report, "documents": uploaded}
 
 
-@documents.get("/documents", summary="the indexed documents")
+@documents.get("/documents", dependencies=READER, summary="the indexed documents")
 def list_documents(s: Service = Depends(service)) -> dict[str, Any]:
     return {"documents": [{"name": Path(f["source"]).name, **f} for f in s.qa.store.files()]}
 
 
-@documents.get("/documents/{source:path}/text", summary="the text that a document's answer offsets index (optionally one page)")
+@documents.get("/documents/{source:path}/text", dependencies=READER, summary="the text that a document's answer offsets index (optionally one page)")
 def show(source: str, page: int | None = None, s: Service = Depends(service)) -> dict[str, Any]:
     return s.qa.show(s.stored_source(source), page).to_dict()
 
 
 @documents.get(
     "/documents/{source:path}/pages/{page}.png",
+    dependencies=READER,
     summary="a page of an indexed PDF as a PNG image",
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}},
@@ -169,14 +178,14 @@ def page_image(
     return Response(s.qa.page_image(stored, page, width), media_type="image/png", headers=headers)
 
 
-@documents.get("/documents/{source:path}/boxes", summary="where characters [start, end) of a PDF's text are on its pages")
+@documents.get("/documents/{source:path}/boxes", dependencies=READER, summary="where characters [start, end) of a PDF's text are on its pages")
 def boxes(source: str, start: int = Query(..., ge=0), end: int = Query(..., ge=0), s: Service = Depends(service)) -> dict[str, Any]:
     stored = s.stored_source(source)
     pages = len(s.qa.store.page_starts(stored))
     return {"source": stored, "start": start, "end": end, "pages": pages, "boxes": [b.to_dict() for b in s.qa.boxes(stored, start, end)]}
 
 
-@documents.delete("/documents/{source:path}", summary="remove a document (stored source or uploaded file name)")
+@documents.delete("/documents/{source:path}", dependencies=EDITOR, summary="remove a document (stored source or uploaded file name)")
 def delete(source: str, s: Service = Depends(service)) -> dict[str, Any]:
     stored = s.stored_source(source)
     removed = s.qa.delete(stored)

@@ -8,7 +8,8 @@ import os
 from rag_qa.config import IndexSettings
 from rag_qa.store.base import DuplicatePassageError, StoreInfo
 from rag_qa.store.faiss_store import FaissStore
-from rag_qa.store.pg_store import PgStore, is_database_url
+from rag_qa.store.pg_schema import is_database_url
+from rag_qa.store.pg_store import PgStore
 from rag_qa.store.protocol import PassageStore
 
 Store = PassageStore  # the declared interface both backends implement

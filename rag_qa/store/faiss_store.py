@@ -19,6 +19,7 @@ file); readers never block.
 from __future__ import annotations
 
 import fcntl
+import glob
 import json
 import os
 import threading
@@ -252,6 +253,10 @@ class FaissStore(StoreBase):
             return json.loads(path.read_text("utf-8"))
         except ValueError as exc:
             raise IndexCorruptError(f"{path}: unreadable ({exc})") from None
+
+    def metadata_names(self, prefix: str) -> list[str]:
+        """The names of the metadata saved with `write_metadata` that start with `prefix`, sorted."""
+        return sorted(path.stem for path in self.path.glob(f"{glob.escape(prefix)}*.json"))
 
     def count(self) -> int:
         return self._database.count()

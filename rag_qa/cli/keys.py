@@ -1,0 +1,57 @@
+"""`rag-qa keys`: API keys for the service, kept with the index (see rag_qa/keys.py)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from rag_qa.cli.common import SharedOptions, emit
+from rag_qa.keys import ROLES, ApiKey, KeyRing
+from rag_qa.pipeline import RagQA
+
+
+def _when(stamp: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp)) if stamp else "-"
+
+
+def _line(key: ApiKey) -> str:
+    state = f"revoked {_when(key.revoked_at)}" if key.revoked_at else "active"
+    return f"{key.id}  {key.role:6}  {key.name}  groups: {','.join(key.groups) or '-'}  created {_when(key.created_at)}  {state}"
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    with RagQA.open(args.index, read_only=True):
+        pass  # the index must exist: a mistyped path must not become a new, empty index with a key
+    with RagQA.open(args.index, read_only=args.action == "list") as qa:
+        ring = KeyRing(qa.store)
+        if args.action == "create":
+            groups = [g for part in args.groups or [] for g in part.split(",")]
+            record, token = ring.create(args.role, groups, args.name)
+
+            def created() -> None:
+                print(token)
+                print(f"the {record.role} key {record.name!r} (id {record.id}); it is shown this once: keep it safe", file=sys.stderr)
+
+            emit(args, {"key": token, **record.to_dict()}, created)
+        elif args.action == "list":
+            keys = ring.list()
+            emit(args, {"keys": [k.to_dict() for k in keys]}, lambda: print("\n".join(_line(k) for k in keys) or "no keys: the service runs open on loopback only"))
+        else:
+            key = ring.revoke(args.key)
+            emit(args, key.to_dict(), lambda: print(f"revoked: {_line(key)}"))
+    return 0
+
+
+def add_keys(sub: Any, o: SharedOptions) -> None:
+    p = sub.add_parser("keys", help="create, list and revoke the service's API keys (kept with the index)")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = actions.add_parser("create", parents=[o.common], help="make a key and print it (once)")
+    create.add_argument("--role", required=True, choices=ROLES, help="reader: ask, search, read documents; editor: also upload and delete; admin: also manage keys")
+    create.add_argument("--groups", action="append", metavar="A,B", help="access groups whose documents the key may read (documents without groups are visible to every key)")
+    create.add_argument("--name", help="who or what the key is for (default: its id)")
+    actions.add_parser("list", parents=[o.common], help="the keys, revoked ones included (never the keys themselves)")
+    revoke = actions.add_parser("revoke", parents=[o.common], help="revoke a key: it stops working at once")
+    revoke.add_argument("key", metavar="ID|NAME", help="the key's id, or its name when no other key has it")
+    p.set_defaults(func=cmd_keys)

@@ -1,0 +1,35 @@
+"""Managing API keys over HTTP (admins only): what `rag-qa keys` does on the command line."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
+
+from rag_qa.server.auth import require
+from rag_qa.server.routes import Service, service
+
+keys = APIRouter(dependencies=[require("admin")])
+
+
+class NewKey(BaseModel):
+    role: Literal["reader", "editor", "admin"] = Field(..., description="reader: ask, search, read documents; editor: also upload and delete; admin: also manage keys")
+    groups: list[str] = Field(default_factory=list, description="access groups whose documents the key may read (documents without groups are visible to every key)")
+    name: str | None = Field(None, description="who or what the key is for (shown in lists and the audit log)")
+
+
+@keys.post("/keys", summary="create a key: the response holds the key itself, shown this once")
+def create_key(request: NewKey, s: Service = Depends(service)) -> dict[str, Any]:
+    record, token = s.keys.create(request.role, request.groups, request.name)
+    return {"key": token, **record.to_dict()}
+
+
+@keys.get("/keys", summary="the keys (never the keys themselves)")
+def list_keys(s: Service = Depends(service)) -> dict[str, Any]:
+    return {"keys": [k.to_dict() for k in s.keys.list()]}
+
+
+@keys.delete("/keys/{key_id}", summary="revoke a key (by id or unique name); it stops working at once, on every replica")
+def revoke_key(key_id: str, s: Service = Depends(service)) -> dict[str, Any]:
+    return s.keys.revoke(key_id).to_dict()

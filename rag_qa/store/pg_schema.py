@@ -1,0 +1,133 @@
+"""Creating, reading and upgrading a PostgreSQL index's schema (tables, manifest, dimension), and
+the index URLs: what `PgStore.open` does before the first query."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import urldefrag, urlsplit, urlunsplit
+
+from rag_qa.config import IndexSettings
+from rag_qa.errors import ConfigError, IndexCorruptError
+from rag_qa.store.base import new_manifest
+
+SCHEMA_VERSION = 1
+DEFAULT_SCHEMA = "rag_qa"
+URL_SCHEMES = ("postgresql://", "postgres://")
+TABLES = """
+CREATE TABLE IF NOT EXISTS {s}.meta (key text PRIMARY KEY, value jsonb NOT NULL);
+CREATE TABLE IF NOT EXISTS {s}.files (
+    source text PRIMARY KEY,
+    content_hash text NOT NULL,
+    page_starts jsonb NOT NULL,
+    passages integer NOT NULL,
+    indexed_at double precision NOT NULL,
+    text text
+);
+CREATE TABLE IF NOT EXISTS {s}.passages (
+    row bigserial PRIMARY KEY,
+    id text NOT NULL UNIQUE,
+    source text,
+    text text NOT NULL,
+    page integer,
+    char_start integer NOT NULL,
+    char_end integer NOT NULL,
+    meta jsonb NOT NULL,
+    embedding vector,
+    embedding_f64 bytea,
+    tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', text)) STORED
+);
+CREATE INDEX IF NOT EXISTS passages_by_source ON {s}.passages (source);
+CREATE INDEX IF NOT EXISTS passages_full_text ON {s}.passages USING gin (tsv);
+"""
+
+
+def is_database_url(location: object) -> bool:
+    return isinstance(location, str) and location.startswith(URL_SCHEMES)
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """(connection URL, schema name): the URL fragment names the schema that holds the index."""
+    connection, schema = urldefrag(url)
+    schema = schema or DEFAULT_SCHEMA
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
+        raise ConfigError(f"index name {schema!r} in {url!r} must be a lower-case SQL identifier (letters, digits, _)")
+    return connection, schema
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and `info`."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def read_or_create(connection: Any, schema: str, settings: IndexSettings | None, dimension: int | None, read_only: bool) -> dict[str, Any]:
+    from psycopg import sql
+
+    exists = connection.execute("SELECT to_regclass(%s)", (f"{schema}.meta",)).fetchone()[0] is not None
+    if not exists and read_only:
+        raise IndexCorruptError(f"no rag-qa index in schema {schema!r}; build one with `rag-qa index --index URL#{schema}`")
+    if not exists:
+        with connection.transaction():
+            connection.execute("SELECT pg_advisory_xact_lock(hashtext('rag_qa:create'))")  # CREATE EXTENSION races across schemas too
+            connection.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            connection.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+            connection.execute(sql.SQL(TABLES.replace("{s}", "{}")).format(*[sql.Identifier(schema)] * TABLES.count("{s}")))
+            manifest = new_manifest(settings, None, SCHEMA_VERSION)  # the dimension is fixed below, with its index
+            connection.execute(
+                sql.SQL("INSERT INTO {}.meta (key, value) VALUES ('manifest', %s) ON CONFLICT (key) DO NOTHING").format(sql.Identifier(schema)),
+                (json.dumps(manifest),),
+            )
+    row = connection.execute(sql.SQL("SELECT value FROM {}.meta WHERE key = 'manifest'").format(sql.Identifier(schema))).fetchone()
+    if row is None:
+        raise IndexCorruptError(f"schema {schema!r} has a meta table without a manifest; it is not a rag-qa index")
+    manifest = row[0]
+    if manifest.get("format_version") != SCHEMA_VERSION:
+        raise IndexCorruptError(
+            f"schema {schema!r} is at rag-qa schema version {manifest.get('format_version')}; this rag-qa reads version "
+            f"{SCHEMA_VERSION}. Upgrade rag-qa or re-index into another schema"
+        )
+    if not read_only:
+        _add_text_column(connection, schema)
+    if manifest["embedding"]["dimension"] is None and dimension is not None and not read_only:
+        with connection.transaction():
+            fix_dimension(connection, schema, manifest, dimension)
+    return manifest
+
+def _add_text_column(connection: Any, schema: str) -> None:
+    """Indexes made before `show` have no document text column; add it (once)."""
+    from psycopg import sql
+
+    missing = connection.execute(
+        "SELECT NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = %s AND table_name = 'files' AND column_name = 'text')",
+        (schema,),
+    ).fetchone()[0]
+    if missing:
+        with connection.transaction():
+            connection.execute(sql.SQL("ALTER TABLE {}.files ADD COLUMN IF NOT EXISTS text text").format(sql.Identifier(schema)))
+
+def fix_dimension(db: Any, schema: str, manifest: dict[str, Any], dimension: int) -> dict[str, Any]:
+    """Give the vector column its dimension and build the HNSW index (once, under a row lock)."""
+    from psycopg import sql
+
+    table = sql.Identifier(schema)
+    current = db.execute(sql.SQL("SELECT value FROM {}.meta WHERE key = 'manifest' FOR UPDATE").format(table)).fetchone()[0]
+    if current["embedding"]["dimension"] is not None:
+        manifest.update(current)  # another process got there first
+        return manifest
+    current["embedding"]["dimension"] = dimension
+    db.execute(sql.SQL("ALTER TABLE {}.passages ALTER COLUMN embedding TYPE vector({})").format(table, sql.Literal(dimension)))
+    vector_settings = IndexSettings.from_dict(current["settings"]).vector_index
+    if vector_settings.index_type != "flat":
+        db.execute(
+            sql.SQL("CREATE INDEX IF NOT EXISTS passages_hnsw ON {}.passages USING hnsw (embedding vector_ip_ops) WITH (m = {}, ef_construction = {})").format(
+                table, sql.Literal(vector_settings.hnsw_m), sql.Literal(vector_settings.hnsw_ef_construction)
+            )
+        )
+    db.execute(sql.SQL("UPDATE {}.meta SET value = %s WHERE key = 'manifest'").format(table), (json.dumps(current),))
+    manifest.update(current)
+    return manifest
