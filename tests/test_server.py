@@ -123,6 +123,22 @@ def test_limits_answer_with_clear_json_errors(service) -> None:
 
 
 @pytest.mark.integration
+def test_an_upload_never_replaces_an_earlier_one_unless_asked(service) -> None:
+    url, _, storage = service
+    assert upload(url, ("library.txt", LIBRARY.encode())).status_code == 200
+    again = upload(url, ("notes.txt", b"Fresh notes."), ("library.txt", b"A different library text."))
+    assert again.status_code == 409 and "replace=true" in again.json()["error"]
+    assert sorted(p.name for p in storage.iterdir()) == ["library.txt"] and (storage / "library.txt").read_bytes() == LIBRARY.encode()
+    replaced = httpx.post(
+        f"{url}/documents", files=[("files", ("library.txt", b"The library opens at nine on Sundays."))], data={"replace": "true"},
+        timeout=120, headers={"Authorization": "Bearer open-service"},
+    )  # fmt: skip
+    assert replaced.status_code == 200 and replaced.json()["files_indexed"] == 1
+    shown = httpx.get(f"{url}/documents/library.txt/text").json()["text"]
+    assert shown == "The library opens at nine on Sundays."
+
+
+@pytest.mark.integration
 def test_hostile_file_names_stay_inside_the_upload_folder(service, tmp_path: Path) -> None:
     url, _, storage = service
     names = ["../../escaped.txt", "..\\..\\escaped2.txt", "/tmp/escaped3.txt", "sub/../../escaped4.txt"]

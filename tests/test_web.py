@@ -48,6 +48,17 @@ def test_upload_ask_and_see_the_highlighted_answer(browser, tmp_path: Path) -> N
         page.click("#upload-button")
         page.get_by_text("1 indexed").wait_for(timeout=60_000)
         assert "rules.txt" in page.inner_text("#documents")
+        dialogs: list[str] = []
+        page.once("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.accept()))
+        document.write_text(DOCUMENT + " The workshop opens at noon.")
+        page.set_input_files("#files", str(document))
+        page.click("#upload-button")  # the same name again: the page asks before replacing
+        stored = str(tmp_path / "uploads" / "rules.txt")
+        for _ in range(600):
+            if "opens at noon" in (qa.store.document_text(stored) or ""):
+                break
+            page.wait_for_timeout(100)
+        assert "opens at noon" in qa.store.document_text(stored) and "replace=true" in dialogs[0]
 
         page.fill("#question", "What is the standard loan period?")
         page.click("#ask-button")

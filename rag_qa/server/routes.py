@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
@@ -129,14 +129,18 @@ def search(request: SearchRequest, s: Service = Depends(service)) -> dict[str, A
 
 
 @documents.post("/documents", dependencies=EDITOR, summary="upload files and index them (per-file report, as `rag-qa index --json`)")
-def upload(files: list[UploadFile] = File(..., description="PDF, Word (.docx), text, Markdown or HTML files"), s: Service = Depends(service)) -> dict[str, Any]:
+def upload(
+    files: list[UploadFile] = File(..., description="PDF, Word (.docx), text, Markdown or HTML files"),
+    replace: bool = Form(False, description="replace earlier uploads of the same names (otherwise 409)"),
+    s: Service = Depends(service),
+) -> dict[str, Any]:
     names = [safe_name(f.filename) for f in files]
     for name in names:
         check_suffix(name)
     if len(set(names)) != len(names):
         raise HTTPException(422, "two uploaded files have the same name")
     try:
-        saved = save_uploads([(f.file, name) for f, name in zip(files, names)], s.storage, s.upload_budget)
+        saved = save_uploads([(f.file, name) for f, name in zip(files, names)], s.storage, s.upload_budget, replace)
     except UploadRejected as exc:
         if exc.status == 413:
             raise UploadRejected(413, f"{exc}: at most {s.config.max_upload_mb:g} MB per request") from None

@@ -43,10 +43,12 @@ def check_suffix(name: str) -> None:
         raise UploadRejected(415, f"{name}: unsupported file type; upload one of {', '.join(sorted(SUPPORTED_SUFFIXES))}")
 
 
-def save_uploads(uploads: list[tuple[BinaryIO, str]], folder: Path, budget: int) -> list[Path]:
+def save_uploads(uploads: list[tuple[BinaryIO, str]], folder: Path, budget: int, replace: bool = False) -> list[Path]:
     """Save (stream, safe name) pairs into `folder`, at most `budget` bytes in all. Each is first
-    written to a temporary file; only when every one has arrived within the limit are they renamed
-    into place, so a refused request leaves the folder (and older versions) untouched."""
+    written to a temporary file; only when every one has arrived within the limit are they moved
+    into place, so a refused request leaves the folder (and older versions) untouched. A name that
+    is already there is refused (409) unless `replace`: placed with a hard link, which fails when
+    the name exists, so two uploads racing for one name cannot both win."""
     temps: list[str] = []
     try:
         for stream, name in uploads:
@@ -65,6 +67,20 @@ def save_uploads(uploads: list[tuple[BinaryIO, str]], folder: Path, budget: int)
             Path(temp).unlink(missing_ok=True)
         raise
     targets = [folder / name for _, name in uploads]
-    for temp, target in zip(temps, targets):
-        os.replace(temp, target)
+    if replace:
+        for temp, target in zip(temps, targets):
+            os.replace(temp, target)
+        return targets
+    placed: list[Path] = []
+    try:
+        for temp, target in zip(temps, targets):
+            os.link(temp, target)
+            placed.append(target)
+    except FileExistsError:
+        for target in placed:
+            target.unlink(missing_ok=True)
+        raise UploadRejected(409, f"{target.name} was uploaded before; send replace=true to replace it") from None
+    finally:
+        for temp in temps:
+            Path(temp).unlink(missing_ok=True)
     return targets
