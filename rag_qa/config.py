@@ -279,6 +279,7 @@ class ServerConfig(_Serialisable):
 
     upload_dir: str = "uploads"  # uploaded files are kept here (and indexed from here)
     max_upload_mb: float = 50.0  # per request
+    max_json_kb: int = 256  # any other request body (questions, searches, keys)
     max_question_chars: int = 1000
     max_top_k: int = 50
     batch_wait_ms: float = 10.0  # questions arriving within this wait of each other are answered as one batch
@@ -290,6 +291,7 @@ class ServerConfig(_Serialisable):
     def __post_init__(self) -> None:
         _require(self.auth in AUTH_MODES, f"auth must be one of {', '.join(AUTH_MODES)}, got {self.auth!r}")
         _require(self.max_upload_mb > 0, "max_upload_mb must be > 0")
+        _require(self.max_json_kb >= 1, "max_json_kb must be >= 1")
         _require(self.max_queue >= 1 and self.ask_timeout_s > 0, "max_queue must be >= 1 and ask_timeout_s > 0")
         _require(0 <= self.batch_wait_ms <= 1000 and self.max_batch >= 1, "batch_wait_ms must be in [0, 1000] and max_batch >= 1")
         _require(self.max_question_chars >= 1 and self.max_top_k >= 1, "max_question_chars and max_top_k must be >= 1")

@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from helpers import REPO, cli_env
+from service_process import start_service, stop
 
 from rag_qa.errors import ConfigError, NotFoundError
 from rag_qa.keys import KeyRing
@@ -58,26 +58,6 @@ def sample_index(tmp_path_factory: pytest.TempPathFactory) -> str:
     index = str(tmp_path_factory.mktemp("auth") / "index")
     rag_qa("index", str(REPO / "data"), "--index", index, "--quiet")
     return index
-
-
-def start_service(index: str, reader: str, *extra: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    command = [sys.executable, "-m", "rag_qa.cli", "serve", "--index", index, "--reader", reader, "--port", str(port), "--log-level", "warning", *extra]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
-    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            time.sleep(0.2)
-    process.kill()
-    raise AssertionError(f"rag-qa serve did not start: {process.communicate()[1][-2000:]}")
-
-
-def stop(process: subprocess.Popen) -> str:
-    process.terminate()
-    return process.communicate(timeout=60)[1]
 
 
 PDF = str(REPO / "data" / "safety-guide.pdf")

@@ -56,7 +56,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise RagQAError(f"the service needs the server extra: pip install 'rag-qa[server]' ({exc})") from None
     config = ServerConfig(
-        upload_dir=args.upload_dir or default_upload_dir(args.index), max_upload_mb=args.max_upload_mb,
+        upload_dir=args.upload_dir or default_upload_dir(args.index), max_upload_mb=args.max_upload_mb, max_json_kb=args.max_json_kb,
         max_question_chars=args.max_question_chars, max_top_k=args.max_top_k, batch_wait_ms=args.batch_wait_ms,
         max_queue=args.max_queue, ask_timeout_s=args.ask_timeout,
     )  # fmt: skip
@@ -77,6 +77,7 @@ def add_serve(sub: Any, o: SharedOptions) -> None:
     p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
     p.add_argument("--upload-dir", metavar="DIR", help="where uploaded files are kept (default: INDEX/uploads, or ./rag-qa-uploads for a database)")
     p.add_argument("--max-upload-mb", type=float, default=ServerConfig.max_upload_mb, help="largest upload request (default: %(default)s)")
+    p.add_argument("--max-json-kb", type=int, default=ServerConfig.max_json_kb, help="largest body of any other request, in kB (default: %(default)s)")
     p.add_argument("--max-question-chars", type=int, default=ServerConfig.max_question_chars, help="longest question (default: %(default)s)")
     p.add_argument("--max-top-k", type=int, default=ServerConfig.max_top_k, help="largest top_k a request may ask for (default: %(default)s)")
     p.add_argument("--batch-wait-ms", type=float, default=ServerConfig.batch_wait_ms, help="answer questions that arrive within this many ms of each other as one batch (0: no waiting) (default: %(default)s)")

@@ -9,7 +9,6 @@ error is JSON: `{"error": "..."}` with a 4xx status that says what to change.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,6 +21,7 @@ from rag_qa.pipeline import RagQA
 from rag_qa.keys import KeyRing
 from rag_qa.server.admin import keys
 from rag_qa.server.batching import AskBatcher, AskTimeout, Overloaded
+from rag_qa.server.body_limit import BodyLimit
 from rag_qa.server.routes import Service, asking, documents, pages
 from rag_qa.server.uploads import UploadRejected
 
@@ -47,7 +47,8 @@ def create_app(qa: RagQA, config: ServerConfig | None = None) -> FastAPI:
     for router in (pages, asking, documents, keys):
         app.include_router(router)
     _add_error_handlers(app)
-    _refuse_large_bodies(app, app.state.service)
+    upload_limit = app.state.service.upload_budget + MULTIPART_OVERHEAD
+    app.add_middleware(BodyLimit, upload_path="/documents", upload_limit=upload_limit, json_limit=config.max_json_kb * 1000)
     return app
 
 
@@ -77,15 +78,3 @@ def _add_error_handlers(app: FastAPI) -> None:
     def rag_qa_error(_: Request, exc: RagQAError) -> JSONResponse:
         status = 422 if isinstance(exc, QuestionError) else 404 if isinstance(exc, NotFoundError) else 400
         return _error(status, str(exc))
-
-
-def _refuse_large_bodies(app: FastAPI, service: Service) -> None:
-    budget, limit_mb = service.upload_budget, service.config.max_upload_mb
-
-    @app.middleware("http")
-    async def refuse_large_bodies(request: Request, call_next: Any) -> Any:
-        """Refuse an oversized upload from its Content-Length, before reading any of it."""
-        length = request.headers.get("content-length")
-        if request.method == "POST" and length and length.isdigit() and int(length) > budget + MULTIPART_OVERHEAD:
-            return _error(413, f"the request is {int(length) / 1e6:.1f} MB; the upload limit is {limit_mb:g} MB")
-        return await call_next(request)

@@ -1,0 +1,75 @@
+"""Request bodies that cannot outgrow their limit: an ASGI middleware that refuses a body from its
+Content-Length before reading it, and counts the bytes of every body as it streams in, chunked or
+not, answering 413 the moment the count passes the limit. So a chunked upload stops at the budget
+(the multipart parser never spools more than that to a temporary file), and a multi-GB JSON body
+is never read into memory.
+
+Hand-written because the body is read by FastAPI's own request parsing: Starlette has no body-size
+limit, and uvicorn's `--limit-*` options bound connections, not bytes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+Scope = dict[str, Any]
+Receive = Any
+Send = Any
+
+
+class BodyTooLarge(Exception):
+    """Raised inside the app's `receive` when a body passes its limit."""
+
+
+class BodyLimit:
+    """Limit each POST/PUT/PATCH body: `upload_limit` bytes for `upload_path`, `json_limit` for the rest."""
+
+    def __init__(self, app: Any, upload_path: str, upload_limit: int, json_limit: int):
+        self.app, self.upload_path, self.upload_limit, self.json_limit = app, upload_path, upload_limit, json_limit
+
+    def _limit(self, scope: Scope) -> tuple[int, str]:
+        if scope["path"] == self.upload_path:
+            return self.upload_limit, f"the upload limit is {self.upload_limit / 1e6:.1f} MB per request"
+        return self.json_limit, f"a request body may have at most {self.json_limit // 1000} kB"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        limit, rule = self._limit(scope)
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if length.isdigit() and int(length) > limit:
+            await _refuse(send, f"the request is {int(length) / 1e6:.1f} MB; {rule}")
+            return
+        received, exceeded, started = 0, False, False
+
+        async def counted() -> dict[str, Any]:
+            nonlocal received, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    exceeded = True
+                    raise BodyTooLarge()
+            return message
+
+        async def guarded(message: dict[str, Any]) -> None:
+            nonlocal started
+            if exceeded:
+                return  # the app's answer to the broken-off body is replaced by the 413 below
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, guarded)
+        except BodyTooLarge:
+            pass
+        if exceeded and not started:
+            await _refuse(send, f"the request body passed {limit / 1e6:.1f} MB while streaming; {rule}")
+
+
+async def _refuse(send: Send, message: str) -> None:
+    body = json.dumps({"error": message}).encode("utf-8")
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
