@@ -287,11 +287,15 @@ class ServerConfig(_Serialisable):
     max_queue: int = 256  # questions waiting beyond this get 503 at once
     ask_timeout_s: float = 120.0  # a question not answered within this gets 504
     auth: str = "auto"  # API keys: "auto" (needed once the index holds an active key), "keys" (always) or "off"
+    allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")  # Host headers served (others: 400)
+    cors_origins: tuple[str, ...] = ()  # web origins allowed to call the API from a browser (none: CORS off)
+    rate_limit: str = "600/minute"  # per key (per client address on an open service); "" for none
 
     def __post_init__(self) -> None:
         _require(self.auth in AUTH_MODES, f"auth must be one of {', '.join(AUTH_MODES)}, got {self.auth!r}")
         _require(self.max_upload_mb > 0, "max_upload_mb must be > 0")
         _require(self.max_json_kb >= 1, "max_json_kb must be >= 1")
+        _require(bool(self.allowed_hosts), "allowed_hosts must name at least one host (\"*\" allows any)")
         _require(self.max_queue >= 1 and self.ask_timeout_s > 0, "max_queue must be >= 1 and ask_timeout_s > 0")
         _require(0 <= self.batch_wait_ms <= 1000 and self.max_batch >= 1, "batch_wait_ms must be in [0, 1000] and max_batch >= 1")
         _require(self.max_question_chars >= 1 and self.max_top_k >= 1, "max_question_chars and max_top_k must be >= 1")

@@ -71,3 +71,30 @@ def test_a_json_body_is_limited_chunked_or_not(service) -> None:
     declared = httpx.post(f"{url}/ask", json={"question": "why " * 2000}, timeout=60)
     assert declared.status_code == 413 and declared.json()["error"].startswith("the request is 0.0 MB")
     assert httpx.post(f"{url}/ask", json={"question": "Who runs the library?"}, timeout=60).status_code == 200
+
+
+def test_foreign_hosts_other_origins_and_callers_over_their_rate_are_refused(tmp_path: Path, tiny_bert: str) -> None:
+    import json
+    import sys
+
+    index = str(tmp_path / "index")
+    run = [sys.executable, "-m", "rag_qa.cli"]
+    subprocess.run([*run, "index", str(REPO / "data" / "handbook.md"), "--index", index, "--quiet"], check=True, env=cli_env(), capture_output=True)
+    keys = [json.loads(subprocess.run([*run, "keys", "create", "--role", "reader", "--index", index, "--json"], check=True, env=cli_env(), capture_output=True, text=True).stdout)["key"] for _ in range(2)]
+    process, url = start_service(index, tiny_bert, "--rate-limit", "5/hour", "--cors-origin", "https://intranet.example")
+    try:
+        first, second = ({"Authorization": f"Bearer {key}"} for key in keys)
+        rebound = httpx.get(f"{url}/documents", headers={**first, "Host": "attacker.example"}, timeout=30)
+        assert rebound.status_code == 400  # a DNS-rebinding page reaches the port under its own name
+        preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"}
+        foreign = httpx.options(f"{url}/ask", headers={**preflight, "Origin": "https://attacker.example"}, timeout=30)
+        assert "access-control-allow-origin" not in foreign.headers
+        allowed = httpx.options(f"{url}/ask", headers={**preflight, "Origin": "https://intranet.example"}, timeout=30)
+        assert allowed.headers["access-control-allow-origin"] == "https://intranet.example"
+        statuses = [httpx.get(f"{url}/documents", headers=second, timeout=30).status_code for _ in range(6)]
+        assert statuses == [200] * 5 + [429]
+        limited = httpx.get(f"{url}/documents", headers=second, timeout=30)
+        assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0 and "5/hour" in limited.json()["error"]
+        assert httpx.get(f"{url}/documents", headers=first, timeout=30).status_code == 200  # each key counts alone
+    finally:
+        stop(process)

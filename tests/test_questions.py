@@ -123,7 +123,7 @@ def test_http_answers_200_or_422_never_500(index: Path, tiny_roberta: str, limit
     httpx = pytest.importorskip("httpx", reason="the service tests need httpx (pip install -e '.[dev]')")
     from rag_qa.server.background import live_service
 
-    config = ServerConfig(upload_dir=str(index.parent / "uploads"), max_question_chars=limit)
+    config = ServerConfig(upload_dir=str(index.parent / "uploads"), max_question_chars=limit, max_json_kb=4000)  # escaped emoji: 12 bytes each
     with RagQA.open(index, reader=tiny_roberta, read_only=True) as qa, live_service(qa, config) as url:
         for question in ODD_QUESTIONS + EMPTY_QUESTIONS:
             body = json.dumps({"question": question})  # JSON escapes carry even lone surrogates

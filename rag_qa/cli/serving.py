@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import socket
 import sys
 from dataclasses import replace
 from typing import Any
@@ -30,6 +31,24 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def allowed_hosts(host: str, given: list[str] | None) -> tuple[str, ...]:
+    """The Host headers to serve: --allowed-hosts, else the loopback names plus the bound address
+    (for a wildcard address, this machine's name and addresses)."""
+    if given:
+        return tuple(h.strip() for part in given for h in part.split(",") if h.strip())
+    hosts = list(ServerConfig.allowed_hosts)
+    if host in ("0.0.0.0", "::"):
+        name = socket.gethostname()
+        try:
+            addresses = socket.gethostbyname_ex(name)[2]
+        except OSError:  # a name this machine cannot resolve
+            addresses = []
+        hosts += [name, socket.getfqdn(), *addresses]
+    else:
+        hosts.append(host)
+    return tuple(dict.fromkeys(hosts))
 
 
 def auth_mode(host: str, no_auth: bool, has_keys: bool) -> str:
@@ -58,7 +77,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = ServerConfig(
         upload_dir=args.upload_dir or default_upload_dir(args.index), max_upload_mb=args.max_upload_mb, max_json_kb=args.max_json_kb,
         max_question_chars=args.max_question_chars, max_top_k=args.max_top_k, batch_wait_ms=args.batch_wait_ms,
-        max_queue=args.max_queue, ask_timeout_s=args.ask_timeout,
+        max_queue=args.max_queue, ask_timeout_s=args.ask_timeout, allowed_hosts=allowed_hosts(args.host, args.allowed_hosts),
+        cors_origins=tuple(args.cors_origin or ()), rate_limit="" if args.rate_limit in ("0", "none") else args.rate_limit,
     )  # fmt: skip
     reader = reader_config(args)
     retrieval = RetrievalConfig(mode=args.retrieval, top_k=args.top_k)
@@ -83,6 +103,9 @@ def add_serve(sub: Any, o: SharedOptions) -> None:
     p.add_argument("--batch-wait-ms", type=float, default=ServerConfig.batch_wait_ms, help="answer questions that arrive within this many ms of each other as one batch (0: no waiting) (default: %(default)s)")
     p.add_argument("--max-queue", type=int, default=ServerConfig.max_queue, help="questions that may wait; more get 503 with Retry-After (default: %(default)s)")
     p.add_argument("--ask-timeout", type=float, default=ServerConfig.ask_timeout_s, metavar="S", help="a question not answered within S seconds gets 504 (default: %(default)s)")
+    p.add_argument("--allowed-hosts", action="append", metavar="A,B", help="Host headers to serve, e.g. kb.example.com behind a proxy; others get 400, which stops DNS rebinding (default: localhost, 127.0.0.1, ::1 and --host; for 0.0.0.0 this machine's names and addresses; * for any)")
+    p.add_argument("--cors-origin", action="append", metavar="ORIGIN", help="a web origin allowed to call the API from a browser, e.g. https://intranet.example.com (repeatable; default: none, CORS off)")
+    p.add_argument("--rate-limit", default=ServerConfig.rate_limit, metavar="N/PERIOD", help="requests per key (per client address on an open service), e.g. 600/minute; 429 with Retry-After beyond it; none to turn off (default: %(default)s)")
     p.add_argument("--no-auth", action="store_true", help="serve without API keys on any address (everyone who can reach it may read, upload and delete); without it, a non-loopback address needs keys (`rag-qa keys create`)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"], help="server log level (default: %(default)s)")
     p.set_defaults(func=cmd_serve)

@@ -13,6 +13,8 @@ from pathlib import Path
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from rag_qa import __version__
 from rag_qa.config import ServerConfig
@@ -22,6 +24,7 @@ from rag_qa.keys import KeyRing
 from rag_qa.server.admin import keys
 from rag_qa.server.batching import AskBatcher, AskTimeout, Overloaded
 from rag_qa.server.body_limit import BodyLimit
+from rag_qa.server.rate import RateLimit
 from rag_qa.server.routes import Service, asking, documents, pages
 from rag_qa.server.uploads import UploadRejected
 
@@ -43,12 +46,20 @@ def create_app(qa: RagQA, config: ServerConfig | None = None) -> FastAPI:
         description="Extractive question answering over your documents: exact quotes with their source, page and "
         "confidence, or an explicit 'no answer'.",
     )
-    app.state.service = Service(qa, config, storage, AskBatcher(qa, config.batch_wait_ms / 1000, config.max_batch, config.max_queue, config.ask_timeout_s), KeyRing(qa.store))
+    batcher = AskBatcher(qa, config.batch_wait_ms / 1000, config.max_batch, config.max_queue, config.ask_timeout_s)
+    rate = RateLimit(config.rate_limit) if config.rate_limit else None
+    app.state.service = Service(qa, config, storage, batcher, KeyRing(qa.store), rate)
     for router in (pages, asking, documents, keys):
         app.include_router(router)
     _add_error_handlers(app)
     upload_limit = app.state.service.upload_budget + MULTIPART_OVERHEAD
     app.add_middleware(BodyLimit, upload_path="/documents", upload_limit=upload_limit, json_limit=config.max_json_kb * 1000)
+    if config.cors_origins:  # off unless asked for: browsers then refuse other sites' calls
+        app.add_middleware(
+            CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )  # fmt: skip
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(config.allowed_hosts))  # outermost: DNS rebinding gets 400
     return app
 
 

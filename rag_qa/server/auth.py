@@ -1,5 +1,5 @@
 """Who is calling: each request's bearer key, checked against the keys kept with the index, and
-the role each endpoint needs (reader < editor < admin).
+the role each endpoint needs (reader < editor < admin), and each caller's rate limit.
 
 Modes (`ServerConfig.auth`): "auto" needs a key once the index holds an active one (an open
 service on loopback becomes a keyed one when an admin creates the first key); "keys" always needs
@@ -62,6 +62,9 @@ def require(role: str) -> Depends:
 
     def check(request: Request) -> Caller:
         caller = identify(request)
+        rate = request.app.state.service.rate
+        if rate is not None:
+            rate.check(f"key:{caller.key.id}" if caller.key is not None else f"address:{request.client.host if request.client else '-'}")
         if caller.key is None:
             if role != "reader" and bearer_token(request) is None:
                 raise HTTPException(401, "requests that change the index need an `Authorization: Bearer` header (any value on an open service)", headers=CHALLENGE)

@@ -21,6 +21,7 @@ from rag_qa.pages import MAX_WIDTH, MIN_WIDTH
 from rag_qa.pipeline import RagQA
 from rag_qa.server.auth import identify, require
 from rag_qa.server.batching import AskBatcher
+from rag_qa.server.rate import RateLimit
 from rag_qa.server.uploads import UploadRejected, check_suffix, safe_name, save_uploads
 
 
@@ -33,6 +34,7 @@ class Service:
     storage: Path
     batcher: AskBatcher
     keys: KeyRing
+    rate: RateLimit | None  # per key (or client address on an open service)
 
     @property
     def upload_budget(self) -> int:
