@@ -69,7 +69,7 @@ READS = [
     ("GET", f"/documents/{PDF}/pages/2.png", {"params": {"width": 200}}),
     ("GET", f"/documents/{PDF}/boxes", {"params": {"start": 840, "end": 859}}),
 ]
-ADMIN = [("GET", "/keys", {}), ("POST", "/keys", {"json": {"role": "reader", "name": "made over HTTP"}})]
+ADMIN = [("GET", "/keys", {}), ("POST", "/keys", {"json": {"role": "reader", "name": "made over HTTP"}}), ("GET", "/audit", {})]
 
 
 def test_each_role_may_do_exactly_what_it_should(sample_index: str, tiny_bert: str) -> None:
@@ -104,6 +104,15 @@ def test_each_role_may_do_exactly_what_it_should(sample_index: str, tiny_bert: s
         assert httpx.get(f"{url}/documents", headers={"Authorization": f"Bearer {made['key']}"}).status_code == 401  # revoked: at once
         rag_qa("keys", "revoke", "reader key", "--index", sample_index)
         assert httpx.get(f"{url}/documents", headers=callers["reader"]).status_code == 401
+        events = json.loads(rag_qa("audit", "--index", sample_index, "--json").stdout)["events"]
+        assert httpx.get(f"{url}/audit", headers=callers["admin"]).json()["events"] == events
+        who = {keys[role]["id"]: role for role in keys}
+        said = [(who.get(e["who"].split("(")[-1].rstrip(")"), "cli" if e["who"].startswith("cli:") else e["who"]), e["action"]) for e in events]
+        assert said == [
+            ("cli", "create key"), ("cli", "create key"), ("cli", "create key"), ("editor", "upload"), ("editor", "delete"),
+            ("admin", "create key"), ("admin", "upload"), ("admin", "delete"), ("admin", "create key"), ("admin", "revoke key"), ("cli", "revoke key"),
+        ]  # fmt: skip
+        assert events[3]["target"].endswith("notes-editor.txt") and events[-1]["target"] == f"reader key ({keys['reader']['id']})"
     finally:
         stop(process)
 

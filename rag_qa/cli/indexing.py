@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from rag_qa import audit
+from rag_qa.audit import command_line_user
 from rag_qa.cli.common import SharedOptions, emit, runtime
 from rag_qa.config import (
     DEFAULT_EMBEDDING_MODEL,
@@ -111,6 +113,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
     with RagQA.open(args.index) as qa:
         removed = qa.delete(args.source)
         remaining = qa.store.count()
+        if removed:
+            audit.record(qa.store, command_line_user(), "delete", args.source, passages=removed)
     result = {"source": args.source, "passages_removed": removed, "passages_total": remaining}
     found = removed > 0
 

@@ -1,13 +1,16 @@
-"""`rag-qa keys`: API keys for the service, kept with the index (see rag_qa/keys.py)."""
+"""`rag-qa keys` (API keys for the service, kept with the index; see rag_qa/keys.py) and `rag-qa audit`."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from typing import Any
 
 from rag_qa.cli.common import SharedOptions, emit
+from rag_qa import audit
+from rag_qa.audit import command_line_user
 from rag_qa.keys import ROLES, ApiKey, KeyRing
 from rag_qa.pipeline import RagQA
 
@@ -29,6 +32,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
         if args.action == "create":
             groups = [g for part in args.groups or [] for g in part.split(",")]
             record, token = ring.create(args.role, groups, args.name)
+            audit.record(qa.store, command_line_user(), "create key", f"{record.name} ({record.id})", role=record.role, groups=list(record.groups))
 
             def created() -> None:
                 print(token)
@@ -40,7 +44,21 @@ def cmd_keys(args: argparse.Namespace) -> int:
             emit(args, {"keys": [k.to_dict() for k in keys]}, lambda: print("\n".join(_line(k) for k in keys) or "no keys: the service runs open on loopback only"))
         else:
             key = ring.revoke(args.key)
+            audit.record(qa.store, command_line_user(), "revoke key", f"{key.name} ({key.id})")
             emit(args, key.to_dict(), lambda: print(f"revoked: {_line(key)}"))
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    with RagQA.open(args.index, read_only=True) as qa:
+        events = audit.events(qa.store, args.last)
+
+    def table() -> None:
+        for event in events:
+            details = {k: v for k, v in event.items() if k not in ("at", "who", "action", "target")}
+            print(f"{_when(event['at'])}  {event['who']}  {event['action']}  {event['target']}" + (f"  {json.dumps(details)}" if details else ""))
+
+    emit(args, {"events": events}, table)
     return 0
 
 
@@ -55,3 +73,7 @@ def add_keys(sub: Any, o: SharedOptions) -> None:
     revoke = actions.add_parser("revoke", parents=[o.common], help="revoke a key: it stops working at once")
     revoke.add_argument("key", metavar="ID|NAME", help="the key's id, or its name when no other key has it")
     p.set_defaults(func=cmd_keys)
+
+    p = sub.add_parser("audit", parents=[o.common], help="who uploaded, deleted or managed keys, and when (oldest first)")
+    p.add_argument("--last", type=int, metavar="N", help="only the last N events")
+    p.set_defaults(func=cmd_audit)

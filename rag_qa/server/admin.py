@@ -1,13 +1,14 @@
-"""Managing API keys over HTTP (admins only): what `rag-qa keys` does on the command line."""
+"""Managing API keys over HTTP, and the audit log (admins only): what `rag-qa keys` and `rag-qa audit` do."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
-from rag_qa.server.auth import require
+from rag_qa import audit
+from rag_qa.server.auth import Caller, require
 from rag_qa.server.routes import Service, service
 
 keys = APIRouter(dependencies=[require("admin")])
@@ -20,8 +21,9 @@ class NewKey(BaseModel):
 
 
 @keys.post("/keys", summary="create a key: the response holds the key itself, shown this once")
-def create_key(request: NewKey, s: Service = Depends(service)) -> dict[str, Any]:
+def create_key(request: NewKey, caller: Caller = require("admin"), s: Service = Depends(service)) -> dict[str, Any]:
     record, token = s.keys.create(request.role, request.groups, request.name)
+    audit.record(s.qa.store, caller.name, "create key", f"{record.name} ({record.id})", role=record.role, groups=list(record.groups))
     return {"key": token, **record.to_dict()}
 
 
@@ -31,5 +33,12 @@ def list_keys(s: Service = Depends(service)) -> dict[str, Any]:
 
 
 @keys.delete("/keys/{key_id}", summary="revoke a key (by id or unique name); it stops working at once, on every replica")
-def revoke_key(key_id: str, s: Service = Depends(service)) -> dict[str, Any]:
-    return s.keys.revoke(key_id).to_dict()
+def revoke_key(key_id: str, caller: Caller = require("admin"), s: Service = Depends(service)) -> dict[str, Any]:
+    key = s.keys.revoke(key_id)
+    audit.record(s.qa.store, caller.name, "revoke key", f"{key.name} ({key.id})")
+    return key.to_dict()
+
+
+@keys.get("/audit", summary="who uploaded, deleted or managed keys, and when (oldest first)")
+def audit_log(last: int = Query(100, ge=1, le=10_000), s: Service = Depends(service)) -> dict[str, Any]:
+    return {"events": audit.events(s.qa.store, last)}

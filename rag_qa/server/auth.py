@@ -11,6 +11,7 @@ unless told to.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from fastapi import Depends, HTTPException, Request
@@ -27,9 +28,12 @@ class Caller:
 
     key: ApiKey | None
 
+    address: str = "-"
+
     @property
     def name(self) -> str:
-        return self.key.name if self.key is not None else "(open service)"
+        """Who the audit log names: the key's name and id, or the client address on an open service."""
+        return f"{self.key.name} ({self.key.id})" if self.key is not None else f"open service, from {self.address}"
 
 
 def bearer_token(request: Request) -> str | None:
@@ -42,21 +46,23 @@ def bearer_token(request: Request) -> str | None:
 def identify(request: Request) -> Caller:
     """The caller of `request`, or 401 when the service needs a key and the request has no valid one."""
     service = request.app.state.service
-    token = bearer_token(request)
+    token, address = bearer_token(request), request.client.host if request.client else "-"
     if service.config.auth == "off":
-        return Caller(None)
+        return Caller(None, address)
     if token is not None:
         key = service.keys.verify(token)
         if key is not None:
-            return Caller(key)
+            return Caller(key, address)
     if service.config.auth == "auto" and not service.keys.any_active():
-        return Caller(None)
+        return Caller(None, address)
     message = NEEDS_KEY if token is None else "the API key is not valid: unknown, revoked or mistyped"
     raise HTTPException(401, message, headers=CHALLENGE)
 
 
+@functools.cache
 def require(role: str) -> Depends:
-    """A dependency that lets a request through only with a key of `role` or above."""
+    """A dependency that lets a request through only with a key of `role` or above (one object per
+    role, so FastAPI runs it once per request however often an endpoint names it)."""
     if role not in ROLES:
         raise ValueError(role)
 
@@ -64,7 +70,7 @@ def require(role: str) -> Depends:
         caller = identify(request)
         rate = request.app.state.service.rate
         if rate is not None:
-            rate.check(f"key:{caller.key.id}" if caller.key is not None else f"address:{request.client.host if request.client else '-'}")
+            rate.check(f"key:{caller.key.id}" if caller.key is not None else f"address:{caller.address}")
         if caller.key is None:
             if role != "reader" and bearer_token(request) is None:
                 raise HTTPException(401, "requests that change the index need an `Authorization: Bearer` header (any value on an open service)", headers=CHALLENGE)

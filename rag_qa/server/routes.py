@@ -14,12 +14,12 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Reques
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
-from rag_qa import __version__
+from rag_qa import __version__, audit
 from rag_qa.config import ServerConfig
 from rag_qa.keys import KeyRing
 from rag_qa.pages import MAX_WIDTH, MIN_WIDTH
 from rag_qa.pipeline import RagQA
-from rag_qa.server.auth import identify, require
+from rag_qa.server.auth import Caller, identify, require
 from rag_qa.server.batching import AskBatcher
 from rag_qa.server.rate import RateLimit
 from rag_qa.server.uploads import UploadRejected, check_suffix, safe_name, save_uploads
@@ -74,7 +74,7 @@ class SearchRequest(BaseModel):
 pages = APIRouter()
 asking = APIRouter(dependencies=[require("reader")])
 documents = APIRouter()
-READER, EDITOR = [require("reader")], [require("editor")]
+READER = [require("reader")]
 
 
 @pages.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -130,10 +130,11 @@ def search(request: SearchRequest, s: Service = Depends(service)) -> dict[str, A
     return {"query": query, "results": [h.to_dict() for h in hits]}
 
 
-@documents.post("/documents", dependencies=EDITOR, summary="upload files and index them (per-file report, as `rag-qa index --json`)")
+@documents.post("/documents", summary="upload files and index them (per-file report, as `rag-qa index --json`)")
 def upload(
     files: list[UploadFile] = File(..., description="PDF, Word (.docx), text, Markdown or HTML files"),
     replace: bool = Form(False, description="replace earlier uploads of the same names (otherwise 409)"),
+    caller: Caller = require("editor"),
     s: Service = Depends(service),
 ) -> dict[str, Any]:
     names = [safe_name(f.filename) for f in files]
@@ -153,6 +154,8 @@ def upload(
         if str(path) in skipped:
             path.unlink(missing_ok=True)  # nothing of it is indexed; do not keep it
     uploaded = [{"name": p.name, "source": str(p), "indexed": str(p) not in skipped} for p in saved]
+    for item in uploaded:
+        audit.record(s.qa.store, caller.name, "upload", item["source"], indexed=item["indexed"], replace=replace)
     return {**report, "documents": uploaded}
 
 
@@ -191,10 +194,11 @@ def boxes(source: str, start: int = Query(..., ge=0), end: int = Query(..., ge=0
     return {"source": stored, "start": start, "end": end, "pages": pages, "boxes": [b.to_dict() for b in s.qa.boxes(stored, start, end)]}
 
 
-@documents.delete("/documents/{source:path}", dependencies=EDITOR, summary="remove a document (stored source or uploaded file name)")
-def delete(source: str, s: Service = Depends(service)) -> dict[str, Any]:
+@documents.delete("/documents/{source:path}", summary="remove a document (stored source or uploaded file name)")
+def delete(source: str, caller: Caller = require("editor"), s: Service = Depends(service)) -> dict[str, Any]:
     stored = s.stored_source(source)
     removed = s.qa.delete(stored)
+    audit.record(s.qa.store, caller.name, "delete", stored, passages=removed)
     if Path(stored).parent == s.storage:
         Path(stored).unlink(missing_ok=True)
     return {"source": stored, "passages_removed": removed, "passages_total": s.qa.store.count()}

@@ -239,7 +239,8 @@ class FaissStore(StoreBase):
 
     def write_metadata(self, name: str, data: dict[str, Any]) -> str:
         """Keep small JSON metadata with the index under `name` (such as the fitted scoring); returns where."""
-        path = self.path / f"{name}.json"
+        path = self.path / f"{name}.json"  # a name "folder/item" is kept in a subfolder (the audit log's entries)
+        path.parent.mkdir(exist_ok=True)
         atomic_write(path, json.dumps(data, indent=2).encode("utf-8"))
         return str(path)
 
@@ -256,7 +257,8 @@ class FaissStore(StoreBase):
 
     def metadata_names(self, prefix: str) -> list[str]:
         """The names of the metadata saved with `write_metadata` that start with `prefix`, sorted."""
-        return sorted(path.stem for path in self.path.glob(f"{glob.escape(prefix)}*.json"))
+        found = self.path.glob(f"{glob.escape(prefix)}*.json")
+        return sorted(str(path.relative_to(self.path).with_suffix("")) for path in found)
 
     def count(self) -> int:
         return self._database.count()
