@@ -18,8 +18,10 @@ import difflib
 import functools
 import io
 import os
+import queue
 import threading
 import unicodedata
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from rag_qa.errors import NotFoundError, RagQAError
@@ -114,13 +116,20 @@ def glyph_of_each_char(page_text: str, glyphs: PageGlyphs) -> list[int | None]:
     """For each character of `page_text`, the index of the pdfium glyph it is (None for
     whitespace and for characters pdfium does not have, such as a hyphen removed at a line end).
 
-    Non-space characters are aligned in order first; then each stretch left unaligned (pdfium
-    may order the lines of a rotated or multi-column page differently) is looked for among the
-    glyphs still free, in blocks of at least two characters."""
+    When the non-space characters agree one for one (the usual case) they are paired in linear
+    time. Otherwise they are aligned in order first (difflib, quadratic on repetitive text: it runs
+    in the guarded worker, under its time limit); then each stretch left unaligned (pdfium may
+    order the lines of a rotated or multi-column page differently) is looked for among the glyphs
+    still free, in blocks of at least two characters."""
     ours = [i for i, c in enumerate(page_text) if not c.isspace()]
     theirs = [i for i, b in enumerate(glyphs.boxes) if b is not None]
     a = [_comparable(page_text[i]) for i in ours]
     b = [_comparable(glyphs.chars[i]) for i in theirs]
+    glyph: list[int | None] = [None] * len(page_text)
+    if a == b:  # the usual case, in linear time: the two parsers saw the same characters in the same order
+        for x, y in zip(ours, theirs):
+            glyph[x] = y
+        return glyph
     matched: dict[int, int] = {}  # position in `a` -> position in `b`
 
     def align(run: list[int], min_block: int) -> None:
@@ -134,10 +143,15 @@ def glyph_of_each_char(page_text: str, glyphs: PageGlyphs) -> list[int | None]:
     for run in sorted(_unmatched_runs(len(a), matched), key=len, reverse=True):
         if len(run) >= 2:
             align(run, 2)
-    glyph: list[int | None] = [None] * len(page_text)
     for x, y in matched.items():
         glyph[ours[x]] = theirs[y]
     return glyph
+
+
+def aligned_glyphs(path: str, page: int, page_text: str) -> tuple[PageGlyphs, list[int | None]]:
+    """A page's glyphs and the glyph of each character of `page_text`. Runs in the guarded worker."""
+    glyphs = page_glyphs(path, page)
+    return glyphs, glyph_of_each_char(page_text, glyphs)
 
 
 def _unmatched_runs(size: int, matched: dict[int, int]) -> list[list[int]]:
@@ -168,40 +182,54 @@ def line_boxes(boxes: list[Box]) -> list[Box]:
 
 class PdfPageViewer:
     """Renders indexed PDFs' pages and finds the boxes of character ranges on them, after checking
-    that the file on disk is still the one that was indexed. Thread-safe; close() stops its worker."""
+    that the file on disk is still the one that was indexed. Thread-safe: pdfium runs in a pool of
+    guarded workers (time and memory limits), requests for one document take turns, and different
+    documents are served side by side, so one slow or hostile PDF cannot stall every page view.
+    Rendered pages are cached up to `cache_mb`. close() stops the workers."""
 
-    def __init__(self, timeout_s: float = 30.0, memory_mb: int = 1024):
-        self._worker = GuardedWorker(timeout_s, memory_mb)
-        self._lock = threading.Lock()
+    def __init__(self, timeout_s: float = 30.0, memory_mb: int = 1024, workers: int = 2, cache_mb: float = 64.0):
+        self._workers: queue.Queue[GuardedWorker] = queue.Queue()
+        self._all = [GuardedWorker(timeout_s, memory_mb) for _ in range(workers)]  # each starts on first use
+        for worker in self._all:
+            self._workers.put(worker)
+        self._guard = threading.Lock()
+        self._document_locks: dict[str, threading.Lock] = {}
         self._hashes: dict[tuple[str, int, int], str] = {}
+        self._images = ByteBoundedCache(int(cache_mb * 1_000_000))
 
     def close(self) -> None:
-        with self._lock:
-            self._worker.close()
+        for worker in self._all:
+            worker.close()
+
+    def _document_lock(self, source: str) -> threading.Lock:
+        with self._guard:
+            return self._document_locks.setdefault(source, threading.Lock())
 
     def render(self, source: str, content_hash: str, page: int, width: int) -> bytes:
         """Page `page` as a PNG `width` pixels wide."""
         if not MIN_WIDTH <= width <= MAX_WIDTH:
             raise RagQAError(f"width must be between {MIN_WIDTH} and {MAX_WIDTH} pixels, got {width}")
         self._check_file(source, content_hash)
-        return self._png(source, content_hash, page, width)
-
-    @functools.lru_cache(maxsize=64)  # pages are re-asked for as users page back and forth
-    def _png(self, source: str, content_hash: str, page: int, width: int) -> bytes:
-        return self._call(render_page, source, page, width)
+        key = (source, content_hash, page, width)
+        with self._document_lock(source):
+            png = self._images.get(key)
+            if png is None:
+                png = self._call(render_page, source, page, width)
+                self._images.put(key, png)
+        return png
 
     def boxes(self, source: str, content_hash: str, page: int, page_text: str, start: int, end: int) -> list[PageBox]:
         """Rectangles (one per line) covering `page_text[start:end]`, the stored text of page `page`."""
         self._check_file(source, content_hash)
-        glyphs, glyph = self._aligned(source, content_hash, page, page_text)
+        with self._document_lock(source):
+            glyphs, glyph = self._aligned(source, content_hash, page, page_text)
         found = sorted({g for g in glyph[start:end] if g is not None})
         lines = line_boxes([glyphs.boxes[g] for g in found])  # type: ignore[misc]
         return [PageBox(page, *glyphs.displayed(line)) for line in lines]
 
     @functools.lru_cache(maxsize=64)  # the viewer lives as long as the index it serves
     def _aligned(self, source: str, content_hash: str, page: int, page_text: str) -> tuple[PageGlyphs, list[int | None]]:
-        glyphs = self._call(page_glyphs, source, page)
-        return glyphs, glyph_of_each_char(page_text, glyphs)
+        return self._call(aligned_glyphs, source, page, page_text)
 
     def _check_file(self, source: str, content_hash: str) -> None:
         """Raise unless `source` is on disk with the content that was indexed."""
@@ -216,8 +244,37 @@ class PdfPageViewer:
             raise RagQAError(f"{source} has changed since it was indexed; index it again to show its pages")
 
     def _call(self, function, *args):  # type: ignore[no-untyped-def]
+        worker = self._workers.get()  # waits while every worker is busy
+        try:
+            return worker.call(function, *args)
+        except ParseError as exc:
+            raise RagQAError(f"{args[0]}: {exc}") from None
+        finally:
+            self._workers.put(worker)
+
+
+class ByteBoundedCache:
+    """A least-recently-used cache holding at most `budget` bytes of values. Thread-safe."""
+
+    def __init__(self, budget: int):
+        self.budget, self.size = budget, 0
+        self._items: OrderedDict[object, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: object) -> bytes | None:
         with self._lock:
-            try:
-                return self._worker.call(function, *args)
-            except ParseError as exc:
-                raise RagQAError(f"{args[0]}: {exc}") from None
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: object, value: bytes) -> None:
+        if len(value) > self.budget:
+            return  # larger than the whole cache: serve it, keep nothing
+        with self._lock:
+            if key in self._items:
+                self.size -= len(self._items.pop(key))
+            self._items[key] = value
+            self.size += len(value)
+            while self.size > self.budget:
+                self.size -= len(self._items.popitem(last=False)[1])

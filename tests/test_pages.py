@@ -172,3 +172,53 @@ def test_alignment_finds_lines_that_pdfium_orders_differently():
     box = (0, 0, 1, 1)
     glyphs = PageGlyphs("lathe\r\nband saw", (box,) * 5 + (None, None) + (box,) * 4 + (None,) + (box,) * 3, (1, 0, 0, -1, 0, 1))
     assert glyph_of_each_char("band saw\nlathe", glyphs) == [7, 8, 9, 10, None, 12, 13, 14, None, 0, 1, 2, 3, 4]
+
+
+def test_the_image_cache_is_bounded_in_bytes() -> None:
+    from rag_qa.pages import ByteBoundedCache
+
+    cache = ByteBoundedCache(10)
+    cache.put("a", b"1234"), cache.put("b", b"5678")
+    assert cache.get("a") == b"1234"  # "a" is now the most recent
+    cache.put("c", b"9012")  # 12 bytes: the least recent ("b") goes
+    assert (cache.get("b"), cache.get("a"), cache.get("c"), cache.size) == (None, b"1234", b"9012", 8)
+    cache.put("huge", b"x" * 11)  # larger than the whole cache: not kept, nothing evicted
+    assert cache.get("huge") is None and cache.size == 8
+
+
+def test_a_hostile_page_cannot_tie_up_the_page_view(tmp_path: Path) -> None:
+    """20,000 identical glyphs whose text disagrees at the ends make the general alignment
+    quadratic (minutes): it runs in a guarded worker under the time limit, and meanwhile another
+    document's page is rendered by another worker."""
+    import threading
+
+    from rag_qa.ingest.loaders import file_hash
+    from rag_qa.pages import PdfPageViewer
+
+    crafted, plain = tmp_path / "crafted.pdf", build_pdf(tmp_path / "plain.pdf")
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=3)
+    pdf.multi_cell(0, 1.2, "a" * 20_000)
+    pdf.output(str(crafted))
+    disagreeing = "b" + "a" * 19_998 + "c"  # stored text that differs from pdfium's: no linear fast path
+
+    viewer = PdfPageViewer(timeout_s=600, workers=2)
+    outcome: list[BaseException] = []
+    slow = threading.Thread(target=lambda: outcome.append(pytest.raises(RagQAError, viewer.boxes, str(crafted), file_hash(str(crafted)), 1, disagreeing, 0, 5).value))
+    slow.start()
+    while viewer._workers.qsize() != 1:  # the crafted page holds one worker
+        slow.join(0.05)
+    png = viewer.render(str(plain), file_hash(str(plain)), 1, 200)  # the other worker answers
+    assert png.startswith(b"\x89PNG") and slow.is_alive()
+    viewer.close()  # stops the workers: the crafted page's call ends with an error
+    slow.join(60)
+    assert "crashed" in str(outcome[0]) or "took longer" in str(outcome[0])
+
+    limited = PdfPageViewer(timeout_s=2, workers=1)
+    try:
+        with pytest.raises(RagQAError, match="took longer than 2 s"):
+            limited.boxes(str(crafted), file_hash(str(crafted)), 1, disagreeing, 0, 5)
+        assert limited.render(str(plain), file_hash(str(plain)), 1, 200).startswith(b"\x89PNG")  # a fresh worker serves the next
+    finally:
+        limited.close()
