@@ -18,7 +18,10 @@ RAY = Path(sys.executable).parent / "ray"
 
 
 def ray_command(*args: str) -> None:
-    result = subprocess.run([str(RAY), *args], capture_output=True, text=True, timeout=120)
+    # The nodes' workers run the models as a user's would (runtime auto: ONNX Runtime where
+    # installed), not on the PyTorch default of the test process that starts them.
+    env = {name: value for name, value in os.environ.items() if name != "RAG_QA_RUNTIME"}
+    result = subprocess.run([str(RAY), *args], capture_output=True, text=True, timeout=120, env=env)
     if result.returncode != 0:
         raise RuntimeError(f"ray {' '.join(args)} failed: {result.stderr[-3000:]}")
 

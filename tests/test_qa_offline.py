@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def reader():
     needs_shared(READER)
-    model = Reader(ReaderConfig(model=str(READER)))
+    model = Reader(ReaderConfig(model=str(READER), runtime="onnx"))  # the product's default runtime: faster, same decisions (test_onnx.py)
     model.warm_up()
     return model
 
@@ -64,7 +64,7 @@ def test_corpus_wide_answers_come_from_the_right_paragraph_and_unanswerables_abs
     needs_shared(SQUAD / "distractor-passages.jsonl")
     documents = squad_corpus([SQUAD / "dev-eval.json", SQUAD / "reader-train.json"], [SQUAD / "distractor-passages.jsonl"])
     texts = {d.source: d.text for d in documents}
-    with RagQA.open(tmp_path / "index", scoring=ScoringConfig(tau=0.0)) as qa:
+    with RagQA.open(tmp_path / "index", scoring=ScoringConfig(tau=0.0), runtime="onnx") as qa:
         qa.reader = reader
         add_documents(documents, qa.store, qa.embedder)
         questions = load_squad(SQUAD / "dev-eval.json")[::4]
@@ -74,9 +74,9 @@ def test_corpus_wide_answers_come_from_the_right_paragraph_and_unanswerables_abs
     assert len(documents) == 1005
     assert metrics["recall@5"] > 0.81 and metrics["mrr"] > 0.68  # measured 0.838 / 0.708
     assert metrics["passage_recall@5"] > 0.81 and metrics["passage_recall_questions"] == 99  # measured 0.838
-    assert metrics["answers_from_right_paragraph"] > 0.65  # measured 0.701 (v1: 0.524)
+    assert metrics["answers_from_right_paragraph"] > 0.65  # measured 0.690 on ONNX, 0.701 on PyTorch (v1: 0.524)
     # at tau = 0 the v2 reader answers too often (measured 0.280; v1 0.822): the fitted scoring abstains more
-    assert metrics["abstention_recall"] > 0.24 and metrics["HasAns_f1"] > 49  # measured HasAns F1 52.46 (v1 about 15)
+    assert metrics["abstention_recall"] > 0.24 and metrics["HasAns_f1"] > 49  # measured HasAns F1 52.12 on ONNX, 52.46 on PyTorch (v1 about 15)
     for result in results:
         for answer in result.answers:
             assert texts[answer.source][answer.start : answer.end] == answer.text

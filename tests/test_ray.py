@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from broken_files import text_pdf
-from helpers import REPO, SQUAD, needs_shared
+from helpers import REPO, SQUAD, cli_env, needs_shared
 from ray_cluster import local_cluster
 from squad_pdfs import build_corpus
 from test_docx import handbook_docx
 
 from rag_qa import RagQA
-from rag_qa.errors import ConfigError
+from rag_qa.errors import ConfigError, IndexCorruptError
 from rag_qa.store import FaissStore
 
 pytestmark = pytest.mark.integration
@@ -49,7 +49,7 @@ def corpus(tmp_path_factory):
     (folder / "good.pdf").unlink()
     (folder / "renamed.docx").write_text("not a Word document")
     local = folder.parent / "local-index"
-    with RagQA.open(local) as qa:
+    with RagQA.open(local, runtime="onnx") as qa:  # the runtime the cluster's workers use (runtime auto there)
         report = qa.index([folder]).to_dict()
     return folder, local, report
 
@@ -90,7 +90,7 @@ def test_a_ray_run_equals_a_local_run_even_when_a_worker_is_killed(cluster, corp
     killed: list[int] = []
     killer = threading.Thread(target=lambda: killed.extend(kill_one_worker_when_it_appears()))
     killer.start()
-    with RagQA.open(tmp_path / "index") as qa:
+    with RagQA.open(tmp_path / "index", runtime="onnx") as qa:
         report = qa.index([folder], ray=cluster).to_dict()
     killer.join()
     import ray
@@ -105,25 +105,28 @@ def test_a_killed_driver_leaves_a_clean_index_that_a_rerun_completes(cluster, co
     folder, local, _ = corpus
     index = tmp_path / "index"
     command = [sys.executable, "-m", "rag_qa.cli", "index", str(folder), "--index", str(index), "--ray", cluster, "--json", "--quiet"]
-    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=cli_env())
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and driver.poll() is None:  # kill it once the first files are stored
         if (index / "passages.sqlite3").exists():
-            with FaissStore.open(index, read_only=True) as store:
-                if store.count() > 0:
-                    break
+            try:
+                with FaissStore.open(index, read_only=True) as store:
+                    if store.count() > 0:
+                        break
+            except IndexCorruptError:  # the driver is creating the database's tables this moment
+                pass
         time.sleep(0.2)
     assert driver.poll() is None, "the run finished before it could be killed"
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     partial = stored(index)
     assert 0 < len(partial) < len(stored(local))
-    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300, env=cli_env())
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     report = json.loads(rerun.stdout)
     assert report["files_unchanged"] >= 1 and report["files_indexed"] >= 1
     assert_same_index(index, local)
-    check = subprocess.run([sys.executable, "-m", "rag_qa.cli", "check", "--index", str(index), "--json"], capture_output=True, text=True, timeout=120)
+    check = subprocess.run([sys.executable, "-m", "rag_qa.cli", "check", "--index", str(index), "--json"], capture_output=True, text=True, timeout=120, env=cli_env())
     assert json.loads(check.stdout)["consistent"]
 
 
@@ -131,7 +134,7 @@ def test_without_ray_or_a_cluster_the_error_is_one_line(tmp_path, monkeypatch):
     if importlib.util.find_spec("ray") is None:
         pytest.skip("the Ray tests need the ray extra (pip install -e '.[dev]')")
     command = [sys.executable, "-m", "rag_qa.cli", "index", str(REPO / "data"), "--index", str(tmp_path / "index")]
-    unreachable = subprocess.run([*command, "--ray", "127.0.0.1:1"], capture_output=True, text=True, timeout=120)
+    unreachable = subprocess.run([*command, "--ray", "127.0.0.1:1"], capture_output=True, text=True, timeout=120, env=cli_env())
     assert unreachable.returncode == 2
     assert unreachable.stderr.strip().splitlines()[-1].startswith("rag-qa: error: cannot reach the Ray cluster at 127.0.0.1:1: ")
     assert not (tmp_path / "index" / "passages.sqlite3").exists() or FaissStore.open(tmp_path / "index", read_only=True).count() == 0
