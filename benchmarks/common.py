@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 SQUAD = SHARED / "data" / "squad2"
 READER = SHARED / "models" / "minilm-squad2-reader-v2"
-PEER_PACKAGES = "faiss-haystack sentence-transformers-haystack transformers-haystack"
+PEER_PACKAGES = "faiss-haystack sentence-transformers-haystack transformers-haystack accelerate"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(REPO / "tests"))  # squad_pdfs: real PDFs from the SQuAD articles
