@@ -27,8 +27,7 @@ class Caller:
     """The key a request came with, or None on an open service (which sees every document)."""
 
     key: ApiKey | None
-
-    address: str = "-"
+    address: str = "-"  # the client's address, for the audit log and an open service's rate limit
 
     @property
     def name(self) -> str:
