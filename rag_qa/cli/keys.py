@@ -54,6 +54,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         events = audit.events(qa.store, args.last)
 
     def table() -> None:
+        if not events:
+            print("no events recorded yet (uploads, deletions and key changes are)")
         for event in events:
             details = {k: v for k, v in event.items() if k not in ("at", "who", "action", "target")}
             print(f"{_when(event['at'])}  {event['who']}  {event['action']}  {event['target']}" + (f"  {json.dumps(details)}" if details else ""))
