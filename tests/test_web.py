@@ -178,6 +178,7 @@ def test_a_keyed_service_asks_for_a_key_once_and_a_foreign_form_cannot_upload(br
             page = browser.new_page()
             page.goto(url)
             page.wait_for_selector("#key-form", state="visible")
+            assert "needs an API key" in page.inner_text("#results")
             page.fill("#api-key", token)
             page.click("#key-form button")
             page.get_by_text("safety-guide.pdf").wait_for()
