@@ -64,22 +64,21 @@ class Embedder:
             assert self.resolved is not None
             self._model = SentenceTransformer(
                 self.resolved.location,
-                revision=self.resolved.revision if self.resolved.origin == "hub" else None,
+                revision=self.resolved.load_revision,
                 device=self.config.device,
             )
         return self._model
 
     def _snapshot(self) -> dict[str, Any]:
         """What the ONNX path needs besides the graph: the tokenizer's snapshot, the vector size
-        and the token limit, taken from the sentence-transformers model once and cached (a Hub
-        model, whose files may change under the same name, is snapshotted at each start)."""
+        and the token limit, taken from the sentence-transformers model once and cached."""
 
         def take() -> dict[str, Any]:
             model = self._sentence_transformer()
             return {"tokenizer": hf_snapshot(model.tokenizer).to_dict(), "dimension": int(model.get_embedding_dimension()), "max_tokens": int(model.max_seq_length)}
 
         assert self.resolved is not None
-        return take() if self.resolved.origin == "hub" else cached_tokenizer(self.resolved, "embedder", take)
+        return cached_tokenizer(self.resolved, "embedder", take)
 
     @property
     def tokenizer(self) -> Any:

@@ -28,7 +28,8 @@ from rag_qa.store.protocol import PassageStore
 
 ROLES = ("reader", "editor", "admin")  # each role may do what the ones before it may
 RECORD_PREFIX = "api-key-"
-_TOKEN = re.compile(r"rq_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
+_ID = r"[0-9a-f]{12}"
+_TOKEN = re.compile(rf"rq_({_ID})_([A-Za-z0-9_-]{{43}})")
 _GROUP = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
@@ -43,6 +44,11 @@ class ApiKey:
     created_at: float
     revoked_at: float | None = None
     sha256: str = ""
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> ApiKey:
+        """A key from its stored record (JSON keeps the groups as a list)."""
+        return cls(**{**record, "groups": tuple(record["groups"])})
 
     def may(self, role: str) -> bool:
         """Whether this key may do what `role` may."""
@@ -88,14 +94,14 @@ class KeyRing:
     def list(self) -> list[ApiKey]:
         """Every key, revoked ones included, oldest first."""
         records = [self.store.read_metadata(name) for name in self.store.metadata_names(RECORD_PREFIX)]
-        keys = [ApiKey(**{**r, "groups": tuple(r["groups"])}) for r in records if r is not None]
+        keys = [ApiKey.from_record(r) for r in records if r is not None]
         return sorted(keys, key=lambda k: (k.created_at, k.id))
 
     def get(self, id_or_name: str) -> ApiKey:
         """A key by id, or by name when exactly one key has it."""
-        record = self.store.read_metadata(RECORD_PREFIX + id_or_name) if re.fullmatch(r"[0-9a-f]{12}", id_or_name) else None
+        record = self.store.read_metadata(RECORD_PREFIX + id_or_name) if re.fullmatch(_ID, id_or_name) else None
         if record is not None:
-            return ApiKey(**{**record, "groups": tuple(record["groups"])})
+            return ApiKey.from_record(record)
         named = [k for k in self.list() if k.name == id_or_name]
         if len(named) != 1:
             raise NotFoundError(f"no key has the id or name {id_or_name!r}" if not named else f"{len(named)} keys are named {id_or_name!r}: revoke by id")
@@ -120,5 +126,5 @@ class KeyRing:
         record = self.store.read_metadata(RECORD_PREFIX + match.group(1))
         if record is None or not hmac.compare_digest(record["sha256"], _digest(token.strip())):
             return None
-        key = ApiKey(**{**record, "groups": tuple(record["groups"])})
+        key = ApiKey.from_record(record)
         return key if key.revoked_at is None else None

@@ -27,6 +27,11 @@ class ResolvedModel:
     revision: str | None
     origin: str  # "local", "cache", "hub" or "bundled"
 
+    @property
+    def load_revision(self) -> str | None:
+        """The revision to pass to `from_pretrained`: only a Hub id has one (a folder is what it is)."""
+        return self.revision if self.origin == "hub" else None
+
 
 def hub_offline() -> bool:
     """True when the user asked for offline mode or the Hub cannot be reached right now."""

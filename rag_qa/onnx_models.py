@@ -295,7 +295,7 @@ def reader_graph(resolved: ResolvedModel, int8: bool, threads: int | None, devic
 def _export_reader(resolved: ResolvedModel, path: Path) -> None:
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-    revision = resolved.revision if resolved.origin == "hub" else None
+    revision = resolved.load_revision
     tokenizer = AutoTokenizer.from_pretrained(resolved.location, revision=revision, use_fast=True)
     model = AutoModelForQuestionAnswering.from_pretrained(
         resolved.location, revision=revision, use_safetensors=True, trust_remote_code=False, attn_implementation="eager"

@@ -31,6 +31,7 @@ from rag_qa.models import ResolvedModel, resolve_model
 from rag_qa.onnx_models import load_graph, reader_graph
 from rag_qa.tokenizer import FastTokenizer, cached_tokenizer, hf_snapshot, padded_arrays
 
+
 @dataclass(frozen=True)
 class Span:
     """A candidate answer in a passage: character offsets into the passage text as given."""
@@ -257,15 +258,11 @@ class Reader:
         from transformers import AutoTokenizer
 
         assert self.resolved is not None
-        revision = self.resolved.revision if self.resolved.origin == "hub" else None
-        return AutoTokenizer.from_pretrained(self.resolved.location, revision=revision, use_fast=True)
+        return AutoTokenizer.from_pretrained(self.resolved.location, revision=self.resolved.load_revision, use_fast=True)
 
     def _snapshot_tokenizer(self) -> FastTokenizer:
-        """The tokenizer without transformers: its snapshot, cached beside the graphs (a Hub
-        model, whose files may change under the same name, is snapshotted at each start)."""
+        """The tokenizer without transformers: its snapshot, cached beside the graphs."""
         assert self.resolved is not None
-        if self.resolved.origin == "hub":
-            return hf_snapshot(self._hf_tokenizer())
         snapshot = cached_tokenizer(self.resolved, "reader", lambda: {"tokenizer": hf_snapshot(self._hf_tokenizer()).to_dict()})
         return FastTokenizer.from_dict(snapshot["tokenizer"])
 
@@ -274,9 +271,8 @@ class Reader:
         from transformers import AutoModelForQuestionAnswering
 
         assert self.resolved is not None
-        revision = self.resolved.revision if self.resolved.origin == "hub" else None
         model = AutoModelForQuestionAnswering.from_pretrained(
-            self.resolved.location, revision=revision, use_safetensors=True, trust_remote_code=False
+            self.resolved.location, revision=self.resolved.load_revision, use_safetensors=True, trust_remote_code=False
         )
         device = self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         return model.to(device).eval()

@@ -65,7 +65,7 @@ class FastTokenizer:
         return cls(values["backend"], values["pad_token_id"], values["model_input_names"], values["truncation_side"])
 
     def __deepcopy__(self, memo: dict[int, Any]) -> FastTokenizer:
-        return FastTokenizer(self.backend_json, self.pad_token_id, self.model_input_names, self.truncation_side)
+        return FastTokenizer.from_dict(self.to_dict())  # a fresh lock and backends
 
     def _backend(self, truncation: str | None, max_length: int | None, stride: int) -> Tokenizer:
         key = (truncation, max_length, stride)
@@ -138,7 +138,10 @@ def hf_snapshot(tokenizer: Any) -> FastTokenizer:
 def cached_tokenizer(resolved: ResolvedModel, kind: str, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """The snapshot `build()` returns for this model's tokenizer files (a dict with a "tokenizer"
     entry from `FastTokenizer.to_dict`, and what else the caller needs), made once and then read
-    from the ONNX cache folder. Keyed by the files and the library versions that made it."""
+    from the ONNX cache folder. Keyed by the files and the library versions that made it. A Hub
+    model, whose files can change under the same name, is snapshotted at each start instead."""
+    if resolved.origin == "hub":
+        return build()
     key = {"tokenizer": kind, "files": weights_digest(model_files(resolved, TOKENIZER_SUFFIXES)), "recipe": RECIPE_VERSION, **_versions()}
     path = cached_file(cache_dir(), f"{kind}-tokenizer", key, ".json", lambda out: out.write_text(json.dumps(build())))
     return json.loads(path.read_text())

@@ -143,7 +143,7 @@ def load_base(config: TrainConfig) -> tuple[Any, Any, bool]:
     from transformers.utils import logging as hf_logging
 
     resolved = resolve_model(config.base, config.revision, "base")
-    revision = resolved.revision if resolved.origin == "hub" else None
+    revision = resolved.load_revision
     tokenizer = AutoTokenizer.from_pretrained(resolved.location, revision=revision, use_fast=True)
     if not tokenizer.is_fast:
         raise ConfigError(f"{config.base}: training needs a fast tokenizer (tokenizer.json) for character offsets")
