@@ -62,12 +62,8 @@ def log_odds(log_p: float) -> float:
     return math.log(p) - math.log1p(-p)
 
 
-def _same_answer(a: Answer, b: Answer) -> bool:
-    """Shown once: overlapping places (windows or passages that share text) and the same answer
-    text (normalised) found in several places; the higher-ranked one is kept. Their scores are
-    not pooled: summing the evidence of equal answers measured no better (docs/benchmarks.md)."""
-    overlapping = a.source == b.source and (a.source is not None or a.passage.id == b.passage.id) and a.start < b.end and b.start < a.end
-    return overlapping or (normalize_answer(a.text) or a.text) == (normalize_answer(b.text) or b.text)
+def _overlaps(a: Answer, b: Answer) -> bool:
+    return a.source == b.source and (a.source is not None or a.passage.id == b.passage.id) and a.start < b.end and b.start < a.end
 
 
 def combine(
@@ -92,14 +88,21 @@ def combine(
         if abstained or answers_here:  # when abstaining, keep every passage's spans as best guesses
             for span in reading.spans:
                 candidates.append(Candidate(span.log_prob + config.retrieval_weight * float(log_p_passage), hit, span))
+    # Each answer is shown once: overlapping places (windows or passages that share text) and the same
+    # text (normalised) found in several places keep the higher-ranked one. Their scores are not
+    # pooled: summing the evidence of equal answers measured no better (docs/benchmarks.md).
     kept: list[Answer] = []
+    kept_texts: set[str] = set()
     for candidate in sorted(candidates, key=lambda c: -c.score):
+        if len(kept) == config.max_answers:
+            break
         passage, span = candidate.hit.passage, candidate.span
+        text = normalize_answer(span.text) or span.text
         start, end = passage.char_start + span.start, passage.char_start + span.end
         answer = Answer(span.text, candidate.score, 0.0, passage.source, passage.page_at(span.start), start, end, passage, candidate.hit.score)
-        if not any(_same_answer(answer, other) for other in kept):
+        if text not in kept_texts and not any(_overlaps(answer, other) for other in kept):
             kept.append(answer)
-    kept = kept[: config.max_answers]
+            kept_texts.add(text)
     p_top = sigmoid(config.answer_scale * log_odds(kept[0].score) + config.answer_bias) if kept else 0.0
     confidences = answer_confidences(p_top, [a.score for a in kept]) if kept else []
     answers = tuple(replace(a, confidence=c) for a, c in zip(kept, confidences))
