@@ -7,12 +7,20 @@ distractor paragraph per upload, each a new file). Reported: answered questions 
 p50/p99 latency, uploads, and errors (any non-200 answer or failed request; the target is zero).
 The clients run on the same 2 cores as the service, so the numbers are a floor.
 
-Usage: python benchmarks/load.py [--clients 1 8] [--duration 60] [--backends faiss postgresql] [--runtime onnx] [--json]
+With `--auth keys`, the service needs API keys and the paragraphs belong to two access groups
+(alternate articles: blue, green). Half the asking clients hold a blue reader key, half a green
+one; the uploader holds a blue editor key (its uploads are blue). Every answer and closest-match
+hint is checked against the client's groups: one from a document the key may not read is counted
+as a cross-group hit (and an error). `--auth off keys` runs both, side by side.
+
+Usage: python benchmarks/load.py [--clients 1 8] [--duration 60] [--backends faiss postgresql] [--runtime onnx] [--auth off keys] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import itertools
 import json
 import os
 import subprocess
@@ -26,22 +34,37 @@ import numpy as np
 from common import READER, REPO, SQUAD, require_shared, table
 
 
-def build_index(location: str) -> int:
-    """The dev-eval paragraphs, indexed in-process before the service starts."""
+GROUPS = ("blue", "green")
+
+
+def build_index(location: str, keyed: bool) -> tuple[int, dict[str, str], dict[str, str]]:
+    """The dev-eval paragraphs, indexed in-process before the service starts: (passages, group of
+    each source, key of each role) — with `keyed`, alternate articles are blue or green and there
+    are keys for a blue reader, a green reader and a blue editor."""
+    from dataclasses import replace
+
     from rag_qa import RagQA
-    from rag_qa.squad import squad_corpus
     from rag_qa.indexer import add_documents
+    from rag_qa.keys import KeyRing
+    from rag_qa.squad import squad_corpus
 
+    documents = list(squad_corpus([SQUAD / "dev-eval.json"]))
+    articles = list(dict.fromkeys(d.source.rsplit("/", 1)[0] for d in documents))  # squad:dev-eval/ARTICLE/PARAGRAPH (title)
+    group_of = {d.source: GROUPS[articles.index(d.source.rsplit("/", 1)[0]) % 2] for d in documents} if keyed else {}
     with RagQA.open(location) as qa:
-        add_documents(squad_corpus([SQUAD / "dev-eval.json"]), qa.store, qa.embedder)
-        return qa.store.count()
+        add_documents([replace(d, groups=(group_of[d.source],)) if keyed else d for d in documents], qa.store, qa.embedder)
+        keys = {}
+        if keyed:
+            ring = KeyRing(qa.store)
+            keys = {name: ring.create(role, [group], name)[1] for name, role, group in (("blue", "reader", "blue"), ("green", "reader", "green"), ("uploader", "editor", "blue"))}
+        return qa.store.count(), group_of, keys
 
 
-def start_service(location: str, uploads: Path, port: int, runtime: str) -> subprocess.Popen:
+def start_service(location: str, uploads: Path, port: int, runtime: str, auth: str) -> subprocess.Popen:
     import httpx
 
     command = [sys.executable, "-m", "rag_qa.cli", "serve", "--index", location, "--reader", str(READER), "--port", str(port),
-               "--upload-dir", str(uploads), "--log-level", "warning", "--runtime", runtime,
+               "--upload-dir", str(uploads), "--log-level", "warning", "--runtime", runtime, *(["--no-auth"] if auth == "off" else []),
                "--rate-limit", "none"]  # fmt: skip  (all clients come from one address: measure throughput, not the limiter)
     service = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -57,32 +80,46 @@ def start_service(location: str, uploads: Path, port: int, runtime: str) -> subp
     sys.exit("the service did not start within 120 s")
 
 
-def run_load(url: str, questions: list[str], paragraphs: list[str], clients: int, duration: float) -> dict:
-    """`clients` askers and one uploader against `url` for `duration` seconds."""
+def cross_group(result: dict, group: str | None, group_of: dict[str, str]) -> list[str]:
+    """Sources in an answer (or closest-match hint) that a `group` key may not read (uploads are blue)."""
+    shown = result["answers"] + ([result["best_guess"]] if "best_guess" in result else [])
+    return [a["source"] for a in shown if group is not None and group_of.get(a["source"], "blue") != group]
+
+
+def run_load(url: str, questions: list[str], paragraphs: list[str], clients: int, duration: float, keys: dict[str, str], group_of: dict[str, str]) -> dict:
+    """`clients` askers and one uploader against `url` for `duration` seconds; with `keys`, client
+    c asks with the key of group c % 2 and its answers are checked against that group."""
     import httpx
 
     deadline = time.monotonic() + duration
     asks: list[float] = []
     uploads: list[float] = []
     errors: list[str] = []
+    leaks: list[str] = []
     lock = threading.Lock()
 
+    def bearer(name: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {keys.get(name, 'open-service')}"}  # an open service wants a bearer header on uploads
+
     def asker(offset: int) -> None:
-        with httpx.Client(base_url=url, timeout=120) as client:
+        group = GROUPS[offset % 2] if keys else None
+        with httpx.Client(base_url=url, timeout=120, headers=bearer(group) if group else {}) as client:
             i = offset
             while time.monotonic() < deadline:
                 started = time.perf_counter()
                 try:
                     response = client.post("/ask", json={"question": questions[i % len(questions)]})
                     problem = None if response.status_code == 200 else f"ask {response.status_code}: {response.text[:200]}"
+                    leaked = cross_group(response.json(), group, group_of) if problem is None else []
                 except httpx.HTTPError as exc:
-                    problem = f"ask: {exc!r}"
+                    problem, leaked = f"ask: {exc!r}", []
                 with lock:
+                    leaks.extend(leaked)
                     (errors.append(problem) if problem else asks.append(time.perf_counter() - started))
                 i += clients
 
     def uploader() -> None:
-        with httpx.Client(base_url=url, timeout=300, headers={"Authorization": "Bearer open-service"}) as client:  # an open service wants a bearer header on uploads
+        with httpx.Client(base_url=url, timeout=300, headers=bearer("uploader")) as client:
             n = 0
             while time.monotonic() < deadline:
                 started = time.perf_counter()
@@ -113,8 +150,9 @@ def run_load(url: str, questions: list[str], paragraphs: list[str], clients: int
         "p99_ms": float(np.percentile(latencies, 99)) if len(asks) else None,
         "uploads": len(uploads),
         "upload_p50_ms": float(np.median(uploads) * 1000) if uploads else None,
-        "errors": len(errors),
-        "error_examples": errors[:3],
+        "errors": len(errors) + len(leaks),
+        "cross_group_hits": len(leaks),
+        "error_examples": (errors + leaks)[:3],
     }
 
 
@@ -126,61 +164,73 @@ def service_peak_mb(service: subprocess.Popen) -> float:
     return float("nan")
 
 
-def run(backends: list[str], client_counts: list[int], duration: float, runtime: str = "onnx") -> list[dict]:
+def run(backends: list[str], client_counts: list[int], duration: float, runtime: str = "onnx", auth_modes: tuple[str, ...] = ("off",)) -> list[dict]:
     from rag_qa.squad import load_squad
 
     questions = [q.question for q in load_squad(SQUAD / "dev-eval.json")]
     paragraphs = [json.loads(line)["text"] for line in (SQUAD / "distractor-passages.jsonl").read_text("utf-8").splitlines()]
     results = []
     with tempfile.TemporaryDirectory(prefix="rag-qa-load-") as scratch:
-        for backend in backends:
-            location = str(Path(scratch) / "index") if backend == "faiss" else postgres_url(Path(scratch) / "postgres")
-            passages = build_index(location)
+        for backend, auth in itertools.product(backends, auth_modes):
+            where = Path(scratch) / f"{backend}-{auth}"
+            location = str(where / "index") if backend == "faiss" else postgres_url(Path(scratch) / "postgres", f"load_{auth}")
+            passages, group_of, keys = build_index(location, keyed=auth == "keys")
             from rag_qa.server.background import free_port
 
             port = free_port()
-            service = start_service(location, Path(scratch) / f"uploads-{backend}", port, runtime)
+            service = start_service(location, where / "uploads", port, runtime, auth)
             try:
                 for clients in client_counts:
-                    result = run_load(f"http://127.0.0.1:{port}", questions, paragraphs, clients, duration)
-                    results.append({"backend": backend, "runtime": runtime, "passages_at_start": passages, **result, "service_peak_mb": service_peak_mb(service)})
-                    print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+                    result = run_load(f"http://127.0.0.1:{port}", questions, paragraphs, clients, duration, keys, group_of)
+                    row = {"backend": backend, "auth": auth, "runtime": runtime, "passages_at_start": passages, **result, "service_peak_mb": service_peak_mb(service)}
+                    results.append(row)
+                    print(json.dumps(row), file=sys.stderr, flush=True)
             finally:
                 service.terminate()
                 service.wait(timeout=60)
     return results
 
 
-def postgres_url(folder: Path) -> str:
+def postgres_url(folder: Path, schema: str) -> str:
+    return _postgres_server(folder).get_uri() + "#" + schema
+
+
+@functools.cache
+def _postgres_server(folder: Path):
+    """One server for the whole run (each run gets its own schema)."""
     import pgserver
 
     folder.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(folder, cleanup_mode="stop")
-    return server.get_uri() + "#load_test"
+    return pgserver.get_server(folder, cleanup_mode="stop")
 
 
 def markdown(results: list[dict]) -> str:
     rows = [
-        [r["backend"], r["clients"], r["questions_per_s"], r["p50_ms"], r["p99_ms"], r["questions"], r["uploads"], r["upload_p50_ms"], r["errors"], r["service_peak_mb"]]
-        for r in results
+        [r["backend"], r["auth"], r["clients"], r["questions_per_s"], r["p50_ms"], r["p99_ms"], r["questions"], r["uploads"], r["upload_p50_ms"],
+         r["errors"], r["cross_group_hits"], r["service_peak_mb"]]
+        for r in results  # fmt: skip
     ]
     intro = (
         f"`rag-qa serve --runtime {results[0]['runtime']}` (its own process, offline reader, top_k 5, questions arriving within "
         "10 ms of each other answered as one batch) over the 109 dev-eval.json paragraphs; each run asks dev-eval questions "
         "back to back from N clients while one more client uploads a new one-paragraph document after another. Clients "
-        "share the 2 cores with the service.\n\n"
-    )
-    headers = ["backend", "ask clients (+1 uploader)", "questions/s", "p50 ms", "p99 ms", "questions", "uploads", "upload p50 ms", "errors", "service peak MB"]
+        "share the 2 cores with the service."
+        + (" keys: with API keys, the paragraphs in two access groups (alternate articles), half the askers on each "
+           "group's reader key and the uploader on an editor key; every answer and hint checked against the asker's "
+           "groups (cross-group hits count as errors)." if any(r["auth"] == "keys" for r in results) else "")
+        + "\n\n"
+    )  # fmt: skip
+    headers = ["backend", "keys", "ask clients (+1 uploader)", "questions/s", "p50 ms", "p99 ms", "questions", "uploads", "upload p50 ms", "errors", "cross-group hits", "service peak MB"]
     return intro + table(headers, rows) + "\n\n" + scaling(results)
 
 
 def scaling(results: list[dict]) -> str:
     """Questions/s of the most clients over those of one client, per backend."""
     ratios = []
-    for backend in dict.fromkeys(r["backend"] for r in results):
-        runs = sorted((r for r in results if r["backend"] == backend), key=lambda r: r["clients"])
+    for backend, auth in dict.fromkeys((r["backend"], r["auth"]) for r in results):
+        runs = sorted((r for r in results if (r["backend"], r["auth"]) == (backend, auth)), key=lambda r: r["clients"])
         if len(runs) > 1 and runs[0]["clients"] == 1:
-            ratios.append(f"{backend} {runs[-1]['questions_per_s'] / runs[0]['questions_per_s']:.2f}x")
+            ratios.append(f"{backend} keys {auth} {runs[-1]['questions_per_s'] / runs[0]['questions_per_s']:.2f}x")
     return f"{results[-1]['clients']} clients' questions/s over 1 client's: " + ", ".join(ratios) + "." if ratios else ""
 
 
@@ -190,11 +240,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60, help="seconds per run (default: %(default)s)")
     parser.add_argument("--backends", nargs="+", choices=["faiss", "postgresql"], default=["faiss", "postgresql"])
     parser.add_argument("--runtime", choices=["torch", "onnx"], default="onnx", help="the service's --runtime (default: %(default)s)")
+    parser.add_argument("--auth", nargs="+", choices=["off", "keys"], default=["off"], help="off: an open service; keys: API keys and two access groups (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args()
     require_shared()
     os.chdir(REPO)
-    results = run(args.backends, args.clients, args.duration, args.runtime)
+    results = run(args.backends, args.clients, args.duration, args.runtime, tuple(args.auth))
     print(json.dumps(results, indent=2) if args.json else markdown(results))
 
 

@@ -31,7 +31,7 @@ import numpy as np
 from rag_qa.config import EmbedderConfig, IngestConfig
 from rag_qa.errors import ConfigError, LoadError, RagQAError
 from rag_qa.embed import Embedder
-from rag_qa.indexer import IndexReport, check_chunking
+from rag_qa.indexer import GroupSetter, IndexReport, check_chunking
 from rag_qa.ingest.loaders import check_size, discover, file_hash, unreadable
 from rag_qa.onnx_models import resolved_runtime
 from rag_qa.records import Document, Passage
@@ -116,8 +116,9 @@ class IngestWorker:
 
 
 def index_on_ray(
-    paths: list[str], store: Store, embedder: Embedder, config: IngestConfig, address: str = "auto", progress: bool = False
-) -> IndexReport:
+    paths: list[str], store: Store, embedder: Embedder, config: IngestConfig, address: str = "auto", progress: bool = False,
+    groups: tuple[str, ...] | None = None,
+) -> IndexReport:  # fmt: skip
     """Index files and folders into `store` with the cluster's workers; the same report as a
     local run (`index_paths`). `embedder` is the driver's: the workers load the same model."""
     check_chunking(store, embedder)
@@ -126,9 +127,10 @@ def index_on_ray(
     files, problems = discover(paths, config)
     for problem in problems:
         report.skip(problem)
-    todo = list(_changed_files(files, store, config, report))
+    regroup = GroupSetter(store, groups)
+    todo = list(_changed_files(files, store, config, report, regroup))
     if todo:
-        _run(ray, todo, store, embedder.config, config, report, progress)
+        _run(ray, todo, store, embedder.config, config, report, progress, regroup)
     order = {path: i for i, path in enumerate(files)}  # the report lists files as a local run does, not as they finished
     report.files_skipped.sort(key=lambda s: order.get(s["path"], -1))
     store.flush()
@@ -136,7 +138,7 @@ def index_on_ray(
     return report
 
 
-def _changed_files(files: list[str], store: Store, config: IngestConfig, report: IndexReport) -> Iterator[tuple[str, str]]:
+def _changed_files(files: list[str], store: Store, config: IngestConfig, report: IndexReport, regroup: GroupSetter) -> Iterator[tuple[str, str]]:
     """(path, content hash) of each file that is new or changed; the rest counted or reported."""
     for path in files:
         try:
@@ -150,11 +152,15 @@ def _changed_files(files: list[str], store: Store, config: IngestConfig, report:
             continue
         if store.file_hash(path) == content_hash:
             report.files_unchanged += 1
+            regroup.unchanged(path)
         else:
             yield path, content_hash
 
 
-def _run(ray: Any, todo: list[tuple[str, str]], store: Store, embedder: EmbedderConfig, config: IngestConfig, report: IndexReport, progress: bool) -> None:
+def _run(
+    ray: Any, todo: list[tuple[str, str]], store: Store, embedder: EmbedderConfig, config: IngestConfig, report: IndexReport, progress: bool,
+    regroup: GroupSetter,
+) -> None:  # fmt: skip
     from tqdm import tqdm
 
     workers = _start_workers(ray, embedder, store, config, len(todo))
@@ -176,7 +182,7 @@ def _run(ray: Any, todo: list[tuple[str, str]], store: Store, embedder: Embedder
                 break
             done, _ = ray.wait(list(running), num_returns=1)
             _, path = running.pop(done[0])
-            _store_result(ray, done[0], path, store, report)
+            _store_result(ray, done[0], path, store, report, regroup)
             if time.monotonic() - last_flush > config.save_interval_s:
                 store.flush()
                 last_flush = time.monotonic()
@@ -194,7 +200,7 @@ def _start_workers(ray: Any, embedder: EmbedderConfig, store: Store, config: Ing
     return [actor.remote(how, store.settings.chunking, config) for _ in range(max(1, min(cpus, files)))]
 
 
-def _store_result(ray: Any, reference: Any, path: str, store: Store, report: IndexReport) -> None:
+def _store_result(ray: Any, reference: Any, path: str, store: Store, report: IndexReport, regroup: GroupSetter) -> None:
     """Write one file's result in its own transaction, or report why there is none."""
     from ray.exceptions import RayError
 
@@ -208,6 +214,7 @@ def _store_result(ray: Any, reference: Any, path: str, store: Store, report: Ind
         report.skip(LoadError(path, result))
         return
     document, passages, vectors = result
+    document = regroup.loaded(document)
     started = time.perf_counter()
     report.passages_added += store.replace_files([(document, passages)], vectors)
     report.seconds["store"] += time.perf_counter() - started  # the driver's share: it bounds how many nodes help

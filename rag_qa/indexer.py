@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -76,14 +76,17 @@ def index_paths(
     embedder: Embedder,
     config: IngestConfig | None = None,
     progress: bool = False,
+    groups: tuple[str, ...] | None = None,
 ) -> IndexReport:
-    """Index files and folders into `store`. Unreadable files are reported, never fatal."""
+    """Index files and folders into `store`. Unreadable files are reported, never fatal. With
+    `groups`, every file gets those access groups (stored with its passages, in one transaction)."""
     config = config if config is not None else IngestConfig()
     chunking = check_chunking(store, embedder)
     report = IndexReport()
     files, problems = discover(paths, config)
     for problem in problems:
         report.skip(problem)
+    regroup = GroupSetter(store, groups)
     pending = _PendingFiles(store, embedder, report, config.commit_passages)
     last_flush = time.monotonic()
 
@@ -96,9 +99,10 @@ def index_paths(
                 content_hash = file_hash(path)
                 if store.file_hash(path) == content_hash:
                     report.files_unchanged += 1
+                    regroup.unchanged(path)
                     continue
                 with _Timer(report, "load"):
-                    document = load_document(path, config, pdf_reader, content_hash)
+                    document = regroup.loaded(load_document(path, config, pdf_reader, content_hash))
             except LoadError as error:
                 report.skip(error)
                 continue
@@ -119,6 +123,22 @@ def index_paths(
         store.flush()
     report.passages_total = store.count()
     return report
+
+
+class GroupSetter:
+    """What `--groups` does to each file of a run: a loaded file carries the groups into its
+    transaction; an unchanged file gets them without re-embedding (only when they differ)."""
+
+    def __init__(self, store: Store, groups: tuple[str, ...] | None):
+        self.store, self.groups = store, groups
+        self.current = {f["source"]: tuple(f["groups"]) for f in store.files()} if groups is not None else {}
+
+    def loaded(self, document: Document) -> Document:
+        return replace(document, groups=self.groups) if self.groups is not None else document
+
+    def unchanged(self, source: str) -> None:
+        if self.groups is not None and self.current.get(source) != self.groups:
+            self.store.set_groups(source, self.groups)
 
 
 def check_chunking(store: Store, embedder: Embedder) -> Any:

@@ -30,6 +30,7 @@ from rag_qa.errors import IndexMismatchError, NotFoundError, QuestionError
 from rag_qa.indexer import IndexReport, index_paths
 from rag_qa.ingest.loaders import PAGE_SEPARATOR, source_name
 from rag_qa.ingest.text import clean_text
+from rag_qa.keys import check_groups
 from rag_qa.reader import PassageReading, Reader
 from rag_qa.pages import PdfPageViewer
 from rag_qa.records import Answer, PageBox, QAResult, SearchHit, SourceText
@@ -128,46 +129,75 @@ class RagQA:
                 f"{self.embedder.config.model!r} produces {self.embedder.dimension}"
             )
 
-    def index(self, paths: Sequence[str | os.PathLike[str]], progress: bool = False, ray: str | None = None) -> IndexReport:
+    def index(
+        self, paths: Sequence[str | os.PathLike[str]], progress: bool = False, ray: str | None = None, groups: Sequence[str] | None = None
+    ) -> IndexReport:
         """Add or update files and folders; unreadable files are reported in the result. With
         `ray` ("auto" or a cluster address), loading, chunking and embedding run on a Ray
-        cluster (the `ray` extra) and the result is the same as a local run's."""
+        cluster (the `ray` extra) and the result is the same as a local run's. `groups` gives
+        every file of the run these access groups (unchanged files too); without it, files keep
+        theirs (new files: none, readable by every key)."""
+        groups = check_groups(groups) if groups is not None else None
         if ray is not None:
             from rag_qa.distributed import connect, index_on_ray
 
             connect(ray)  # an unreachable cluster fails in seconds, before the models load
             self._check_embedder()
-            return index_on_ray([str(p) for p in paths], self.store, self.embedder, self.ingest, ray, progress)
+            return index_on_ray([str(p) for p in paths], self.store, self.embedder, self.ingest, ray, progress, groups)
         self._check_embedder()
-        return index_paths([str(p) for p in paths], self.store, self.embedder, self.ingest, progress)
+        return index_paths([str(p) for p in paths], self.store, self.embedder, self.ingest, progress, groups)
+
+    def set_groups(self, source: str | os.PathLike[str], groups: Sequence[str]) -> str:
+        """Give an indexed document these access groups without re-embedding it (none: readable
+        by every key); returns its stored name. NotFoundError when it is not indexed."""
+        name = self.stored_source(source)
+        if not self.store.set_groups(name, check_groups(groups)):
+            raise NotFoundError(f"{source} is not in the index (see `rag-qa info --files`)")
+        return name
+
+    def visible(self, sources: Sequence[str] | None, groups: Sequence[str] | None) -> list[str] | None:
+        """The source filter for a reader who holds `groups` (None: every document) and asked for
+        `sources` (None: all it may read). A document hidden from the reader is as if not indexed."""
+        if groups is None:
+            return None if sources is None else list(sources)
+        allowed = self.store.visible_sources(groups)
+        if sources is None:
+            return allowed
+        readable = set(allowed)
+        return [s for s in sources if s in readable]
 
     def search(
-        self, query: str, top_k: int | None = None, sources: Sequence[str] | None = None, mode: str | None = None
-    ) -> list[SearchHit]:
+        self, query: str, top_k: int | None = None, sources: Sequence[str] | None = None, mode: str | None = None,
+        groups: Sequence[str] | None = None,
+    ) -> list[SearchHit]:  # fmt: skip
         """The passages `ask` would read for `query`: the same retrieval (`mode` dense, bm25 or
-        hybrid; default: this index's configured mode) and the same source filter. An empty
-        query raises QuestionError."""
+        hybrid; default: this index's configured mode) and the same filters. An empty query
+        raises QuestionError."""
         self._check_embedder()
-        return self.retriever.retrieve([checked_question(query)], top_k, sources, mode)[0]
+        return self.retriever.retrieve([checked_question(query)], top_k, self.visible(sources, groups), mode)[0]
 
-    def ask(self, question: str, top_k: int | None = None, sources: Sequence[str] | None = None) -> QAResult:
+    def ask(self, question: str, top_k: int | None = None, sources: Sequence[str] | None = None, groups: Sequence[str] | None = None) -> QAResult:
         """Answer one question from the indexed documents, or abstain explicitly. Any text is a
         question (it is cut to the reader's question length in tokens); an empty one raises
-        QuestionError."""
-        return self.ask_many([question], top_k, sources)[0]
+        QuestionError. With `groups`, only documents a holder of those access groups may read are
+        searched: those without groups and those sharing one (the filter runs inside the index)."""
+        return self.ask_many([question], top_k, sources, groups=groups)[0]
 
     def ask_many(
-        self, questions: Sequence[str], top_k: int | None = None, sources: Sequence[str] | None = None, progress: bool = False
-    ) -> list[QAResult]:
+        self, questions: Sequence[str], top_k: int | None = None, sources: Sequence[str] | None = None, progress: bool = False,
+        groups: Sequence[str] | None = None,
+    ) -> list[QAResult]:  # fmt: skip
         """Answer many questions; retrieval and the reader run in batches across questions."""
         questions = [checked_question(q) for q in questions]
-        return [self._combine(q, h, r) for q, h, r in self.retrieve_and_read(questions, top_k, sources, progress)]
+        return [self._combine(q, h, r) for q, h, r in self.retrieve_and_read(questions, top_k, sources, progress, groups)]
 
     def retrieve_and_read(
-        self, questions: Sequence[str], top_k: int | None = None, sources: Sequence[str] | None = None, progress: bool = False
-    ) -> Iterator[tuple[str, list[SearchHit], list[PassageReading]]]:
+        self, questions: Sequence[str], top_k: int | None = None, sources: Sequence[str] | None = None, progress: bool = False,
+        groups: Sequence[str] | None = None,
+    ) -> Iterator[tuple[str, list[SearchHit], list[PassageReading]]]:  # fmt: skip
         """(question, hits, readings) per question, before scoring: the expensive part, batched."""
         self._check_embedder()
+        sources = self.visible(sources, groups)
         from tqdm import tqdm
 
         with tqdm(total=len(questions), desc="Reading", unit="q", disable=not progress) as bar:
@@ -189,19 +219,25 @@ class RagQA:
         name = str(source)
         return name if self.store.file_hash(name) is not None else source_name(name)
 
-    def delete(self, source: str | os.PathLike[str]) -> int:
-        """Remove a file's passages; `source` may be the stored name or a path to the file."""
-        return self.store.delete_source(self.stored_source(source))
+    def readable_source(self, source: str | os.PathLike[str], groups: Sequence[str] | None = None) -> str:
+        """The stored name of `source` when a holder of `groups` may read it (None: anyone);
+        NotFoundError, the same as for a document not indexed, when not."""
+        name = self.stored_source(source)
+        if self.store.file_hash(name) is None or groups is not None and name not in self.store.visible_sources(groups):
+            raise NotFoundError(f"{source} is not in the index (see `rag-qa info --files`)")
+        return name
 
-    def show(self, source: str | os.PathLike[str], page: int | None = None) -> SourceText:
+    def delete(self, source: str | os.PathLike[str], groups: Sequence[str] | None = None) -> int:
+        """Remove a file's passages; `source` may be the stored name or a path to the file."""
+        return self.store.delete_source(self.readable_source(source, groups))
+
+    def show(self, source: str | os.PathLike[str], page: int | None = None, groups: Sequence[str] | None = None) -> SourceText:
         """The text that answer offsets of `source` index (the decoded file for text formats, the
         extracted text for HTML and PDF): `show(a.source).text[a.start:a.end] == a.text`. With
         `page`, one page of a PDF, with where it starts and ends in that text."""
-        name = self.stored_source(source)
+        name = self.readable_source(source, groups)
         text = self.store.document_text(name)
         if text is None:
-            if self.store.file_hash(name) is None:
-                raise NotFoundError(f"{source} is not in the index (see `rag-qa info --files`)")
             raise NotFoundError(f"{name} was indexed before rag-qa kept document text; index it again to show it")
         starts = self.store.page_starts(name)
         if page is None:
@@ -212,18 +248,18 @@ class RagQA:
         end = starts[page] - len(PAGE_SEPARATOR) if page < len(starts) else len(text)
         return SourceText(name, text[starts[page - 1] : end], starts[page - 1], end, page, len(starts))
 
-    def page_image(self, source: str | os.PathLike[str], page: int, width: int = 1000) -> bytes:
+    def page_image(self, source: str | os.PathLike[str], page: int, width: int = 1000, groups: Sequence[str] | None = None) -> bytes:
         """Page `page` (from 1) of an indexed PDF as a PNG `width` pixels wide (100 to 2400).
         Raises NotFoundError for a page that does not exist or a file no longer on disk, and
         RagQAError for a file that changed since it was indexed."""
-        shown = self.show(source, page)
+        shown = self.show(source, page, groups)
         return self.pages.render(shown.source, self._indexed_hash(shown.source), page, width)
 
-    def boxes(self, source: str | os.PathLike[str], start: int, end: int) -> list[PageBox]:
+    def boxes(self, source: str | os.PathLike[str], start: int, end: int, groups: Sequence[str] | None = None) -> list[PageBox]:
         """Where characters [start, end) of an indexed PDF's text (`show`) are on its pages: one
         rectangle per line, as fractions of the page (draw them on `page_image`); [] for a
         document that is not a PDF."""
-        name = self.stored_source(source)
+        name = self.readable_source(source, groups)
         starts = self.store.page_starts(name)
         if not starts or end <= start:
             return []

@@ -17,6 +17,7 @@ class Document:
     text: str
     content_hash: str
     page_starts: tuple[int, ...] = ()  # offset of page 1, 2, ... in `text`; empty when not paged
+    groups: tuple[str, ...] | None = None  # access groups; None keeps the index's (none for a new file)
 
     def page_at(self, offset: int) -> int | None:
         """The 1-based page holding character `offset`, or None for unpaged documents."""

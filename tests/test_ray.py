@@ -91,7 +91,8 @@ def test_a_ray_run_equals_a_local_run_even_when_a_worker_is_killed(cluster, corp
     killer = threading.Thread(target=lambda: killed.extend(kill_one_worker_when_it_appears()))
     killer.start()
     with RagQA.open(tmp_path / "index", runtime="onnx") as qa:
-        report = qa.index([folder], ray=cluster).to_dict()
+        report = qa.index([folder], ray=cluster, groups=["hr"]).to_dict()
+        assert {tuple(f["groups"]) for f in qa.store.files()} == {("hr",)}  # stored with each file's passages
     killer.join()
     import ray
 

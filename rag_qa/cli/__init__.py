@@ -2,7 +2,7 @@
 with progress bars on stderr. Exit codes: 0 done, 1 the check or lookup failed, 2 bad input.
 
 One module per command group: `indexing` (index, info, check, show, delete), `asking` (search,
-ask), `evaluation` (eval, calibrate), `training` (train), `serving` (serve), `keys` (keys); `common` holds the
+ask), `evaluation` (eval, calibrate), `training` (train), `serving` (serve), `keys` (keys, groups, audit); `common` holds the
 shared option groups and output helpers."""
 
 from __future__ import annotations
@@ -36,7 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a reader that left (`| head`) shows here, where it is handled, not at exit
+        return status
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to say to a closed pipe
+        return 141  # as a program ended by SIGPIPE
     except NotFoundError as exc:
         print(f"rag-qa: {exc}", file=sys.stderr)
         return 1

@@ -87,3 +87,8 @@ def metrics_table(metrics: dict[str, Any]) -> None:
         for row in metrics["reliability"]:
             if row["count"]:
                 print(f"  {row['lower']:.1f}-{row['upper']:.1f}: {row['count']:5d}, {row['confidence']:.3f} -> {row['accuracy']:.3f}")
+
+
+def split_groups(values: list[str] | None) -> list[str] | None:
+    """Access groups from repeated `--groups A,B` options (None when none was given)."""
+    return None if values is None else [g for part in values for g in part.split(",") if g.strip()]

@@ -8,7 +8,7 @@ from typing import Any
 
 from rag_qa import audit
 from rag_qa.audit import command_line_user
-from rag_qa.cli.common import SharedOptions, emit, runtime
+from rag_qa.cli.common import SharedOptions, emit, runtime, split_groups
 from rag_qa.config import (
     DEFAULT_EMBEDDING_MODEL,
     DEFAULT_EMBEDDING_REVISION,
@@ -43,7 +43,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         save_interval_s=args.save_every,
     )
     with RagQA.open(args.index, _settings(args), ingest, runtime=runtime(args), threads=args.threads) as qa:
-        report = qa.index(args.paths, progress=not args.json and not args.quiet, ray=args.ray)
+        report = qa.index(args.paths, progress=not args.json and not args.quiet, ray=args.ray, groups=split_groups(args.groups))
 
     def human() -> None:
         for skipped in report.files_skipped:
@@ -63,14 +63,14 @@ def cmd_info(args: argparse.Namespace) -> int:
     with RagQA.open(args.index, read_only=True) as qa:
         info = qa.info().to_dict()
         if args.files:
-            info["file_list"] = [{k: f[k] for k in ("source", "passages", "content_hash")} for f in qa.store.files()]
+            info["file_list"] = [{k: f[k] for k in ("source", "passages", "content_hash", "groups")} for f in qa.store.files()]
 
     def human() -> None:
         for key, value in info.items():
             if key != "file_list":
                 print(f"{key:20} {value}")
         for f in info.get("file_list", []):
-            print(f"  {f['passages']:6} passages  {f['source']}")
+            print(f"  {f['passages']:6} passages  {f['source']}" + (f"  (groups: {','.join(f['groups'])})" if f["groups"] else ""))
 
     emit(args, info, human)
     return 0
@@ -138,6 +138,7 @@ def add_index(sub: Any, o: SharedOptions) -> None:
     p.add_argument("--commit-every", type=int, default=IngestConfig.commit_passages, metavar="N", help="commit to the index every N passages: an interrupted run loses at most this many (default: %(default)s)")
     p.add_argument("--save-every", type=float, default=IngestConfig.save_interval_s, metavar="S", help="save the FAISS file at least every S seconds (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--groups", action="append", metavar="A,B", help="access groups for every file of this run (unchanged files too): only keys holding one of them (and admin keys) may read the files; without it, files keep theirs and new files have none (every key reads them)")
     p.add_argument("--ray", nargs="?", const="auto", metavar="auto|ADDRESS", help="load, chunk and embed on a Ray cluster (the ray extra): auto joins the local Ray instance or starts one; ADDRESS is host:port or ray://host:10001. Files travel to the workers as bytes (at most --max-file-mb each); the driver writes the index")
     new = p.add_argument_group("settings for a new index (an existing index keeps its own)")
     new.add_argument("--embedder", default=DEFAULT_EMBEDDING_MODEL, metavar="MODEL", help="sentence-transformers model id or local folder (default: %(default)s)")

@@ -1,4 +1,5 @@
-"""`rag-qa keys` (API keys for the service, kept with the index; see rag_qa/keys.py) and `rag-qa audit`."""
+"""Who may read what: `rag-qa keys` (API keys for the service, kept with the index; see
+rag_qa/keys.py), `rag-qa groups` (documents' access groups) and `rag-qa audit`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from rag_qa.cli.common import SharedOptions, emit
+from rag_qa.cli.common import SharedOptions, emit, split_groups
 from rag_qa import audit
 from rag_qa.audit import command_line_user
 from rag_qa.keys import ROLES, ApiKey, KeyRing
@@ -30,8 +31,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
     with RagQA.open(args.index, read_only=args.action == "list") as qa:
         ring = KeyRing(qa.store)
         if args.action == "create":
-            groups = [g for part in args.groups or [] for g in part.split(",")]
-            record, token = ring.create(args.role, groups, args.name)
+            record, token = ring.create(args.role, split_groups(args.groups) or [], args.name)
             audit.record(qa.store, command_line_user(), "create key", f"{record.name} ({record.id})", role=record.role, groups=list(record.groups))
 
             def created() -> None:
@@ -46,6 +46,23 @@ def cmd_keys(args: argparse.Namespace) -> int:
             key = ring.revoke(args.key)
             audit.record(qa.store, command_line_user(), "revoke key", f"{key.name} ({key.id})")
             emit(args, key.to_dict(), lambda: print(f"revoked: {_line(key)}"))
+    return 0
+
+
+def cmd_groups(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        with RagQA.open(args.index, read_only=True) as qa:
+            files = [{"source": f["source"], "groups": f["groups"]} for f in qa.store.files()]
+        emit(args, {"documents": files}, lambda: print("\n".join(f"{','.join(f['groups']) or '-':24} {f['source']}" for f in files)))
+        return 0
+    with RagQA.open(args.index, read_only=True):
+        pass  # the index must exist (see cmd_keys)
+    with RagQA.open(args.index) as qa:
+        groups = split_groups(args.groups) or []
+        source = qa.set_groups(args.source, groups)
+        audit.record(qa.store, command_line_user(), "set groups", source, groups=groups)
+    readers = f"keys holding {', '.join(groups)} (and admin keys)" if groups else "every key"
+    emit(args, {"source": source, "groups": groups}, lambda: print(f"{source}: readable by {readers}"))
     return 0
 
 
@@ -76,6 +93,14 @@ def add_keys(sub: Any, o: SharedOptions) -> None:
     revoke.add_argument("key", metavar="ID|NAME", help="the key's id, or its name when no other key has it")
     p.set_defaults(func=cmd_keys)
 
-    p = sub.add_parser("audit", parents=[o.common], help="who uploaded, deleted or managed keys, and when (oldest first)")
+    p = sub.add_parser("groups", help="which keys may read which documents: access groups, changed without re-embedding")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    change = actions.add_parser("set", parents=[o.common], help="give a document access groups (none: every key may read it)")
+    change.add_argument("source", metavar="SOURCE", help="the document as indexed (see `rag-qa groups list`)")
+    change.add_argument("groups", nargs="*", metavar="GROUP", help="keys holding any of these groups may read it (also A,B); none: every key")
+    actions.add_parser("list", parents=[o.common], help="every indexed document with its access groups")
+    p.set_defaults(func=cmd_groups)
+
+    p = sub.add_parser("audit", parents=[o.common], help="who uploaded, deleted, changed groups or managed keys, and when (oldest first)")
     p.add_argument("--last", type=int, metavar="N", help="only the last N events")
     p.set_defaults(func=cmd_audit)

@@ -294,10 +294,15 @@ class SpanReader:
 @component
 class PassageRetriever:
     """Retrieves passages for a text query from a rag-qa index (dense, BM25 or hybrid), optionally
-    only from some source files: the same retrieval as `rag-qa ask` and `rag-qa search`."""
+    only from some source files, and only from documents a holder of `groups` may read (those
+    without access groups and those sharing one; the store applies it inside its search): the same
+    retrieval as `rag-qa ask` and `rag-qa search`."""
 
-    def __init__(self, index: str, top_k: int = 5, mode: str = "dense", runtime: str = "auto", sources: list[str] | None = None):
-        self.index, self.top_k, self.mode, self.runtime, self.sources = index, top_k, mode, runtime, sources
+    def __init__(
+        self, index: str, top_k: int = 5, mode: str = "dense", runtime: str = "auto", sources: list[str] | None = None,
+        groups: list[str] | None = None,
+    ):  # fmt: skip
+        self.index, self.top_k, self.mode, self.runtime, self.sources, self.groups = index, top_k, mode, runtime, sources, groups
         self._qa: RagQA | None = None
 
     def warm_up(self) -> None:
@@ -307,38 +312,40 @@ class PassageRetriever:
             self._qa.embedder.warm_up()
 
     def to_dict(self) -> dict[str, Any]:
-        return default_to_dict(self, index=self.index, top_k=self.top_k, mode=self.mode, runtime=self.runtime, sources=self.sources)
+        return default_to_dict(self, index=self.index, top_k=self.top_k, mode=self.mode, runtime=self.runtime, sources=self.sources, groups=self.groups)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PassageRetriever":
         return default_from_dict(cls, data)
 
     @component.output_types(documents=list[Document])
-    def run(self, query: str, top_k: int | None = None, sources: list[str] | None = None) -> dict[str, Any]:
+    def run(self, query: str, top_k: int | None = None, sources: list[str] | None = None, groups: list[str] | None = None) -> dict[str, Any]:
         self.warm_up()
         assert self._qa is not None
-        hits = self._qa.search(query, top_k, sources if sources is not None else self.sources)
+        groups = groups if groups is not None else self.groups
+        hits = self._qa.search(query, top_k, sources if sources is not None else self.sources, groups=groups)
         return {"documents": [to_document(h.passage, score=h.score) for h in hits]}
 
 
 @component
 class FileIndexer:
-    """Indexes files and folders into a rag-qa index (loaders, chunking, embedding, crash-safe store)."""
+    """Indexes files and folders into a rag-qa index (loaders, chunking, embedding, crash-safe store),
+    giving them `groups` as access groups when set (else files keep theirs)."""
 
-    def __init__(self, index: str, runtime: str = "auto"):
-        self.index, self.runtime = index, runtime
+    def __init__(self, index: str, runtime: str = "auto", groups: list[str] | None = None):
+        self.index, self.runtime, self.groups = index, runtime, groups
 
     def to_dict(self) -> dict[str, Any]:
-        return default_to_dict(self, index=self.index, runtime=self.runtime)
+        return default_to_dict(self, index=self.index, runtime=self.runtime, groups=self.groups)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "FileIndexer":
         return default_from_dict(cls, data)
 
     @component.output_types(report=dict)
-    def run(self, sources: list[str]) -> dict[str, Any]:
+    def run(self, sources: list[str], groups: list[str] | None = None) -> dict[str, Any]:
         with RagQA.open(self.index, runtime=self.runtime) as qa:
-            return {"report": qa.index(sources).to_dict()}
+            return {"report": qa.index(sources, groups=groups if groups is not None else self.groups).to_dict()}
 
 
 def indexing_pipeline(index: str, runtime: str = "auto") -> Pipeline:

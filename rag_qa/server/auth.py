@@ -30,6 +30,17 @@ class Caller:
     address: str = "-"  # the client's address, for the audit log and an open service's rate limit
 
     @property
+    def groups(self) -> tuple[str, ...] | None:
+        """The access groups the caller reads with: None (every document) on an open service and
+        for admin keys, else the key's groups (documents without groups are readable by all)."""
+        return None if self.key is None or self.key.role == "admin" else self.key.groups
+
+    def may_assign(self, groups: tuple[str, ...]) -> bool:
+        """An editor gives documents only groups its key holds (so cannot hide one from, or plant
+        one in, a group it is not part of); admins and an open service give any."""
+        return self.groups is None or set(groups) <= set(self.groups)
+
+    @property
     def name(self) -> str:
         """Who the audit log names: the key's name and id, or the client address on an open service."""
         return f"{self.key.name} ({self.key.id})" if self.key is not None else f"open service, from {self.address}"

@@ -16,7 +16,8 @@ from pydantic import BaseModel, Field
 
 from rag_qa import __version__, audit
 from rag_qa.config import ServerConfig
-from rag_qa.keys import KeyRing
+from rag_qa.errors import ConfigError
+from rag_qa.keys import KeyRing, check_groups
 from rag_qa.pages import MAX_WIDTH, MIN_WIDTH
 from rag_qa.pipeline import RagQA
 from rag_qa.server.auth import Caller, identify, require
@@ -40,18 +41,40 @@ class Service:
     def upload_budget(self) -> int:
         return int(self.config.max_upload_mb * 1_000_000)
 
-    def stored_source(self, name: str) -> str:
-        """A document's stored source from its stored name or its uploaded file name."""
+    def stored_source(self, name: str, caller: Caller) -> str:
+        """A document's stored source from its stored name or its uploaded file name; 404 when it
+        is not indexed or the caller may not read it (the same answer: nothing reveals it exists)."""
+        stored = None
         if self.qa.store.file_hash(name) is not None:
-            return name
-        uploaded = str(self.storage / safe_name(name)) if name.strip(" ./\\") else ""
-        if uploaded and self.qa.store.file_hash(uploaded) is not None:
-            return uploaded
-        raise HTTPException(404, f"{name} is not indexed (GET /documents lists what is)")
+            stored = name
+        elif name.strip(" ./\\") and self.qa.store.file_hash(str(self.storage / safe_name(name))) is not None:
+            stored = str(self.storage / safe_name(name))
+        if stored is None or not self.readable(stored, caller):
+            raise HTTPException(404, f"{name} is not indexed (GET /documents lists what is)")
+        return stored
+
+    def readable(self, source: str, caller: Caller) -> bool:
+        return caller.groups is None or source in self.qa.store.visible_sources(caller.groups)
+
+    def documents(self, caller: Caller) -> list[dict[str, Any]]:
+        """The indexed documents the caller may read."""
+        files = self.qa.store.files()
+        if caller.groups is None:
+            return files
+        readable = set(self.qa.store.visible_sources(caller.groups))
+        return [f for f in files if f["source"] in readable]
 
 
 def service(request: Request) -> Service:
     return request.app.state.service
+
+
+def access_groups(text: str) -> tuple[str, ...]:
+    """Groups from a form's comma-separated field, or 422 naming the bad one."""
+    try:
+        return check_groups(text.split(","))
+    except ConfigError as exc:
+        raise HTTPException(422, str(exc)) from None
 
 
 class Filters(BaseModel):
@@ -71,10 +94,13 @@ class SearchRequest(BaseModel):
     filters: Filters | None = None
 
 
+class GroupsRequest(BaseModel):
+    groups: list[str] = Field(..., description="keys holding any of these groups may read the document (and admin keys); [] for every key")
+
+
 pages = APIRouter()
-asking = APIRouter(dependencies=[require("reader")])
+asking = APIRouter()
 documents = APIRouter()
-READER = [require("reader")]
 
 
 @pages.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -87,26 +113,28 @@ def _web_page() -> str:
     return resources.files("rag_qa.server").joinpath("static/index.html").read_text("utf-8")
 
 
-@pages.get("/health", summary="liveness (no key needed), and what the service holds (for a valid key)")
+@pages.get("/health", summary="liveness (no key needed), and what the service holds that the key may read")
 def health(request: Request, s: Service = Depends(service)) -> dict[str, Any]:
     try:
-        identify(request)
+        caller = identify(request)
     except HTTPException:
         return {"status": "ok", "version": __version__}
-    info = s.qa.info()
+    files = s.documents(caller)
     return {
         "status": "ok",
         "version": __version__,
-        "store": info.path,
-        "files": info.files,
-        "passages": info.passages,
+        "store": s.qa.store.path if caller.groups is None else "-",
+        "files": len(files),
+        "passages": sum(f["passages"] for f in files),
         "embedder": s.qa.embedder.config.model,
         "reader": s.qa.reader.config.model,
     }
 
 
-def _checked(text: str, top_k: int | None, filters: Filters | None, s: Service) -> tuple[str, int, list[str] | None]:
-    """The question or query, top_k and stored sources of a request, or a 422/404 saying what is wrong."""
+def _checked(text: str, top_k: int | None, filters: Filters | None, s: Service, caller: Caller) -> tuple[str, int, list[str] | None]:
+    """The question or query, top_k and the stored sources it may read (None: all), or a 422/404
+    saying what is wrong. The caller's access groups become a source filter that the store applies
+    inside its search, so `top_k` hits come back from what the caller may read."""
     text = text.strip()
     if len(text) > s.config.max_question_chars:
         raise HTTPException(422, f"the question has {len(text)} characters; the limit is {s.config.max_question_chars}")
@@ -114,18 +142,19 @@ def _checked(text: str, top_k: int | None, filters: Filters | None, s: Service) 
     if not 1 <= top_k <= s.config.max_top_k:
         raise HTTPException(422, f"top_k must be between 1 and {s.config.max_top_k}, got {top_k}")
     names = filters.sources if filters else None
-    return text, top_k, [s.stored_source(n) for n in names] if names is not None else None
+    sources = [s.stored_source(n, caller) for n in names] if names is not None else None
+    return text, top_k, s.qa.visible(sources, caller.groups)
 
 
 @asking.post("/ask", summary="answer a question from the indexed documents (or abstain)")
-def ask(request: AskRequest, s: Service = Depends(service)) -> dict[str, Any]:
-    question, top_k, sources = _checked(request.question, request.top_k, request.filters, s)
+def ask(request: AskRequest, caller: Caller = require("reader"), s: Service = Depends(service)) -> dict[str, Any]:
+    question, top_k, sources = _checked(request.question, request.top_k, request.filters, s, caller)
     return s.batcher.ask(question, top_k=top_k, sources=sources).to_dict()
 
 
 @asking.post("/search", summary="the passages `/ask` would read for a query (dense, bm25 or hybrid)")
-def search(request: SearchRequest, s: Service = Depends(service)) -> dict[str, Any]:
-    query, top_k, sources = _checked(request.query, request.top_k, request.filters, s)
+def search(request: SearchRequest, caller: Caller = require("reader"), s: Service = Depends(service)) -> dict[str, Any]:
+    query, top_k, sources = _checked(request.query, request.top_k, request.filters, s, caller)
     hits = s.qa.search(query, top_k, sources, request.retrieval)
     return {"query": query, "results": [h.to_dict() for h in hits]}
 
@@ -134,52 +163,77 @@ def search(request: SearchRequest, s: Service = Depends(service)) -> dict[str, A
 def upload(
     files: list[UploadFile] = File(..., description="PDF, Word (.docx), text, Markdown or HTML files"),
     replace: bool = Form(False, description="replace earlier uploads of the same names (otherwise 409)"),
+    groups: str = Form("", description="comma-separated access groups: only keys holding one may read the files. Empty: "
+                       "an editor key's own groups (none for an editor without groups: every key reads them); a replaced file keeps its groups"),
     caller: Caller = require("editor"),
     s: Service = Depends(service),
-) -> dict[str, Any]:
+) -> dict[str, Any]:  # fmt: skip
     names = [safe_name(f.filename) for f in files]
     for name in names:
         check_suffix(name)
     if len(set(names)) != len(names):
         raise HTTPException(422, "two uploaded files have the same name")
+    assigned = access_groups(groups) or caller.groups or None  # None: a replaced file keeps its groups, a new one has none
+    if assigned is not None and not caller.may_assign(assigned):
+        raise HTTPException(403, f"the key {caller.key.name!r} may give documents only its own groups ({', '.join(caller.groups or ())})")
+    for name in names:
+        existing = str(s.storage / name)
+        if s.qa.store.file_hash(existing) is not None and not s.readable(existing, caller):
+            raise UploadRejected(409, f"{name} was uploaded before; upload it under another name")  # and it is not the caller's to replace
     try:
         saved = save_uploads([(f.file, name) for f, name in zip(files, names)], s.storage, s.upload_budget, replace)
     except UploadRejected as exc:
         if exc.status == 413:
             raise UploadRejected(413, f"{exc}: at most {s.config.max_upload_mb:g} MB per request") from None
         raise
-    report = s.qa.index([str(p) for p in saved]).to_dict()
+    report = s.qa.index([str(p) for p in saved], groups=assigned).to_dict()
     skipped = {item["path"] for item in report["files_skipped"]}
     for path in saved:
         if str(path) in skipped:
             path.unlink(missing_ok=True)  # nothing of it is indexed; do not keep it
     uploaded = [{"name": p.name, "source": str(p), "indexed": str(p) not in skipped} for p in saved]
     for item in uploaded:
-        audit.record(s.qa.store, caller.name, "upload", item["source"], indexed=item["indexed"], replace=replace)
+        audit.record(s.qa.store, caller.name, "upload", item["source"], indexed=item["indexed"], replace=replace, groups=list(assigned or ()))
+    if caller.groups is not None:
+        report["passages_total"] = sum(f["passages"] for f in s.documents(caller))  # no total that counts hidden ones
     return {**report, "documents": uploaded}
 
 
-@documents.get("/documents", dependencies=READER, summary="the indexed documents")
-def list_documents(s: Service = Depends(service)) -> dict[str, Any]:
-    return {"documents": [{"name": Path(f["source"]).name, **f} for f in s.qa.store.files()]}
+@documents.get("/documents", summary="the indexed documents the key may read")
+def list_documents(caller: Caller = require("reader"), s: Service = Depends(service)) -> dict[str, Any]:
+    return {"documents": [{"name": Path(f["source"]).name, **f} for f in s.documents(caller)]}
 
 
-@documents.get("/documents/{source:path}/text", dependencies=READER, summary="the text that a document's answer offsets index (optionally one page)")
-def show(source: str, page: int | None = None, s: Service = Depends(service)) -> dict[str, Any]:
-    return s.qa.show(s.stored_source(source), page).to_dict()
+@documents.get("/documents/{source:path}/text", summary="the text that a document's answer offsets index (optionally one page)")
+def show(source: str, page: int | None = None, caller: Caller = require("reader"), s: Service = Depends(service)) -> dict[str, Any]:
+    return s.qa.show(s.stored_source(source, caller), page).to_dict()
+
+
+@documents.put("/documents/{source:path}/groups", summary="change which keys may read a document (no re-embedding)")
+def set_groups(source: str, request: GroupsRequest, caller: Caller = require("editor"), s: Service = Depends(service)) -> dict[str, Any]:
+    stored = s.stored_source(source, caller)
+    try:
+        groups = check_groups(request.groups)
+    except ConfigError as exc:
+        raise HTTPException(422, str(exc)) from None
+    if not caller.may_assign(groups) or not groups and caller.groups is not None:
+        raise HTTPException(403, f"the key {caller.key.name!r} may give documents only its own groups ({', '.join(caller.groups or ())})")
+    s.qa.set_groups(stored, groups)
+    audit.record(s.qa.store, caller.name, "set groups", stored, groups=list(groups))
+    return {"source": stored, "groups": list(groups)}
 
 
 @documents.get(
     "/documents/{source:path}/pages/{page}.png",
-    dependencies=READER,
     summary="a page of an indexed PDF as a PNG image",
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}},
 )
 def page_image(
-    source: str, page: int, request: Request, width: int = Query(1000, ge=MIN_WIDTH, le=MAX_WIDTH), s: Service = Depends(service)
-) -> Response:
-    stored = s.stored_source(source)
+    source: str, page: int, request: Request, width: int = Query(1000, ge=MIN_WIDTH, le=MAX_WIDTH),
+    caller: Caller = require("reader"), s: Service = Depends(service),
+) -> Response:  # fmt: skip
+    stored = s.stored_source(source, caller)
     tag = f'"{s.qa.store.file_hash(stored)}-{page}-{width}"'
     headers = {"ETag": tag, "Cache-Control": "no-cache"}  # revalidate: a re-indexed file gets a new tag
     if request.headers.get("if-none-match") == tag:
@@ -187,18 +241,20 @@ def page_image(
     return Response(s.qa.page_image(stored, page, width), media_type="image/png", headers=headers)
 
 
-@documents.get("/documents/{source:path}/boxes", dependencies=READER, summary="where characters [start, end) of a PDF's text are on its pages")
-def boxes(source: str, start: int = Query(..., ge=0), end: int = Query(..., ge=0), s: Service = Depends(service)) -> dict[str, Any]:
-    stored = s.stored_source(source)
+@documents.get("/documents/{source:path}/boxes", summary="where characters [start, end) of a PDF's text are on its pages")
+def boxes(
+    source: str, start: int = Query(..., ge=0), end: int = Query(..., ge=0), caller: Caller = require("reader"), s: Service = Depends(service)
+) -> dict[str, Any]:
+    stored = s.stored_source(source, caller)
     pages = len(s.qa.store.page_starts(stored))
     return {"source": stored, "start": start, "end": end, "pages": pages, "boxes": [b.to_dict() for b in s.qa.boxes(stored, start, end)]}
 
 
 @documents.delete("/documents/{source:path}", summary="remove a document (stored source or uploaded file name)")
 def delete(source: str, caller: Caller = require("editor"), s: Service = Depends(service)) -> dict[str, Any]:
-    stored = s.stored_source(source)
+    stored = s.stored_source(source, caller)
     removed = s.qa.delete(stored)
     audit.record(s.qa.store, caller.name, "delete", stored, passages=removed)
     if Path(stored).parent == s.storage:
         Path(stored).unlink(missing_ok=True)
-    return {"source": stored, "passages_removed": removed, "passages_total": s.qa.store.count()}
+    return {"source": stored, "passages_removed": removed, "passages_total": sum(f["passages"] for f in s.documents(caller))}

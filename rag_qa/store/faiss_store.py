@@ -231,6 +231,12 @@ class FaissStore(StoreBase):
         with self._transaction() as (db, _):
             return db.update_meta(updates)
 
+    def set_groups(self, source: str, groups: Sequence[str]) -> bool:
+        """Give an indexed file these access groups (none: every key may read it), without
+        re-embedding; False when `source` is not indexed."""
+        with self._transaction() as (db, _):
+            return db.set_groups(source, groups)
+
     def clear(self) -> None:
         """Remove every passage and file."""
         with self._transaction() as (db, change):
@@ -268,8 +274,15 @@ class FaissStore(StoreBase):
         return self._database.file_hash(source)
 
     def files(self) -> list[dict[str, Any]]:
-        """Indexed files with their hash, page starts and passage count."""
-        return self._database.files()
+        """Indexed files with their hash, page starts, passage count and access groups."""
+        with self._mutex:
+            return self._database.files()
+
+    def visible_sources(self, groups: Sequence[str]) -> list[str]:
+        """The indexed files a holder of `groups` may read: those without access groups and
+        those with at least one of `groups`."""
+        with self._mutex:
+            return self._database.visible_sources(groups)
 
     def page_starts(self, source: str) -> tuple[int, ...]:
         return self._database.page_starts(source)

@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS {s}.files (
     page_starts jsonb NOT NULL,
     passages integer NOT NULL,
     indexed_at double precision NOT NULL,
-    text text
+    text text,
+    groups text[] NOT NULL DEFAULT ARRAY[]::text[]
 );
 CREATE TABLE IF NOT EXISTS {s}.passages (
     row bigserial PRIMARY KEY,
@@ -92,23 +93,29 @@ def read_or_create(connection: Any, schema: str, settings: IndexSettings | None,
             f"{SCHEMA_VERSION}. Upgrade rag-qa or re-index into another schema"
         )
     if not read_only:
-        _add_text_column(connection, schema)
+        _add_columns(connection, schema)
     if manifest["embedding"]["dimension"] is None and dimension is not None and not read_only:
         with connection.transaction():
             fix_dimension(connection, schema, manifest, dimension)
     return manifest
 
-def _add_text_column(connection: Any, schema: str) -> None:
-    """Indexes made before `show` have no document text column; add it (once)."""
+def has_column(connection: Any, schema: str, table: str, column: str) -> bool:
+    found = connection.execute(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = %s AND table_name = %s AND column_name = %s)",
+        (schema, table, column),
+    )
+    return bool(found.fetchone()[0])
+
+
+def _add_columns(connection: Any, schema: str) -> None:
+    """Columns that older indexes lack: the document text (before `show`), the access groups."""
     from psycopg import sql
 
-    missing = connection.execute(
-        "SELECT NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = %s AND table_name = 'files' AND column_name = 'text')",
-        (schema,),
-    ).fetchone()[0]
-    if missing:
-        with connection.transaction():
-            connection.execute(sql.SQL("ALTER TABLE {}.files ADD COLUMN IF NOT EXISTS text text").format(sql.Identifier(schema)))
+    for column, kind in (("text", "text"), ("groups", "text[] NOT NULL DEFAULT ARRAY[]::text[]")):
+        if not has_column(connection, schema, "files", column):
+            with connection.transaction():
+                connection.execute(sql.SQL(f"ALTER TABLE {{}}.files ADD COLUMN IF NOT EXISTS {column} {kind}").format(sql.Identifier(schema)))
+
 
 def fix_dimension(db: Any, schema: str, manifest: dict[str, Any], dimension: int) -> dict[str, Any]:
     """Give the vector column its dimension and build the HNSW index (once, under a row lock)."""

@@ -28,7 +28,7 @@ from rag_qa.store.base import (  # what both stores share
     DuplicatePassageError, StoreBase, StoreInfo, check_compatible, check_dimension, check_policy, check_top_k,
     check_vector_count, iter_passage_rows, passage_from_row, query_terms,
 )  # fmt: skip
-from rag_qa.store.pg_schema import fix_dimension, read_or_create, redact, split_url
+from rag_qa.store.pg_schema import has_column, fix_dimension, read_or_create, redact, split_url
 
 POOL_SIZE = 8
 PASSAGE_COLUMNS = "row, id, source, text, page, char_start, char_end, meta"
@@ -54,11 +54,12 @@ class PgStore(StoreBase):
 
     recovered = False  # the database's own recovery keeps it consistent; nothing to rebuild
 
-    def __init__(self, url: str, schema: str, pool: Any, manifest: dict[str, Any], read_only: bool):
+    def __init__(self, url: str, schema: str, pool: Any, manifest: dict[str, Any], read_only: bool, has_groups: bool = True):
         self.url, self.schema, self._pool, self.manifest = url, schema, pool, manifest
         self.path = f"{redact(url)}#{schema}"
         self.settings = IndexSettings.from_dict(manifest["settings"])
         self._read_only = read_only
+        self._groups = "groups" if has_groups else "ARRAY[]::text[]"  # an older index opened read-only has none
 
     # ----------------------------------------------------------------- opening and closing
     @classmethod
@@ -79,6 +80,7 @@ class PgStore(StoreBase):
         try:
             with psycopg.connect(connection_url, autocommit=True) as connection:
                 manifest = read_or_create(connection, schema, settings or new_settings, dimension, read_only)
+                has_groups = has_column(connection, schema, "files", "groups")
         except psycopg.OperationalError as exc:
             raise RagQAError(f"cannot connect to PostgreSQL at {redact(connection_url)}: {str(exc).strip()}") from None
         check_compatible(f"{redact(connection_url)}#{schema}", manifest, settings, dimension)
@@ -87,7 +89,7 @@ class PgStore(StoreBase):
             connection_url, min_size=1, max_size=POOL_SIZE, configure=register_vector, open=True,
             kwargs={"options": options} if options else {},
         )  # fmt: skip
-        return cls(connection_url, schema, pool, manifest, read_only)
+        return cls(connection_url, schema, pool, manifest, read_only, has_groups)
 
     def close(self) -> None:
         self._pool.close()
@@ -160,13 +162,16 @@ class PgStore(StoreBase):
                 db.execute(self._sql("DELETE FROM {s}.passages WHERE source = %s"), (document.source,))
                 self._insert(db, passages, vectors[first : first + len(passages)])
                 first += len(passages)
+                groups = list(document.groups) if document.groups is not None else None  # None: keep the file's groups
                 db.execute(
                     self._sql(
-                        "INSERT INTO {s}.files (source, content_hash, page_starts, passages, indexed_at, text) VALUES (%s, %s, %s, %s, %s, %s)"
+                        "INSERT INTO {s}.files (source, content_hash, page_starts, passages, indexed_at, text, groups)"
+                        " VALUES (%s, %s, %s, %s, %s, %s, coalesce(%s::text[], ARRAY[]::text[]))"
                         " ON CONFLICT (source) DO UPDATE SET content_hash = EXCLUDED.content_hash, page_starts = EXCLUDED.page_starts,"
-                        " passages = EXCLUDED.passages, indexed_at = EXCLUDED.indexed_at, text = EXCLUDED.text"
+                        " passages = EXCLUDED.passages, indexed_at = EXCLUDED.indexed_at, text = EXCLUDED.text,"
+                        " groups = coalesce(%s::text[], {s}.files.groups)"
                     ),
-                    (document.source, document.content_hash, json.dumps(list(document.page_starts)), len(passages), time.time(), document.text),
+                    (document.source, document.content_hash, json.dumps(list(document.page_starts)), len(passages), time.time(), document.text, groups, groups),
                 )
         return total
 
@@ -220,6 +225,12 @@ class PgStore(StoreBase):
                 for pid, meta in updates.items()
             )
 
+    def set_groups(self, source: str, groups: Sequence[str]) -> bool:
+        """Give an indexed file these access groups (none: every key may read it), without
+        re-embedding; False when `source` is not indexed."""
+        with self._transaction() as db:
+            return db.execute(self._sql("UPDATE {s}.files SET groups = %s WHERE source = %s"), (list(groups), source)).rowcount > 0
+
     def clear(self) -> None:
         """Remove every passage and file."""
         with self._transaction() as db:
@@ -258,10 +269,20 @@ class PgStore(StoreBase):
         return row[0] if row else None
 
     def files(self) -> list[dict[str, Any]]:
-        """Indexed files with their hash, page starts and passage count."""
+        """Indexed files with their hash, page starts, passage count and access groups."""
         with self._connection() as db:
-            rows = db.execute(self._sql("SELECT source, content_hash, page_starts, passages, indexed_at FROM {s}.files ORDER BY source")).fetchall()
-        return [{"source": s, "content_hash": h, "page_starts": p, "passages": n, "indexed_at": t} for s, h, p, n, t in rows]
+            rows = db.execute(self._sql(f"SELECT source, content_hash, page_starts, passages, indexed_at, {self._groups} FROM {{s}}.files ORDER BY source")).fetchall()
+        return [{"source": s, "content_hash": h, "page_starts": p, "passages": n, "indexed_at": t, "groups": list(g)} for s, h, p, n, t, g in rows]
+
+    def visible_sources(self, groups: Sequence[str]) -> list[str]:
+        """The indexed files a holder of `groups` may read: those without access groups and
+        those with at least one of `groups`."""
+        with self._connection() as db:
+            rows = db.execute(
+                self._sql(f"SELECT source FROM {{s}}.files WHERE cardinality({self._groups}) = 0 OR {self._groups} && %s::text[] ORDER BY source"),
+                (list(groups),),
+            ).fetchall()
+        return [row[0] for row in rows]
 
     def page_starts(self, source: str) -> tuple[int, ...]:
         with self._connection() as db:

@@ -5,9 +5,12 @@ transaction (`FaissStore._transaction`); this module only knows the tables."""
 
 from __future__ import annotations
 
+import heapq
 import json
+import math
 import sqlite3
 import time
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +30,8 @@ CREATE TABLE IF NOT EXISTS files (
     page_starts TEXT NOT NULL,
     passages INTEGER NOT NULL,
     indexed_at REAL NOT NULL,
-    text TEXT
+    text TEXT,
+    groups TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS passages (
     row INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -58,6 +62,14 @@ END;
 """
 PASSAGE_COLUMNS = "row, id, source, text, page, char_start, char_end, meta"
 MAX_PARAMETERS = 500  # stay under SQLite's bound-parameter limit
+BM25_K1, BM25_B = 1.2, 0.75  # the constants of FTS5's bm25(), so a filtered search scores as FTS5 would
+# per connection: a scratch full-text table that stems query words with the index's tokenizer, and
+# read-only views of both tables' postings (term, document, offset)
+QUERY_TABLES = """
+CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_words USING fts5 (text, tokenize='porter unicode61');
+CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_postings USING fts5vocab (temp, query_words, instance);
+CREATE VIRTUAL TABLE IF NOT EXISTS temp.passage_postings USING fts5vocab (main, passages_fts, instance);
+"""
 
 
 def connect(path: Path, read_only: bool) -> sqlite3.Connection:
@@ -70,8 +82,11 @@ def connect(path: Path, read_only: bool) -> sqlite3.Connection:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=FULL")
             connection.executescript(SCHEMA)
-            if "text" not in {row[1] for row in connection.execute("PRAGMA table_info(files)")}:
+            columns = {row[1] for row in connection.execute("PRAGMA table_info(files)")}
+            if "text" not in columns:
                 connection.execute("ALTER TABLE files ADD COLUMN text TEXT")  # indexes made before `show`
+            if "groups" not in columns:
+                connection.execute("ALTER TABLE files ADD COLUMN groups TEXT NOT NULL DEFAULT '[]'")  # before access groups
         connection.execute("PRAGMA busy_timeout=30000")
         connection.execute("SELECT count(*) FROM passages").fetchone()
     except sqlite3.DatabaseError as exc:
@@ -98,6 +113,9 @@ class PassageDatabase:
 
     def __init__(self, connection: sqlite3.Connection):
         self.db = connection
+        # an index from before access groups, opened read-only, has no groups column: nothing has groups
+        self.has_groups = "groups" in {row[1] for row in connection.execute("PRAGMA table_info(files)")}
+        self._query_tables = False
 
     def close(self) -> None:
         self.db.close()
@@ -137,10 +155,17 @@ class PassageDatabase:
         return rows
 
     def put_file(self, document: Document, passages: int) -> None:
+        """Add or update a file's row; its access groups stay as they were when `document.groups` is None."""
+        groups = json.dumps(list(document.groups)) if document.groups is not None else None
         self.db.execute(
-            "INSERT OR REPLACE INTO files (source, content_hash, page_starts, passages, indexed_at, text) VALUES (?, ?, ?, ?, ?, ?)",
-            (document.source, document.content_hash, json.dumps(list(document.page_starts)), passages, time.time(), document.text),
+            "INSERT INTO files (source, content_hash, page_starts, passages, indexed_at, text, groups) VALUES (?, ?, ?, ?, ?, ?, coalesce(?, '[]'))"
+            " ON CONFLICT (source) DO UPDATE SET content_hash = excluded.content_hash, page_starts = excluded.page_starts,"
+            " passages = excluded.passages, indexed_at = excluded.indexed_at, text = excluded.text, groups = coalesce(?, files.groups)",
+            (document.source, document.content_hash, json.dumps(list(document.page_starts)), passages, time.time(), document.text, groups, groups),
         )
+
+    def set_groups(self, source: str, groups: Sequence[str]) -> bool:
+        return self.db.execute("UPDATE files SET groups = ? WHERE source = ?", (json.dumps(list(groups)), source)).rowcount > 0
 
     def delete_file(self, source: str) -> None:
         self.db.execute("DELETE FROM files WHERE source = ?", (source,))
@@ -182,8 +207,23 @@ class PassageDatabase:
         return row[0] if row else None
 
     def files(self) -> list[dict[str, Any]]:
-        cursor = self.db.execute("SELECT source, content_hash, page_starts, passages, indexed_at FROM files ORDER BY source")
-        return [{"source": s, "content_hash": h, "page_starts": json.loads(p), "passages": n, "indexed_at": t} for s, h, p, n, t in cursor]
+        groups = "groups" if self.has_groups else "'[]'"
+        cursor = self.db.execute(f"SELECT source, content_hash, page_starts, passages, indexed_at, {groups} FROM files ORDER BY source")
+        return [
+            {"source": s, "content_hash": h, "page_starts": json.loads(p), "passages": n, "indexed_at": t, "groups": json.loads(g)}
+            for s, h, p, n, t, g in cursor
+        ]
+
+    def visible_sources(self, groups: Sequence[str]) -> list[str]:
+        """The files a holder of `groups` may read: those without groups and those sharing one."""
+        if not self.has_groups:
+            return [s for (s,) in self.db.execute("SELECT source FROM files ORDER BY source")]
+        cursor = self.db.execute(
+            "SELECT source FROM files WHERE groups = '[]' OR EXISTS "
+            "(SELECT 1 FROM json_each(files.groups) g WHERE g.value IN (SELECT value FROM json_each(?))) ORDER BY source",
+            (json.dumps(list(groups)),),
+        )
+        return [s for (s,) in cursor]
 
     def page_starts(self, source: str) -> tuple[int, ...]:
         row = self.db.execute("SELECT page_starts FROM files WHERE source = ?", (source,)).fetchone()
@@ -233,17 +273,52 @@ class PassageDatabase:
         terms = query_terms(query)
         if not terms or sources is not None and not sources:
             return []
-        match = " OR ".join(f'"{t}"' for t in terms)
-        only = ""
-        if sources is not None:  # json_each: any number of sources in one parameter
-            only = " AND p.source IN (SELECT value FROM json_each(?))"
+        if sources is not None:
+            return self._search_text_within(terms, top_k, sources)
         rows = self.db.execute(
             f"SELECT {', '.join('p.' + c.strip() for c in PASSAGE_COLUMNS.split(','))}, -bm25(passages_fts) AS score "
-            "FROM passages_fts JOIN passages p ON p.row = passages_fts.rowid "
-            f"WHERE passages_fts MATCH ?{only} ORDER BY score DESC LIMIT ?",
-            (match, *([json.dumps(list(sources))] if sources is not None else []), top_k),
+            "FROM passages_fts JOIN passages p ON p.row = passages_fts.rowid WHERE passages_fts MATCH ? ORDER BY score DESC LIMIT ?",
+            (" OR ".join(f'"{t}"' for t in terms), top_k),
         ).fetchall()
         return [SearchHit(passage, float(row[8])) for passage, row in zip(self.passages(rows), rows)]
+
+    def _search_text_within(self, terms: list[str], top_k: int, sources: Sequence[str]) -> list[SearchHit]:
+        """BM25 over the passages of `sources` as if the index held nothing else. FTS5's bm25()
+        takes document frequencies and the average length from the whole table, so the passages a
+        filter hides would still shape the scores (and hint at what they contain). Here both come
+        from the visible rows: their lengths (FTS5's docsize table) and each word's postings."""
+        lengths = {
+            row: _varint(size)
+            for row, size in self.db.execute(
+                "SELECT d.id, d.sz FROM passages_fts_docsize d JOIN passages p ON p.row = d.id WHERE p.source IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(sources)),),
+            )
+        }
+        if not lengths:
+            return []
+        average, scores = sum(lengths.values()) / len(lengths), defaultdict(float)
+        for term in self._stemmed(terms):  # one per query word, duplicates included, as FTS5 scores them
+            postings = self.db.execute("SELECT doc, count(*) FROM temp.passage_postings WHERE term = ? GROUP BY doc", (term,))
+            counts = [(row, n) for row, n in postings if row in lengths]
+            idf = max(math.log((len(lengths) - len(counts) + 0.5) / (len(counts) + 0.5)), 1e-6)
+            for row, n in counts:
+                scores[row] += idf * n * (BM25_K1 + 1) / (n + BM25_K1 * (1 - BM25_B + BM25_B * lengths[row] / average))
+        best = heapq.nlargest(top_k, ((score, -row) for row, score in scores.items()))
+        found = self.passages_by_rows([-row for _, row in best])
+        return [SearchHit(found[-row], score) for score, row in best]
+
+    def _stemmed(self, terms: list[str]) -> list[str]:
+        """Each query word as the index's tokenizer stores it (lower case, no accents, Porter stem)."""
+        if not self._query_tables:
+            for statement in QUERY_TABLES.strip().splitlines():  # temp tables: a read-only connection may make them too
+                self.db.execute(statement)
+            self._query_tables = True
+        self.db.execute("DELETE FROM temp.query_words")
+        self.db.executemany("INSERT INTO temp.query_words (rowid, text) VALUES (?, ?)", enumerate(terms))
+        first: dict[int, str] = {}
+        for word, term in self.db.execute("SELECT doc, term FROM temp.query_postings ORDER BY doc, offset"):
+            first.setdefault(word, term)
+        return [first[i] for i in sorted(first)]
 
     def integrity_problems(self) -> list[str]:
         return [] if self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok" else ["SQLite integrity check failed"]
@@ -261,3 +336,16 @@ class PassageDatabase:
 
     def vector_rows(self) -> set[int]:
         return {r for (r,) in self.db.execute("SELECT row FROM passages WHERE embedding IS NOT NULL")}
+
+
+def _varint(blob: bytes) -> int:
+    """The first SQLite varint of `blob` (big-endian, 7 bits a byte): FTS5 keeps a row's token
+    count this way in its docsize table."""
+    value = 0
+    for i, byte in enumerate(blob[:9]):
+        if i == 8:
+            return (value << 8) | byte
+        value = (value << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            break
+    return value
