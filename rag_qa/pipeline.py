@@ -191,6 +191,22 @@ class RagQA:
         questions = [checked_question(q) for q in questions]
         return [self._combine(q, h, r) for q, h, r in self.retrieve_and_read(questions, top_k, sources, progress, groups)]
 
+    def ask_each(self, questions: Sequence[str], top_k: int | None, sources_each: Sequence[Sequence[str] | None]) -> list[QAResult]:
+        """Answer questions that each have their own source filter (the service's callers may read
+        different documents): retrieval runs once per distinct filter, the reader once for all, so
+        a batch of questions from keys of different groups stays one reader batch."""
+        questions = [checked_question(q) for q in questions]
+        self._check_embedder()
+        by_filter: dict[tuple[str, ...] | None, list[int]] = {}
+        for i, sources in enumerate(sources_each):
+            by_filter.setdefault(tuple(sources) if sources is not None else None, []).append(i)
+        hits: list[list[SearchHit]] = [[] for _ in questions]
+        for sources, members in by_filter.items():
+            for i, found in zip(members, self.retriever.retrieve([questions[i] for i in members], top_k, sources)):
+                hits[i] = found
+        readings = self.reader.read(questions, [[h.passage.text for h in found] for found in hits])
+        return [self._combine(q, h, r) for q, h, r in zip(questions, hits, readings)]
+
     def retrieve_and_read(
         self, questions: Sequence[str], top_k: int | None = None, sources: Sequence[str] | None = None, progress: bool = False,
         groups: Sequence[str] | None = None,

@@ -176,23 +176,25 @@ def test_concurrent_asks_and_uploads_all_succeed(service) -> None:
     assert health["files"] == 7 and health["passages"] == sum(d["passages"] for d in documents)
 
 
-def test_concurrent_questions_are_answered_as_one_batch_with_the_same_answers(tmp_path: Path) -> None:
+def test_concurrent_questions_are_answered_as_one_batch_with_the_same_answers_whatever_their_filters(tmp_path: Path) -> None:
     needs_shared(READER)
     questions = (REPO / "scripts" / "sample_questions.txt").read_text().splitlines()
     with RagQA.open(tmp_path / "index", reader=ReaderConfig(model=str(READER))) as qa:
         qa.index([REPO / "data"])
-        alone = [qa.ask(question).to_dict() for question in questions]
+        documents = sorted(f["source"] for f in qa.store.files())
+        filters = [None if i % 2 else [documents[i % len(documents)]] for i in range(len(questions))]  # as keys of different groups
+        alone = [qa.ask(question, sources=only).to_dict() for question, only in zip(questions, filters)]
         batch_sizes: list[int] = []
-        ask_many = qa.ask_many
+        ask_each = qa.ask_each
 
         def counted(batch, *args, **kwargs):
             batch_sizes.append(len(batch))
-            return ask_many(batch, *args, **kwargs)
+            return ask_each(batch, *args, **kwargs)
 
-        qa.ask_many = counted  # the real method, counting how questions were grouped
+        qa.ask_each = counted  # the real method, counting how questions were grouped
         batcher = AskBatcher(qa, max_wait_s=2.0, max_batch=len(questions))  # a full batch goes at once; 2 s covers slow thread starts
         with ThreadPoolExecutor(len(questions)) as pool:
-            together = list(pool.map(lambda question: batcher.ask(question).to_dict(), questions))
+            together = list(pool.map(lambda asked: batcher.ask(*asked).to_dict(), zip(questions, [None] * len(questions), filters)))
         assert together == approx_floats(alone)  # same decisions and texts; batch padding moves float digits
         assert sum(batch_sizes) == len(questions) and len(batch_sizes) < len(questions)
         with pytest.raises(QuestionError):
@@ -204,14 +206,14 @@ def test_concurrent_questions_are_answered_as_one_batch_with_the_same_answers(tm
 def test_a_failing_question_fails_alone_and_a_dead_worker_is_replaced(tmp_path: Path, tiny_bert: str) -> None:
     with RagQA.open(tmp_path / "index", reader=ReaderConfig(model=tiny_bert)) as qa:
         qa.index([REPO / "data" / "handbook.md"])
-        ask_many = qa.ask_many
+        ask_each = qa.ask_each
 
         def poisoned(batch, *args, **kwargs):
             if any("poison" in question for question in batch):
                 raise RuntimeError("the reader failed on this question")
-            return ask_many(batch, *args, **kwargs)
+            return ask_each(batch, *args, **kwargs)
 
-        qa.ask_many = poisoned
+        qa.ask_each = poisoned
         batcher = AskBatcher(qa, max_wait_s=2.0, max_batch=4, timeout_s=60)  # the four arrive as one batch
 
         def ask(question: str) -> str:
@@ -242,14 +244,14 @@ def test_a_full_queue_refuses_at_once(tmp_path: Path, tiny_bert: str) -> None:
 
     with RagQA.open(tmp_path / "index", reader=ReaderConfig(model=tiny_bert)) as qa:
         qa.index([REPO / "data" / "handbook.md"])
-        ask_many, entered, release = qa.ask_many, threading.Event(), threading.Event()
+        ask_each, entered, release = qa.ask_each, threading.Event(), threading.Event()
 
         def held(batch, *args, **kwargs):
             entered.set()
             release.wait(60)
-            return ask_many(batch, *args, **kwargs)
+            return ask_each(batch, *args, **kwargs)
 
-        qa.ask_many = held
+        qa.ask_each = held
         batcher = AskBatcher(qa, max_wait_s=0.0, max_batch=1, max_queue=1, timeout_s=60)
         with ThreadPoolExecutor(2) as pool:
             first = pool.submit(batcher.ask, "Who runs it?")

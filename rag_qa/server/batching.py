@@ -1,6 +1,7 @@
 """Micro-batching of concurrent questions: requests that arrive within a short wait of each other
-are answered by one `ask_many` call, so query embedding, retrieval and the reader's forward
-passes run once for the whole group. On 2 cores, one batch of windows from 8 questions keeps the
+are answered by one `ask_each` call, so query embedding, retrieval and the reader's forward
+passes run once for the whole group (retrieval once per distinct source filter: callers whose
+keys read different documents still share the reader's batch). On 2 cores, one batch of windows from 8 questions keeps the
 matrix kernels busier than 8 small batches taking turns on the model.
 
 Failure stays with its request: when a batch raises, each of its questions is answered alone, so
@@ -37,10 +38,6 @@ class _Request:
     sources: tuple[str, ...] | None
     result: Future[QAResult] = field(default_factory=Future)
 
-    @property
-    def group(self) -> tuple[int | None, tuple[str, ...] | None]:
-        """Requests share an `ask_many` call only when they ask for the same passages."""
-        return self.top_k, self.sources
 
 
 class AskBatcher:
@@ -91,15 +88,15 @@ class AskBatcher:
 
     @staticmethod
     def _groups(batch: list[_Request]) -> list[list[_Request]]:
-        groups: dict[tuple[int | None, tuple[str, ...] | None], list[_Request]] = {}
+        """Requests share an `ask_each` call when they read the same number of passages."""
+        groups: dict[int | None, list[_Request]] = {}
         for request in batch:
-            groups.setdefault(request.group, []).append(request)
+            groups.setdefault(request.top_k, []).append(request)
         return list(groups.values())
 
     def _answer(self, group: list[_Request]) -> None:
-        top_k, sources = group[0].group
         try:
-            results = self.qa.ask_many([r.question for r in group], top_k, sources)
+            results = self.qa.ask_each([r.question for r in group], group[0].top_k, [r.sources for r in group])
         except BaseException as exc:  # the worker lives on; with several questions, find the bad one
             if len(group) == 1:
                 group[0].result.set_exception(exc)
