@@ -16,6 +16,7 @@ killed driver loses only the files in flight and the same command run again comp
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import sys
@@ -170,9 +171,10 @@ def _run(
         while queue or running:
             for worker in workers:  # keep each worker's queue full
                 while queue and sum(1 for w, _ in running.values() if w is worker) < IN_FLIGHT_PER_WORKER:
-                    path, content_hash = queue.pop()
+                    path, _ = queue.pop()
                     try:
                         data = Path(path).read_bytes()
+                        content_hash = hashlib.sha256(data).hexdigest()  # the bytes hashed are the bytes parsed
                     except OSError as exc:  # gone or unreadable since it was hashed
                         report.skip(unreadable(path, exc))
                         bar.update(1)

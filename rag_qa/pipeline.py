@@ -31,6 +31,7 @@ from rag_qa.indexer import IndexReport, index_paths
 from rag_qa.ingest.loaders import PAGE_SEPARATOR, source_name
 from rag_qa.ingest.text import clean_text
 from rag_qa.keys import check_groups
+from rag_qa.naming import resolve_sources
 from rag_qa.reader import PassageReading, Reader
 from rag_qa.pages import PdfPageViewer
 from rag_qa.records import Answer, PageBox, QAResult, SearchHit, SourceText
@@ -156,15 +157,16 @@ class RagQA:
         return name
 
     def visible(self, sources: Sequence[str] | None, groups: Sequence[str] | None) -> list[str] | None:
-        """The source filter for a reader who holds `groups` (None: every document) and asked for
-        `sources` (None: all it may read). A document hidden from the reader is as if not indexed."""
-        if groups is None:
-            return None if sources is None else list(sources)
-        allowed = self.store.visible_sources(groups)
+        """The stored names to search for a reader who holds `groups` (None: every document) and
+        named `sources` (None: all it may read) in any form `naming` takes: a path, a folder, a
+        glob. UnknownSourceError when one names nothing the reader may read (a hidden document is
+        as if not indexed)."""
+        readable = self.store.visible_sources(groups) if groups is not None else None
         if sources is None:
-            return allowed
-        readable = set(allowed)
-        return [s for s in sources if s in readable]
+            return readable
+        if readable is None and all(self.store.file_hash(s) is not None for s in sources):
+            return list(sources)  # stored names already (evaluation filters by paragraph): no listing
+        return resolve_sources(sources, readable if readable is not None else [f["source"] for f in self.store.files()])
 
     def search(
         self, query: str, top_k: int | None = None, sources: Sequence[str] | None = None, mode: str | None = None,

@@ -103,6 +103,22 @@ def test_skip_policy_counts_only_new(location):
     store.close()
 
 
+@pytest.mark.parametrize("policy, kept", [(DuplicatePolicy.OVERWRITE, "last"), (DuplicatePolicy.SKIP, "first")])
+def test_an_id_twice_in_one_write_is_stored_once_the_same_way_on_both_backends(location, policy, kept):
+    store = RagQADocumentStore(location, embedding_dim=2)
+    store.write_documents([Document(id="b", content="other", embedding=[0.0, 1.0])])
+    twice = [Document(id="a", content="first", embedding=[1.0, 0.0]), Document(id="a", content="last", embedding=[0.6, 0.8])]
+    assert store.write_documents(twice, policy) == 1
+    assert [d.content for d in store.filter_documents({"field": "id", "operator": "==", "value": "a"})] == [kept]
+    store.store.flush()
+    assert store.store.check() == []  # no vector left behind for the replaced copy
+    found = store.embedding_retrieval([1.0, 0.0], top_k=5)
+    assert [d.id for d in found] == ["a", "b"] and found[0].content == kept  # top_k is filled, nothing orphaned
+    with pytest.raises(DuplicateDocumentError):
+        store.write_documents(twice, DuplicatePolicy.FAIL)
+    store.close()
+
+
 def test_span_reader_round_trips_a_whole_fitted_scoring():
     from rag_qa.config import ScoringConfig
     from rag_qa.integrations.haystack import SpanReader

@@ -50,6 +50,20 @@ def test_markdown_and_html_samples(pdf_reader):
     assert "analyticsId" not in faq.text and "font-family" not in faq.text
 
 
+def test_the_bytes_hashed_are_the_bytes_parsed(tmp_path, pdf_reader):
+    """A file that changes between the hash that found it changed and the parse must not store the
+    new text under the old hash: text files are hashed from the bytes parsed; a file parsed by path
+    (PDF, Word) is refused when its hash changed meanwhile."""
+    import hashlib
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("version B")
+    document = load_document(str(notes), IngestConfig(), pdf_reader, content_hash="hash of version A")
+    assert document.text == "version B" and document.content_hash == hashlib.sha256(b"version B").hexdigest()
+    with pytest.raises(LoadError, match="changed while it was being read"):
+        load_document(str(GUIDE), IngestConfig(), pdf_reader, content_hash="hash of an earlier version")
+
+
 def test_every_broken_file_is_refused_with_its_reason(tmp_path, pdf_reader):
     expected = make_broken_files(tmp_path)
     for name, word in expected.items():

@@ -11,7 +11,14 @@ from typing import Any
 from rag_qa.cli.common import SharedOptions, emit, reader_config, runtime
 from rag_qa.config import RetrievalConfig, ScoringConfig
 from rag_qa.errors import RagQAError
+from rag_qa.naming import display_name
 from rag_qa.pipeline import RagQA
+
+
+SOURCE_HELP = (
+    "only {what} these documents (repeatable): a path to a file (as indexed, or relative to here), a folder, "
+    "or a glob such as 'handbooks/**/*.pdf' (quote it); one that names nothing indexed is an error"
+)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -24,7 +31,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             print("no passages found")
         for rank, r in enumerate(results, 1):
             page = f", page {r['page']}" if r["page"] else ""
-            print(f"{rank}. [{r['score']:.3f}] {r['source']}{page}, chars {r['start']}-{r['end']}")
+            print(f"{rank}. [{r['score']:.3f}] {display_name(r['source'])}{page}, chars {r['start']}-{r['end']}")
             print("   " + r["text"][:300].replace("\n", " ") + ("…" if len(r["text"]) > 300 else ""))
 
     emit(args, {"query": args.query, "results": results}, human)
@@ -49,11 +56,11 @@ def _print_result(result: dict[str, Any], color: bool) -> None:
         print(f"   no answer found in the documents (confidence {result['no_answer_confidence']:.0%})")
         if "best_guess" in result:
             guess = result["best_guess"]
-            print(f"   closest match, below the answer threshold: {guess['text']!r} ({guess['source']})")
+            print(f"   closest match, below the answer threshold: {guess['text']!r} ({display_name(guess['source'])})")
         return
     for rank, answer in enumerate(result["answers"], 1):
         page = f", page {answer['page']}" if answer["page"] else ""
-        print(f"{rank}. {answer['text']}   [confidence {answer['confidence']:.0%}; {answer['source']}{page}, chars {answer['start']}-{answer['end']}]")
+        print(f"{rank}. {answer['text']}   [confidence {answer['confidence']:.0%}; {display_name(answer['source'])}{page}, chars {answer['start']}-{answer['end']}]")
         if rank == 1:
             print("   " + _highlight(answer, color))
 
@@ -91,7 +98,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 def add_search(sub: Any, o: SharedOptions) -> None:
     p = sub.add_parser("search", parents=[o.common, o.runtime, o.retrieval], help="find the passages `ask` would read for a query")
     p.add_argument("query")
-    p.add_argument("--source", action="append", metavar="SOURCE", help="only search these files (repeatable)")
+    p.add_argument("--source", action="append", metavar="SOURCE", help=SOURCE_HELP.format(what="search"))
     p.set_defaults(func=cmd_search)
 
 
@@ -99,7 +106,7 @@ def add_ask(sub: Any, o: SharedOptions) -> None:
     p = sub.add_parser("ask", parents=[o.common, o.reader, o.runtime, o.window, o.retrieval], help="answer questions from the indexed documents (or abstain)")
     p.add_argument("question", nargs="?", help="the question (or use --questions FILE)")
     p.add_argument("--questions", metavar="FILE", help="answer each line of FILE; with --json, one JSON object per line")
-    p.add_argument("--source", action="append", metavar="SOURCE", help="only use these files (repeatable)")
+    p.add_argument("--source", action="append", metavar="SOURCE", help=SOURCE_HELP.format(what="read"))
     p.add_argument("--tau", type=float, help=f"no-answer threshold: a passage abstains when null - best span > TAU (default: fitted by `calibrate`, else {ScoringConfig.tau})")
     p.add_argument("--retrieval-weight", type=float, help=f"weight of the retrieval score in ranking answers (default: fitted, else {ScoringConfig.retrieval_weight})")
     p.set_defaults(func=cmd_ask)

@@ -127,13 +127,18 @@ def load_document(
         suffix = Path(path).suffix.lower()
         if suffix in PDF_SUFFIXES:
             text, page_starts = _pdf_text(path, guard)
+            _check_unchanged(path, content_hash)
         elif suffix in DOCX_SUFFIXES:  # parsed in the same guarded worker as PDFs
             text, page_starts = clean_text(guard.call(extract_docx, path, what="Word document")), ()
+            _check_unchanged(path, content_hash)
         elif suffix in HTML_SUFFIXES:
             data = Path(path).read_bytes()
+            content_hash = hashlib.sha256(data).hexdigest()  # the bytes hashed are the bytes parsed
             text, page_starts = clean_text(html_to_text(decode_text(data, declared_charset(data)))), ()
         elif suffix in TEXT_SUFFIXES:  # the decoded file itself: answers quote it at its own offsets
-            text, page_starts = decode_text(Path(path).read_bytes()), ()
+            data = Path(path).read_bytes()
+            content_hash = hashlib.sha256(data).hexdigest()
+            text, page_starts = decode_text(data), ()
         else:
             raise LoadError(path, unsupported_format(suffix))
     except DecodeError as exc:
@@ -146,6 +151,13 @@ def load_document(
         reason = "no text layer (scanned images only?); run OCR first" if page_starts else "no text content"
         raise LoadError(path, reason)
     return Document(source=path, text=text, content_hash=content_hash, page_starts=page_starts)
+
+
+def _check_unchanged(path: str, content_hash: str) -> None:
+    """A file parsed by path (in the guarded worker) must still have the hash it is stored under:
+    if it changed while being read, its text would be kept under the old version's hash."""
+    if file_hash(path) != content_hash:
+        raise LoadError(path, "the file changed while it was being read; run the command again to index the new version")
 
 
 def _pdf_text(path: str, pdf_reader: GuardedPdfReader) -> tuple[str, tuple[int, ...]]:

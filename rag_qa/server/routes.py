@@ -18,6 +18,7 @@ from rag_qa import __version__, audit
 from rag_qa.config import ServerConfig
 from rag_qa.errors import ConfigError
 from rag_qa.keys import KeyRing, check_groups
+from rag_qa.naming import GLOB_CHARACTERS, resolve_sources
 from rag_qa.pages import MAX_WIDTH, MIN_WIDTH
 from rag_qa.pipeline import RagQA
 from rag_qa.server.auth import Caller, identify, require
@@ -44,14 +45,31 @@ class Service:
     def stored_source(self, name: str, caller: Caller) -> str:
         """A document's stored source from its stored name or its uploaded file name; 404 when it
         is not indexed or the caller may not read it (the same answer: nothing reveals it exists)."""
-        stored = None
-        if self.qa.store.file_hash(name) is not None:
-            stored = name
-        elif name.strip(" ./\\") and self.qa.store.file_hash(str(self.storage / safe_name(name))) is not None:
-            stored = str(self.storage / safe_name(name))
+        stored, uploaded = None, self.uploaded_as(name)
+        if self.qa.store.file_hash(self.qa.stored_source(name)) is not None:
+            stored = self.qa.stored_source(name)  # its stored name, or a path to it from the service's folder
+        elif uploaded is not None and self.qa.store.file_hash(uploaded) is not None:
+            stored = uploaded
         if stored is None or not self.readable(stored, caller):
             raise HTTPException(404, f"{name} is not indexed (GET /documents lists what is)")
         return stored
+
+    def filter_sources(self, names: list[str], caller: Caller) -> list[str]:
+        """The stored names a request's filter names (uploaded file names, and every form `naming`
+        takes, relative to the service's folder) among those the caller may read; 404 for a name
+        that matches none."""
+        readable = [f["source"] for f in self.documents(caller)]
+        known = set(readable)
+        return resolve_sources([u if (u := self.uploaded_as(n)) in known else n for n in names], readable)
+
+    def uploaded_as(self, name: str) -> str | None:
+        """Where an upload of this file name is kept (None when it cannot be an upload's name)."""
+        if GLOB_CHARACTERS & set(name):
+            return None
+        try:
+            return str(self.storage / safe_name(name))
+        except UploadRejected:
+            return None
 
     def readable(self, source: str, caller: Caller) -> bool:
         return caller.groups is None or source in self.qa.store.visible_sources(caller.groups)
@@ -78,7 +96,9 @@ def access_groups(text: str) -> tuple[str, ...]:
 
 
 class Filters(BaseModel):
-    sources: list[str] | None = Field(None, description="only answer from these documents (stored source or uploaded file name)")
+    sources: list[str] | None = Field(
+        None, description="only answer from these documents: stored names, uploaded file names, folders or globs ('handbooks/**/*.pdf'); one that names nothing is a 404"
+    )
 
 
 class AskRequest(BaseModel):
@@ -142,8 +162,7 @@ def _checked(text: str, top_k: int | None, filters: Filters | None, s: Service, 
     if not 1 <= top_k <= s.config.max_top_k:
         raise HTTPException(422, f"top_k must be between 1 and {s.config.max_top_k}, got {top_k}")
     names = filters.sources if filters else None
-    sources = [s.stored_source(n, caller) for n in names] if names is not None else None
-    return text, top_k, s.qa.visible(sources, caller.groups)
+    return text, top_k, s.filter_sources(names, caller) if names is not None else s.qa.visible(None, caller.groups)
 
 
 @asking.post("/ask", summary="answer a question from the indexed documents (or abstain)")

@@ -116,6 +116,18 @@ def check_policy(policy: str) -> None:
         raise ConfigError(f"policy must be one of {POLICIES}, got {policy!r}")
 
 
+def unique_by_id(passages: Sequence[Passage], vectors: Sequence[Any], policy: str) -> dict[str, tuple[Passage, Any]]:
+    """A write's passages with each id once, as both stores take them: a repeated id raises under
+    "fail", keeps its first under "skip" and its last under "overwrite"."""
+    kept: dict[str, tuple[Passage, Any]] = {}
+    for passage, vector in zip(passages, vectors, strict=True):
+        if passage.id in kept and policy == "fail":
+            raise DuplicatePassageError(f"a passage with id {passage.id!r} appears twice in the batch")
+        if passage.id not in kept or policy == "overwrite":
+            kept[passage.id] = (passage, vector)
+    return kept
+
+
 def check_top_k(top_k: int) -> None:
     if top_k < 1:
         raise ConfigError(f"top_k must be >= 1, got {top_k}")

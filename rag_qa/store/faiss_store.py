@@ -35,7 +35,7 @@ from rag_qa.errors import IndexCorruptError, RagQAError
 from rag_qa.records import Document, Passage, SearchHit
 from rag_qa.store.base import (  # what both stores share
     DuplicatePassageError, StoreBase, StoreInfo, check_compatible, check_dimension, check_policy, check_top_k,
-    check_vector_count, new_manifest,
+    check_vector_count, new_manifest, unique_by_id,
 )  # fmt: skip
 from rag_qa.store.faiss_mirror import Change, FaissMirror
 from rag_qa.store.sqlite_db import PassageDatabase, connect
@@ -205,9 +205,11 @@ class FaissStore(StoreBase):
         """Write passages by id with a duplicate policy ("fail", "skip" or "overwrite").
         Returns how many were written. With "fail", nothing is written if any id exists."""
         check_policy(policy)
+        check_vector_count(len(passages), len(vectors))
+        kept = unique_by_id(passages, vectors, policy)  # one vector per id: a repeated id left an orphan vector
         with self._transaction() as (db, change):
             self._set_dimension(vectors)
-            for passage, vector in zip(passages, vectors, strict=True):
+            for passage, vector in kept.values():
                 existing = db.row_of_id(passage.id)
                 if existing is not None and policy == "fail":
                     raise DuplicatePassageError(f"a passage with id {passage.id!r} already exists")

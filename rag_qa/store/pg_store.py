@@ -26,7 +26,7 @@ from rag_qa.errors import RagQAError
 from rag_qa.records import Document, Passage, SearchHit
 from rag_qa.store.base import (  # what both stores share
     DuplicatePassageError, StoreBase, StoreInfo, check_compatible, check_dimension, check_policy, check_top_k,
-    check_vector_count, iter_passage_rows, passage_from_row, query_terms,
+    check_vector_count, iter_passage_rows, passage_from_row, query_terms, unique_by_id,
 )  # fmt: skip
 from rag_qa.store.pg_schema import has_column, fix_dimension, read_or_create, redact, split_url
 
@@ -193,12 +193,7 @@ class PgStore(StoreBase):
         try:
             with self._transaction() as db:
                 self._set_dimension(db, vectors)
-                kept: dict[str, tuple[Passage, Any]] = {}
-                for passage, vector in zip(passages, vectors):
-                    if passage.id in kept and policy == "fail":
-                        raise DuplicatePassageError(f"a passage with id {passage.id!r} appears twice in the batch")
-                    if passage.id not in kept or policy == "overwrite":
-                        kept[passage.id] = (passage, vector)
+                kept = unique_by_id(passages, vectors, policy)
                 ids = list(kept)
                 existing = {i for (i,) in db.execute(self._sql("SELECT id FROM {s}.passages WHERE id = ANY(%s) FOR UPDATE"), (ids,))}
                 if existing and policy == "fail":

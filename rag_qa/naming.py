@@ -1,0 +1,94 @@
+"""How users name documents. A file is stored under one name, its absolute resolved path (unique,
+and the same whatever folder a command runs in). Everywhere a user names documents (`--source`,
+`sources=`, the service's filters, Haystack) any of these forms works:
+
+- the stored name, or any path to the file: relative to the current folder, `./`-relative, `~`;
+- a folder: every indexed file under it;
+- a glob over paths: `*` and `?` within one folder, `**` across folders (`'handbooks/**/*.pdf'`).
+
+A name that matches no indexed document is an error that says so (`UnknownSourceError`), never a
+silent empty result; output shows a file under the current folder by its relative path."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from rag_qa.errors import RagQAError
+
+GLOB_CHARACTERS = frozenset("*?[")
+
+
+class UnknownSourceError(RagQAError):
+    """A document filter names nothing that is indexed (CLI exit 2, HTTP 404)."""
+
+
+def resolve_sources(patterns: Iterable[str], stored: Sequence[str], base: str | os.PathLike[str] | None = None) -> list[str]:
+    """The stored names (of `stored`, in its order) that `patterns` name; relative paths and globs
+    are taken from `base` (default: the current folder). UnknownSourceError names each pattern
+    that matches nothing."""
+    known, chosen, unknown = set(stored), set(), []
+    for pattern in patterns:
+        found = _matches(pattern, stored, known, Path(base) if base is not None else Path.cwd())
+        chosen.update(found)
+        unknown += [pattern] * (not found)
+    if unknown:
+        names = ", ".join(repr(p) for p in unknown)
+        raise UnknownSourceError(f"{names}: no indexed document has this name, is in this folder or matches this pattern (see `rag-qa info --files`)")
+    return [s for s in stored if s in chosen]
+
+
+def _matches(pattern: str, stored: Sequence[str], known: set[str], base: Path) -> list[str]:
+    if pattern in known:
+        return [pattern]
+    if GLOB_CHARACTERS & set(pattern):
+        regex = glob_regex(_absolute_glob(pattern, base))
+        return [s for s in stored if regex.fullmatch(s)]
+    path = str((base / os.path.expanduser(pattern)).resolve())
+    if path in known:
+        return [path]
+    folder = path.rstrip(os.sep) + os.sep
+    return [s for s in stored if s.startswith(folder)]
+
+
+def _absolute_glob(pattern: str, base: Path) -> str:
+    """The glob as an absolute path: the part before the first wildcard resolved like a path."""
+    parts = Path(os.path.expanduser(pattern)).parts
+    fixed = next((i for i, part in enumerate(parts) if GLOB_CHARACTERS & set(part)), len(parts))
+    return os.path.join(str((base / Path(*parts[:fixed])).resolve()) if fixed else str(base.resolve()), *parts[fixed:])
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """A regular expression for a path glob: `*` and `?` stay within a folder, `**/` spans any
+    number of folders (none included), `[abc]` and `[!abc]` are character classes."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append(f"(?:.*{re.escape(os.sep)})?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] in "*?":
+            out.append(f"[^{re.escape(os.sep)}]" + ("*" if pattern[i] == "*" else ""))
+            i += 1
+        elif pattern[i] == "[" and (end := pattern.find("]", i + 2)) != -1:
+            inside = pattern[i + 1 : end]
+            out.append("[" + ("^" + re.escape(inside[1:]) if inside.startswith("!") else re.escape(inside)) + "]")
+            i = end + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out))
+
+
+def display_name(source: str | None, base: str | os.PathLike[str] | None = None) -> str | None:
+    """How output shows a stored name: relative to `base` (the current folder) when under it."""
+    if source is None or not os.path.isabs(source):
+        return source
+    try:
+        return str(Path(source).relative_to(Path(base) if base is not None else Path.cwd()))
+    except ValueError:
+        return source
