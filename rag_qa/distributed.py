@@ -33,6 +33,7 @@ from rag_qa.config import EmbedderConfig, IngestConfig
 from rag_qa.errors import ConfigError, LoadError, RagQAError
 from rag_qa.embed import Embedder
 from rag_qa.indexer import GroupSetter, IndexReport, check_chunking
+from rag_qa.sync import Pruner
 from rag_qa.ingest.loaders import check_size, discover, file_hash, unreadable
 from rag_qa.onnx_models import resolved_runtime
 from rag_qa.records import Document, Passage
@@ -118,7 +119,7 @@ class IngestWorker:
 
 def index_on_ray(
     paths: list[str], store: Store, embedder: Embedder, config: IngestConfig, address: str = "auto", progress: bool = False,
-    groups: tuple[str, ...] | None = None,
+    groups: tuple[str, ...] | None = None, prune: bool = False,
 ) -> IndexReport:  # fmt: skip
     """Index files and folders into `store` with the cluster's workers; the same report as a
     local run (`index_paths`). `embedder` is the driver's: the workers load the same model."""
@@ -128,19 +129,24 @@ def index_on_ray(
     files, problems = discover(paths, config)
     for problem in problems:
         report.skip(problem)
-    regroup = GroupSetter(store, groups)
-    todo = list(_changed_files(files, store, config, report, regroup))
+    regroup, pruner = GroupSetter(store, groups), Pruner(store, paths, files, prune)
+    todo = list(_changed_files(files, store, config, report, regroup, pruner))
     if todo:
         _run(ray, todo, store, embedder.config, config, report, progress, regroup)
+    report.removed = pruner.remove_vanished(store)
     order = {path: i for i, path in enumerate(files)}  # the report lists files as a local run does, not as they finished
     report.files_skipped.sort(key=lambda s: order.get(s["path"], -1))
+    report.added.sort(key=lambda path: order.get(path, -1))
+    report.changed.sort(key=lambda path: order.get(path, -1))
     store.flush()
     report.passages_total = store.count()
     return report
 
 
-def _changed_files(files: list[str], store: Store, config: IngestConfig, report: IndexReport, regroup: GroupSetter) -> Iterator[tuple[str, str]]:
-    """(path, content hash) of each file that is new or changed; the rest counted or reported."""
+def _changed_files(
+    files: list[str], store: Store, config: IngestConfig, report: IndexReport, regroup: GroupSetter, pruner: Pruner
+) -> Iterator[tuple[str, str]]:
+    """(path, content hash) of each file that is new or changed; the rest counted, re-pointed (moves) or reported."""
     for path in files:
         try:
             check_size(path, os.path.getsize(path), config)  # here too: the bytes travel to a worker
@@ -151,8 +157,12 @@ def _changed_files(files: list[str], store: Store, config: IngestConfig, report:
         except OSError as exc:
             report.skip(unreadable(path, exc))
             continue
-        if store.file_hash(path) == content_hash:
+        known = store.file_hash(path)
+        if known == content_hash:
             report.files_unchanged += 1
+            regroup.unchanged(path)
+        elif known is None and (old := pruner.moved_here(store, path, content_hash)) is not None:
+            report.moved.append({"from": old, "to": path})
             regroup.unchanged(path)
         else:
             yield path, content_hash
@@ -217,6 +227,7 @@ def _store_result(ray: Any, reference: Any, path: str, store: Store, report: Ind
         return
     document, passages, vectors = result
     document = regroup.loaded(document)
+    (report.added if store.file_hash(document.source) is None else report.changed).append(path)
     started = time.perf_counter()
     report.passages_added += store.replace_files([(document, passages)], vectors)
     report.seconds["store"] += time.perf_counter() - started  # the driver's share: it bounds how many nodes help

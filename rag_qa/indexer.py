@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -24,6 +24,7 @@ from rag_qa.ingest.pdf import GuardedPdfReader
 from rag_qa.ingest.text import clean_text
 from rag_qa.records import Document, Passage
 from rag_qa.store import Store
+from rag_qa.sync import Pruner
 
 
 @dataclass
@@ -33,6 +34,10 @@ class IndexReport:
     files_indexed: int = 0
     files_unchanged: int = 0
     files_skipped: list[dict[str, str]] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)  # new files read (indexed once their group commits)
+    changed: list[str] = field(default_factory=list)  # files read again because their content changed
+    moved: list[dict[str, str]] = field(default_factory=list)  # {"from", "to"}: re-pointed, not re-embedded
+    removed: list[str] = field(default_factory=list)  # gone from the walked paths (with prune)
     passages_added: int = 0
     passages_total: int = 0
     pages: int = 0
@@ -52,6 +57,12 @@ class IndexReport:
             "files_unchanged": self.files_unchanged,
             "files_skipped": self.files_skipped,
             "files_unsupported": self.files_unsupported,
+            "files_moved": len(self.moved),
+            "files_removed": len(self.removed),
+            "added": self.added,
+            "changed": self.changed,
+            "moved": self.moved,
+            "removed": self.removed,
             "passages_added": self.passages_added,
             "passages_total": self.passages_total,
             "pages": self.pages,
@@ -77,9 +88,13 @@ def index_paths(
     config: IngestConfig | None = None,
     progress: bool = False,
     groups: tuple[str, ...] | None = None,
+    prune: bool = False,
+    hasher: Callable[[str], str] = file_hash,
 ) -> IndexReport:
     """Index files and folders into `store`. Unreadable files are reported, never fatal. With
-    `groups`, every file gets those access groups (stored with its passages, in one transaction)."""
+    `groups`, every file gets those access groups (stored with its passages, in one transaction).
+    With `prune`, the index mirrors the paths: see `sync`. `hasher` hashes a file (a watcher
+    passes one that remembers unchanged files)."""
     config = config if config is not None else IngestConfig()
     chunking = check_chunking(store, embedder)
     report = IndexReport()
@@ -87,6 +102,7 @@ def index_paths(
     for problem in problems:
         report.skip(problem)
     regroup = GroupSetter(store, groups)
+    pruner = Pruner(store, paths, files, prune)
     pending = _PendingFiles(store, embedder, report, config.commit_passages)
     last_flush = time.monotonic()
 
@@ -96,13 +112,18 @@ def index_paths(
     with GuardedPdfReader(config.pdf_timeout_s, config.pdf_memory_mb) as pdf_reader:
         for path in bar:
             try:
-                content_hash = file_hash(path)
-                if store.file_hash(path) == content_hash:
+                content_hash, known = hasher(path), store.file_hash(path)
+                if known == content_hash:
                     report.files_unchanged += 1
+                    regroup.unchanged(path)
+                    continue
+                if known is None and (old := pruner.moved_here(store, path, content_hash)) is not None:
+                    report.moved.append({"from": old, "to": path})
                     regroup.unchanged(path)
                     continue
                 with _Timer(report, "load"):
                     document = regroup.loaded(load_document(path, config, pdf_reader, content_hash))
+                (report.added if known is None else report.changed).append(path)
             except LoadError as error:
                 report.skip(error)
                 continue
@@ -120,6 +141,7 @@ def index_paths(
             bar.set_postfix(passages=report.passages_added + pending.passages, skipped=len(report.files_skipped))
     pending.commit()
     with _Timer(report, "store"):
+        report.removed = pruner.remove_vanished(store)
         store.flush()
     report.passages_total = store.count()
     return report

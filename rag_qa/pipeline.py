@@ -12,8 +12,10 @@ from __future__ import annotations
 import bisect
 import os
 import re
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
+from pathlib import Path
 
 from rag_qa.answer import combine
 from rag_qa.config import (
@@ -131,22 +133,42 @@ class RagQA:
             )
 
     def index(
-        self, paths: Sequence[str | os.PathLike[str]], progress: bool = False, ray: str | None = None, groups: Sequence[str] | None = None
-    ) -> IndexReport:
+        self, paths: Sequence[str | os.PathLike[str]], progress: bool = False, ray: str | None = None, groups: Sequence[str] | None = None,
+        prune: bool = False,
+    ) -> IndexReport:  # fmt: skip
         """Add or update files and folders; unreadable files are reported in the result. With
         `ray` ("auto" or a cluster address), loading, chunking and embedding run on a Ray
         cluster (the `ray` extra) and the result is the same as a local run's. `groups` gives
         every file of the run these access groups (unchanged files too); without it, files keep
-        theirs (new files: none, readable by every key)."""
+        theirs (new files: none, readable by every key). With `prune`, the index mirrors `paths`:
+        files gone from them are removed, and a moved file keeps its passages (see `sync`)."""
         groups = check_groups(groups) if groups is not None else None
         if ray is not None:
             from rag_qa.distributed import connect, index_on_ray
 
             connect(ray)  # an unreachable cluster fails in seconds, before the models load
             self._check_embedder()
-            return index_on_ray([str(p) for p in paths], self.store, self.embedder, self.ingest, ray, progress, groups)
+            return index_on_ray([str(p) for p in paths], self.store, self.embedder, self.ingest, ray, progress, groups, prune)
         self._check_embedder()
-        return index_paths([str(p) for p in paths], self.store, self.embedder, self.ingest, progress, groups)
+        return index_paths([str(p) for p in paths], self.store, self.embedder, self.ingest, progress, groups, prune)
+
+    def watch(
+        self, paths: Sequence[str | os.PathLike[str]], on_report: Callable[[IndexReport], None], stop: threading.Event | None = None,
+        groups: Sequence[str] | None = None,
+    ) -> None:  # fmt: skip
+        """Keep the index mirroring `paths` (as `index(..., prune=True)`) now and after every batch of
+        file changes, until `stop` is set; `on_report` gets each run's report (see `sync.watch`)."""
+        from rag_qa.sync import watch
+
+        self._check_embedder()
+        names = [str(p) for p in paths]
+        groups = check_groups(groups) if groups is not None else None
+        ignore = [str(self.store.path)] if isinstance(self.store.path, Path) else []
+
+        def sync_once(hashes: Callable[[str], str]) -> IndexReport:
+            return index_paths(names, self.store, self.embedder, self.ingest, False, groups, prune=True, hasher=hashes)
+
+        watch(sync_once, names, on_report, ignore, stop)
 
     def set_groups(self, source: str | os.PathLike[str], groups: Sequence[str]) -> str:
         """Give an indexed document these access groups without re-embedding it (none: readable

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
@@ -20,7 +21,9 @@ from rag_qa.config import (
     IngestConfig,
     VectorIndexConfig,
 )
-from rag_qa.errors import IndexCorruptError
+from rag_qa.errors import IndexCorruptError, RagQAError
+from rag_qa.indexer import IndexReport
+from rag_qa.naming import display_name
 from rag_qa.pipeline import RagQA
 
 
@@ -42,21 +45,37 @@ def cmd_index(args: argparse.Namespace) -> int:
         commit_passages=args.commit_every,
         save_interval_s=args.save_every,
     )
+    groups = split_groups(args.groups)
     with RagQA.open(args.index, _settings(args), ingest, runtime=runtime(args), threads=args.threads) as qa:
-        report = qa.index(args.paths, progress=not args.json and not args.quiet, ray=args.ray, groups=split_groups(args.groups))
-
-    def human() -> None:
-        for skipped in report.files_skipped:
-            print(f"skipped {skipped['path']}: {skipped['reason']}", file=sys.stderr)
-        unsupported = f" ({report.files_unsupported} of an unsupported format)" if report.files_unsupported else ""
-        print(
-            f"{report.files_indexed} files indexed, {report.files_unchanged} unchanged, "
-            f"{len(report.files_skipped)} skipped{unsupported}; {report.passages_added} passages added, "
-            f"{report.passages_total} in {args.index}"
-        )
-
-    emit(args, report.to_dict(), human)
+        if args.watch:
+            if args.ray:
+                raise RagQAError("--watch runs on this machine; leave out --ray")
+            print(f"rag-qa: keeping {args.index} in step with {', '.join(args.paths)}; Ctrl-C stops", file=sys.stderr)
+            qa.watch(args.paths, lambda report: print_report(args, report, prune=True), groups=groups)
+            return 0
+        report = qa.index(args.paths, progress=not args.json and not args.quiet, ray=args.ray, groups=groups, prune=args.prune)
+    print_report(args, report, args.prune)
     return 0
+
+
+def print_report(args: argparse.Namespace, report: IndexReport, prune: bool) -> None:
+    """One run's report: JSON (one object per line when watching), or what changed and the totals."""
+    if args.json:
+        print(json.dumps(report.to_dict()), flush=True)
+        return
+    for skipped in report.files_skipped:
+        print(f"skipped {skipped['path']}: {skipped['reason']}", file=sys.stderr)
+    for move in report.moved:
+        print(f"moved {display_name(move['from'])} -> {display_name(move['to'])}")
+    for source in report.removed:
+        print(f"removed {display_name(source)}")
+    unsupported = f" ({report.files_unsupported} of an unsupported format)" if report.files_unsupported else ""
+    synced = f", {len(report.moved)} moved, {len(report.removed)} removed" if prune else ""
+    print(
+        f"{report.files_indexed} files indexed ({len(report.added)} new, {len(report.changed)} changed){synced}, {report.files_unchanged} unchanged, "
+        f"{len(report.files_skipped)} skipped{unsupported}; {report.passages_added} passages added, {report.passages_total} in {args.index}",
+        flush=True,
+    )
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -138,6 +157,8 @@ def add_index(sub: Any, o: SharedOptions) -> None:
     p.add_argument("--commit-every", type=int, default=IngestConfig.commit_passages, metavar="N", help="commit to the index every N passages: an interrupted run loses at most this many (default: %(default)s)")
     p.add_argument("--save-every", type=float, default=IngestConfig.save_interval_s, metavar="S", help="save the FAISS file at least every S seconds (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--watch", action="store_true", help="keep syncing (as --prune) whenever files under PATHs change, until Ctrl-C; a changed file is read once it has held still for a second")
+    p.add_argument("--prune", action="store_true", help="make the index mirror PATHs: remove files gone from them (deleted, moved away, now excluded) and re-point a moved file's passages without re-embedding")
     p.add_argument("--groups", action="append", metavar="A,B", help="access groups for every file of this run (unchanged files too): only keys holding one of them (and admin keys) may read the files; without it, files keep theirs and new files have none (every key reads them)")
     p.add_argument("--ray", nargs="?", const="auto", metavar="auto|ADDRESS", help="load, chunk and embed on a Ray cluster (the ray extra): auto joins the local Ray instance or starts one; ADDRESS is host:port or ray://host:10001. Files travel to the workers as bytes (at most --max-file-mb each); the driver writes the index")
     new = p.add_argument_group("settings for a new index (an existing index keeps its own)")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import ipaddress
 import os
 import socket
+import threading
 import sys
 from dataclasses import replace
 from typing import Any
@@ -13,6 +15,7 @@ from typing import Any
 from rag_qa.cli.common import SharedOptions, reader_config
 from rag_qa.config import RetrievalConfig, ServerConfig
 from rag_qa.errors import RagQAError
+from rag_qa.indexer import IndexReport
 from rag_qa.keys import KeyRing
 from rag_qa.pipeline import RagQA
 
@@ -87,8 +90,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         qa.embedder.warm_up()  # load both models now, not on the first request
         qa.reader.warm_up()
         print(f"rag-qa serving {qa.store.path} on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
-        uvicorn.run(create_app(qa, config), host=args.host, port=args.port, log_level=args.log_level)
+        stop = threading.Event()
+        if args.watch:  # the index follows these folders while the service answers
+            watcher = threading.Thread(target=qa.watch, args=(args.watch, log_sync, stop), name="rag-qa-watch", daemon=True)
+            watcher.start()
+        try:
+            uvicorn.run(create_app(qa, config), host=args.host, port=args.port, log_level=args.log_level)
+        finally:
+            stop.set()
     return 0
+
+
+def log_sync(report: IndexReport) -> None:
+    """What a watched folder's sync changed, on the service's log (nothing when nothing changed)."""
+    if report.files_indexed or report.moved or report.removed or report.files_skipped:
+        changes = {"added": report.added, "changed": report.changed, "moved": report.moved, "removed": report.removed, "skipped": report.files_skipped}
+        print(f"rag-qa: synced watched folders: {json.dumps({k: v for k, v in changes.items() if v})}", file=sys.stderr, flush=True)
 
 
 def add_serve(sub: Any, o: SharedOptions) -> None:
@@ -107,5 +124,6 @@ def add_serve(sub: Any, o: SharedOptions) -> None:
     p.add_argument("--cors-origin", action="append", metavar="ORIGIN", help="a web origin allowed to call the API from a browser, e.g. https://intranet.example.com (repeatable; default: none, CORS off)")
     p.add_argument("--rate-limit", default=ServerConfig.rate_limit, metavar="N/PERIOD", help="requests per key (per client address on an open service), e.g. 600/minute; 429 with Retry-After beyond it; none to turn off (default: %(default)s)")
     p.add_argument("--no-auth", action="store_true", help="serve without API keys on any address (everyone who can reach it may read, upload and delete); without it, a non-loopback address needs keys (`rag-qa keys create`)")
+    p.add_argument("--watch", action="append", metavar="PATH", help="keep the index in step with this folder while serving (as `rag-qa index PATH --watch`; repeatable)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"], help="server log level (default: %(default)s)")
     p.set_defaults(func=cmd_serve)

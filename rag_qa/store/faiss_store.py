@@ -233,6 +233,12 @@ class FaissStore(StoreBase):
         with self._transaction() as (db, _):
             return db.update_meta(updates)
 
+    def rename_source(self, old: str, new: str) -> int:
+        """A moved file: its passages and file row take the new name (passage ids follow it),
+        keeping their vectors, in one transaction; returns how many passages moved."""
+        with self._transaction() as (db, _):
+            return db.rename_source(old, new)
+
     def set_groups(self, source: str, groups: Sequence[str]) -> bool:
         """Give an indexed file these access groups (none: every key may read it), without
         re-embedding; False when `source` is not indexed."""

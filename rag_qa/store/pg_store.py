@@ -220,6 +220,20 @@ class PgStore(StoreBase):
                 for pid, meta in updates.items()
             )
 
+    def rename_source(self, old: str, new: str) -> int:
+        """A moved file: its passages and file row take the new name (passage ids follow it),
+        keeping their vectors, in one transaction; returns how many passages moved."""
+        with self._transaction() as db:
+            self._lock_sources(db, [old, new])
+            rows = db.execute(self._sql("SELECT row, char_start, text FROM {s}.passages WHERE source = %s"), (old,)).fetchall()
+            with db.cursor() as cursor:
+                cursor.executemany(
+                    self._sql("UPDATE {s}.passages SET source = %s, id = %s WHERE row = %s"),
+                    [(new, Passage.make_id(new, start, text), row) for row, start, text in rows],
+                )
+            db.execute(self._sql("UPDATE {s}.files SET source = %s WHERE source = %s"), (new, old))
+        return len(rows)
+
     def set_groups(self, source: str, groups: Sequence[str]) -> bool:
         """Give an indexed file these access groups (none: every key may read it), without
         re-embedding; False when `source` is not indexed."""

@@ -164,6 +164,13 @@ class PassageDatabase:
             (document.source, document.content_hash, json.dumps(list(document.page_starts)), passages, time.time(), document.text, groups, groups),
         )
 
+    def rename_source(self, old: str, new: str) -> int:
+        """Re-point a file's row and passages to a new name (ids follow the name); vectors stay."""
+        rows = self.db.execute("SELECT row, char_start, text FROM passages WHERE source = ?", (old,)).fetchall()
+        self.db.executemany("UPDATE passages SET source = ?, id = ? WHERE row = ?", [(new, Passage.make_id(new, start, text), row) for row, start, text in rows])
+        self.db.execute("UPDATE files SET source = ? WHERE source = ?", (new, old))
+        return len(rows)
+
     def set_groups(self, source: str, groups: Sequence[str]) -> bool:
         return self.db.execute("UPDATE files SET groups = ? WHERE source = ?", (json.dumps(list(groups)), source)).rowcount > 0
 
