@@ -1,6 +1,6 @@
 """`rag-qa index --prune` keeps an index in step with its folders, on FAISS and PostgreSQL: random
-folder histories (create, edit, rename, move, delete, touch, interleaved with syncs) end, after a
-final sync, with exactly the files on disk, each once, with its current text and offsets; `check`
+folder histories (create, edit, rename, move, delete, touch, interleaved with syncs and with syncs
+interrupted between transactions) end, after a final sync, with exactly the files on disk, each once, with its current text and offsets; `check`
 is clean; a file whose content did not change is never embedded again. And a sync killed at random
 moments leaves a consistent index that the same command completes."""
 
@@ -22,13 +22,37 @@ from helpers import cli_env
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rag_qa.config import ChunkingConfig, IndexSettings, VectorIndexConfig
+from rag_qa.config import ChunkingConfig, IndexSettings, IngestConfig, VectorIndexConfig
 from rag_qa.indexer import index_paths
 from rag_qa.store import open_store
 
 WORDS = "ladder drill battery loan moon river seven minutes safety budget shed nine".split()
 PLACES = ["a/one.txt", "a/two.txt", "b/one.txt", "a/c/deep.md", "b/three.md", "top.txt"]
 SETTINGS = IndexSettings(chunking=ChunkingConfig(max_tokens=24, overlap_tokens=4), vector_index=VectorIndexConfig(index_type="flat"))
+
+
+class Interrupted(BaseException):
+    """Stands for a kill between two of a sync's transactions (a kill inside one rolls it back)."""
+
+
+class InterruptingStore:
+    """The real store, interrupted before its `budget`-th write (a rename, removal or group of files)."""
+
+    def __init__(self, store, budget: int):
+        self.inner, self.budget = store, budget
+
+    def __getattr__(self, name):
+        attribute = getattr(self.inner, name)
+        if name not in ("replace_files", "rename_source", "delete_source", "set_groups"):
+            return attribute
+
+        def write(*args, **kwargs):
+            if self.budget == 0:
+                raise Interrupted()
+            self.budget -= 1
+            return attribute(*args, **kwargs)
+
+        return write
 
 
 class CountingEmbedder:
@@ -83,7 +107,8 @@ def test_a_synced_index_mirrors_any_folder_history_and_embeds_only_new_content(b
         try:
             for _ in range(data.draw(st.integers(1, 12), label="steps")):
                 present = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-                action = data.draw(st.sampled_from(["create", "edit", "move", "delete", "touch", "sync"] if present else ["create", "sync"]))
+                actions = ["create", "edit", "move", "delete", "touch", "sync", "interrupted sync"] if present else ["create", "sync"]
+                action = data.draw(st.sampled_from(actions))
                 if action == "create" or action == "edit":
                     place = data.draw(st.sampled_from(PLACES if action == "create" else present))
                     (root / place).parent.mkdir(parents=True, exist_ok=True)
@@ -96,6 +121,11 @@ def test_a_synced_index_mirrors_any_folder_history_and_embeds_only_new_content(b
                     (root / data.draw(st.sampled_from(present))).unlink()
                 elif action == "touch":
                     os.utime(root / data.draw(st.sampled_from(present)))
+                elif action == "interrupted sync":  # what it committed stays; the next sync finishes the job
+                    try:
+                        index_paths([str(root)], InterruptingStore(store, data.draw(st.integers(0, 3))), counting, prune=True, config=IngestConfig(commit_passages=2))
+                    except Interrupted:
+                        pass
                 else:
                     indexed = sync(store, root, counting, indexed)
             sync(store, root, counting, indexed)

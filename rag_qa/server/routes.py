@@ -45,9 +45,9 @@ class Service:
     def stored_source(self, name: str, caller: Caller) -> str:
         """A document's stored source from its stored name or its uploaded file name; 404 when it
         is not indexed or the caller may not read it (the same answer: nothing reveals it exists)."""
-        stored, uploaded = None, self.uploaded_as(name)
-        if self.qa.store.file_hash(self.qa.stored_source(name)) is not None:
-            stored = self.qa.stored_source(name)  # its stored name, or a path to it from the service's folder
+        stored, named, uploaded = None, self.qa.stored_source(name), self.uploaded_as(name)  # named: a path from the service's folder
+        if self.qa.store.file_hash(named) is not None:
+            stored = named
         elif uploaded is not None and self.qa.store.file_hash(uploaded) is not None:
             stored = uploaded
         if stored is None or not self.readable(stored, caller):
