@@ -36,3 +36,22 @@ class QuestionError(RagQAError, ValueError):
 
 class NotFoundError(RagQAError, LookupError):
     """A document or page that is not in the index was asked for."""
+
+
+DISK_FULL = (28, 27, 122)  # ENOSPC, EFBIG (a file-size limit), EDQUOT
+
+
+def storage_problem(exc: BaseException, where: str) -> str | None:
+    """What a storage failure means for the user of the index at `where`, or None when `exc` is
+    not one: a full disk (what was committed is kept; free space and run again) or a damaged SQLite
+    database (what `rag-qa check` and a backup can do)."""
+    name = getattr(exc, "sqlite_errorname", "")
+    errno = getattr(exc, "errno", None)
+    if name == "SQLITE_FULL" or name.startswith("SQLITE_IOERR") or errno in DISK_FULL:  # IOERR: a write refused (a size limit)
+        place = f" writing {exc.filename}" if getattr(exc, "filename", None) else ""
+        return (f"the disk holding {where} is full or refused a write{place} ({exc}); everything committed before is kept and answers as before: "
+                "free some space and run the same command again to finish")  # fmt: skip
+    if name in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
+        return (f"the SQLite database of {where} is damaged ({exc}); `rag-qa check --index {where}` says what can be rebuilt. "
+                "If SQLite itself is damaged, restore the index folder from a backup or index the documents again")  # fmt: skip
+    return None

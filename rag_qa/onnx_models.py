@@ -31,6 +31,7 @@ import numpy as np
 
 from rag_qa.errors import ConfigError, RagQAError
 from rag_qa.models import ResolvedModel
+from rag_qa.store.writing import atomic_write, durable_replace
 
 LOG = logging.getLogger(__name__)
 OPSET = 17
@@ -77,8 +78,8 @@ def load_graph(runtime: str, model: str, build: Callable[[], OnnxGraph]) -> Onnx
         return build()
     try:
         return build()
-    except ExportError as exc:
-        LOG.warning("rag-qa: running %s on PyTorch: %s", model, exc)
+    except Exception as exc:  # not only ExportError: an exporter crash, a full disk, an unloadable graph
+        LOG.warning("rag-qa: running %s on PyTorch: %s", model, exc if isinstance(exc, ExportError) else f"the ONNX graph failed ({type(exc).__name__}: {exc})")
         return None
 
 
@@ -123,15 +124,9 @@ def file_sha256(path: Path) -> str:
     if known.get(key, [None, None])[:2] != [stat.st_size, stat.st_mtime_ns]:
         with open(path, "rb") as handle:
             known[key] = [stat.st_size, stat.st_mtime_ns, hashlib.file_digest(handle, "sha256").hexdigest()]
-        _write_atomically(known_path, json.dumps(known))
+        known_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(known_path, json.dumps(known).encode())
     return known[key][2]
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
 
 
 def cached_graph(folder: Path, name: str, key: dict[str, Any], build: Callable[[Path], None]) -> Path:
@@ -157,8 +152,8 @@ def cached_file(folder: Path, name: str, key: dict[str, Any], suffix: str, build
     try:
         build(work / f"made{suffix}")
         if suffix == ".onnx":
-            _write_atomically(final.with_suffix(".json"), json.dumps(key, indent=2, sort_keys=True))
-        os.replace(work / f"made{suffix}", final)
+            atomic_write(final.with_suffix(".json"), json.dumps(key, indent=2, sort_keys=True).encode())
+        durable_replace(work / f"made{suffix}", final)  # a power loss never leaves an empty graph here
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return final
@@ -289,7 +284,19 @@ def reader_graph(resolved: ResolvedModel, int8: bool, threads: int | None, devic
             folder, "reader-int8", {"graph": "reader-int8", "weights": weights, "keep_fp32": list(INT8_KEEP_FP32)},
             lambda out: quantize_int8(fp32, out, INT8_KEEP_FP32),
         )  # fmt: skip
-    return OnnxGraph(path, threads, device)
+    return open_graph(path, threads, device)
+
+
+def open_graph(path: Path, threads: int | None, device: str | None) -> OnnxGraph:
+    """A session over a cached graph. One that ONNX Runtime cannot load (a damaged cache file) is
+    removed, so that the next start builds it again, and the error says so."""
+    try:
+        return OnnxGraph(path, threads, device)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        path.unlink(missing_ok=True)
+        raise ExportError(f"the cached graph {path} could not be loaded ({type(exc).__name__}); it was removed and is built again on the next start") from None
 
 
 def _export_reader(resolved: ResolvedModel, path: Path) -> None:
@@ -313,7 +320,7 @@ def embedder_graph(resolved: ResolvedModel, load_model: Callable[[], Any], threa
     one cached ONNX graph (exported on first use from `load_model()`), in a session."""
     weights = weights_digest(model_files(resolved))
     path = cached_graph(cache_dir(), "embedder-fp32", {"graph": "embedder", "weights": weights}, lambda out: _export_embedder(load_model(), out))
-    return OnnxGraph(path, threads, device)
+    return open_graph(path, threads, device)
 
 
 def _export_embedder(model: Any, path: Path) -> None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 
 from rag_qa.cli import asking, evaluation, indexing, keys, serving, training
 from rag_qa.cli.common import shared_options
-from rag_qa.errors import NotFoundError, RagQAError
+from rag_qa.errors import NotFoundError, RagQAError, storage_problem
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,3 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rag-qa: interrupted; the index keeps everything committed so far", file=sys.stderr)
         return 130
+    except (OSError, sqlite3.DatabaseError) as exc:  # a full disk or a damaged database: say which, not a traceback
+        problem = storage_problem(exc, getattr(args, "index", "the index"))
+        if problem is None:
+            raise
+        print(f"rag-qa: error: {problem}", file=sys.stderr)
+        return 2

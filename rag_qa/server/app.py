@@ -8,6 +8,8 @@ error is JSON: `{"error": "..."}` with a 4xx status that says what to change.
 
 from __future__ import annotations
 
+import sqlite3
+
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
@@ -18,7 +20,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from rag_qa import __version__
 from rag_qa.config import ServerConfig
-from rag_qa.errors import NotFoundError, QuestionError, RagQAError
+from rag_qa.errors import NotFoundError, QuestionError, RagQAError, storage_problem
 from rag_qa.naming import UnknownSourceError
 from rag_qa.pipeline import RagQA
 from rag_qa.keys import KeyRing
@@ -85,6 +87,11 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AskTimeout)
     def timed_out(_: Request, exc: AskTimeout) -> JSONResponse:
         return _error(504, str(exc), {"Retry-After": "30"})
+
+    @app.exception_handler(sqlite3.DatabaseError)
+    def storage_failed(request: Request, exc: sqlite3.DatabaseError) -> JSONResponse:
+        problem = storage_problem(exc, str(request.app.state.service.qa.store.path))
+        return _error(503, problem or f"the index's database failed: {exc}", {"Retry-After": "30"})
 
     @app.exception_handler(RagQAError)
     def rag_qa_error(_: Request, exc: RagQAError) -> JSONResponse:

@@ -130,7 +130,8 @@ class PassageDatabase:
         self.db.execute("COMMIT")
 
     def rollback(self) -> None:
-        self.db.execute("ROLLBACK")
+        if self.db.in_transaction:  # SQLite has already rolled back after some errors (a full disk)
+            self.db.execute("ROLLBACK")
 
     def checkpoint(self) -> None:
         self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # fold the WAL back: a compact folder

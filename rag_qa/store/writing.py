@@ -1,22 +1,43 @@
-"""Writing a file so that readers and crashes see the old or the new version, whole."""
+"""Writing a file so that readers, other writers and a crash or power loss see the old or the new
+version, whole. The one way rag-qa replaces a file: the index's manifest, FAISS file and saved
+metadata, and the ONNX cache's graphs and notes."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 TEMP_SUFFIX = ".tmp"
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Replace `path` with `data`: temp file, fsync, `os.replace`, fsync of the folder."""
-    temp = path.with_name(path.name + TEMP_SUFFIX)
-    with open(temp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
+    """Replace `path` with `data`: a temporary file of its own in the same folder (a unique name,
+    so two threads or processes never share one), fsync, rename over `path`, fsync of the folder."""
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=TEMP_SUFFIX)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    fsync_folder(path.parent)
+
+
+def durable_replace(source: Path, target: Path) -> None:
+    """Move a complete file that someone else wrote (an exported graph) into place: its bytes
+    reach the disk before the rename, and the rename before this returns."""
+    with open(source, "rb") as handle:
         os.fsync(handle.fileno())
-    os.replace(temp, path)
-    directory = os.open(path.parent, os.O_RDONLY)
+    os.replace(source, target)
+    fsync_folder(target.parent)
+
+
+def fsync_folder(folder: Path) -> None:
+    directory = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(directory)
     finally:

@@ -1,0 +1,119 @@
+"""Faults a deployment meets, made for real: a file-size limit that refuses writes mid-run (a full
+disk), a SQLite database with damaged pages, a damaged or unbuildable ONNX graph, and many threads
+replacing one file. Each ends in a message naming the problem and what to do, a consistent index,
+and a re-run that finishes the job."""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from helpers import REPO, cli_env
+
+from rag_qa.config import ReaderConfig
+from rag_qa.onnx_models import ExportError, OnnxGraph
+from rag_qa.reader import Reader
+from rag_qa.store.faiss_store import DATABASE
+from rag_qa.store.writing import TEMP_SUFFIX, atomic_write
+
+
+def rag_qa(*args: str, limit_bytes: int | None = None) -> subprocess.CompletedProcess:
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))  # writes past it fail, as on a full disk
+
+    return subprocess.run(
+        [sys.executable, "-m", "rag_qa.cli", *args], capture_output=True, text=True, timeout=300, env=cli_env(),
+        preexec_fn=limited if limit_bytes else None,
+    )  # fmt: skip
+
+
+@pytest.mark.integration
+def test_a_full_disk_is_named_the_index_stays_consistent_and_a_rerun_finishes(tmp_path: Path) -> None:
+    index = str(tmp_path / "index")
+    full = rag_qa("index", str(REPO / "data"), "--index", index, "--commit-every", "2", "--quiet", limit_bytes=300_000)
+    assert full.returncode == 2 and "Traceback" not in full.stderr
+    assert "full or refused a write" in full.stderr and "run the same command again" in full.stderr
+    checked = rag_qa("check", "--index", index, "--json")
+    assert checked.returncode == 0 and json.loads(checked.stdout)["consistent"]
+    kept = json.loads(checked.stdout)["passages"]
+    assert rag_qa("search", "drill battery", "--index", index).returncode == 0  # the previous state answers
+    again = json.loads(rag_qa("index", str(REPO / "data"), "--index", index, "--json", "--quiet").stdout)
+    assert again["files_skipped"] == [] and again["passages_total"] > kept and again["files_indexed"] + again["files_unchanged"] == 3
+    assert json.loads(rag_qa("check", "--index", index, "--json").stdout)["consistent"]
+
+
+@pytest.mark.integration
+def test_a_damaged_sqlite_database_is_named_not_a_traceback(tmp_path: Path) -> None:
+    index = tmp_path / "index"
+    assert rag_qa("index", str(REPO / "data"), "--index", str(index), "--quiet").returncode == 0
+    database = index / DATABASE
+    data = bytearray(database.read_bytes())
+    page = 4096
+    data[2 * page : len(data) - page] = b"\x5a" * (len(data) - 3 * page)  # every page but the first and last overwritten
+    database.write_bytes(bytes(data))
+    for command in (["search", "drill battery"], ["ask", "How long does a drill battery last?"], ["check"]):
+        done = rag_qa(*command, "--index", str(index))
+        assert done.returncode in (1, 2) and "Traceback" not in done.stderr, command
+        said = done.stderr + done.stdout
+        assert "damaged" in said or "not a readable rag-qa database" in said or "NOT consistent" in said, (command, said[-500:])
+
+
+def test_many_threads_replacing_one_file_never_collide(tmp_path: Path) -> None:
+    target, failures = tmp_path / "file-hashes.json", []
+
+    def writer(n: int) -> None:
+        for i in range(40):
+            try:
+                atomic_write(target, json.dumps({"writer": n, "i": i, "pad": "x" * 5000}).encode())
+            except Exception as exc:  # the old pid-named temp file: two threads shared one
+                failures.append(repr(exc))
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == [] and json.loads(target.read_text())["i"] == 39  # whole, and the last of some writer
+    assert list(tmp_path.glob("*" + TEMP_SUFFIX)) == []
+
+
+def uses_onnx(reader: Reader) -> bool:
+    reader.warm_up()
+    return isinstance(getattr(reader._forward, "__self__", None), OnnxGraph)
+
+
+def test_auto_falls_back_to_pytorch_on_any_graph_failure_and_a_damaged_graph_is_rebuilt(
+    tiny_bert: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("RAG_QA_ONNX_CACHE", str(tmp_path / "onnx"))
+    monkeypatch.delenv("RAG_QA_RUNTIME", raising=False)
+    config = ReaderConfig(model=tiny_bert, max_seq_len=64, doc_stride=16, max_query_tokens=16, runtime="auto")
+    question, context = "Where is the pump?", "The pump hangs in the red cabinet by the door."
+    assert uses_onnx(reader := Reader(config))
+    expected = reader.read([question], [[context]])[0][0].null_score
+    graph = next((tmp_path / "onnx").glob("reader-fp32-*.onnx"))
+    graph.write_bytes(graph.read_bytes()[: graph.stat().st_size // 3])  # a torn write
+    with caplog.at_level(logging.WARNING, logger="rag_qa"):
+        fallback = Reader(config)
+        assert not uses_onnx(fallback)  # answers on PyTorch this time, and says why
+    assert any("running" in r.message and "PyTorch" in r.message and "removed" in r.message for r in caplog.records)
+    assert fallback.read([question], [[context]])[0][0].null_score == pytest.approx(expected, abs=1e-4)
+    assert uses_onnx(Reader(config))  # the damaged graph was removed and is built again
+    with pytest.raises(ExportError, match="could not be loaded"):
+        graph = next((tmp_path / "onnx").glob("reader-fp32-*.onnx"))
+        graph.write_bytes(b"not a graph")
+        Reader(ReaderConfig(model=tiny_bert, max_seq_len=64, doc_stride=16, max_query_tokens=16, runtime="onnx")).warm_up()  # asked for by name: an error
+
+    def crash(*args: object) -> None:
+        raise RuntimeError("the exporter crashed")
+
+    monkeypatch.setattr("rag_qa.onnx_models._export_reader", crash)
+    with caplog.at_level(logging.WARNING, logger="rag_qa"):
+        assert not uses_onnx(Reader(config))  # not only ExportError: any failure to build a graph
+    assert any("the exporter crashed" in r.message for r in caplog.records)
