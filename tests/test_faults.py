@@ -117,3 +117,55 @@ def test_auto_falls_back_to_pytorch_on_any_graph_failure_and_a_damaged_graph_is_
     with caplog.at_level(logging.WARNING, logger="rag_qa"):
         assert not uses_onnx(Reader(config))  # not only ExportError: any failure to build a graph
     assert any("the exporter crashed" in r.message for r in caplog.records)
+
+
+@pytest.mark.integration
+def test_check_finds_damage_and_repair_rebuilds_what_can_be_rebuilt(tmp_path: Path) -> None:
+    import sqlite3
+
+    import numpy as np
+
+    from rag_qa.config import VectorIndexConfig
+    from rag_qa.store.faiss_store import VECTORS
+    from rag_qa.store.vector_index import VectorIndex
+
+    index = tmp_path / "index"
+    assert rag_qa("index", str(REPO / "data"), "--index", str(index), "--quiet").returncode == 0
+    with sqlite3.connect(index / DATABASE) as db:  # a full-text table that lost a row
+        row, text = db.execute("SELECT row, text FROM passages LIMIT 1").fetchone()
+        db.execute("INSERT INTO passages_fts (passages_fts, rowid, text) VALUES ('delete', ?, ?)", (row, text))
+        generation = db.execute("SELECT value FROM state WHERE key = 'generation'").fetchone()[0]
+    wrong = VectorIndex.build(8, VectorIndexConfig(index_type="flat"), np.arange(1, 13, dtype=np.int64), np.ones((12, 8), np.float32))
+    (index / VECTORS).write_bytes(wrong.to_bytes(generation))  # a FAISS file of another dimension
+    found = rag_qa("check", "--no-repair", "--index", str(index), "--json")
+    problems = " | ".join(json.loads(found.stdout)["problems"])
+    assert found.returncode == 1 and "8-dimensional" in problems and "full-text table has 11 rows, passages 12" in problems
+    repaired = rag_qa("check", "--repair", "--index", str(index), "--json")
+    assert repaired.returncode == 0 and json.loads(repaired.stdout)["consistent"] and len(json.loads(repaired.stdout)["rebuilt"]) == 2
+    assert "page 3" in rag_qa("search", "ladder angle", "--index", str(index), "--retrieval", "bm25", "--top-k", "1").stdout
+
+
+@pytest.mark.integration
+def test_a_backup_taken_while_indexing_restores_a_consistent_index(tmp_path: Path) -> None:
+    import time
+
+    folder = tmp_path / "docs"
+    for copy in range(8):
+        for source in (REPO / "data").iterdir():
+            (folder / f"copy{copy}").mkdir(parents=True, exist_ok=True)
+            (folder / f"copy{copy}" / source.name).write_bytes(source.read_bytes())
+    index, backup, restored = tmp_path / "index", tmp_path / "backup", tmp_path / "restored"
+    assert rag_qa("index", str(REPO / "data" / "handbook.md"), "--index", str(index), "--quiet").returncode == 0
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "rag_qa.cli", "index", str(folder), "--index", str(index), "--commit-every", "2", "--quiet"], env=cli_env(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(4)
+    taken = rag_qa("backup", str(backup), "--index", str(index), "--json")
+    assert writer.wait(300) == 0, writer.stderr.read()
+    assert taken.returncode == 0 and "passages.sqlite3" in json.loads(taken.stdout)["files"]
+    back = rag_qa("restore", str(backup), "--index", str(restored), "--json")
+    assert back.returncode == 0, back.stderr
+    assert json.loads(rag_qa("check", "--index", str(restored), "--json").stdout)["consistent"]
+    refused = rag_qa("restore", str(backup), "--index", str(index))
+    assert refused.returncode == 2 and "move it aside" in refused.stderr  # never over an existing index

@@ -1,7 +1,7 @@
 """The `rag-qa` command. Every command takes `--json` for scripts; human output goes to the terminal
 with progress bars on stderr. Exit codes: 0 done, 1 the check or lookup failed, 2 bad input.
 
-One module per command group: `indexing` (index, info, check, show, delete), `asking` (search,
+One module per command group: `indexing` (index, info, check, backup, restore, show, delete), `asking` (search,
 ask), `evaluation` (eval, calibrate), `training` (train), `serving` (serve), `keys` (keys, groups, audit); `common` holds the
 shared option groups and output helpers."""
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+from pathlib import Path
 from typing import Any
 
 from rag_qa import audit
@@ -24,6 +26,7 @@ from rag_qa.config import (
 from rag_qa.errors import IndexCorruptError, RagQAError
 from rag_qa.indexer import IndexReport
 from rag_qa.naming import display_name
+from rag_qa.store.pg_schema import is_database_url
 from rag_qa.pipeline import RagQA
 
 
@@ -96,6 +99,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    if args.repair and args.no_repair:
+        raise RagQAError("--repair and --no-repair contradict each other")
     try:
         qa = RagQA.open(args.index, read_only=args.no_repair)
     except IndexCorruptError as exc:
@@ -104,14 +109,17 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1
     with qa:
         recovered = qa.store.recovered
+        rebuilt = qa.store.repair() if args.repair else []
         qa.store.flush()
         problems = qa.store.check()
         info = qa.info().to_dict()
-    result = {"consistent": not problems, "problems": problems, "recovered": recovered, **info}
+    result = {"consistent": not problems, "problems": problems, "recovered": recovered, "rebuilt": rebuilt, **info}
 
     def human() -> None:
         if recovered:
             print("the FAISS index was behind SQLite (interrupted run?) and was rebuilt from it")
+        for what in rebuilt:
+            print(f"rebuilt {what}")
         if problems:
             print("NOT consistent:\n  " + "\n  ".join(problems))
         else:
@@ -119,6 +127,31 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     emit(args, result, human)
     return 1 if problems else 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    with RagQA.open(args.index, read_only=True) as qa:
+        copied = qa.store.backup(args.target)
+    emit(args, {"backup": args.target, "files": copied}, lambda: print(f"backed up {args.index} to {args.target} ({len(copied)} files; restore with `rag-qa restore {args.target} --index DIR`)"))
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    target = Path(args.index)
+    if is_database_url(args.index):
+        raise RagQAError("restore a PostgreSQL index with pg_restore")
+    if target.exists() and any(target.iterdir()):
+        raise RagQAError(f"{target} exists and is not empty: move it aside first (a restore never overwrites an index)")
+    with RagQA.open(args.backup, read_only=True):
+        pass  # a readable index: its manifest and database open
+    shutil.copytree(args.backup, target, dirs_exist_ok=True)
+    with RagQA.open(args.index) as qa:  # rebuilds the FAISS file from SQLite
+        qa.store.flush()
+        problems, info = qa.store.check(), qa.info()
+    if problems:
+        raise IndexCorruptError(f"the restored index is not consistent: {'; '.join(problems)}")
+    emit(args, {"restored": args.index, "passages": info.passages, "files": info.files}, lambda: print(f"restored {args.index}: {info.files} files, {info.passages} passages"))
+    return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -179,7 +212,16 @@ def add_maintenance(sub: Any, o: SharedOptions) -> None:
 
     p = sub.add_parser("check", parents=[o.common], help="verify that FAISS, SQLite and the full-text table agree")
     p.add_argument("--no-repair", action="store_true", help="only report; do not rebuild a stale FAISS file")
+    p.add_argument("--repair", action="store_true", help="also rebuild the full-text table and the FAISS file from the passages in SQLite (SQLite itself cannot be rebuilt: restore a backup)")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("backup", parents=[o.common], help="copy an index to a new folder, safely while it is in use (SQLite's online backup)")
+    p.add_argument("target", metavar="FOLDER", help="a new folder for the copy")
+    p.set_defaults(func=cmd_backup)
+
+    p = sub.add_parser("restore", parents=[o.common], help="make --index a copy of a backup (never over an existing index)")
+    p.add_argument("backup", metavar="FOLDER", help="a folder made by `rag-qa backup`")
+    p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("show", parents=[o.common], help="print the text that a document's answer offsets index")
     p.add_argument("source", metavar="SOURCE", help="the file path as indexed (see `rag-qa info --files`)")

@@ -50,7 +50,7 @@ class FaissMirror:
         if self.file.exists():
             try:
                 index, saved_generation = VectorIndex.from_bytes(self.file.read_bytes(), self.settings)
-                if saved_generation == generation and len(index) == self.database.count_vectors():
+                if saved_generation == generation and len(index) == self.database.count_vectors() and self.dimension() in (None, index.dimension):
                     self.index, self.generation = index, generation
                     self.saved_generation, self.needs_rebuild = generation, False
                     return
@@ -112,6 +112,8 @@ class FaissMirror:
         except (ValueError, RuntimeError, KeyError) as exc:
             return [f"{name} is unreadable ({exc})"]
         problems = []
+        if self.dimension() not in (None, saved.dimension):
+            problems.append(f"{name} holds {saved.dimension}-dimensional vectors; the index's are {self.dimension()}-dimensional")
         stored = saved.rows().tolist()
         if generation != self.database.generation():
             problems.append(f"{name} is at generation {generation}, SQLite at {self.database.generation()}")

@@ -22,6 +22,7 @@ import fcntl
 import glob
 import json
 import os
+import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -244,6 +245,40 @@ class FaissStore(StoreBase):
         re-embedding; False when `source` is not indexed."""
         with self._transaction() as (db, _):
             return db.set_groups(source, groups)
+
+    def repair(self) -> list[str]:
+        """Rebuild what is derived from the passages: the full-text table and the FAISS file (from
+        SQLite). Returns what was rebuilt; RagQAError when SQLite itself is damaged (nothing here
+        can rebuild it: restore a backup, `rag-qa restore`)."""
+        with self._mutex:
+            damaged = self._database.integrity_problems()
+        if damaged:
+            raise IndexCorruptError(f"{self.path}: the SQLite database itself is damaged; restore a backup (`rag-qa restore`) or index the documents again")
+        with self._transaction() as (db, change):
+            db.rebuild_full_text()
+            change.rebuild = True
+        self.flush()
+        return ["the full-text table, from the passages", f"{VECTORS}, from the vectors in SQLite"]
+
+    def backup(self, target: str | os.PathLike[str]) -> list[str]:
+        """Copy the index to the new folder `target` while it may be in use: SQLite's online backup
+        API (a consistent snapshot, even with a writer running), the manifest and the saved metadata
+        (keys, audit log, scoring). The FAISS file is left out: opening the copy rebuilds it."""
+        folder = Path(target)
+        folder.mkdir(parents=True, exist_ok=False)
+        copy = sqlite3.connect(folder / DATABASE)
+        try:
+            with self._mutex:
+                self._database.db.backup(copy)
+        finally:
+            copy.close()
+        copied = [DATABASE]
+        for path in sorted(self.path.rglob("*.json")):
+            relative = path.relative_to(self.path)
+            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(folder / relative, path.read_bytes())
+            copied.append(str(relative))
+        return copied
 
     def clear(self) -> None:
         """Remove every passage and file."""

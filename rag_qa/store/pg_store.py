@@ -13,6 +13,8 @@ The first write fixes the dimension and builds the HNSW index, under a row lock 
 
 from __future__ import annotations
 
+import os
+
 import json
 import time
 from collections.abc import Iterator, Sequence
@@ -239,6 +241,13 @@ class PgStore(StoreBase):
         re-embedding; False when `source` is not indexed."""
         with self._transaction() as db:
             return db.execute(self._sql("UPDATE {s}.files SET groups = %s WHERE source = %s"), (list(groups), source)).rowcount > 0
+
+    def repair(self) -> list[str]:
+        """Nothing to rebuild: PostgreSQL keeps the table, its full-text column and HNSW index consistent."""
+        raise RagQAError(f"{self.path}: PostgreSQL keeps this index consistent itself; for damage use its own tools (REINDEX, a backup)")
+
+    def backup(self, target: str | os.PathLike[str]) -> list[str]:
+        raise RagQAError(f"{self.path}: back up a PostgreSQL index with pg_dump (the schema {self.schema!r} holds it all)")
 
     def clear(self) -> None:
         """Remove every passage and file."""

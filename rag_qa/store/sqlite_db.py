@@ -328,15 +328,24 @@ class PassageDatabase:
             first.setdefault(word, term)
         return [first[i] for i in sorted(first)]
 
+    def rebuild_full_text(self) -> None:
+        """Fill the FTS5 table again from the passages (inside a transaction)."""
+        self.db.execute("INSERT INTO passages_fts (passages_fts) VALUES ('rebuild')")
+
     def integrity_problems(self) -> list[str]:
         return [] if self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok" else ["SQLite integrity check failed"]
 
     def table_problems(self) -> list[str]:
         """How the full-text table and the files table disagree with the passages."""
         problems = []
-        fts = self.db.execute("SELECT count(*) FROM passages_fts").fetchone()[0]
+        fts = self.db.execute("SELECT count(*) FROM passages_fts_docsize").fetchone()[0]  # rows indexed (count(*) reads the content)
         if fts != self.count():
             problems.append(f"full-text table has {fts} rows, passages {self.count()}")
+        try:
+            self.db.execute("INSERT INTO passages_fts (passages_fts, rank) VALUES ('integrity-check', 1)")  # against the passages too
+        except sqlite3.DatabaseError as exc:
+            if "readonly" not in str(exc):  # a read-only connection cannot run it; the count above still can
+                problems.append(f"the full-text index is damaged ({exc})")
         mismatched = self.db.execute(
             "SELECT f.source FROM files f LEFT JOIN passages p ON p.source = f.source GROUP BY f.source HAVING count(p.row) != f.passages"
         ).fetchall()
