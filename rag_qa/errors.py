@@ -30,6 +30,10 @@ class ModelNotFoundError(RagQAError):
     """A model could not be loaded from the Hub, the cache or a local path."""
 
 
+class StoreUnavailable(RagQAError):
+    """The database server cannot be reached (restarting, or down): retry in a few seconds (HTTP 503)."""
+
+
 class QuestionError(RagQAError, ValueError):
     """A question cannot be asked as given (for example, it is empty)."""
 

