@@ -9,8 +9,11 @@ sent to the workers as bytes through Ray's object store (no shared file system n
 skipped without leaving the driver, as locally.
 
 Faults: an actor that dies (its process killed, its node lost) is restarted by Ray and its file
-retried (`max_task_retries`); a file whose retries all fail is reported, and the next run picks it
-up. The store only ever sees whole files, each in one transaction with its content hash, so a
+retried (`max_task_retries`); a file whose retries all fail is reported with the worker's own
+error, and the next run picks it up. The driver never waits unboundedly: it looks at the cluster
+every WAIT_S, and when no CPU is left or nothing has finished for STALLED_S (actors waiting for
+nodes that are gone), it reports the files in flight as not indexed and ends the run. Actors clean
+their scratch folders and are killed in every outcome. The store only ever sees whole files, each in one transaction with its content hash, so a
 killed driver loses only the files in flight and the same command run again completes the index.
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -41,6 +45,8 @@ from rag_qa.store import Store
 
 WORKER_RETRIES = 2  # a file whose worker dies is tried on a restarted worker this many more times
 IN_FLIGHT_PER_WORKER = 2  # files queued per worker: keeps every worker busy, bounds object-store memory
+WAIT_S = 10.0  # the driver looks at the cluster this often while it waits for results
+STALLED_S = 600.0  # files in flight with no result for this long (their workers cannot be placed) are given up
 
 
 def connect(address: str) -> Any:
@@ -97,6 +103,11 @@ class IngestWorker:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def close(self) -> None:
+        """Stop the parser worker and remove the scratch folder (before the driver kills the actor)."""
+        self.guard.close()
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
     def process(self, source: str, data: bytes, content_hash: str) -> tuple[Document, list[Passage], np.ndarray] | str:
         """The file's document, passages and vectors, or the reason it cannot be indexed."""
@@ -172,11 +183,22 @@ def _run(
     ray: Any, todo: list[tuple[str, str]], store: Store, embedder: EmbedderConfig, config: IngestConfig, report: IndexReport, progress: bool,
     regroup: GroupSetter,
 ) -> None:  # fmt: skip
+    workers = _start_workers(ray, embedder, store, config, len(todo))
+    try:
+        _feed(ray, workers, todo, store, config, report, progress, regroup)
+    finally:  # in every outcome: no actor and no scratch folder is left behind
+        _stop_workers(ray, workers)
+
+
+def _feed(
+    ray: Any, workers: list[Any], todo: list[tuple[str, str]], store: Store, config: IngestConfig, report: IndexReport, progress: bool,
+    regroup: GroupSetter,
+) -> None:  # fmt: skip
+    """Keep every worker's queue full and store results as they come; every wait is bounded."""
     from tqdm import tqdm
 
-    workers = _start_workers(ray, embedder, store, config, len(todo))
     queue, running = list(reversed(todo)), {}
-    last_flush = time.monotonic()
+    last_flush = last_result = time.monotonic()
     with tqdm(total=len(todo), desc="Indexing on Ray", unit="file", disable=not progress, file=sys.stderr) as bar:
         while queue or running:
             for worker in workers:  # keep each worker's queue full
@@ -192,7 +214,12 @@ def _run(
                     running[worker.process.remote(path, data, content_hash)] = (worker, path)
             if not running:
                 break
-            done, _ = ray.wait(list(running), num_returns=1)
+            done, _ = ray.wait(list(running), num_returns=1, timeout=WAIT_S)
+            if not done:
+                if _cluster_gone(ray) or time.monotonic() - last_result > STALLED_S:
+                    _give_up(ray, running, report, bar)
+                continue
+            last_result = time.monotonic()
             _, path = running.pop(done[0])
             _store_result(ray, done[0], path, store, report, regroup)
             if time.monotonic() - last_flush > config.save_interval_s:
@@ -200,8 +227,32 @@ def _run(
                 last_flush = time.monotonic()
             bar.update(1)
             bar.set_postfix(passages=report.passages_added, skipped=len(report.files_skipped))
-    for worker in workers:
-        ray.kill(worker)
+
+
+def _cluster_gone(ray: Any) -> bool:
+    """No CPU left alive in the cluster: nothing in flight can finish."""
+    try:
+        return ray.available_resources().get("CPU", 0) == 0 and ray.cluster_resources().get("CPU", 0) == 0
+    except Exception:  # the cluster itself is unreachable
+        return True
+
+
+def _give_up(ray: Any, running: dict[Any, tuple[Any, str]], report: IndexReport, bar: Any) -> None:
+    """Report the files in flight as not indexed (the next run picks them up) and stop waiting for them."""
+    for reference, (_, path) in running.items():
+        ray.cancel(reference, force=True)
+        report.skip(LoadError(path, f"no Ray worker finished it within {STALLED_S:g} s (nodes lost?); run the command again to retry"))
+        bar.update(1)
+    running.clear()
+
+
+def _stop_workers(ray: Any, workers: list[Any]) -> None:
+    """Let each actor clean up (bounded), then end it."""
+    try:
+        ray.wait([w.close.remote() for w in workers], num_returns=len(workers), timeout=WAIT_S)
+    finally:
+        for worker in workers:
+            ray.kill(worker)
 
 
 def _start_workers(ray: Any, embedder: EmbedderConfig, store: Store, config: IngestConfig, files: int) -> list[Any]:
@@ -219,7 +270,9 @@ def _store_result(ray: Any, reference: Any, path: str, store: Store, report: Ind
     try:
         result = ray.get(reference)
     except RayError as exc:
-        reason = f"the Ray worker failed {WORKER_RETRIES + 1} times on it ({type(exc).__name__}); run the command again to retry"
+        cause = getattr(exc, "cause", None)  # RayTaskError: the worker's own exception
+        said = f"{type(cause).__name__}: {cause}" if cause is not None else f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        reason = f"the Ray worker failed on it ({said[:300]}); run the command again to retry"
         report.skip(LoadError(path, reason))
         return
     if isinstance(result, str):

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -90,6 +91,7 @@ def test_a_ray_run_equals_a_local_run_even_when_a_worker_is_killed(cluster, corp
     killed: list[int] = []
     killer = threading.Thread(target=lambda: killed.extend(kill_one_worker_when_it_appears()))
     killer.start()
+    scratch_before = set(Path(tempfile.gettempdir()).glob("rag-qa-ray-*"))
     with RagQA.open(tmp_path / "index", runtime="onnx") as qa:
         report = qa.index([folder], ray=cluster, groups=["hr"]).to_dict()
         assert {tuple(f["groups"]) for f in qa.store.files()} == {("hr",)}  # stored with each file's passages
@@ -97,6 +99,8 @@ def test_a_ray_run_equals_a_local_run_even_when_a_worker_is_killed(cluster, corp
     import ray
 
     assert killed, "no worker process was found to kill"
+    left = set(Path(tempfile.gettempdir()).glob("rag-qa-ray-*")) - scratch_before
+    assert len(left) <= len(killed)  # every worker cleaned its scratch folder, but the one killed mid-file
     assert len([n for n in ray.nodes() if n["Alive"]]) == 2
     assert {k: v for k, v in report.items() if k != "seconds"} == {k: v for k, v in local_report.items() if k != "seconds"}
     assert_same_index(tmp_path / "index", local)
