@@ -236,3 +236,35 @@ def test_a_postgresql_restart_costs_503s_only_and_indexing_loses_and_duplicates_
             assert len(ids) == len(set(ids)) == sum(f["passages"] for f in store.files())  # nothing lost, nothing twice
     finally:
         server.cleanup()
+
+
+@pytest.mark.integration
+def test_an_upload_larger_than_the_free_disk_is_refused_before_reading(tmp_path: Path, tiny_bert: str) -> None:
+    import os
+
+    import httpx
+    from service_process import start_service, stop
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.decode().strip()[:100]})")
+    try:
+        index = str(tmp_path / "index")
+        assert rag_qa("index", str(REPO / "data"), "--index", index, "--quiet").returncode == 0
+        env = cli_env() | {"TMPDIR": str(disk)}  # the parser's spool and the upload folder share the 6 MB disk
+        process, url = start_service(index, tiny_bert, "--upload-dir", str(disk / "uploads"), env=env)
+        auth = {"Authorization": "Bearer open-service"}
+        try:
+            big = ("The shed opens at nine. " * 170_000).encode()  # 4 MB: spooled and saved, 8 MB on a 6 MB disk
+            refused = httpx.post(f"{url}/documents", files=[("files", ("big.txt", big))], headers=auth, timeout=120)
+            assert refused.status_code == 507 and "MB free" in refused.json()["error"]
+            assert os.listdir(disk / "uploads") == []
+            assert httpx.post(f"{url}/search", json={"query": "drill battery"}, timeout=60).status_code == 200
+            small = httpx.post(f"{url}/documents", files=[("files", ("small.txt", b"The kayak is in the shed."))], headers=auth, timeout=120)
+            assert small.status_code == 200 and small.json()["files_indexed"] == 1
+        finally:
+            stop(process)
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)

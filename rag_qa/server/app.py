@@ -56,7 +56,7 @@ def create_app(qa: RagQA, config: ServerConfig | None = None) -> FastAPI:
         app.include_router(router)
     _add_error_handlers(app)
     upload_limit = app.state.service.upload_budget + MULTIPART_OVERHEAD
-    app.add_middleware(BodyLimit, upload_path="/documents", upload_limit=upload_limit, json_limit=config.max_json_kb * 1000)
+    app.add_middleware(BodyLimit, upload_path="/documents", upload_limit=upload_limit, json_limit=config.max_json_kb * 1000, upload_folder=storage)
     if config.cors_origins:  # off unless asked for: browsers then refuse other sites' calls
         app.add_middleware(
             CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST", "DELETE"],
@@ -92,6 +92,12 @@ def _add_error_handlers(app: FastAPI) -> None:
     def storage_failed(request: Request, exc: sqlite3.DatabaseError) -> JSONResponse:
         problem = storage_problem(exc, str(request.app.state.service.qa.store.path))
         return _error(503, problem or f"the index's database failed: {exc}", {"Retry-After": "30"})
+
+    @app.exception_handler(OSError)
+    def disk_failed(request: Request, exc: OSError) -> JSONResponse:
+        """A disk that fills while an upload is saved or indexed: 507 with what to do; any other OS error a JSON 500."""
+        problem = storage_problem(exc, str(request.app.state.service.qa.store.path))
+        return _error(507, problem) if problem else _error(500, f"the service failed: {type(exc).__name__}: {exc}")
 
     @app.exception_handler(StoreUnavailable)
     def store_unavailable(_: Request, exc: StoreUnavailable) -> JSONResponse:

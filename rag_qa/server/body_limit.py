@@ -10,6 +10,10 @@ limit, and uvicorn's `--limit-*` options bound connections, not bytes."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 Scope = dict[str, Any]
@@ -24,8 +28,9 @@ class BodyTooLarge(Exception):
 class BodyLimit:
     """Limit each POST/PUT/PATCH body: `upload_limit` bytes for `upload_path`, `json_limit` for the rest."""
 
-    def __init__(self, app: Any, upload_path: str, upload_limit: int, json_limit: int):
+    def __init__(self, app: Any, upload_path: str, upload_limit: int, json_limit: int, upload_folder: Path | None = None):
         self.app, self.upload_path, self.upload_limit, self.json_limit = app, upload_path, upload_limit, json_limit
+        self.upload_folder = upload_folder
 
     def _limit(self, scope: Scope) -> tuple[int, str]:
         if scope["path"] == self.upload_path:
@@ -40,6 +45,9 @@ class BodyLimit:
         length = dict(scope["headers"]).get(b"content-length", b"")
         if length.isdigit() and int(length) > limit:
             await _refuse(send, f"the request is {int(length) / 1e6:.1f} MB; {rule}")
+            return
+        if length.isdigit() and scope["path"] == self.upload_path and (short := self._disk_short_of(int(length))):
+            await _refuse(send, short, 507)
             return
         received, exceeded, started = 0, False, False
 
@@ -68,8 +76,25 @@ class BodyLimit:
             await _refuse(send, f"the request body passed {limit / 1e6:.1f} MB while streaming; {rule}")
 
 
-async def _refuse(send: Send, message: str) -> None:
+    def _disk_short_of(self, length: int) -> str | None:
+        """Why an upload of `length` bytes cannot fit (the parser spools it to the temporary folder,
+        then it is saved in the upload folder), or None. Said before reading: a full disk met
+        half-way through the parser would only be its generic 400."""
+        if self.upload_folder is None:
+            return None
+        needs: dict[int, tuple[str, int]] = {}
+        for folder in (tempfile.gettempdir(), str(self.upload_folder)):
+            device = os.stat(folder).st_dev
+            needs[device] = (needs.get(device, (folder, 0))[0], needs.get(device, (folder, 0))[1] + length)
+        for folder, needed in needs.values():
+            free = shutil.disk_usage(folder).free
+            if free < needed:
+                return f"the disk holding {folder} has {free / 1e6:.1f} MB free; this upload needs {needed / 1e6:.1f} MB there: free some space and upload again"
+        return None
+
+
+async def _refuse(send: Send, message: str, status: int = 413) -> None:
     body = json.dumps({"error": message}).encode("utf-8")
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
