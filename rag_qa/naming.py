@@ -47,10 +47,12 @@ def _matches(pattern: str, stored: Sequence[str], known: set[str], base: Path) -
         regex = glob_regex(_absolute_glob(pattern, base))
         return [s for s in stored if regex.fullmatch(s)]
     path = str((base / os.path.expanduser(pattern)).resolve())
-    if path in known:
-        return [path]
-    folder = path.rstrip(os.sep) + os.sep
-    return [s for s in stored if s.startswith(folder)]
+    return [s for s in stored if within(s, [path])]
+
+
+def within(source: str, roots: Sequence[str]) -> bool:
+    """Whether a stored name is one of `roots` or lies in a folder among them."""
+    return any(source == root or source.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
 
 
 def _absolute_glob(pattern: str, base: Path) -> str:

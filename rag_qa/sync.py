@@ -16,13 +16,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rag_qa.ingest.loaders import file_hash, source_name
+from rag_qa.naming import within
 
 QUIET_S = 1.0  # a changed file is read once it has held still this long (not half-way through a write)
-
-
-def within(source: str, roots: Sequence[str]) -> bool:
-    """Whether a stored name is one of `roots` or lies under one of them."""
-    return any(source == root or source.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
 
 
 class Pruner:

@@ -116,18 +116,15 @@ class PgStore(StoreBase):
 
     @contextmanager
     def _connection(self) -> Iterator[Any]:
-        with self._reachable(), self._pool.connection() as connection:
+        with reachable(redact(self.url)), self._pool.connection() as connection:
             yield connection
 
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
         if self._read_only:
             raise RagQAError(f"{self.path} is open read-only")
-        with self._reachable(), self._pool.connection() as connection, connection.transaction():
+        with reachable(redact(self.url)), self._pool.connection() as connection, connection.transaction():
             yield connection
-
-    def _reachable(self) -> Any:
-        return reachable(redact(self.url))
 
     def _lock_sources(self, db: Any, sources: Sequence[str]) -> None:
         """Writers of the same file take turns (in sorted order, so they never deadlock)."""
