@@ -8,24 +8,29 @@ sent to the workers as bytes through Ray's object store (no shared file system n
 `IngestConfig.max_file_mb` each; the driver hashes every file first, so unchanged files are
 skipped without leaving the driver, as locally.
 
-Faults: an actor that dies (its process killed, its node lost) is restarted by Ray and its file
-retried (`max_task_retries`); a file whose retries all fail is reported with the worker's own
-error, and the next run picks it up. The driver never waits unboundedly: it looks at the cluster
-every WAIT_S, and when no CPU is left or nothing has finished for STALLED_S (actors waiting for
-nodes that are gone), it reports the files in flight as not indexed and ends the run. Actors clean
-their scratch folders and are killed in every outcome. The store only ever sees whole files, each in one transaction with its content hash, so a
-killed driver loses only the files in flight and the same command run again completes the index.
+Faults (the pool of actors is `ray_pool.WorkerPool`): a worker that dies (its process killed, its
+node lost) hands its files back to the queue, and the other workers, or a replacement started on a
+free CPU, read them; only the file it was reading counts a try (at most 1 + WORKER_RETRIES), so a
+file that kills its workers cannot use up the tries of the files queued behind it. A worker's own
+exception is reported with its message, not retried. The driver never waits unboundedly: each wait
+is at most WAIT_S, and when no worker and no CPU is left, or nothing has finished for STALLED_S,
+the files not done are reported as not indexed and the run ends. Actors clean their scratch folders
+and are killed in every outcome. The store only ever sees whole files, each in one transaction with
+its content hash, so a killed driver loses only the files in flight and the same command run again
+completes the index.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import socket
 import sys
 import tempfile
 import time
+from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -40,13 +45,15 @@ from rag_qa.indexer import GroupSetter, IndexReport, check_chunking
 from rag_qa.sync import Pruner
 from rag_qa.ingest.loaders import check_size, discover, file_hash, unreadable
 from rag_qa.onnx_models import resolved_runtime
+from rag_qa.ray_pool import IN_FLIGHT_PER_WORKER, LostWorker, WorkerPool
 from rag_qa.records import Document, Passage
 from rag_qa.store import Store
 
-WORKER_RETRIES = 2  # a file whose worker dies is tried on a restarted worker this many more times
-IN_FLIGHT_PER_WORKER = 2  # files queued per worker: keeps every worker busy, bounds object-store memory
-WAIT_S = 10.0  # the driver looks at the cluster this often while it waits for results
-STALLED_S = 600.0  # files in flight with no result for this long (their workers cannot be placed) are given up
+WORKER_RETRIES = 2  # a file whose worker dies while reading it is tried by another worker this many more times
+WAIT_S = 10.0  # the driver's longest single wait for a result
+STALLED_S = 600.0  # with no result for this long (workers waiting for CPUs that never come), the run gives up
+NO_WORKER_LEFT = "no Ray worker is left to read it (the cluster has no CPU: nodes lost?)"
+LOG = logging.getLogger(__name__)
 
 
 def connect(address: str) -> Any:
@@ -183,101 +190,81 @@ def _run(
     ray: Any, todo: list[tuple[str, str]], store: Store, embedder: EmbedderConfig, config: IngestConfig, report: IndexReport, progress: bool,
     regroup: GroupSetter,
 ) -> None:  # fmt: skip
-    workers = _start_workers(ray, embedder, store, config, len(todo))
-    try:
-        _feed(ray, workers, todo, store, config, report, progress, regroup)
-    finally:  # in every outcome: no actor and no scratch folder is left behind
-        _stop_workers(ray, workers)
-
-
-def _feed(
-    ray: Any, workers: list[Any], todo: list[tuple[str, str]], store: Store, config: IngestConfig, report: IndexReport, progress: bool,
-    regroup: GroupSetter,
-) -> None:  # fmt: skip
-    """Keep every worker's queue full and store results as they come; every wait is bounded."""
     from tqdm import tqdm
 
-    queue, running = list(reversed(todo)), {}
-    last_flush = last_result = time.monotonic()
-    with tqdm(total=len(todo), desc="Indexing on Ray", unit="file", disable=not progress, file=sys.stderr) as bar:
-        while queue or running:
-            for worker in workers:  # keep each worker's queue full
-                while queue and sum(1 for w, _ in running.values() if w is worker) < IN_FLIGHT_PER_WORKER:
-                    path, _ = queue.pop()
-                    try:
-                        data = Path(path).read_bytes()
-                        content_hash = hashlib.sha256(data).hexdigest()  # the bytes hashed are the bytes parsed
-                    except OSError as exc:  # gone or unreadable since it was hashed
-                        report.skip(unreadable(path, exc))
-                        bar.update(1)
-                        continue
-                    running[worker.process.remote(path, data, content_hash)] = (worker, path)
-            if not running:
-                break
-            done, _ = ray.wait(list(running), num_returns=1, timeout=WAIT_S)
-            if not done:
-                if _cluster_gone(ray) or time.monotonic() - last_result > STALLED_S:
-                    _give_up(ray, running, report, bar)
-                continue
-            last_result = time.monotonic()
-            _, path = running.pop(done[0])
-            _store_result(ray, done[0], path, store, report, regroup)
-            if time.monotonic() - last_flush > config.save_interval_s:
-                store.flush()
-                last_flush = time.monotonic()
-            bar.update(1)
-            bar.set_postfix(passages=report.passages_added, skipped=len(report.files_skipped))
-
-
-def _cluster_gone(ray: Any) -> bool:
-    """No CPU left alive in the cluster: nothing in flight can finish."""
-    try:
-        return ray.available_resources().get("CPU", 0) == 0 and ray.cluster_resources().get("CPU", 0) == 0
-    except Exception:  # the cluster itself is unreachable
-        return True
-
-
-def _give_up(ray: Any, running: dict[Any, tuple[Any, str]], report: IndexReport, bar: Any) -> None:
-    """Report the files in flight as not indexed (the next run picks them up) and stop waiting for them."""
-    for reference, (_, path) in running.items():
-        ray.cancel(reference, force=True)
-        report.skip(LoadError(path, f"no Ray worker finished it within {STALLED_S:g} s (nodes lost?); run the command again to retry"))
-        bar.update(1)
-    running.clear()
-
-
-def _stop_workers(ray: Any, workers: list[Any]) -> None:
-    """Let each actor clean up (bounded), then end it."""
-    try:
-        ray.wait([w.close.remote() for w in workers], num_returns=len(workers), timeout=WAIT_S)
-    finally:
-        for worker in workers:
-            ray.kill(worker)
-
-
-def _start_workers(ray: Any, embedder: EmbedderConfig, store: Store, config: IngestConfig, files: int) -> list[Any]:
-    """One actor per CPU of the cluster (no more than there are files), restartable."""
-    cpus = int(ray.cluster_resources().get("CPU", 1))
     how = replace(embedder, runtime=resolved_runtime(embedder.runtime), threads=1)  # every worker runs the model the same way
-    actor = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=WORKER_RETRIES)(IngestWorker)
-    return [actor.remote(how, store.settings.chunking, config) for _ in range(max(1, min(cpus, files)))]
-
-
-def _store_result(ray: Any, reference: Any, path: str, store: Store, report: IndexReport, regroup: GroupSetter) -> None:
-    """Write one file's result in its own transaction, or report why there is none."""
-    from ray.exceptions import RayError
-
+    actor = ray.remote(num_cpus=1, max_restarts=0)(IngestWorker)  # the driver re-queues a lost worker's files itself
+    pool = WorkerPool(ray, lambda: actor.remote(how, store.settings.chunking, config))
     try:
-        result = ray.get(reference)
-    except RayError as exc:
-        cause = getattr(exc, "cause", None)  # RayTaskError: the worker's own exception
-        said = f"{type(cause).__name__}: {cause}" if cause is not None else f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-        reason = f"the Ray worker failed on it ({said[:300]}); run the command again to retry"
-        report.skip(LoadError(path, reason))
-        return
+        with tqdm(total=len(todo), desc="Indexing on Ray", unit="file", disable=not progress, file=sys.stderr) as bar:
+            _feed(pool, [path for path, _ in todo], store, config, report, bar, regroup)
+    finally:  # in every outcome: no actor and no scratch folder is left behind
+        pool.stop(WAIT_S)
+
+
+def _feed(pool: WorkerPool, paths: list[str], store: Store, config: IngestConfig, report: IndexReport, bar: Any, regroup: GroupSetter) -> None:
+    """Hand files to workers as they have room (a pull model), store results as they come, put a lost
+    worker's files back in the queue; every wait is bounded."""
+    queue: deque[str] = deque(paths)
+    attempts: Counter[str] = Counter()
+    last_flush = last_progress = time.monotonic()
+
+    def finished(path: str, error: LoadError | None = None) -> None:
+        if error is not None:
+            report.skip(error)
+        bar.update(1)
+        bar.set_postfix(passages=report.passages_added, skipped=len(report.files_skipped))
+
+    while queue or pool.in_flight():
+        pool.top_up(wanted=len(queue) + pool.in_flight())
+        if not pool.alive():  # no worker left and the cluster has no CPU to start one on
+            for path in queue:
+                finished(path, LoadError(path, f"{NO_WORKER_LEFT}; run the command again to retry"))
+            return
+        for worker in pool.with_room():
+            while queue and len(worker.files) < IN_FLIGHT_PER_WORKER:
+                path = queue.popleft()
+                try:
+                    data = Path(path).read_bytes()
+                except OSError as exc:  # gone or unreadable since it was hashed
+                    finished(path, unreadable(path, exc))
+                    continue
+                pool.submit(worker, path, data, hashlib.sha256(data).hexdigest())  # the bytes hashed are the bytes parsed
+        done = pool.wait(WAIT_S)
+        if done is None:
+            if pool.cluster_cpus() < 1:
+                why = NO_WORKER_LEFT
+            elif time.monotonic() - last_progress > STALLED_S:
+                why = f"no Ray worker finished it within {STALLED_S:g} s (workers waiting for a CPU?)"
+            else:
+                continue
+            for path in [*pool.abandon(), *queue]:
+                finished(path, LoadError(path, f"{why}; run the command again to retry"))
+            return
+        last_progress = time.monotonic()
+        outcome = pool.collect(done)
+        if outcome is None:  # a worker became ready
+            continue
+        worker, path, result = outcome
+        if isinstance(result, LostWorker):
+            charged = pool.lose(worker)
+            attempts[charged[0]] += 1  # the file it was reading; the ones queued behind it are not to blame
+            if attempts[charged[0]] >= 1 + WORKER_RETRIES:
+                finished(charged[0], LoadError(charged[0], f"its Ray worker died each of {attempts[charged[0]]} times it read it ({result.reason}); run the command again to retry"))
+                charged = charged[1:]
+            queue.extendleft(reversed(charged))
+            LOG.warning("rag-qa: a Ray worker was lost (%s); %d of its files go back to the queue", result.reason, len(charged))
+            continue
+        finished(path, _store_result(result, path, store, report, regroup))
+        if time.monotonic() - last_flush > config.save_interval_s:
+            store.flush()
+            last_flush = time.monotonic()
+
+
+def _store_result(result: Any, path: str, store: Store, report: IndexReport, regroup: GroupSetter) -> LoadError | None:
+    """Write one file's result in its own transaction, or say why there is none."""
     if isinstance(result, str):
-        report.skip(LoadError(path, result))
-        return
+        return LoadError(path, result)
     document, passages, vectors = result
     document = regroup.loaded(document)
     (report.added if store.file_hash(document.source) is None else report.changed).append(path)
@@ -286,3 +273,4 @@ def _store_result(ray: Any, reference: Any, path: str, store: Store, report: Ind
     report.seconds["store"] += time.perf_counter() - started  # the driver's share: it bounds how many nodes help
     report.files_indexed += 1
     report.pages += len(document.page_starts)
+    return None
