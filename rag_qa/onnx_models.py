@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from rag_qa.errors import ConfigError, RagQAError
+from rag_qa.errors import DISK_FULL, ConfigError, RagQAError
 from rag_qa.models import ResolvedModel
 from rag_qa.store.writing import atomic_write, durable_replace
 
@@ -124,8 +124,11 @@ def file_sha256(path: Path) -> str:
     if known.get(key, [None, None])[:2] != [stat.st_size, stat.st_mtime_ns]:
         with open(path, "rb") as handle:
             known[key] = [stat.st_size, stat.st_mtime_ns, hashlib.file_digest(handle, "sha256").hexdigest()]
-        known_path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(known_path, json.dumps(known).encode())
+        try:
+            known_path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(known_path, json.dumps(known).encode())
+        except OSError:  # only a memo (a full disk, a read-only cache): the hash is known for this run anyway
+            pass
     return known[key][2]
 
 
@@ -154,6 +157,11 @@ def cached_file(folder: Path, name: str, key: dict[str, Any], suffix: str, build
         if suffix == ".onnx":
             atomic_write(final.with_suffix(".json"), json.dumps(key, indent=2, sort_keys=True).encode())
         durable_replace(work / f"made{suffix}", final)  # a power loss never leaves an empty graph here
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        raise ExportError(f"the disk holding the ONNX graph cache {folder} is full or refused a write ({exc}); "
+                          "free some space, set RAG_QA_ONNX_CACHE to a folder with room, or use --runtime torch") from exc  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return final

