@@ -15,7 +15,7 @@ file that kills its workers cannot use up the tries of the files queued behind i
 exception is reported with its message, not retried. The driver never waits unboundedly: each wait
 is at most WAIT_S, and when no worker and no CPU is left, or nothing has finished for STALLED_S,
 the files not done are reported as not indexed and the run ends. Actors clean their scratch folders
-and are killed in every outcome. The store only ever sees whole files, each in one transaction with
+and are killed in every outcome (a killed worker's folder is removed by the next worker on its machine). The store only ever sees whole files, each in one transaction with
 its content hash, so a killed driver loses only the files in flight and the same command run again
 completes the index.
 """
@@ -52,6 +52,7 @@ from rag_qa.store import Store
 WORKER_RETRIES = 2  # a file whose worker dies while reading it is tried by another worker this many more times
 WAIT_S = 10.0  # the driver's longest single wait for a result
 STALLED_S = 600.0  # with no result for this long (workers waiting for CPUs that never come), the run gives up
+SCRATCH_PREFIX = "rag-qa-ray-"  # then the worker's pid: a later worker removes the folders of dead ones
 NO_WORKER_LEFT = "no Ray worker is left to read it (the cluster has no CPU: nodes lost?)"
 LOG = logging.getLogger(__name__)
 
@@ -106,7 +107,8 @@ class IngestWorker:
         self.embedder.warm_up()
         self.chunking, self.ingest = chunking, ingest
         self.guard = GuardedPdfReader(ingest.pdf_timeout_s, ingest.pdf_memory_mb)
-        self.scratch = tempfile.mkdtemp(prefix="rag-qa-ray-")
+        self.scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
+        _remove_orphaned_scratch()
 
     def pid(self) -> int:
         return os.getpid()
@@ -133,6 +135,24 @@ class IngestWorker:
         document = replace(document, source=source)
         passages = chunk_document(document, self.embedder.tokenizer, self.chunking)
         return document, passages, embed_passages(self.embedder, passages)
+
+
+def _remove_orphaned_scratch() -> None:
+    """Remove the scratch folders of workers on this machine whose process is gone (killed mid-file)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
+        pid = folder.name.removeprefix(SCRATCH_PREFIX).split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def index_on_ray(

@@ -74,6 +74,37 @@ def test_an_onnx_export_onto_a_full_disk_is_named_auto_answers_on_pytorch_and_no
     assert found == [(h["source"], h["start"], h["end"]) for h in json.loads(freed.stdout)["results"]]  # PyTorch and ONNX find the same
 
 
+def test_a_faiss_save_onto_a_full_disk_is_named_keeps_the_saved_file_and_a_later_save_catches_up(tmp_path: Path) -> None:
+    from rag_qa.config import IndexSettings, VectorIndexConfig
+    from rag_qa.errors import storage_problem
+    from rag_qa.records import Document, Passage
+    from rag_qa.store import open_store
+    from rag_qa.store.faiss_store import VECTORS
+
+    def file_of(source: str, n: int) -> tuple[Document, list[Passage]]:
+        return Document(source, f"the text of {source}", source), [Passage(Passage.make_id(source, i, str(i)), f"passage {i}", source, 0, 1) for i in range(n)]
+
+    vectors = np.random.default_rng(0).standard_normal((2500, 256)).astype(np.float32)
+    store = open_store(tmp_path / "index", IndexSettings(vector_index=VectorIndexConfig(index_type="flat")), dimension=256)
+    store.replace_files([file_of("a", 2000)], vectors[:2000])
+    store.flush()  # a 2 MB FAISS file
+    saved = (tmp_path / "index" / VECTORS).read_bytes()
+    store.replace_files([file_of("b", 500)], vectors[2000:])  # committed in SQLite; the FAISS file is saved next
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, hard))  # this process may write no file past 1 MB: a full disk
+    try:
+        with pytest.raises(OSError) as refused:
+            store.flush()
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert "is full or refused a write" in storage_problem(refused.value, str(tmp_path / "index"))
+    assert (tmp_path / "index" / VECTORS).read_bytes() == saved  # the last saved file stays whole
+    assert sorted(p.name for p in (tmp_path / "index").iterdir() if TEMP_SUFFIX in p.name) == []  # no partial temp file
+    store.flush()  # room again
+    assert store.check() == [] and store.info().vectors == 2500
+    store.close()
+
+
 @pytest.mark.integration
 def test_a_damaged_sqlite_database_is_named_not_a_traceback(tmp_path: Path) -> None:
     index = tmp_path / "index"
@@ -169,6 +200,14 @@ def test_check_finds_damage_and_repair_rebuilds_what_can_be_rebuilt(tmp_path: Pa
     repaired = rag_qa("check", "--repair", "--index", str(index), "--json")
     assert repaired.returncode == 0 and json.loads(repaired.stdout)["consistent"] and len(json.loads(repaired.stdout)["rebuilt"]) == 2
     assert "page 3" in rag_qa("search", "ladder angle", "--index", str(index), "--retrieval", "bm25", "--top-k", "1").stdout
+    manifest = (index / "manifest.json").read_bytes()
+    (index / "manifest.json").write_bytes(manifest[:40] + b"\x00" * 20 + manifest[60:])  # damaged bytes in the manifest
+    named = rag_qa("check", "--index", str(index))
+    assert named.returncode == 1 and "unreadable manifest" in named.stdout and "check --repair" in named.stdout
+    assert rag_qa("search", "ladder angle", "--index", str(index)).returncode == 2
+    restored = rag_qa("check", "--repair", "--index", str(index), "--json")
+    assert restored.returncode == 0 and "the manifest, from its copy in the database" in json.loads(restored.stdout)["rebuilt"]
+    assert json.loads((index / "manifest.json").read_text()) == json.loads(manifest)
 
 
 @pytest.mark.integration

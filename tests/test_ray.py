@@ -165,8 +165,10 @@ def test_a_file_that_kills_its_workers_costs_only_its_own_tries(cluster, tmp_pat
     (folder / "raises.txt").write_text("Every worker that reads this file raises an exception.")
     for n in range(4):  # queued behind the poisoned file on the same worker
         (folder / f"note-{n}.txt").write_text(f"Note {n}: the tool library opens at {n + 8} o'clock on Saturdays.")
+    scratch_before = set(Path(tempfile.gettempdir()).glob("rag-qa-ray-*"))
     with RagQA.open(tmp_path / "index", runtime="onnx") as qa:
         report = qa.index([folder], ray=cluster).to_dict()
+    assert len(set(Path(tempfile.gettempdir()).glob("rag-qa-ray-*")) - scratch_before) <= 1  # a killed worker's scratch is removed by the next (but the last's)
     skipped = {Path(s["path"]).name: s["reason"] for s in report["files_skipped"]}
     assert set(skipped) == {"kills-its-worker.txt", "raises.txt"}
     assert skipped["kills-its-worker.txt"].startswith("its Ray worker died each of 3 times it read it (")

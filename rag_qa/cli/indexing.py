@@ -101,15 +101,20 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     if args.repair and args.no_repair:
         raise RagQAError("--repair and --no-repair contradict each other")
+    from rag_qa.store.faiss_store import FaissStore
+
+    restored = []
     try:
         qa = RagQA.open(args.index, read_only=args.no_repair)
     except IndexCorruptError as exc:
-        problem = str(exc)
-        emit(args, {"consistent": False, "problems": [problem], "recovered": False}, lambda: print(f"NOT consistent: {problem}"))
-        return 1
+        if not (args.repair and "unreadable manifest" in str(exc) and FaissStore.restore_manifest(args.index)):
+            problem = str(exc)
+            emit(args, {"consistent": False, "problems": [problem], "recovered": False}, lambda: print(f"NOT consistent: {problem}"))
+            return 1
+        restored, qa = ["the manifest, from its copy in the database"], RagQA.open(args.index)
     with qa:
         recovered = qa.store.recovered
-        rebuilt = qa.store.repair() if args.repair else []
+        rebuilt = restored + (qa.store.repair() if args.repair else [])
         qa.store.flush()
         problems = qa.store.check()
         info = qa.info().to_dict()

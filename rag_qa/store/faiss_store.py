@@ -39,7 +39,7 @@ from rag_qa.store.base import (  # what both stores share
     check_vector_count, new_manifest, unique_by_id,
 )  # fmt: skip
 from rag_qa.store.faiss_mirror import Change, FaissMirror
-from rag_qa.store.sqlite_db import PassageDatabase, connect
+from rag_qa.store.sqlite_db import PassageDatabase, connect, saved_manifest
 from rag_qa.store.writing import TEMP_SUFFIX, atomic_write
 
 FORMAT_VERSION = 1
@@ -92,6 +92,8 @@ class FaissStore(StoreBase):
                 for stale in folder.glob("*" + TEMP_SUFFIX):
                     stale.unlink()  # left by a writer that was killed mid-save
             store = cls(folder, manifest, PassageDatabase(connect(folder / DATABASE, read_only)), lock)
+            if not read_only:
+                store._database.keep_manifest_copy(manifest)  # what `check --repair` restores a damaged manifest from
         except BaseException:
             if lock is not None:
                 os.close(lock)
@@ -107,7 +109,9 @@ class FaissStore(StoreBase):
                 manifest = json.loads(path.read_text("utf-8"))
                 IndexSettings.from_dict(manifest["settings"])
             except (ValueError, KeyError, RagQAError) as exc:
-                raise IndexCorruptError(f"{path}: unreadable manifest ({exc})") from None
+                what_to_do = (f"`rag-qa check --repair --index {path.parent}` restores it from the copy in the database" if saved_manifest(path.parent / DATABASE)
+                              else "restore the index folder from a backup (`rag-qa restore`) or index the documents again")  # fmt: skip
+                raise IndexCorruptError(f"{path}: unreadable manifest ({exc}); {what_to_do}") from None
             if manifest.get("format_version") != FORMAT_VERSION:
                 raise IndexCorruptError(
                     f"{path}: index format {manifest.get('format_version')} is not supported "
@@ -179,6 +183,7 @@ class FaissStore(StoreBase):
         if self.dimension is None and size is not None:
             self.manifest["embedding"]["dimension"] = size
             atomic_write(self.path / MANIFEST, json.dumps(self.manifest, indent=2).encode("utf-8"))
+            self._database.keep_manifest_copy(self.manifest)
 
     def replace_files(self, files: Sequence[tuple[Document, list[Passage]]], vectors: np.ndarray) -> int:
         """Atomically store new versions of files: each document (its text, hash and page starts)
@@ -259,6 +264,15 @@ class FaissStore(StoreBase):
             change.rebuild = True
         self.flush()
         return ["the full-text table, from the passages", f"{VECTORS}, from the vectors in SQLite"]
+
+    @staticmethod
+    def restore_manifest(location: str | os.PathLike[str]) -> bool:
+        """Write the manifest of the index folder at `location` back from its copy in the database;
+        False when there is no copy (an index made before copies were kept, or not a folder index)."""
+        copy = saved_manifest(Path(location) / DATABASE) if Path(location, DATABASE).is_file() else None
+        if copy is not None:
+            atomic_write(Path(location) / MANIFEST, json.dumps(copy, indent=2).encode("utf-8"))
+        return copy is not None
 
     def backup(self, target: str | os.PathLike[str]) -> list[str]:
         """Copy the index to the new folder `target` while it may be in use: SQLite's online backup

@@ -12,6 +12,7 @@ import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from rag_qa.store.base import iter_passage_rows, passage_from_row, query_terms
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO state (key, value) VALUES ('generation', 0);
+CREATE TABLE IF NOT EXISTS manifest_copy (id INTEGER PRIMARY KEY CHECK (id = 1), manifest TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
     source TEXT PRIMARY KEY,
     content_hash TEXT NOT NULL,
@@ -94,6 +96,17 @@ def connect(path: Path, read_only: bool) -> sqlite3.Connection:
     return connection
 
 
+def saved_manifest(path: Path) -> dict[str, Any] | None:
+    """The copy of the index's manifest kept in the database at `path` (None when there is none or
+    the database cannot be read): what `rag-qa check --repair` restores a damaged manifest from."""
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            row = db.execute("SELECT manifest FROM manifest_copy").fetchone()
+        return json.loads(row[0]) if row else None
+    except (sqlite3.Error, ValueError):
+        return None
+
+
 def encode_vector(vector: np.ndarray | Sequence[float] | None) -> tuple[bytes | None, str | None]:
     """Vectors are stored exactly as given (float32 from our embedder, float64 from Python lists)."""
     if vector is None:
@@ -132,6 +145,12 @@ class PassageDatabase:
     def rollback(self) -> None:
         if self.db.in_transaction:  # SQLite has already rolled back after some errors (a full disk)
             self.db.execute("ROLLBACK")
+
+    def keep_manifest_copy(self, manifest: dict[str, Any]) -> None:
+        """Keep the manifest's content here too (written only when it changed)."""
+        text = json.dumps(manifest, sort_keys=True)
+        if self.db.execute("SELECT manifest FROM manifest_copy").fetchone() != (text,):
+            self.db.execute("INSERT OR REPLACE INTO manifest_copy (id, manifest) VALUES (1, ?)", (text,))
 
     def checkpoint(self) -> None:
         self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # fold the WAL back: a compact folder
