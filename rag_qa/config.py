@@ -8,6 +8,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from rag_qa.errors import ConfigError
+from rag_qa.ingest import formats
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_EMBEDDING_REVISION = "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
@@ -194,7 +195,7 @@ class RetrievalConfig(_Serialisable):
         _require(self.rrf_k >= 1, "rrf_k must be >= 1")
 
 
-DEFAULT_INCLUDE = ("*.pdf", "*.docx", "*.txt", "*.md", "*.markdown", "*.html", "*.htm")
+DEFAULT_INCLUDE = formats.DEFAULT_INCLUDE  # every type a loader reads
 
 
 @dataclass(frozen=True)

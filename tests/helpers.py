@@ -13,6 +13,7 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 SQUAD = SHARED / "data" / "squad2"
 READER = SHARED / "models" / "minilm-squad2-reader-v2"
+SAMPLE_FILES = sum(p.is_file() for p in (REPO / "data").iterdir())  # the demo corpus: one file of each kind it shows
 
 
 def needs_shared(path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from broken_files import make_broken_files
-from helpers import REPO, SQUAD, cli_env, needs_shared
+from helpers import REPO, SAMPLE_FILES, SQUAD, cli_env, needs_shared
 from squad_pdfs import build_corpus, page_of
 
 from rag_qa import RagQA
@@ -49,7 +49,7 @@ def test_index_reports_broken_files_and_indexes_the_rest(corpus):
     assert set(skipped) == set(broken)
     for name, word in broken.items():
         assert word.lower() in skipped[name].lower()
-    assert report["files_indexed"] == len(articles) + 3
+    assert report["files_indexed"] == len(articles) + SAMPLE_FILES
     assert report["pages"] == sum(page_of(len(a.paragraphs) - 1) for a, _ in articles) + 6
     assert report["passages_added"] == report["passages_total"] > 100
     info = json.loads(rag_qa("info", "--index", str(index), "--json").stdout)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import REPO, cli_env
+from helpers import REPO, SAMPLE_FILES, cli_env
 from pg_restart import restart, stopped
 
 from rag_qa.config import ReaderConfig
@@ -47,7 +47,7 @@ def test_a_full_disk_is_named_the_index_stays_consistent_and_a_rerun_finishes(tm
     kept = json.loads(checked.stdout)["passages"]
     assert rag_qa("search", "drill battery", "--index", index).returncode == 0  # the previous state answers
     again = json.loads(rag_qa("index", str(REPO / "data"), "--index", index, "--json", "--quiet").stdout)
-    assert again["files_skipped"] == [] and again["passages_total"] > kept and again["files_indexed"] + again["files_unchanged"] == 3
+    assert again["files_skipped"] == [] and again["passages_total"] > kept and again["files_indexed"] + again["files_unchanged"] == SAMPLE_FILES
     assert json.loads(rag_qa("check", "--index", index, "--json").stdout)["consistent"]
 
 

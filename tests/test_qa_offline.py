@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import READER, REPO, SQUAD, approx_floats, cli_env, needs_shared
+from helpers import READER, REPO, SAMPLE_FILES, SQUAD, approx_floats, cli_env, needs_shared
 
 from rag_qa import RagQA
 from rag_qa.config import ReaderConfig, ScoringConfig
@@ -137,7 +137,7 @@ def test_haystack_indexing_and_query_pipelines(tmp_path):
 
     index = str(tmp_path / "index")
     report = indexing_pipeline(index).run({"indexer": {"sources": [str(REPO / "data")]}})["indexer"]["report"]
-    assert report["files_indexed"] == 3 and report["files_skipped"] == []
+    assert report["files_indexed"] == SAMPLE_FILES and report["files_skipped"] == []
     pipeline = query_pipeline(index, reader=str(READER), top_k=3)
     question = "How long does a fully charged drill battery last?"
     answers = pipeline.run({"retriever": {"query": question}, "reader": {"query": question}})["reader"]["answers"]

@@ -14,17 +14,17 @@ from rag_qa.config import IngestConfig
 from rag_qa.errors import LoadError
 from rag_qa.ingest.html import declared_charset, html_to_text
 from rag_qa.ingest.docx import extract_docx
+from rag_qa.ingest.formats import (
+    CSV_SUFFIXES, DOCX_SUFFIXES, HTML_SUFFIXES, PDF_SUFFIXES, SLIDE_SUFFIXES, SUPPORTED_SUFFIXES, TEXT_SUFFIXES, WORKBOOK_SUFFIXES,
+)  # fmt: skip
 from rag_qa.ingest.guard import ParseError
 from rag_qa.ingest.pdf import GuardedPdfReader
+from rag_qa.ingest.sheets import csv_text, extract_xlsx
+from rag_qa.ingest.slides import extract_pptx
 from rag_qa.ingest.text import DecodeError, clean_text, decode_text, strip_running_lines
 from rag_qa.records import Document
 from rag_qa.store.faiss_store import DATABASE, MANIFEST
 
-TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
-HTML_SUFFIXES = {".html", ".htm"}
-PDF_SUFFIXES = {".pdf"}
-DOCX_SUFFIXES = {".docx"}
-SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES | DOCX_SUFFIXES
 PAGE_SEPARATOR = "\n\n"
 UNSUPPORTED = "unsupported format"
 
@@ -115,9 +115,9 @@ def load_document(
     """Read one file. Raises LoadError with the reason when it cannot be used.
 
     The document's text is what answer offsets index: for text files the decoded file exactly;
-    for HTML, Word and PDF the extracted text (visible text; paragraphs, headings and tables of a
-    Word document; pages joined by a blank line, running headers and footers removed; whitespace
-    tidied). `content_hash` may be passed when the caller has already hashed the file."""
+    for the other formats the extracted text (visible HTML text; paragraphs, headings and tables of a
+    Word document; PDF pages joined by a blank line, running headers and footers removed; slides
+    and sheets as pages; CSV rows as lines; whitespace tidied). `content_hash` may be passed when the caller has already hashed the file."""
     try:
         size = os.path.getsize(path)
         if size == 0:
@@ -131,6 +131,16 @@ def load_document(
         elif suffix in DOCX_SUFFIXES:  # parsed in the same guarded worker as PDFs
             text, page_starts = clean_text(guard.call(extract_docx, path, what="Word document")), ()
             _check_unchanged(path, content_hash)
+        elif suffix in SLIDE_SUFFIXES:  # a slide is a page
+            text, page_starts = _paged_text(guard.call(extract_pptx, path, what="PowerPoint deck"))
+            _check_unchanged(path, content_hash)
+        elif suffix in WORKBOOK_SUFFIXES:  # a sheet is a page
+            text, page_starts = _paged_text(guard.call(extract_xlsx, path, what="Excel workbook"))
+            _check_unchanged(path, content_hash)
+        elif suffix in CSV_SUFFIXES:
+            data = Path(path).read_bytes()
+            content_hash = hashlib.sha256(data).hexdigest()
+            text, page_starts = clean_text(guard.call(csv_text, decode_text(data), Path(path).name, what="CSV file")), ()
         elif suffix in HTML_SUFFIXES:
             data = Path(path).read_bytes()
             content_hash = hashlib.sha256(data).hexdigest()  # the bytes hashed are the bytes parsed
@@ -161,15 +171,22 @@ def _check_unchanged(path: str, content_hash: str) -> None:
 
 
 def _pdf_text(path: str, pdf_reader: GuardedPdfReader) -> tuple[str, tuple[int, ...]]:
-    """One string for the whole PDF (pages joined by a blank line) and where each page starts."""
+    """One string for the whole PDF (pages joined by a blank line, running headers and footers
+    removed) and where each page starts."""
+    return _paged_text(strip_running_lines(list(pdf_reader.extract(path).pages)), join_lines=True)  # a PDF's lines are where the layout broke them
+
+
+def _paged_text(pages: list[str], join_lines: bool = False) -> tuple[str, tuple[int, ...]]:
+    """One string for pages (slides, sheets) joined by a blank line, and where each page starts
+    (an empty page keeps its number). Lines stay lines (rows of tables and sheets) unless `join_lines`."""
     parts: list[str] = []
     page_starts: list[int] = []
     offset = 0
-    for page_text in strip_running_lines(list(pdf_reader.extract(path).pages)):
+    for page_text in pages:
         if parts:
             offset += len(PAGE_SEPARATOR)
         page_starts.append(offset)
-        cleaned = clean_text(page_text, join_lines=True)
+        cleaned = clean_text(page_text, join_lines=join_lines)
         parts.append(cleaned)
         offset += len(cleaned)
     return PAGE_SEPARATOR.join(parts), tuple(page_starts)

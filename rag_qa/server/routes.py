@@ -24,6 +24,7 @@ from rag_qa.pipeline import RagQA
 from rag_qa.server.auth import Caller, identify, require
 from rag_qa.server.batching import AskBatcher
 from rag_qa.server.rate import RateLimit
+from rag_qa.ingest.formats import SUPPORTED_SUFFIXES
 from rag_qa.server.uploads import UploadRejected, check_suffix, safe_name, save_uploads
 
 
@@ -130,7 +131,8 @@ def web_page() -> str:
 
 @functools.cache
 def _web_page() -> str:
-    return resources.files("rag_qa.server").joinpath("static/index.html").read_text("utf-8")
+    page = resources.files("rag_qa.server").joinpath("static/index.html").read_text("utf-8")
+    return page.replace("{{ACCEPTED_TYPES}}", ",".join(sorted(SUPPORTED_SUFFIXES)))  # the loaders' one list
 
 
 @pages.get("/health", summary="liveness (no key needed), and what the service holds that the key may read")
@@ -180,7 +182,7 @@ def search(request: SearchRequest, caller: Caller = require("reader"), s: Servic
 
 @documents.post("/documents", summary="upload files and index them (per-file report, as `rag-qa index --json`)")
 def upload(
-    files: list[UploadFile] = File(..., description="PDF, Word (.docx), text, Markdown or HTML files"),
+    files: list[UploadFile] = File(..., description=f"files of the types rag-qa reads: {', '.join(sorted(SUPPORTED_SUFFIXES))}"),
     replace: bool = Form(False, description="replace earlier uploads of the same names (otherwise 409)"),
     groups: str = Form("", description="comma-separated access groups: only keys holding one may read the files. Empty: "
                        "an editor key's own groups (none for an editor without groups: every key reads them); a replaced file keeps its groups"),

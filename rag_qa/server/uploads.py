@@ -10,7 +10,7 @@ import unicodedata
 from pathlib import Path
 from typing import BinaryIO
 
-from rag_qa.ingest.loaders import SUPPORTED_SUFFIXES
+from rag_qa.ingest.formats import SUPPORTED_SUFFIXES
 
 CHUNK_BYTES = 1 << 20
 MAX_NAME_CHARS = 200
