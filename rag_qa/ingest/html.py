@@ -35,9 +35,10 @@ def declared_charset(data: bytes) -> str | None:
     return match.group(1).decode("ascii") if match else None
 
 
-def html_to_text(html: str) -> str:
-    """The page's title and visible body text. Whitespace inside text collapses as a browser
-    shows it (except in <pre>); paragraphs are separated by blank lines and table cells by " | "."""
+def html_to_text(html: str, with_title: bool = True) -> str:
+    """The page's title (unless not `with_title`) and visible body text. Whitespace inside text
+    collapses as a browser shows it (except in <pre>); paragraphs are separated by blank lines and
+    table cells by " | "."""
     from selectolax.lexbor import LexborHTMLParser
 
     tree = LexborHTMLParser(html)
@@ -45,7 +46,7 @@ def html_to_text(html: str) -> str:
     title = " ".join(title_node.text(deep=True).split()) if title_node is not None else ""
     root = tree.body if tree.body is not None else tree.root
     body = _visible_text(root) if root is not None else ""
-    return f"{title}\n\n{body}" if title else body
+    return f"{title}\n\n{body}" if title and with_title else body
 
 
 def _visible_text(root) -> str:  # noqa: ANN001 (selectolax node)

@@ -14,8 +14,9 @@ from rag_qa.config import IngestConfig
 from rag_qa.errors import LoadError
 from rag_qa.ingest.html import declared_charset, html_to_text
 from rag_qa.ingest.docx import extract_docx
+from rag_qa.ingest.ebook import extract_epub
 from rag_qa.ingest.formats import (
-    CSV_SUFFIXES, DOCX_SUFFIXES, HTML_SUFFIXES, PDF_SUFFIXES, SLIDE_SUFFIXES, SUPPORTED_SUFFIXES, TEXT_SUFFIXES, WORKBOOK_SUFFIXES,
+    CSV_SUFFIXES, DOCX_SUFFIXES, EPUB_SUFFIXES, HTML_SUFFIXES, PDF_SUFFIXES, SLIDE_SUFFIXES, SUPPORTED_SUFFIXES, TEXT_SUFFIXES, WORKBOOK_SUFFIXES,
 )  # fmt: skip
 from rag_qa.ingest.guard import ParseError
 from rag_qa.ingest.pdf import GuardedPdfReader
@@ -117,7 +118,7 @@ def load_document(
     The document's text is what answer offsets index: for text files the decoded file exactly;
     for the other formats the extracted text (visible HTML text; paragraphs, headings and tables of a
     Word document; PDF pages joined by a blank line, running headers and footers removed; slides
-    and sheets as pages; CSV rows as lines; whitespace tidied). `content_hash` may be passed when the caller has already hashed the file."""
+    and sheets as pages; e-book chapters as pages; CSV rows as lines; whitespace tidied). `content_hash` may be passed when the caller has already hashed the file."""
     try:
         size = os.path.getsize(path)
         if size == 0:
@@ -136,6 +137,9 @@ def load_document(
             _check_unchanged(path, content_hash)
         elif suffix in WORKBOOK_SUFFIXES:  # a sheet is a page
             text, page_starts = _paged_text(guard.call(extract_xlsx, path, what="Excel workbook"))
+            _check_unchanged(path, content_hash)
+        elif suffix in EPUB_SUFFIXES:  # a chapter is a page
+            text, page_starts = _paged_text(guard.call(extract_epub, path, what="EPUB e-book"))
             _check_unchanged(path, content_hash)
         elif suffix in CSV_SUFFIXES:
             data = Path(path).read_bytes()
