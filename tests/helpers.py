@@ -40,3 +40,13 @@ def cli_env(**extra: str) -> dict[str, str]:
     the session's graph cache, so a cold process starts as a user's does (graphs exported once)."""
     env = {name: value for name, value in os.environ.items() if name != "RAG_QA_RUNTIME"}
     return {**env, **extra}
+
+
+def load_file(path: Path):  # noqa: ANN201 (a Document)
+    """One file read as `rag-qa index` reads it (in a guarded worker)."""
+    from rag_qa.config import IngestConfig
+    from rag_qa.ingest.loaders import load_document
+    from rag_qa.ingest.pdf import GuardedPdfReader
+
+    with GuardedPdfReader(timeout_s=60) as guard:
+        return load_document(str(path), IngestConfig(), guard)

@@ -8,12 +8,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from helpers import load_file
 
 from rag_qa import RagQA
-from rag_qa.config import IngestConfig
 from rag_qa.errors import LoadError
-from rag_qa.ingest.loaders import load_document
-from rag_qa.ingest.pdf import GuardedPdfReader
 
 
 def book(path: Path) -> Path:
@@ -44,13 +42,8 @@ def book(path: Path) -> Path:
     return path
 
 
-def load(path: Path):
-    with GuardedPdfReader(timeout_s=60) as guard:
-        return load_document(str(path), IngestConfig(), guard)
-
-
 def test_chapters_in_spine_order_are_pages_without_the_table_of_contents_or_styles(tmp_path):
-    document = load(book(tmp_path / "repairs.epub"))
+    document = load_file(book(tmp_path / "repairs.epub"))
     assert document.text == (
         "Gluing\n\nWood glue needs clamps for at least one hour before the joint is handled.\n\n"
         "Sharpening\n\nSharpen a chisel on the medium stone first, then on the fine stone."
@@ -77,4 +70,4 @@ def test_encrypted_renamed_and_broken_books_are_refused_with_a_reason(tmp_path):
     (tmp_path / "renamed.epub").write_text("A text file with the wrong name.")
     for name, reason in [("drm.epub", "DRM"), ("broken.epub", "malformed"), ("renamed.epub", "not an EPUB e-book")]:
         with pytest.raises(LoadError, match=reason):
-            load(tmp_path / name)
+            load_file(tmp_path / name)

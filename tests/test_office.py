@@ -12,13 +12,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from helpers import READER, needs_shared
+from helpers import READER, load_file, needs_shared
 
 from rag_qa import RagQA
 from rag_qa.config import IngestConfig, ReaderConfig
 from rag_qa.errors import LoadError
-from rag_qa.ingest.loaders import discover, load_document
-from rag_qa.ingest.pdf import GuardedPdfReader
+from rag_qa.ingest.loaders import discover
 
 
 def deck(path: Path) -> Path:
@@ -83,13 +82,8 @@ def prices_csv(path: Path) -> Path:
     return path
 
 
-def load(path: Path):
-    with GuardedPdfReader(timeout_s=60) as guard:
-        return load_document(str(path), IngestConfig(), guard)
-
-
 def test_a_slide_is_a_page_read_title_first_then_top_to_bottom_with_tables_and_notes(tmp_path):
-    document = load(deck(tmp_path / "library.pptx"))
+    document = load_file(deck(tmp_path / "library.pptx"))
     slides = [document.text[start:end].strip() for start, end in zip(document.page_starts, [*document.page_starts[1:], len(document.text)])]
     assert slides == [
         "Harborview Tool Library\n\nOpen on Saturdays from nine to one.",
@@ -100,7 +94,7 @@ def test_a_slide_is_a_page_read_title_first_then_top_to_bottom_with_tables_and_n
 
 
 def test_a_sheet_is_a_page_with_cells_named_by_their_column_and_formulas_as_saved_values(tmp_path):
-    document = load(workbook(tmp_path / "prices.xlsx"))
+    document = load_file(workbook(tmp_path / "prices.xlsx"))
     assert document.text == (
         "Sheet: Prices\nTool | Deposit | Fee per day\nTool: Drill; Deposit: 30; Fee per day: 2.5\nTool: Ladder; Deposit: 60\n\n"
         "Sheet: Staff\nName | Day\nName: Ingrid; Day: Tuesday"
@@ -109,7 +103,7 @@ def test_a_sheet_is_a_page_with_cells_named_by_their_column_and_formulas_as_save
 
 
 def test_a_csv_file_is_one_sheet_with_its_delimiter_guessed(tmp_path):
-    document = load(prices_csv(tmp_path / "more-prices.csv"))
+    document = load_file(prices_csv(tmp_path / "more-prices.csv"))
     assert document.text == "Sheet: more-prices.csv\nTool | Deposit\nTool: Sander; Deposit: 25\nTool: Tent; Deposit: 40"
     assert document.page_starts == ()
 
@@ -122,7 +116,7 @@ def test_a_million_empty_rows_cost_nothing(tmp_path):
     book.active.append(["Drill", 30])
     book.active["A1048576"] = "last row"  # the sheet claims a million rows, all but three empty
     book.save(tmp_path / "sparse.xlsx")
-    assert load(tmp_path / "sparse.xlsx").text == "Sheet: Sheet\nTool | Deposit\nTool: Drill; Deposit: 30\nTool: last row"
+    assert load_file(tmp_path / "sparse.xlsx").text == "Sheet: Sheet\nTool | Deposit\nTool: Drill; Deposit: 30\nTool: last row"
 
 
 def test_the_folder_walk_and_the_upload_list_know_the_new_formats(tmp_path):
@@ -195,4 +189,4 @@ def test_hostile_decks_and_workbooks_are_refused_one_by_one_and_the_rest_answers
 def test_one_bad_file_is_refused_with_its_name_and_reason(tmp_path):
     (tmp_path / "empty-looking.xlsx").write_text("Tool,Deposit")
     with pytest.raises(LoadError, match="not an Excel workbook"):
-        load(tmp_path / "empty-looking.xlsx")
+        load_file(tmp_path / "empty-looking.xlsx")
