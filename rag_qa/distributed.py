@@ -14,10 +14,11 @@ free CPU, read them; only the file it was reading counts a try (at most 1 + WORK
 file that kills its workers cannot use up the tries of the files queued behind it. A worker's own
 exception is reported with its message, not retried. The driver never waits unboundedly: each wait
 is at most WAIT_S, and when no worker and no CPU is left, or nothing has finished for STALLED_S,
-the files not done are reported as not indexed and the run ends. Actors clean their scratch folders
-and are killed in every outcome (a killed worker's folder is removed by the next worker on its machine). The store only ever sees whole files, each in one transaction with
-its content hash, so a killed driver loses only the files in flight and the same command run again
-completes the index.
+the files not done are reported as not indexed and the run ends. Actors clean their scratch
+folders and are killed in every outcome (a killed worker's folder is removed by the next worker on
+its machine). The store only ever sees whole files, each in one transaction with its content hash,
+so a killed driver loses only the files in flight and the same command run again completes the
+index.
 """
 
 from __future__ import annotations
@@ -150,8 +151,8 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # another user's process
-        return True
+    except PermissionError:  # another user's process: alive
+        pass
     return True
 
 
