@@ -8,7 +8,7 @@ import shutil
 import sys
 
 import pytest
-from helpers import READER, REPO, SQUAD, needs_shared
+from helpers import READER, REPO, SAMPLE_FILES, SQUAD, needs_shared
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ def test_quickstart_notebook_executes(tmp_path, monkeypatch):
     assert not any(o.get("output_type") == "error" for cell in notebook.cells for o in cell.get("outputs", []))
     outputs = "".join(o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", []))
     report = next(o["data"]["text/plain"] for o in notebook.cells[1]["outputs"] if "data" in o)
-    assert "'files_indexed': 3" in report and "'files_skipped': []" in report
+    assert f"'files_indexed': {SAMPLE_FILES}" in report and "'files_skipped': []" in report
     assert "about forty minutes" in outputs and "safety-guide.pdf page 2" in outputs
     assert "[[about forty minutes]]" in outputs and "offsets index the source: True" in outputs
     assert "abstained: True" in outputs
