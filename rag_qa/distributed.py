@@ -23,7 +23,6 @@ index.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -44,7 +43,7 @@ from rag_qa.errors import ConfigError, LoadError, RagQAError
 from rag_qa.embed import Embedder
 from rag_qa.indexer import GroupSetter, IndexReport, check_chunking
 from rag_qa.sync import Pruner
-from rag_qa.ingest.loaders import check_size, discover, file_hash, unreadable
+from rag_qa.ingest.loaders import bytes_hash, check_size, discover, file_hash, unreadable
 from rag_qa.onnx_models import resolved_runtime
 from rag_qa.ray_pool import IN_FLIGHT_PER_WORKER, LostWorker, WorkerPool
 from rag_qa.records import Document, Passage
@@ -250,7 +249,7 @@ def _feed(pool: WorkerPool, paths: list[str], store: Store, config: IngestConfig
                 except OSError as exc:  # gone or unreadable since it was hashed
                     finished(path, unreadable(path, exc))
                     continue
-                pool.submit(worker, path, data, hashlib.sha256(data).hexdigest())  # the bytes hashed are the bytes parsed
+                pool.submit(worker, path, data, bytes_hash(path, data))  # the bytes hashed are the bytes parsed
         done = pool.wait(WAIT_S)
         if done is None:
             if pool.cluster_cpus() < 1:

@@ -5,10 +5,11 @@ maintained, and reports a box for every character it extracts. We render on the 
 than shipping pdf.js to the browser so the web page stays small and works offline, and so the
 Python API and notebooks get the very same boxes.
 
-Answer offsets index the text pypdf extracted at ingestion (after cleaning). pdfium extracts the
-same glyphs in the same order, with its own whitespace and line breaks, so the two are aligned on
-their non-space characters: each character of an answer gets the box of the glyph it came from.
-Both parsers run in a guarded worker (time and memory limit), as at ingestion.
+Answer offsets index the text pdfium extracted at ingestion (after cleaning: whitespace tidied,
+hyphenated line ends rejoined, running headers removed), so the indexed characters and pdfium's
+glyphs are paired on their non-space characters, one for one in the usual case; the alignment
+below also covers PDFs indexed by earlier versions (pypdf's text) or read by the pypdf fallback.
+pdfium runs in a guarded worker (time and memory limit), as at ingestion.
 """
 
 from __future__ import annotations

@@ -27,6 +27,9 @@ from rag_qa.records import Document
 from rag_qa.store.faiss_store import DATABASE, MANIFEST
 
 PAGE_SEPARATOR = "\n\n"
+# Where the text of a file depends on the extractor, its name is part of the file's stored hash, so
+# a file an earlier extractor read (pypdf, for PDFs indexed before pdfium) is read again on re-index.
+EXTRACTOR_TAGS = {".pdf": "pdfium"}
 UNSUPPORTED = "unsupported format"
 
 
@@ -102,12 +105,23 @@ def _matches(name: str, relative: str, patterns: tuple[str, ...]) -> bool:
 
 
 def file_hash(path: str) -> str:
-    """SHA-256 of the file's bytes: unchanged files are recognised and skipped by this."""
+    """SHA-256 of the file's bytes (tagged with the extractor where one decides the text, see
+    EXTRACTOR_TAGS): unchanged files are recognised and skipped by this."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()
+    return digest.hexdigest() + _extractor_tag(path)
+
+
+def bytes_hash(path: str, data: bytes) -> str:
+    """`file_hash` of `path` computed from its bytes already read (the bytes hashed are the bytes parsed)."""
+    return hashlib.sha256(data).hexdigest() + _extractor_tag(path)
+
+
+def _extractor_tag(path: str) -> str:
+    tag = EXTRACTOR_TAGS.get(Path(path).suffix.lower())
+    return f"+{tag}" if tag else ""
 
 
 def load_document(
@@ -143,15 +157,15 @@ def load_document(
             _check_unchanged(path, content_hash)
         elif suffix in CSV_SUFFIXES:
             data = Path(path).read_bytes()
-            content_hash = hashlib.sha256(data).hexdigest()
+            content_hash = bytes_hash(path, data)
             text, page_starts = clean_text(guard.call(csv_text, decode_text(data), Path(path).name, what="CSV file")), ()
         elif suffix in HTML_SUFFIXES:
             data = Path(path).read_bytes()
-            content_hash = hashlib.sha256(data).hexdigest()  # the bytes hashed are the bytes parsed
+            content_hash = bytes_hash(path, data)  # the bytes hashed are the bytes parsed
             text, page_starts = clean_text(html_to_text(decode_text(data, declared_charset(data)))), ()
         elif suffix in TEXT_SUFFIXES:  # the decoded file itself: answers quote it at its own offsets
             data = Path(path).read_bytes()
-            content_hash = hashlib.sha256(data).hexdigest()
+            content_hash = bytes_hash(path, data)
             text, page_starts = decode_text(data), ()
         else:
             raise LoadError(path, unsupported_format(suffix))
