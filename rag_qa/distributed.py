@@ -146,13 +146,19 @@ def _remove_orphaned_scratch() -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process `pid` runs (a killed one its parent has not reaped yet, a zombie, does not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
         return False
-    except PermissionError:  # another user's process: alive
-        pass
-    return True
+    except OSError:  # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # another user's process
+            pass
+        return True
 
 
 def index_on_ray(

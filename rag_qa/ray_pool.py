@@ -75,7 +75,8 @@ class WorkerPool:
         return [w for w in self.workers if w.ready and len(w.files) < IN_FLIGHT_PER_WORKER]
 
     def in_flight(self) -> int:
-        return sum(len(w.files) for w in self.workers)
+        """Files sent and not yet collected (a lost worker's finished results included)."""
+        return sum(path is not None for _, path in self.waiting.values())
 
     def submit(self, worker: Worker, path: str, data: bytes, content_hash: str) -> None:
         reference = worker.actor.process.remote(path, data, content_hash)
@@ -113,16 +114,36 @@ class WorkerPool:
         return worker, path, result
 
     def lose(self, worker: Worker) -> list[str]:
-        """Forget a dead worker; its files, the one it was reading first."""
-        self.waiting = {r: (w, p) for r, (w, p) in self.waiting.items() if w is not worker}
+        """Forget a dead worker; the files it had not finished, the one it was reading first.
+        Results it finished before it died stay owed and are collected as usual."""
+        finished = {r for r, _ in worker.files if self._finished(r)}
+        lost = [(r, path) for r, path in worker.files if r not in finished]
+        for reference, _ in lost:
+            del self.waiting[reference]
+        self.waiting = {r: (w, p) for r, (w, p) in self.waiting.items() if w is not worker or p is not None}  # its ready check
+        worker.files = deque(f for f in worker.files if f[0] in finished)
         self.workers.remove(worker)
         self.ray.kill(worker.actor)
         self.looked = float("-inf")  # look for a free CPU for a replacement at once
-        return [path for _, path in worker.files]
+        return [path for _, path in lost]
+
+    def _finished(self, reference: Any) -> bool:
+        """The worker finished this file (a result, or its own exception) before it died."""
+        from ray.exceptions import RayError, RayTaskError
+
+        if not self.ray.wait([reference], timeout=0)[0]:
+            return False
+        try:
+            self.ray.get(reference)
+        except RayTaskError:
+            return True
+        except RayError:
+            return False
+        return True
 
     def abandon(self) -> list[str]:
         """Stop waiting for every file in flight; their paths."""
-        paths = [path for w in self.workers for _, path in w.files]
+        paths = [path for _, path in self.waiting.values() if path is not None]
         for worker in self.workers:
             worker.files.clear()
         self.waiting = {r: (w, p) for r, (w, p) in self.waiting.items() if p is None}
