@@ -72,12 +72,16 @@ class GuardedWorker:
         self._process, self._connection = process, parent
 
     def _kill(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-            self._process.join()
-        if self._connection is not None:
-            self._connection.close()
+        process, connection = self._process, self._connection
         self._process = self._connection = None
+        if process is not None:
+            process.kill()
+            process.join()
+        if connection is not None:
+            try:
+                connection.close()
+            except OSError:  # closed already by a concurrent close() (stopping while a call runs)
+                pass
 
     def close(self) -> None:
         """Stop the worker (politely if it is idle)."""
@@ -96,13 +100,18 @@ class GuardedWorker:
         if self._process is None or not self._process.is_alive():
             self._kill()
             self._start()
-        assert self._connection is not None
-        self._connection.send((function, args, what))
-        if not self._connection.poll(self.timeout_s):
+        connection = self._connection  # its own reference: close() from another thread may clear the field
+        assert connection is not None
+        connection.send((function, args, what))
+        try:
+            answered = connection.poll(self.timeout_s)
+        except (EOFError, OSError):
+            answered = True  # stopped meanwhile: recv() below says so
+        if not answered:
             self._kill()
             raise ParseError(f"{what} parsing took longer than {self.timeout_s:g} s (hostile or broken file?)")
         try:
-            status, payload = self._connection.recv()
+            status, payload = connection.recv()
         except (EOFError, OSError):
             self._kill()
             raise ParseError(f"{what} parser crashed (memory limit exceeded or a parser bug)") from None
