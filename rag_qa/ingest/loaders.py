@@ -132,43 +132,24 @@ def load_document(
     The document's text is what answer offsets index: for text files the decoded file exactly;
     for the other formats the extracted text (visible HTML text; paragraphs, headings and tables of a
     Word document; PDF pages joined by a blank line, running headers and footers removed; slides
-    and sheets as pages; e-book chapters as pages; CSV rows as lines; whitespace tidied). `content_hash` may be passed when the caller has already hashed the file."""
+    and sheets as pages; e-book chapters as pages; CSV rows as lines; whitespace tidied).
+    `content_hash` may be passed when the caller has already hashed the file."""
     try:
         size = os.path.getsize(path)
         if size == 0:
             raise LoadError(path, "empty file")
         check_size(path, size, config)
-        content_hash = content_hash if content_hash is not None else file_hash(path)
         suffix = Path(path).suffix.lower()
-        if suffix in PDF_SUFFIXES:
-            text, page_starts = _pdf_text(path, guard)
-            _check_unchanged(path, content_hash)
-        elif suffix in DOCX_SUFFIXES:  # parsed in the same guarded worker as PDFs
-            text, page_starts = clean_text(guard.call(extract_docx, path, what="Word document")), ()
-            _check_unchanged(path, content_hash)
-        elif suffix in SLIDE_SUFFIXES:  # a slide is a page
-            text, page_starts = _paged_text(guard.call(extract_pptx, path, what="PowerPoint deck"))
-            _check_unchanged(path, content_hash)
-        elif suffix in WORKBOOK_SUFFIXES:  # a sheet is a page
-            text, page_starts = _paged_text(guard.call(extract_xlsx, path, what="Excel workbook"))
-            _check_unchanged(path, content_hash)
-        elif suffix in EPUB_SUFFIXES:  # a chapter is a page
-            text, page_starts = _paged_text(guard.call(extract_epub, path, what="EPUB e-book"))
-            _check_unchanged(path, content_hash)
-        elif suffix in CSV_SUFFIXES:
-            data = Path(path).read_bytes()
-            content_hash = bytes_hash(path, data)
-            text, page_starts = clean_text(guard.call(csv_text, decode_text(data), Path(path).name, what="CSV file")), ()
-        elif suffix in HTML_SUFFIXES:
-            data = Path(path).read_bytes()
-            content_hash = bytes_hash(path, data)  # the bytes hashed are the bytes parsed
-            text, page_starts = clean_text(html_to_text(decode_text(data, declared_charset(data)))), ()
-        elif suffix in TEXT_SUFFIXES:  # the decoded file itself: answers quote it at its own offsets
-            data = Path(path).read_bytes()
-            content_hash = bytes_hash(path, data)
-            text, page_starts = decode_text(data), ()
-        else:
+        if suffix not in SUPPORTED_SUFFIXES:
             raise LoadError(path, unsupported_format(suffix))
+        if suffix in CSV_SUFFIXES | HTML_SUFFIXES | TEXT_SUFFIXES:  # read once here: the bytes hashed are the bytes parsed
+            data = Path(path).read_bytes()
+            content_hash = bytes_hash(path, data)
+            text, page_starts = _text_of_bytes(path, suffix, data, guard), ()
+        else:  # parsed by path in the guarded worker; it must still be the file hashed
+            content_hash = content_hash if content_hash is not None else file_hash(path)
+            text, page_starts = _parsed_by_path(path, suffix, guard)
+            _check_unchanged(path, content_hash)
     except DecodeError as exc:
         raise LoadError(path, f"undecodable text: {exc}") from None
     except ParseError as exc:
@@ -179,6 +160,33 @@ def load_document(
         reason = "no text layer (scanned images only?); run OCR first" if page_starts else "no text content"
         raise LoadError(path, reason)
     return Document(source=path, text=text, content_hash=content_hash, page_starts=page_starts)
+
+
+# Formats read in the guarded worker whose parts (slides, sheets, chapters) are pages: extractor, name in reasons.
+PAGED_EXTRACTORS = {
+    **dict.fromkeys(SLIDE_SUFFIXES, (extract_pptx, "PowerPoint deck")),
+    **dict.fromkeys(WORKBOOK_SUFFIXES, (extract_xlsx, "Excel workbook")),
+    **dict.fromkeys(EPUB_SUFFIXES, (extract_epub, "EPUB e-book")),
+}
+
+
+def _parsed_by_path(path: str, suffix: str, guard: GuardedPdfReader) -> tuple[str, tuple[int, ...]]:
+    """Text and page starts of a PDF, Word document, deck, workbook or e-book."""
+    if suffix in PDF_SUFFIXES:
+        return _pdf_text(path, guard)
+    if suffix in DOCX_SUFFIXES:
+        return clean_text(guard.call(extract_docx, path, what="Word document")), ()
+    extract, what = PAGED_EXTRACTORS[suffix]
+    return _paged_text(guard.call(extract, path, what=what))
+
+
+def _text_of_bytes(path: str, suffix: str, data: bytes, guard: GuardedPdfReader) -> str:
+    """Text of a CSV, HTML or text file from its bytes (a text file is its decoded self: answers quote it at its own offsets)."""
+    if suffix in CSV_SUFFIXES:
+        return clean_text(guard.call(csv_text, decode_text(data), Path(path).name, what="CSV file"))
+    if suffix in HTML_SUFFIXES:
+        return clean_text(html_to_text(decode_text(data, declared_charset(data))))
+    return decode_text(data)
 
 
 def _check_unchanged(path: str, content_hash: str) -> None:
