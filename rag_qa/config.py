@@ -3,6 +3,7 @@ through `to_dict` / `from_dict`, so settings can be saved with an index and read
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -209,9 +210,15 @@ class IngestConfig(_Serialisable):
     pdf_memory_mb: int = 2048
     commit_passages: int = 256  # embed and commit in groups this big: full batches, bounded loss on a kill
     save_interval_s: float = 30.0  # save the FAISS file at least this often during a long run
+    ocr: bool = True  # read scanned PDF pages with Tesseract
+    ocr_languages: str = "eng"  # Tesseract language codes joined by "+": "eng+deu"
 
     def __post_init__(self) -> None:
         _require(self.max_file_mb > 0, "max_file_mb must be > 0")
+        _require(
+            re.fullmatch(r"[A-Za-z_]+(\+[A-Za-z_]+)*", self.ocr_languages) is not None,
+            f"ocr_languages must be Tesseract language codes joined by '+' (such as eng or eng+deu), got {self.ocr_languages!r}",
+        )
         _require(self.commit_passages >= 1, "commit_passages must be >= 1")
         _require(self.save_interval_s >= 0, "save_interval_s must be >= 0")
         _require(self.pdf_timeout_s > 0, "pdf_timeout_s must be > 0")

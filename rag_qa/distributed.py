@@ -42,6 +42,7 @@ from rag_qa.config import EmbedderConfig, IngestConfig
 from rag_qa.errors import ConfigError, LoadError, RagQAError
 from rag_qa.embed import Embedder
 from rag_qa.indexer import GroupSetter, IndexReport, check_chunking
+from rag_qa.ingest.ocr import keep_recognised_words
 from rag_qa.sync import Pruner
 from rag_qa.ingest.loaders import bytes_hash, check_size, discover, file_hash, unreadable
 from rag_qa.onnx_models import resolved_runtime
@@ -295,8 +296,9 @@ def _store_result(result: Any, path: str, store: Store, report: IndexReport, reg
     document = regroup.loaded(document)
     (report.added if store.file_hash(document.source) is None else report.changed).append(path)
     started = time.perf_counter()
+    keep_recognised_words(store, [document])
     report.passages_added += store.replace_files([(document, passages)], vectors)
     report.seconds["store"] += time.perf_counter() - started  # the driver's share: it bounds how many nodes help
     report.files_indexed += 1
-    report.pages += len(document.page_starts)
+    report.count(document)
     return None

@@ -7,6 +7,7 @@ run killed at any point loses at most the group in flight, and re-running finish
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -20,6 +21,7 @@ from rag_qa.embed import Embedder
 from rag_qa.errors import ConfigError, LoadError
 from rag_qa.ingest.chunking import chunk_document
 from rag_qa.ingest.loaders import UNSUPPORTED, discover, file_hash, load_document, unreadable
+from rag_qa.ingest.ocr import keep_recognised_words
 from rag_qa.ingest.pdf import GuardedPdfReader
 from rag_qa.ingest.text import clean_text
 from rag_qa.records import Document, Passage
@@ -41,10 +43,19 @@ class IndexReport:
     passages_added: int = 0
     passages_total: int = 0
     pages: int = 0
-    seconds: dict[str, float] = field(default_factory=lambda: {"load": 0.0, "chunk": 0.0, "embed": 0.0, "store": 0.0})
+    ocr_pages: int = 0  # scanned pages read by OCR (their time is `seconds["ocr"]`, a part of "load")
+    warnings: list[dict[str, str]] = field(default_factory=list)  # files indexed with parts unread: {"path", "reason"}
+    seconds: dict[str, float] = field(default_factory=lambda: {"load": 0.0, "ocr": 0.0, "chunk": 0.0, "embed": 0.0, "store": 0.0})
 
     def skip(self, error: LoadError) -> None:
         self.files_skipped.append({"path": error.path, "reason": error.reason})
+
+    def count(self, document: Document) -> None:
+        """Add a read document's pages, OCR'd pages and warnings."""
+        self.pages += len(document.page_starts)
+        self.ocr_pages += len(document.ocr_pages)
+        self.seconds["ocr"] += sum(page.seconds for page in document.ocr_pages)
+        self.warnings += [{"path": document.source, "reason": reason} for reason in document.warnings]
 
     @property
     def files_unsupported(self) -> int:
@@ -66,6 +77,8 @@ class IndexReport:
             "passages_added": self.passages_added,
             "passages_total": self.passages_total,
             "pages": self.pages,
+            "ocr_pages": self.ocr_pages,
+            "warnings": self.warnings,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
 
@@ -122,7 +135,7 @@ def index_paths(
                     regroup.unchanged(path)
                     continue
                 with _Timer(report, "load"):
-                    document = regroup.loaded(load_document(path, config, pdf_reader, content_hash))
+                    document = regroup.loaded(load_document(path, config, pdf_reader, content_hash, _ocr_progress(bar, path)))
                 (report.added if known is None else report.changed).append(path)
             except LoadError as error:
                 report.skip(error)
@@ -132,7 +145,7 @@ def index_paths(
                 continue
             with _Timer(report, "chunk"):
                 passages = chunk_document(document, embedder.tokenizer, chunking)
-            report.pages += len(document.page_starts)
+            report.count(document)
             pending.add(document, passages)
             if time.monotonic() - last_flush > config.save_interval_s:
                 with _Timer(report, "store"):
@@ -145,6 +158,15 @@ def index_paths(
         store.flush()
     report.passages_total = store.count()
     return report
+
+
+def _ocr_progress(bar: Any, path: str) -> Callable[[int, int], None]:
+    """Shows a file's OCR on the progress bar, page by page (a scanned book takes minutes)."""
+
+    def show(done: int, total: int) -> None:
+        bar.set_postfix_str(f"OCR {os.path.basename(path)}: page {done} of {total}")
+
+    return show
 
 
 class GroupSetter:
@@ -219,6 +241,7 @@ class _PendingFiles:
         with _Timer(self.report, "embed"):
             vectors = embed_passages(self.embedder, [p for _, passages in self.files for p in passages])
         with _Timer(self.report, "store"):
+            keep_recognised_words(self.store, [document for document, _ in self.files])
             self.report.passages_added += self.store.replace_files(self.files, vectors)
         self.report.files_indexed += len(self.files)
         self.files = []

@@ -5,6 +5,9 @@ maintained, and reports a box for every character it extracts. We render on the 
 than shipping pdf.js to the browser so the web page stays small and works offline, and so the
 Python API and notebooks get the very same boxes.
 
+A scanned page has no glyphs: its words and their boxes, as OCR read them at ingestion, are
+kept with the index and stand in for them (`ocr_glyphs`).
+
 Answer offsets index the text pdfium extracted at ingestion (after cleaning: whitespace tidied,
 hyphenated line ends rejoined, running headers removed), so the indexed characters and pdfium's
 glyphs are paired on their non-space characters, one for one in the usual case; the alignment
@@ -28,7 +31,7 @@ from dataclasses import dataclass
 from rag_qa.errors import NotFoundError, RagQAError
 from rag_qa.ingest.guard import GuardedWorker, ParseError
 from rag_qa.ingest.loaders import file_hash
-from rag_qa.records import PageBox
+from rag_qa.records import OcrPage, PageBox
 
 MIN_WIDTH, MAX_WIDTH = 100, 2400  # pixels: bounds a request's memory and time
 _DEVICE = 100_000_000  # the display map is measured on a device this many units across (an int32 in pdfium)
@@ -155,6 +158,24 @@ def aligned_glyphs(path: str, page: int, page_text: str) -> tuple[PageGlyphs, li
     return glyphs, glyph_of_each_char(page_text, glyphs)
 
 
+def ocr_glyphs(page: OcrPage) -> PageGlyphs:
+    """A scanned page's recognised words as glyphs: each word's box shared evenly among its
+    characters, in a page space of page fractions with y upwards (as PDF page space), so lines
+    merge and boxes display as on a digital page."""
+    boxes: list[Box | None] = [None] * len(page.text)
+    for start, end, left, top, right, bottom in page.words:
+        step = (right - left) / (end - start)
+        for k in range(end - start):
+            boxes[start + k] = (left + k * step, 1 - bottom, left + (k + 1) * step, 1 - top)
+    return PageGlyphs(page.text, tuple(boxes), (1.0, 0.0, 0.0, -1.0, 0.0, 1.0))
+
+
+def aligned_ocr_glyphs(page: OcrPage, page_text: str) -> tuple[PageGlyphs, list[int | None]]:
+    """As `aligned_glyphs`, for a page read by OCR (its words kept with the index). Runs in the guarded worker."""
+    glyphs = ocr_glyphs(page)
+    return glyphs, glyph_of_each_char(page_text, glyphs)
+
+
 def _unmatched_runs(size: int, matched: dict[int, int]) -> list[list[int]]:
     runs: list[list[int]] = [[]]
     for position in range(size):
@@ -219,17 +240,20 @@ class PdfPageViewer:
                 self._images.put(key, png)
         return png
 
-    def boxes(self, source: str, content_hash: str, page: int, page_text: str, start: int, end: int) -> list[PageBox]:
-        """Rectangles (one per line) covering `page_text[start:end]`, the stored text of page `page`."""
+    def boxes(self, source: str, content_hash: str, page: int, page_text: str, start: int, end: int, scanned: OcrPage | None = None) -> list[PageBox]:
+        """Rectangles (one per line) covering `page_text[start:end]`, the stored text of page
+        `page`; `scanned` is the page's OCR reading when it was a scan."""
         self._check_file(source, content_hash)
         with self._document_lock(source):
-            glyphs, glyph = self._aligned(source, content_hash, page, page_text)
+            glyphs, glyph = self._aligned(source, content_hash, page, page_text, scanned)
         found = sorted({g for g in glyph[start:end] if g is not None})
         lines = line_boxes([glyphs.boxes[g] for g in found])  # type: ignore[misc]
         return [PageBox(page, *glyphs.displayed(line)) for line in lines]
 
     @functools.lru_cache(maxsize=64)  # the viewer lives as long as the index it serves
-    def _aligned(self, source: str, content_hash: str, page: int, page_text: str) -> tuple[PageGlyphs, list[int | None]]:
+    def _aligned(self, source: str, content_hash: str, page: int, page_text: str, scanned: OcrPage | None) -> tuple[PageGlyphs, list[int | None]]:
+        if scanned is not None:
+            return self._call(aligned_ocr_glyphs, scanned, page_text)
         return self._call(aligned_glyphs, source, page, page_text)
 
     def _check_file(self, source: str, content_hash: str) -> None:

@@ -31,6 +31,7 @@ from rag_qa.embed import Embedder
 from rag_qa.errors import IndexMismatchError, NotFoundError, QuestionError
 from rag_qa.indexer import IndexReport, index_paths
 from rag_qa.ingest.loaders import PAGE_SEPARATOR, source_name
+from rag_qa.ingest.ocr import recognised_page
 from rag_qa.ingest.text import clean_text
 from rag_qa.keys import check_groups
 from rag_qa.naming import resolve_sources
@@ -308,7 +309,9 @@ class RagQA:
             shown = self.show(name, page)
             first, last = max(start, shown.start) - shown.start, min(end, shown.end) - shown.start
             if first < last:
-                found += self.pages.boxes(name, self._indexed_hash(name), page, shown.text, first, last)
+                content_hash = self._indexed_hash(name)
+                scanned = recognised_page(self.store, content_hash, page)
+                found += self.pages.boxes(name, content_hash, page, shown.text, first, last, scanned)
         return found
 
     def answer_boxes(self, answer: Answer) -> list[PageBox]:

@@ -10,6 +10,24 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class OcrPage:
+    """A scanned page read by OCR: the recognised text and each word's box, so the page view can
+    mark answers on the page image (the document's text holds this text, cleaned like any page)."""
+
+    page: int  # 1-based
+    text: str  # words joined by spaces, lines by line breaks, paragraphs by blank lines
+    words: tuple[tuple[int, int, float, float, float, float], ...]  # [start, end) in `text`; left, top, right, bottom as fractions of the page
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"page": self.page, "text": self.text, "words": [list(w) for w in self.words]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "OcrPage":
+        return cls(int(data["page"]), data["text"], tuple((int(a), int(b), *map(float, box)) for a, b, *box in data["words"]))  # type: ignore[misc]
+
+
+@dataclass(frozen=True)
 class Document:
     """A loaded file: its cleaned text and, for PDFs, where each page starts in that text."""
 
@@ -18,6 +36,8 @@ class Document:
     content_hash: str
     page_starts: tuple[int, ...] = ()  # offset of page 1, 2, ... in `text`; empty when not paged
     groups: tuple[str, ...] | None = None  # access groups; None keeps the index's (none for a new file)
+    ocr_pages: tuple[OcrPage, ...] = ()  # the pages read by OCR
+    warnings: tuple[str, ...] = ()  # what could not be read although the file was (a scanned page without OCR)
 
     def page_at(self, offset: int) -> int | None:
         """The 1-based page holding character `offset`, or None for unpaged documents."""

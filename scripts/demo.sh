@@ -5,6 +5,7 @@
 # there (the Hugging Face Hub may be unreachable); otherwise deepset/roberta-large-squad2 from the Hub.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/apt_install.sh --no-install-recommends tesseract-ocr tesseract-ocr-eng  # OCR of the scanned notice
 bash scripts/setup.sh
 . .venv/bin/activate
 if [ -z "${RAG_QA_READER:-}" ] && [ -d ../shared/models/minilm-squad2-reader-v2 ]; then

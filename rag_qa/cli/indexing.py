@@ -45,6 +45,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         exclude=tuple(args.exclude),
         max_file_mb=args.max_file_mb,
         pdf_timeout_s=args.pdf_timeout,
+        ocr=not args.no_ocr,
+        ocr_languages=args.ocr_lang,
         commit_passages=args.commit_every,
         save_interval_s=args.save_every,
     )
@@ -68,15 +70,18 @@ def print_report(args: argparse.Namespace, report: IndexReport, prune: bool) -> 
         return
     for skipped in report.files_skipped:
         print(f"skipped {skipped['path']}: {skipped['reason']}", file=sys.stderr)
+    for warning in report.warnings:
+        print(f"warning: {warning['path']}: {warning['reason']}", file=sys.stderr)
     for move in report.moved:
         print(f"moved {display_name(move['from'])} -> {display_name(move['to'])}")
     for source in report.removed:
         print(f"removed {display_name(source)}")
     unsupported = f" ({report.files_unsupported} of an unsupported format)" if report.files_unsupported else ""
     synced = f", {len(report.moved)} moved, {len(report.removed)} removed" if prune else ""
+    scanned = f"; {report.ocr_pages} scanned pages read by OCR in {report.seconds['ocr']:.1f} s" if report.ocr_pages else ""
     print(
         f"{report.files_indexed} files indexed ({len(report.added)} new, {len(report.changed)} changed){synced}, {report.files_unchanged} unchanged, "
-        f"{len(report.files_skipped)} skipped{unsupported}; {report.passages_added} passages added, {report.passages_total} in {args.index}",
+        f"{len(report.files_skipped)} skipped{unsupported}; {report.passages_added} passages added, {report.passages_total} in {args.index}{scanned}",
         flush=True,
     )
 
@@ -192,6 +197,8 @@ def add_index(sub: Any, o: SharedOptions) -> None:
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="file patterns to leave out")
     p.add_argument("--max-file-mb", type=float, default=IngestConfig.max_file_mb, help="skip larger files (default: %(default)s)")
     p.add_argument("--pdf-timeout", type=float, default=IngestConfig.pdf_timeout_s, metavar="S", help="give up on a PDF after S seconds (default: %(default)s)")
+    p.add_argument("--no-ocr", action="store_true", help="do not read scanned PDF pages with Tesseract OCR (they are reported instead)")
+    p.add_argument("--ocr-lang", default=IngestConfig.ocr_languages, metavar="LANGS", help="Tesseract languages of scanned pages, joined by '+', such as eng+deu (each needs its tesseract-ocr-LANG package; default: %(default)s)")
     p.add_argument("--commit-every", type=int, default=IngestConfig.commit_passages, metavar="N", help="commit to the index every N passages: an interrupted run loses at most this many (default: %(default)s)")
     p.add_argument("--save-every", type=float, default=IngestConfig.save_interval_s, metavar="S", help="save the FAISS file at least every S seconds (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

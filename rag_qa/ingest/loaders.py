@@ -8,6 +8,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from rag_qa.config import IngestConfig
@@ -19,11 +20,12 @@ from rag_qa.ingest.formats import (
     CSV_SUFFIXES, DOCX_SUFFIXES, EPUB_SUFFIXES, HTML_SUFFIXES, PDF_SUFFIXES, SLIDE_SUFFIXES, SUPPORTED_SUFFIXES, TEXT_SUFFIXES, WORKBOOK_SUFFIXES,
 )  # fmt: skip
 from rag_qa.ingest.guard import ParseError
+from rag_qa.ingest.ocr import read_scanned_pages
 from rag_qa.ingest.pdf import GuardedPdfReader
 from rag_qa.ingest.sheets import csv_text, extract_xlsx
 from rag_qa.ingest.slides import extract_pptx
 from rag_qa.ingest.text import DecodeError, clean_text, decode_text, strip_running_lines
-from rag_qa.records import Document
+from rag_qa.records import Document, OcrPage
 from rag_qa.store.faiss_store import DATABASE, MANIFEST
 
 PAGE_SEPARATOR = "\n\n"
@@ -31,6 +33,8 @@ PAGE_SEPARATOR = "\n\n"
 # a file an earlier extractor read (pypdf, for PDFs indexed before pdfium) is read again on re-index.
 EXTRACTOR_TAGS = {".pdf": "pdfium"}
 UNSUPPORTED = "unsupported format"
+OcrProgress = Callable[[int, int], None]  # (pages done, pages to read) of one file's OCR
+Scanned = tuple[tuple[OcrPage, ...], tuple[str, ...]]  # the pages read by OCR, warnings about those not read
 
 
 def source_name(path: str | os.PathLike[str]) -> str:
@@ -125,14 +129,15 @@ def _extractor_tag(path: str) -> str:
 
 
 def load_document(
-    path: str, config: IngestConfig, guard: GuardedPdfReader, content_hash: str | None = None
+    path: str, config: IngestConfig, guard: GuardedPdfReader, content_hash: str | None = None, on_ocr_page: OcrProgress | None = None
 ) -> Document:
     """Read one file. Raises LoadError with the reason when it cannot be used.
 
     The document's text is what answer offsets index: for text files the decoded file exactly;
     for the other formats the extracted text (visible HTML text; paragraphs, headings and tables of a
     Word document; PDF pages joined by a blank line, running headers and footers removed; slides
-    and sheets as pages; e-book chapters as pages; CSV rows as lines; whitespace tidied).
+    and sheets as pages; e-book chapters as pages; CSV rows as lines; whitespace tidied). Scanned
+    PDF pages are read by OCR (`on_ocr_page(done, total)` follows it).
     `content_hash` may be passed when the caller has already hashed the file."""
     try:
         size = os.path.getsize(path)
@@ -142,13 +147,17 @@ def load_document(
         suffix = Path(path).suffix.lower()
         if suffix not in SUPPORTED_SUFFIXES:
             raise LoadError(path, unsupported_format(suffix))
+        scanned: Scanned = ((), ())
         if suffix in CSV_SUFFIXES | HTML_SUFFIXES | TEXT_SUFFIXES:  # read once here: the bytes hashed are the bytes parsed
             data = Path(path).read_bytes()
             content_hash = bytes_hash(path, data)
             text, page_starts = _text_of_bytes(path, suffix, data, guard), ()
         else:  # parsed by path in the guarded worker; it must still be the file hashed
             content_hash = content_hash if content_hash is not None else file_hash(path)
-            text, page_starts = _parsed_by_path(path, suffix, guard)
+            if suffix in PDF_SUFFIXES:
+                text, page_starts, scanned = _pdf_text(path, config, guard, on_ocr_page)
+            else:
+                text, page_starts = _parsed_by_path(path, suffix, guard)
             _check_unchanged(path, content_hash)
     except DecodeError as exc:
         raise LoadError(path, f"undecodable text: {exc}") from None
@@ -156,10 +165,10 @@ def load_document(
         raise LoadError(path, str(exc)) from None
     except OSError as exc:
         raise unreadable(path, exc) from None
+    ocr_pages, warnings = scanned
     if not text.strip():
-        reason = "no text layer (scanned images only?); run OCR first" if page_starts else "no text content"
-        raise LoadError(path, reason)
-    return Document(source=path, text=text, content_hash=content_hash, page_starts=page_starts)
+        raise LoadError(path, warnings[0] if warnings else "no text layer, and no text recognised in its images" if page_starts else "no text content")
+    return Document(path, text, content_hash, page_starts, ocr_pages=ocr_pages, warnings=warnings)
 
 
 # Formats read in the guarded worker whose parts (slides, sheets, chapters) are pages: extractor, name in reasons.
@@ -171,9 +180,7 @@ PAGED_EXTRACTORS = {
 
 
 def _parsed_by_path(path: str, suffix: str, guard: GuardedPdfReader) -> tuple[str, tuple[int, ...]]:
-    """Text and page starts of a PDF, Word document, deck, workbook or e-book."""
-    if suffix in PDF_SUFFIXES:
-        return _pdf_text(path, guard)
+    """Text and page starts of a Word document, deck, workbook or e-book."""
     if suffix in DOCX_SUFFIXES:
         return clean_text(guard.call(extract_docx, path, what="Word document")), ()
     extract, what = PAGED_EXTRACTORS[suffix]
@@ -196,10 +203,12 @@ def _check_unchanged(path: str, content_hash: str) -> None:
         raise LoadError(path, "the file changed while it was being read; run the command again to index the new version")
 
 
-def _pdf_text(path: str, pdf_reader: GuardedPdfReader) -> tuple[str, tuple[int, ...]]:
+def _pdf_text(path: str, config: IngestConfig, pdf_reader: GuardedPdfReader, on_ocr_page: OcrProgress | None) -> tuple[str, tuple[int, ...], Scanned]:
     """One string for the whole PDF (pages joined by a blank line, running headers and footers
-    removed) and where each page starts."""
-    return _paged_text(strip_running_lines(list(pdf_reader.extract(path).pages)), join_lines=True)  # a PDF's lines are where the layout broke them
+    removed), where each page starts, and the pages read by OCR with warnings about those not read."""
+    pages, ocr_pages, warnings = read_scanned_pages(path, pdf_reader.extract(path), config, pdf_reader, on_ocr_page)
+    text, page_starts = _paged_text(strip_running_lines(pages), join_lines=True)  # a PDF's lines are where the layout broke them
+    return text, page_starts, (ocr_pages, warnings)
 
 
 def _paged_text(pages: list[str], join_lines: bool = False) -> tuple[str, tuple[int, ...]]:

@@ -12,6 +12,7 @@ as the fallback for a file pdfium cannot open (it recovers some damaged files th
 from __future__ import annotations
 
 from collections.abc import Callable
+import unicodedata
 from dataclasses import dataclass
 
 from rag_qa.ingest.guard import GuardedWorker, ParseError
@@ -20,11 +21,18 @@ PDF_MAGIC = b"%PDF-"
 HYPHEN_MARK = "\ufffe"  # pdfium: a word hyphenated at a line end was joined here
 
 
+MIN_PAGE_TEXT = 20  # a page with an image and fewer visible characters than this is a scan
+MAX_ODD_SHARE = 0.3  # ...as is one whose text layer is largely unmapped glyphs (a garbage layer)
+UNREADABLE_CATEGORIES = {"Co", "Cc", "Cn", "Cs"}  # private-use, control, unassigned, surrogate: glyphs without a Unicode meaning
+
+
 @dataclass(frozen=True)
 class PdfPages:
-    """Raw text of each page, in order (page 1 first)."""
+    """Raw text of each page, in order (page 1 first), and the pages (from 0) that are scanned
+    images without a usable text layer: they need OCR."""
 
     pages: tuple[str, ...]
+    scanned: tuple[int, ...] = ()
 
 
 class PdfError(ParseError):
@@ -46,28 +54,41 @@ def extract_pages(path: str) -> PdfPages:
             raise PdfError("encrypted PDF; a password is required to read it") from None
         return _pypdf_pages(path)  # pdfium refuses it: pypdf may recover it
     try:
-        pages = tuple(_pdfium_page_text(document, index) for index in range(len(document)))
+        read = [_pdfium_page_text(document, index) for index in range(len(document))]
     except pdfium.PdfiumError:
         return _pypdf_pages(path)  # a page pdfium cannot load: pypdf may read it
     finally:
         document.close()
-    if not pages:
+    if not read:
         raise PdfError("PDF has no pages")
-    return PdfPages(pages)
+    return PdfPages(tuple(text for text, _ in read), tuple(i for i, (_, scanned) in enumerate(read) if scanned))
 
 
-def _pdfium_page_text(document, index: int) -> str:  # type: ignore[no-untyped-def]
-    """One page's text as pdfium reads it, with plain line breaks; where pdfium joined a word
-    hyphenated at a line end (it marks the join with U+FFFE) the hyphen and the line break are put
-    back, so the cleaner rejoins it by the same rule as any other text."""
+def _pdfium_page_text(document, index: int) -> tuple[str, bool]:  # type: ignore[no-untyped-def]
+    """One page's text as pdfium reads it, with plain line breaks, and whether it is a scan. Where
+    pdfium joined a word hyphenated at a line end (it marks the join with U+FFFE) the hyphen and
+    the line break are put back, so the cleaner rejoins it by the same rule as any other text."""
+    import pypdfium2.raw as pdfium_c
+
     page = document[index]
     try:
         textpage = page.get_textpage()
         text = textpage.get_text_range()
         textpage.close()
+        has_image = next(page.get_objects(filter=(pdfium_c.FPDF_PAGEOBJ_IMAGE,)), None) is not None
     finally:
         page.close()
-    return text.replace("\r\n", "\n").replace("\r", "\n").replace(HYPHEN_MARK, "-\n")
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace(HYPHEN_MARK, "-\n")
+    return text, has_image and _too_little_text(text)
+
+
+def _too_little_text(text: str) -> bool:
+    """Whether a page's text layer is missing, nearly empty or garbage (a scanner's bad OCR layer)."""
+    visible = [c for c in text if not c.isspace()]
+    if len(visible) < MIN_PAGE_TEXT:
+        return True
+    odd = sum(c == "\ufffd" or unicodedata.category(c) in UNREADABLE_CATEGORIES for c in visible)
+    return odd / len(visible) > MAX_ODD_SHARE
 
 
 def _pypdf_pages(path: str) -> PdfPages:

@@ -1,0 +1,164 @@
+"""Reading scanned PDF pages with Tesseract OCR, and keeping the words' boxes with the index.
+
+Why pytesseract: it is the maintained wrapper of the `tesseract` command and returns every word
+with its box and its place in the page's blocks, paragraphs and lines (`image_to_data`): the
+text keeps its layout and the page view can mark an answer on a scanned page as on a digital one.
+OCRmyPDF would rewrite the whole file with a new text layer (and needs Ghostscript and qpdf) where
+we only need the words of the pages that have no text. A page is rendered with pdfium (as the page
+view renders it, so boxes match the picture) and recognised in the guarded worker, one call per
+page: the page's time limit applies, and the worker's memory limit holds for its `tesseract` child.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from rag_qa.ingest.guard import GuardedWorker, ParseError
+from rag_qa.records import Document, OcrPage
+
+if TYPE_CHECKING:
+    from rag_qa.config import IngestConfig
+    from rag_qa.ingest.pdf import PdfPages
+
+RENDER_DPI = 300  # Tesseract's recommended resolution for printed text
+MAX_PIXELS = 40_000_000  # a page bigger than this (a poster) is rendered smaller: bounds memory and time
+MIN_WORD_CONFIDENCE = 40  # Tesseract's confidence (0-100) below which a "word" is most likely specks or a smudge
+METADATA_PREFIX = "ocr/"
+INSTALL_HINT = "install Tesseract (Debian/Ubuntu: apt-get install tesseract-ocr tesseract-ocr-eng; macOS: brew install tesseract) or index with --no-ocr"
+
+
+def read_scanned_pages(
+    path: str, reading: PdfPages, config: IngestConfig, guard: GuardedWorker, on_page: Callable[[int, int], None] | None = None
+) -> tuple[list[str], tuple[OcrPage, ...], tuple[str, ...]]:
+    """Every page's text with the scanned pages read by OCR (unless `config.ocr` is off), the
+    pages read, and a warning for each reason some scanned pages could not be read (their text
+    stays empty: the rest of the file is still indexed). `on_page(done, total)` follows progress."""
+    pages, read, failed = list(reading.pages), [], {}  # failed: reason -> page indices
+    if reading.scanned and not config.ocr:
+        failed["OCR is off (--no-ocr)"] = list(reading.scanned)
+    for done, index in enumerate(reading.scanned if config.ocr else (), 1):
+        try:
+            page = guard.call(recognise_page, path, index, config.ocr_languages, max(1.0, config.pdf_timeout_s - 5), what="OCR")
+        except ParseError as exc:
+            failed.setdefault(str(exc), []).append(index)
+            if "not installed" in str(exc):  # the same for every page: do not try the rest
+                failed[str(exc)] += reading.scanned[done:]
+                break
+            continue
+        finally:
+            if on_page is not None:
+                on_page(done, len(reading.scanned))
+        if page.text.strip():  # (a photo without words gives none)
+            pages[index] = page.text
+            read.append(page)
+    warnings = tuple(f"{_page_list(indices)} scanned without a text layer and not read: {reason}" for reason, indices in failed.items())
+    return pages, tuple(read), warnings
+
+
+def _page_list(indices: list[int]) -> str:
+    numbers = [str(i + 1) for i in indices]
+    return f"page {numbers[0]}" if len(numbers) == 1 else f"pages {', '.join(numbers[:10])}{' ...' if len(numbers) > 10 else ''}"
+
+
+def recognise_page(path: str, index: int, languages: str, timeout_s: float) -> OcrPage:
+    """Page `index` (from 0) of the PDF at `path` read by Tesseract. Runs in the guarded worker."""
+    import pytesseract
+
+    # Tesseract's OpenMP threads spin on a small machine: one Debian Reference page took 39 s with
+    # its default threads and 3.7 s with one (3.3 s with two, for 40% more CPU) on 2 cores.
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    started = time.perf_counter()
+    image = _render(path, index)
+    try:
+        _check_languages(languages)
+        data = pytesseract.image_to_data(image, lang=languages, output_type=pytesseract.Output.DICT, timeout=timeout_s)
+    except pytesseract.TesseractNotFoundError:
+        raise ParseError(f"Tesseract is not installed; {INSTALL_HINT}") from None
+    except pytesseract.TesseractError as exc:
+        raise ParseError(f"Tesseract failed: {str(exc.message).strip()[-300:]}") from None
+    except RuntimeError as exc:  # pytesseract's timeout
+        raise ParseError(f"OCR of page {index + 1} took longer than {timeout_s:g} s ({exc})") from None
+    text, words = layout(data, image.width, image.height)
+    return OcrPage(index + 1, text, words, time.perf_counter() - started)
+
+
+def _render(path: str, index: int):  # type: ignore[no-untyped-def]
+    """The page as a greyscale picture at RENDER_DPI (less for a huge page)."""
+    import pypdfium2 as pdfium
+
+    document = pdfium.PdfDocument(path)
+    try:
+        page = document[index]
+        scale = RENDER_DPI / 72
+        pixels = page.get_width() * page.get_height() * scale * scale
+        if pixels > MAX_PIXELS:
+            scale *= (MAX_PIXELS / pixels) ** 0.5
+        return page.render(scale=scale, grayscale=True).to_pil()
+    finally:
+        document.close()
+
+
+@functools.cache
+def _installed_languages() -> frozenset[str]:
+    import pytesseract
+
+    return frozenset(pytesseract.get_languages())
+
+
+def _check_languages(languages: str) -> None:
+    """Tesseract leaves out a language it lacks with only a warning: refuse instead, naming the package."""
+    missing = [code for code in languages.split("+") if code not in _installed_languages()]
+    if missing:
+        packs = " ".join(f"tesseract-ocr-{code}" for code in missing)
+        raise ParseError(f"OCR language '{languages}' is not installed (Debian/Ubuntu: apt-get install {packs}); see `tesseract --list-langs`")
+
+
+def layout(data: dict[str, list[Any]], width: int, height: int) -> tuple[str, tuple[tuple[int, int, float, float, float, float], ...]]:
+    """The page's text from Tesseract's words (spaces between words, a line break between lines, a
+    blank line between paragraphs) and each word's [start, end) in it with its box as fractions of
+    the picture (left, top, right, bottom)."""
+    text, words, previous = "", [], None
+    for i, word in enumerate(data["text"]):
+        word = word.strip()
+        if not word or _is_noise(float(data["conf"][i])):
+            continue
+        line = (data["page_num"][i], data["block_num"][i], data["par_num"][i], data["line_num"][i])
+        if previous is not None:
+            text += " " if line == previous else "\n" if line[:3] == previous[:3] else "\n\n"
+        previous = line
+        left, top = data["left"][i], data["top"][i]
+        box = (left / width, top / height, (left + data["width"][i]) / width, (top + data["height"][i]) / height)
+        words.append((len(text), len(text) + len(word), *(round(v, 5) for v in box)))
+        text += word
+    return text, tuple(words)  # type: ignore[return-value]
+
+
+def _is_noise(confidence: float) -> bool:
+    """Specks read as letters: on a photographed test page they scored 0-36, the page's words 62-97."""
+    return confidence < MIN_WORD_CONFIDENCE
+
+
+def metadata_name(content_hash: str) -> str:
+    """Where a file's recognised words are kept with the index (per content: a changed file gets new ones)."""
+    return METADATA_PREFIX + content_hash
+
+
+def keep_recognised_words(store: Any, documents: list[Document]) -> None:
+    """Save the OCR'd pages' words with the index before their documents are stored, so the page
+    view can mark answers on scanned pages."""
+    for document in documents:
+        if document.ocr_pages:
+            store.write_metadata(metadata_name(document.content_hash), {"pages": [p.to_dict() for p in document.ocr_pages]})
+
+
+def recognised_page(store: Any, content_hash: str, page: int) -> OcrPage | None:
+    """The words kept for page `page` of the file with `content_hash`, or None (a digital page)."""
+    saved = store.read_metadata(metadata_name(content_hash))
+    for data in (saved or {}).get("pages", []):
+        if data["page"] == page:
+            return OcrPage.from_dict(data)
+    return None
