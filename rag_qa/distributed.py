@@ -10,8 +10,11 @@ skipped without leaving the driver, as locally.
 
 Faults (the pool of actors is `ray_pool.WorkerPool`): a worker that dies (its process killed, its
 node lost) hands its files back to the queue, and the other workers, or a replacement started on a
-free CPU, read them; only the file it was reading counts a try (at most 1 + WORKER_RETRIES), so a
-file that kills its workers cannot use up the tries of the files queued behind it. A worker's own
+free CPU, read them. Only a death with one file in flight counts a try against that file (at most
+1 + WORKER_RETRIES): a worker that dies holding several cannot say which one it was reading (a
+finished file's result can be lost with the worker), so those files become suspects and are each
+sent again alone, to a worker with nothing else in flight. A file that kills its workers thus
+cannot use up the tries of the files queued beside it. A worker's own
 exception is reported with its message, not retried. The driver never waits unboundedly: each wait
 is at most WAIT_S, and when no worker and no CPU is left, or nothing has finished for STALLED_S,
 the files not done are reported as not indexed and the run ends. Actors clean their scratch
@@ -41,7 +44,7 @@ import numpy as np
 from rag_qa.config import EmbedderConfig, IngestConfig
 from rag_qa.errors import ConfigError, LoadError, RagQAError
 from rag_qa.embed import Embedder
-from rag_qa.indexer import GroupSetter, IndexReport, check_chunking
+from rag_qa.indexer import GroupSetter, IndexReport, check_chunking, forget_dropped_attachments
 from rag_qa.ingest.ocr import keep_recognised_words
 from rag_qa.sync import Pruner
 from rag_qa.ingest.loaders import bytes_hash, check_size, discover, file_hash, unreadable
@@ -53,7 +56,7 @@ from rag_qa.store import Store
 WORKER_RETRIES = 2  # a file whose worker dies while reading it is tried by another worker this many more times
 WAIT_S = 10.0  # the driver's longest single wait for a result
 STALLED_S = 600.0  # with no result for this long (workers waiting for CPUs that never come), the run gives up
-SCRATCH_PREFIX = "rag-qa-ray-"  # then the worker's pid: a later worker removes the folders of dead ones
+SCRATCH_PREFIX = "rag-qa-ray-"  # then the worker's pid and start time: a later worker removes the folders of dead ones
 NO_WORKER_LEFT = "no Ray worker is left to read it (the cluster has no CPU: nodes lost?)"
 LOG = logging.getLogger(__name__)
 
@@ -108,7 +111,7 @@ class IngestWorker:
         self.embedder.warm_up()
         self.chunking, self.ingest = chunking, ingest
         self.guard = GuardedPdfReader(ingest.pdf_timeout_s, ingest.pdf_memory_mb)
-        self.scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
+        self.scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-{_started(os.getpid())}-")
         _remove_orphaned_scratch()
 
     def pid(self) -> int:
@@ -119,8 +122,9 @@ class IngestWorker:
         self.guard.close()
         shutil.rmtree(self.scratch, ignore_errors=True)
 
-    def process(self, source: str, data: bytes, content_hash: str) -> tuple[Document, list[Passage], np.ndarray] | str:
-        """The file's document, passages and vectors, or the reason it cannot be indexed."""
+    def process(self, source: str, data: bytes, content_hash: str) -> tuple[list[tuple[Document, list[Passage]]], np.ndarray] | str:
+        """The file's documents (a mail's attachments are their own) with their passages, and
+        the passages' vectors; or the reason the file cannot be indexed."""
         from rag_qa.indexer import embed_passages
         from rag_qa.ingest.chunking import chunk_document
         from rag_qa.ingest.loaders import load_document
@@ -133,23 +137,34 @@ class IngestWorker:
             return error.reason
         finally:
             copy.unlink(missing_ok=True)
-        document = replace(document, source=source)
-        passages = chunk_document(document, self.embedder.tokenizer, self.chunking)
-        return document, passages, embed_passages(self.embedder, passages)
+        document = renamed(document, str(copy), source)
+        files = [(part, chunk_document(part, self.embedder.tokenizer, self.chunking)) for part in document.with_attachments()]
+        return files, embed_passages(self.embedder, [p for _, passages in files for p in passages])
 
 
 def _remove_orphaned_scratch() -> None:
     """Remove the scratch folders of workers on this machine whose process is gone (killed mid-file)."""
     for folder in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
-        pid = folder.name.removeprefix(SCRATCH_PREFIX).split("-")[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        pid, started = (folder.name.removeprefix(SCRATCH_PREFIX).split("-") + ["0"])[:2]  # (earlier versions: no start time)
+        if pid.isdigit() and not _alive(int(pid), started if started.isdigit() else "0"):
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
-    """Whether process `pid` runs (a killed one its parent has not reaped yet, a zombie, does not)."""
+def _started(pid: int) -> str:
+    """When process `pid` started (clock ticks since boot; "0" without /proc): with the pid it names
+    one process, though pids are reused (a busy machine wraps around 32768 in minutes)."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "0"
+
+
+def _alive(pid: int, started: str) -> bool:
+    """Whether process `pid`, started at `started`, runs (a killed one its parent has not reaped
+    yet, a zombie, does not; nor does a new process that was given the same pid)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return fields[0] != "Z" and (started == "0" or fields[19] == started)
     except FileNotFoundError:
         return False
     except OSError:  # no /proc: ask the kernel
@@ -234,6 +249,7 @@ def _feed(pool: WorkerPool, paths: list[str], store: Store, config: IngestConfig
     worker's files back in the queue; every wait is bounded."""
     queue: deque[str] = deque(paths)
     attempts: Counter[str] = Counter()
+    suspects: set[str] = set()  # in flight with others on a worker that died: sent again alone
     last_flush = last_progress = time.monotonic()
 
     def finished(path: str, error: LoadError | None = None) -> None:
@@ -249,7 +265,7 @@ def _feed(pool: WorkerPool, paths: list[str], store: Store, config: IngestConfig
                 finished(path, LoadError(path, f"{NO_WORKER_LEFT}; run the command again to retry"))
             return
         for worker in pool.with_room():
-            while queue and len(worker.files) < IN_FLIGHT_PER_WORKER:
+            while queue and len(worker.files) < IN_FLIGHT_PER_WORKER and not _isolated(worker, queue[0], suspects):
                 path = queue.popleft()
                 try:
                     data = Path(path).read_bytes()
@@ -274,13 +290,17 @@ def _feed(pool: WorkerPool, paths: list[str], store: Store, config: IngestConfig
             continue
         worker, path, result = outcome
         if isinstance(result, LostWorker):
-            charged = pool.lose(worker)
-            attempts[charged[0]] += 1  # the file it was reading; the ones queued behind it are not to blame
-            if attempts[charged[0]] >= 1 + WORKER_RETRIES:
-                finished(charged[0], LoadError(charged[0], f"its Ray worker died each of {attempts[charged[0]]} times it read it ({result.reason}); run the command again to retry"))
-                charged = charged[1:]
-            queue.extendleft(reversed(charged))
-            LOG.warning("rag-qa: a Ray worker was lost (%s); %d of its files go back to the queue", result.reason, len(charged))
+            unfinished = pool.lose(worker)
+            if len(unfinished) == 1:  # alone in flight: it was the one being read
+                attempts[unfinished[0]] += 1
+                if attempts[unfinished[0]] >= 1 + WORKER_RETRIES:
+                    why = f"its Ray worker died each of {attempts[unfinished[0]]} times it read it alone ({result.reason}); run the command again to retry"
+                    finished(unfinished[0], LoadError(unfinished[0], why))
+                    unfinished = []
+            else:
+                suspects.update(unfinished)
+            queue.extendleft(reversed(unfinished))
+            LOG.warning("rag-qa: a Ray worker was lost (%s); %d of its files go back to the queue", result.reason, len(unfinished))
             continue
         finished(path, _store_result(result, path, store, report, regroup))
         if time.monotonic() - last_flush > config.save_interval_s:
@@ -288,17 +308,35 @@ def _feed(pool: WorkerPool, paths: list[str], store: Store, config: IngestConfig
             last_flush = time.monotonic()
 
 
+def _isolated(worker: Any, path: str, suspects: set[str]) -> bool:
+    """Whether `path` must wait for another worker: a suspect goes only to a worker with nothing in
+    flight, and nothing goes to a worker reading a suspect."""
+    in_flight = [p for _, p in worker.files]
+    return bool(in_flight) and (path in suspects or any(p in suspects for p in in_flight))
+
+
 def _store_result(result: Any, path: str, store: Store, report: IndexReport, regroup: GroupSetter) -> LoadError | None:
     """Write one file's result in its own transaction, or say why there is none."""
     if isinstance(result, str):
         return LoadError(path, result)
-    document, passages, vectors = result
-    document = regroup.loaded(document)
-    (report.added if store.file_hash(document.source) is None else report.changed).append(path)
+    files, vectors = result
+    files = [(regroup.loaded(document), passages) for document, passages in files]
+    document = files[0][0]
+    known = store.file_hash(document.source)
+    (report.added if known is None else report.changed).append(path)
     started = time.perf_counter()
-    keep_recognised_words(store, [document])
-    report.passages_added += store.replace_files([(document, passages)], vectors)
+    forget_dropped_attachments(store, document, known)
+    keep_recognised_words(store, [d for d, _ in files])
+    report.passages_added += store.replace_files(files, vectors)
     report.seconds["store"] += time.perf_counter() - started  # the driver's share: it bounds how many nodes help
     report.files_indexed += 1
-    report.count(document)
+    report.attachments_indexed += len(files) - 1
+    for part, _ in files:
+        report.count(part)
     return None
+
+
+def renamed(document: Document, copy: str, source: str) -> Document:
+    """A document read from a worker's copy of a file, named as the file (its attachments too)."""
+    attachments = tuple(replace(a, source=source + a.source[len(copy) :], attached_to=source) for a in document.attachments)
+    return replace(document, source=source, attachments=attachments)

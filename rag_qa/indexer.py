@@ -21,6 +21,8 @@ from rag_qa.embed import Embedder
 from rag_qa.errors import ConfigError, LoadError
 from rag_qa.ingest.chunking import chunk_document
 from rag_qa.ingest.loaders import UNSUPPORTED, discover, file_hash, load_document, unreadable
+from rag_qa.ingest.formats import MAIL_SUFFIXES
+from rag_qa.ingest.mail import ATTACHMENT_MARK
 from rag_qa.ingest.ocr import keep_recognised_words
 from rag_qa.ingest.pdf import GuardedPdfReader
 from rag_qa.ingest.text import clean_text
@@ -43,6 +45,7 @@ class IndexReport:
     passages_added: int = 0
     passages_total: int = 0
     pages: int = 0
+    attachments_indexed: int = 0  # mail attachments stored as documents of their own (`mail.eml#name`)
     ocr_pages: int = 0  # scanned pages read by OCR (their time is `seconds["ocr"]`, a part of "load")
     warnings: list[dict[str, str]] = field(default_factory=list)  # files indexed with parts unread: {"path", "reason"}
     seconds: dict[str, float] = field(default_factory=lambda: {"load": 0.0, "ocr": 0.0, "chunk": 0.0, "embed": 0.0, "store": 0.0})
@@ -76,6 +79,7 @@ class IndexReport:
             "removed": self.removed,
             "passages_added": self.passages_added,
             "passages_total": self.passages_total,
+            "attachments_indexed": self.attachments_indexed,
             "pages": self.pages,
             "ocr_pages": self.ocr_pages,
             "warnings": self.warnings,
@@ -143,10 +147,12 @@ def index_paths(
             except OSError as exc:
                 report.skip(unreadable(path, exc))
                 continue
-            with _Timer(report, "chunk"):
-                passages = chunk_document(document, embedder.tokenizer, chunking)
-            report.count(document)
-            pending.add(document, passages)
+            forget_dropped_attachments(store, document, known)
+            for part in document.with_attachments():
+                with _Timer(report, "chunk"):
+                    passages = chunk_document(part, embedder.tokenizer, chunking)
+                report.count(part)
+                pending.add(part, passages)
             if time.monotonic() - last_flush > config.save_interval_s:
                 with _Timer(report, "store"):
                     store.flush()
@@ -160,11 +166,22 @@ def index_paths(
     return report
 
 
+def forget_dropped_attachments(store: Store, document: Document, known: str | None) -> None:
+    """A changed mail's attachments that it no longer carries leave the index (in their own
+    transaction: the worst a kill can do is forget them before the mail's new version is stored)."""
+    if known is None or not document.source.lower().endswith(tuple(MAIL_SUFFIXES)):
+        return
+    kept = {part.source for part in document.attachments}
+    for stored in store.files():
+        if stored["source"].startswith(document.source + ATTACHMENT_MARK) and stored["source"] not in kept:
+            store.delete_source(stored["source"])
+
+
 def _ocr_progress(bar: Any, path: str) -> Callable[[int, int], None]:
     """Shows a file's OCR on the progress bar, page by page (a scanned book takes minutes)."""
 
-    def show(done: int, total: int) -> None:
-        bar.set_postfix_str(f"OCR {os.path.basename(path)}: page {done} of {total}")
+    def show(number: int, total: int) -> None:
+        bar.set_postfix_str(f"OCR {os.path.basename(path)}: scanned page {number} of {total}")
 
     return show
 
@@ -178,11 +195,17 @@ class GroupSetter:
         self.current = {f["source"]: tuple(f["groups"]) for f in store.files()} if groups is not None else {}
 
     def loaded(self, document: Document) -> Document:
-        return replace(document, groups=self.groups) if self.groups is not None else document
+        if self.groups is None:
+            return document
+        attachments = tuple(replace(a, groups=self.groups) for a in document.attachments)  # a mail's attachments are read by whoever reads it
+        return replace(document, groups=self.groups, attachments=attachments)
 
     def unchanged(self, source: str) -> None:
-        if self.groups is not None and self.current.get(source) != self.groups:
-            self.store.set_groups(source, self.groups)
+        if self.groups is None:
+            return
+        for stored in [source, *(s for s in self.current if s.startswith(source + ATTACHMENT_MARK))]:
+            if self.current.get(stored) != self.groups:
+                self.store.set_groups(stored, self.groups)
 
 
 def check_chunking(store: Store, embedder: Embedder) -> Any:
@@ -243,5 +266,6 @@ class _PendingFiles:
         with _Timer(self.report, "store"):
             keep_recognised_words(self.store, [document for document, _ in self.files])
             self.report.passages_added += self.store.replace_files(self.files, vectors)
-        self.report.files_indexed += len(self.files)
+        self.report.files_indexed += sum(document.attached_to is None for document, _ in self.files)
+        self.report.attachments_indexed += sum(document.attached_to is not None for document, _ in self.files)
         self.files = []

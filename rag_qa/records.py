@@ -38,6 +38,12 @@ class Document:
     groups: tuple[str, ...] | None = None  # access groups; None keeps the index's (none for a new file)
     ocr_pages: tuple[OcrPage, ...] = ()  # the pages read by OCR
     warnings: tuple[str, ...] = ()  # what could not be read although the file was (a scanned page without OCR)
+    attachments: tuple["Document", ...] = ()  # a mail's attachments, documents of their own (`mail.eml#name`)
+    attached_to: str | None = None  # for an attachment: the mail it came with
+
+    def with_attachments(self) -> tuple["Document", ...]:
+        """This document and its attachments: each is stored as a document of its own."""
+        return (self, *self.attachments)
 
     def page_at(self, offset: int) -> int | None:
         """The 1-based page holding character `offset`, or None for unpaged documents."""

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rag_qa.ingest.loaders import file_hash, source_name
+from rag_qa.ingest.mail import file_of
 from rag_qa.naming import within
 
 QUIET_S = 1.0  # a changed file is read once it has held still this long (not half-way through a write)
@@ -28,15 +29,17 @@ class Pruner:
         roots = [source_name(p) for p in paths]
         on_disk = set(found)
         files = store.files() if enabled else []
-        self.vanished = {f["source"]: f["content_hash"] for f in files if within(f["source"], roots) and f["source"] not in on_disk}
+        self.vanished = {f["source"]: f["content_hash"] for f in files if within(f["source"], roots) and file_of(f["source"]) not in on_disk}
 
     def moved_here(self, store: Any, path: str, content_hash: str) -> str | None:
         """If the new file `path` has the content of a vanished file, re-point that file's
         passages to `path` (no re-embedding) and return its old name."""
         old = next((source for source, known in self.vanished.items() if known == content_hash), None)
-        if old is not None:
-            store.rename_source(old, path)
-            del self.vanished[old]
+        if old is None:
+            return None
+        for source in [s for s in self.vanished if s == old or file_of(s) == old]:  # a mail moves with its attachments
+            store.rename_source(source, path + source[len(old) :])
+            del self.vanished[source]
         return old
 
     def remove_vanished(self, store: Any) -> list[str]:

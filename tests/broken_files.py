@@ -20,6 +20,18 @@ def text_pdf(path: Path, text: str = "Hello from a real PDF.") -> Path:
     return path
 
 
+def lines_pdf(path: Path, *pages: list[str]) -> Path:
+    """A PDF with one page per list of lines, each line a cell of 14 pt Helvetica."""
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=14)
+    for lines in pages:
+        pdf.add_page()
+        for line in lines:
+            pdf.cell(0, 10, line, new_x="LMARGIN", new_y="NEXT")
+    pdf.output(str(path))
+    return path
+
+
 def make_broken_files(folder: Path) -> dict[str, str]:
     """Broken files of every kind we promise to report, with a word expected in each reason."""
     folder.mkdir(parents=True, exist_ok=True)

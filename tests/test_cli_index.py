@@ -50,7 +50,8 @@ def test_index_reports_broken_files_and_indexes_the_rest(corpus):
     for name, word in broken.items():
         assert word.lower() in skipped[name].lower()
     assert report["files_indexed"] == len(articles) + SAMPLE_FILES
-    assert report["pages"] == sum(page_of(len(a.paragraphs) - 1) for a, _ in articles) + 6 + 3  # the sample guide's pages, the deck's slides
+    assert report["pages"] == sum(page_of(len(a.paragraphs) - 1) for a, _ in articles) + 6 + 3 + 1  # the sample guide's pages, the deck's slides, the scanned notice
+    assert report["ocr_pages"] == 1 and report["warnings"] == []
     assert report["passages_added"] == report["passages_total"] > 100
     info = json.loads(rag_qa("info", "--index", str(index), "--json").stdout)
     assert info["files"] == report["files_indexed"] and info["passages"] == report["passages_total"]

@@ -86,15 +86,15 @@ def test_discover_walks_with_globs_and_reports_missing_and_unsupported(tmp_path)
     (tmp_path / ".git").mkdir()
     for name in ["a/one.md", "a/b/two.txt", "a/b/skip.txt", "a/b/skip.xyz", "a/image.png", "three.html", ".git/config.txt", ".DS_Store"]:
         (tmp_path / name).write_text("x")
-    (tmp_path / "notes.odt").write_text("x")
+    (tmp_path / "notes.rtf").write_text("x")
     config = IngestConfig(exclude=("skip*",))
-    files, problems = discover([str(tmp_path), str(tmp_path / "missing"), str(tmp_path / "notes.odt")], config)
+    files, problems = discover([str(tmp_path), str(tmp_path / "missing"), str(tmp_path / "notes.rtf")], config)
     assert sorted(Path(f).relative_to(tmp_path).as_posix() for f in files) == ["a/b/two.txt", "a/one.md", "three.html"]
     reasons = {Path(p.path).name: p.reason for p in problems}
     assert reasons["missing"] == "no such file or directory"
     assert reasons["image.png"].startswith("unsupported format .png; supported: ")
-    assert set(reasons) == {"missing", "image.png", "notes.odt"}  # excluded and hidden files are not reported
-    assert reasons["notes.odt"].startswith("unsupported format .odt")
+    assert set(reasons) == {"missing", "image.png", "notes.rtf"}  # excluded and hidden files are not reported
+    assert reasons["notes.rtf"].startswith("unsupported format .rtf")
 
 
 @pytest.mark.parametrize(

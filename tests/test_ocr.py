@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from fpdf import FPDF
+from broken_files import lines_pdf
 from helpers import READER, load_file, needs_shared
 from pypdf import PdfWriter
 from scans import scanned_pdf
@@ -30,20 +31,9 @@ SCANNED_PAGE = ["Late returns", "The late fee for overdue tools is two dollars p
 PHOTOGRAPHED_PAGE = ["Lost property", "Lost property is kept behind the counter for thirty days."]
 
 
-def text_pdf(path: Path, *pages: list[str]) -> Path:
-    pdf = FPDF()
-    pdf.set_font("Helvetica", size=14)
-    for lines in pages:
-        pdf.add_page()
-        for line in lines:
-            pdf.cell(0, 10, line, new_x="LMARGIN", new_y="NEXT")
-    pdf.output(str(path))
-    return path
-
-
 def mixed_pdf(folder: Path) -> tuple[Path, Path]:
     """A two-page PDF: page 1 digital, page 2 a scan (and the text PDF page 2 was scanned from)."""
-    original = text_pdf(folder / "original.pdf", DIGITAL_PAGE, SCANNED_PAGE)
+    original = lines_pdf(folder / "original.pdf", DIGITAL_PAGE, SCANNED_PAGE)
     scan = scanned_pdf(original, folder / "scan.pdf")
     writer = PdfWriter()
     writer.append(str(original), pages=[0])
@@ -65,7 +55,7 @@ def test_a_scanned_page_answers_and_its_answer_is_marked_on_the_picture(tmp_path
     made.mkdir(), folder.mkdir()
     mixed, original = mixed_pdf(made)
     shutil.copy(mixed, folder / "rules.pdf")
-    scanned_pdf(text_pdf(made / "lost.pdf", PHOTOGRAPHED_PAGE), folder / "photographed.pdf", noisy=True)
+    scanned_pdf(lines_pdf(made / "lost.pdf", PHOTOGRAPHED_PAGE), folder / "photographed.pdf", noisy=True)
     with RagQA.open(tmp_path / "index", reader=ReaderConfig(model=str(READER))) as qa:
         report = qa.index([folder])
         assert report.files_indexed == 2 and report.ocr_pages == 2 and report.warnings == [] and report.seconds["ocr"] > 0
@@ -107,11 +97,11 @@ def test_with_ocr_off_scanned_pages_are_reported_not_dropped(tmp_path):
     assert document.ocr_pages == () and "nine on Saturdays" in document.text
     assert document.warnings == ("page 2 scanned without a text layer and not read: OCR is off (--no-ocr)",)
     with pytest.raises(LoadError, match="OCR is off"):
-        read(scanned_pdf(text_pdf(tmp_path / "one.pdf", SCANNED_PAGE), tmp_path / "only-scan.pdf"), ocr=False)
+        read(scanned_pdf(lines_pdf(tmp_path / "one.pdf", SCANNED_PAGE), tmp_path / "only-scan.pdf"), ocr=False)
 
 
 def test_without_tesseract_the_install_hint_is_given(tmp_path, monkeypatch):
-    scan = scanned_pdf(text_pdf(tmp_path / "one.pdf", SCANNED_PAGE), tmp_path / "only-scan.pdf")
+    scan = scanned_pdf(lines_pdf(tmp_path / "one.pdf", SCANNED_PAGE), tmp_path / "only-scan.pdf")
     monkeypatch.setenv("PATH", str(Path(sys.executable).parent))  # the worker starts with no tesseract on its PATH
     with pytest.raises(LoadError, match="Tesseract is not installed.*apt-get install tesseract-ocr") as refused:
         read(scan)
@@ -120,7 +110,7 @@ def test_without_tesseract_the_install_hint_is_given(tmp_path, monkeypatch):
 
 @needs_tesseract
 def test_a_language_not_installed_names_its_package(tmp_path):
-    scan = scanned_pdf(text_pdf(tmp_path / "one.pdf", SCANNED_PAGE), tmp_path / "only-scan.pdf")
+    scan = scanned_pdf(lines_pdf(tmp_path / "one.pdf", SCANNED_PAGE), tmp_path / "only-scan.pdf")
     with pytest.raises(LoadError, match="'eng\\+zzz' is not installed.*tesseract-ocr-zzz"):
         read(scan, ocr_languages="eng+zzz")
 

@@ -6,6 +6,7 @@ one with a reason while the rest is indexed."""
 from __future__ import annotations
 
 import csv
+import os
 import re
 import shutil
 import zipfile
@@ -17,7 +18,8 @@ from helpers import READER, load_file, needs_shared
 from rag_qa import RagQA
 from rag_qa.config import IngestConfig, ReaderConfig
 from rag_qa.errors import LoadError
-from rag_qa.ingest.loaders import discover
+from rag_qa.ingest.loaders import discover, load_document
+from rag_qa.ingest.pdf import GuardedPdfReader
 
 
 def deck(path: Path) -> Path:
@@ -108,6 +110,30 @@ def test_a_csv_file_is_one_sheet_with_its_delimiter_guessed(tmp_path):
     assert document.page_starts == ()
 
 
+def test_a_deck_with_a_200_mb_picture_is_refused_by_size_or_read_without_the_picture(tmp_path):
+    import io
+
+    from PIL import Image
+    from pptx import Presentation
+    from pptx.util import Inches
+
+    presentation = Presentation()
+    slide = presentation.slides.add_slide(presentation.slide_layouts[5])
+    slide.shapes.title.text = "Workshop photo"
+    picture = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(picture, "PNG")
+    slide.shapes.add_picture(picture, Inches(1), Inches(2))
+    presentation.save(str(tmp_path / "small.pptx"))
+    with zipfile.ZipFile(tmp_path / "small.pptx") as small, zipfile.ZipFile(tmp_path / "photo.pptx", "w") as huge:
+        for item in small.infolist():  # the picture becomes 200 MB that do not compress (stored as they are)
+            data = small.read(item)
+            huge.writestr(item, data[:16] + os.urandom(200 << 20) if item.filename.startswith("ppt/media/") else data)
+    with pytest.raises(LoadError, match="too large"):
+        load_file(tmp_path / "photo.pptx")  # the default limit: 100 MB
+    with GuardedPdfReader(timeout_s=60) as guard:
+        assert load_document(str(tmp_path / "photo.pptx"), IngestConfig(max_file_mb=500), guard).text == "Workshop photo"
+
+
 def test_a_million_empty_rows_cost_nothing(tmp_path):
     import openpyxl
 
@@ -120,16 +146,17 @@ def test_a_million_empty_rows_cost_nothing(tmp_path):
 
 
 def test_the_folder_walk_and_the_upload_list_know_the_new_formats(tmp_path):
-    for name in ("a.pptx", "b.xlsx", "c.csv", "d.ppt"):
+    new = ["a.pptx", "b.xlsx", "c.csv", "e.eml", "f.odt"]
+    for name in [*new, "d.ppt", "g.msg"]:
         (tmp_path / name).write_bytes(b"x")
     found, problems = discover([str(tmp_path)], IngestConfig())
-    assert sorted(Path(f).name for f in found) == ["a.pptx", "b.xlsx", "c.csv"]
-    assert [Path(p.path).name for p in problems] == ["d.ppt"] and ".pptx" in problems[0].reason
+    assert sorted(Path(f).name for f in found) == new
+    assert [Path(p.path).name for p in problems] == ["d.ppt", "g.msg"] and ".pptx" in problems[0].reason
     from rag_qa.server.routes import _web_page
     from rag_qa.server.uploads import UploadRejected, check_suffix
 
-    assert 'accept=".csv,.docx,.epub,.htm,.html,.markdown,.md,.pdf,.pptx,.txt,.xlsx"' in _web_page()  # the web page's file picker
-    for name in ("a.pptx", "b.xlsx", "c.csv"):
+    assert 'accept=".csv,.docx,.eml,.epub,.htm,.html,.markdown,.md,.odt,.pdf,.pptx,.txt,.xlsx"' in _web_page()  # the web page's file picker
+    for name in new:
         check_suffix(name)  # uploads take them
     with pytest.raises(UploadRejected, match=r"\.pptx"):
         check_suffix("d.ppt")

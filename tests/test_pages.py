@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fpdf import FPDF
+from broken_files import lines_pdf
 from helpers import READER, needs_shared
 from PIL import Image
 from pypdf import PdfReader, PdfWriter
@@ -32,13 +33,7 @@ PAGES = [
 def build_pdf(path: Path, rotate_last: bool = False) -> Path:
     """Three pages of short lines, a word hyphenated across a line end on page 2, and (optionally)
     the last page rotated by 90 degrees."""
-    pdf = FPDF()
-    pdf.set_font("Helvetica", size=14)
-    for lines in PAGES:
-        pdf.add_page()
-        for line in lines:
-            pdf.cell(0, 10, line, new_x="LMARGIN", new_y="NEXT")
-    pdf.output(str(path))
+    lines_pdf(path, *PAGES)
     if rotate_last:
         writer = PdfWriter(clone_from=str(path))
         writer.pages[-1].rotate(90)

@@ -168,15 +168,17 @@ def test_a_file_that_kills_its_workers_costs_only_its_own_tries(cluster, tmp_pat
     scratch_before = set(Path(tempfile.gettempdir()).glob("rag-qa-ray-*"))
     with RagQA.open(tmp_path / "index", runtime="onnx") as qa:
         report = qa.index([folder], ray=cluster).to_dict()
-    assert len(set(Path(tempfile.gettempdir()).glob("rag-qa-ray-*")) - scratch_before) <= 3  # only killed workers leave one
+    assert len(set(Path(tempfile.gettempdir()).glob("rag-qa-ray-*")) - scratch_before) <= 4  # only killed workers leave one
     rag_qa.distributed._remove_orphaned_scratch()  # what the next worker on this machine does first
     assert set(Path(tempfile.gettempdir()).glob("rag-qa-ray-*")) - scratch_before == set()
     skipped = {Path(s["path"]).name: s["reason"] for s in report["files_skipped"]}
     assert set(skipped) == {"kills-its-worker.txt", "raises.txt"}
-    assert skipped["kills-its-worker.txt"].startswith("its Ray worker died each of 3 times it read it (")
+    assert skipped["kills-its-worker.txt"].startswith("its Ray worker died each of 3 times it read it alone (")
     assert skipped["raises.txt"].startswith("the Ray worker failed on it (ValueError: cannot read raises.txt)")
     assert report["files_indexed"] == len(list(folder.iterdir())) - 2  # nothing queued behind it lost a try
-    assert sum("a Ray worker was lost" in r.getMessage() for r in caplog.records) == 3
+    # three deaths reading it alone, and the first one when it was sent with another file, unless
+    # it happened to be sent alone (a finished file's result can die with its worker: no blame then)
+    assert sum("a Ray worker was lost" in r.getMessage() for r in caplog.records) in (3, 4)
     with RagQA.open(tmp_path / "local", runtime="onnx") as qa:
         qa.index([p for p in folder.iterdir() if p.name not in skipped])
     assert_same_index(tmp_path / "index", tmp_path / "local")

@@ -78,7 +78,7 @@ def print_report(args: argparse.Namespace, report: IndexReport, prune: bool) -> 
         print(f"removed {display_name(source)}")
     unsupported = f" ({report.files_unsupported} of an unsupported format)" if report.files_unsupported else ""
     synced = f", {len(report.moved)} moved, {len(report.removed)} removed" if prune else ""
-    scanned = f"; {report.ocr_pages} scanned pages read by OCR in {report.seconds['ocr']:.1f} s" if report.ocr_pages else ""
+    scanned = f"; {report.ocr_pages} scanned page(s) read by OCR in {report.seconds['ocr']:.1f} s" if report.ocr_pages else ""
     print(
         f"{report.files_indexed} files indexed ({len(report.added)} new, {len(report.changed)} changed){synced}, {report.files_unchanged} unchanged, "
         f"{len(report.files_skipped)} skipped{unsupported}; {report.passages_added} passages added, {report.passages_total} in {args.index}{scanned}",
@@ -196,7 +196,7 @@ def add_index(sub: Any, o: SharedOptions) -> None:
     p.add_argument("--include", action="append", metavar="GLOB", help=f"file patterns to index in folders (default: {' '.join(DEFAULT_INCLUDE)})")
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="file patterns to leave out")
     p.add_argument("--max-file-mb", type=float, default=IngestConfig.max_file_mb, help="skip larger files (default: %(default)s)")
-    p.add_argument("--pdf-timeout", type=float, default=IngestConfig.pdf_timeout_s, metavar="S", help="give up on a PDF after S seconds (default: %(default)s)")
+    p.add_argument("--pdf-timeout", type=float, default=IngestConfig.pdf_timeout_s, metavar="S", help="give up on a PDF, and on the OCR of each scanned page, after S seconds (default: %(default)s)")
     p.add_argument("--no-ocr", action="store_true", help="do not read scanned PDF pages with Tesseract OCR (they are reported instead)")
     p.add_argument("--ocr-lang", default=IngestConfig.ocr_languages, metavar="LANGS", help="Tesseract languages of scanned pages, joined by '+', such as eng+deu (each needs its tesseract-ocr-LANG package; default: %(default)s)")
     p.add_argument("--commit-every", type=int, default=IngestConfig.commit_passages, metavar="N", help="commit to the index every N passages: an interrupted run loses at most this many (default: %(default)s)")

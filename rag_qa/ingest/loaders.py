@@ -8,7 +8,9 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from rag_qa.config import IngestConfig
@@ -17,10 +19,12 @@ from rag_qa.ingest.html import declared_charset, html_to_text
 from rag_qa.ingest.docx import extract_docx
 from rag_qa.ingest.ebook import extract_epub
 from rag_qa.ingest.formats import (
-    CSV_SUFFIXES, DOCX_SUFFIXES, EPUB_SUFFIXES, HTML_SUFFIXES, PDF_SUFFIXES, SLIDE_SUFFIXES, SUPPORTED_SUFFIXES, TEXT_SUFFIXES, WORKBOOK_SUFFIXES,
+    CSV_SUFFIXES, DOCX_SUFFIXES, EPUB_SUFFIXES, HTML_SUFFIXES, MAIL_SUFFIXES, ODT_SUFFIXES, PDF_SUFFIXES, SLIDE_SUFFIXES, SUPPORTED_SUFFIXES, TEXT_SUFFIXES, WORKBOOK_SUFFIXES,
 )  # fmt: skip
 from rag_qa.ingest.guard import ParseError
+from rag_qa.ingest.mail import ATTACHMENT_MARK, attachment_source, read_mail
 from rag_qa.ingest.ocr import read_scanned_pages
+from rag_qa.ingest.odt import extract_odt
 from rag_qa.ingest.pdf import GuardedPdfReader
 from rag_qa.ingest.sheets import csv_text, extract_xlsx
 from rag_qa.ingest.slides import extract_pptx
@@ -33,7 +37,7 @@ PAGE_SEPARATOR = "\n\n"
 # a file an earlier extractor read (pypdf, for PDFs indexed before pdfium) is read again on re-index.
 EXTRACTOR_TAGS = {".pdf": "pdfium"}
 UNSUPPORTED = "unsupported format"
-OcrProgress = Callable[[int, int], None]  # (pages done, pages to read) of one file's OCR
+OcrProgress = Callable[[int, int], None]  # (scanned page starting, scanned pages) of one file's OCR
 Scanned = tuple[tuple[OcrPage, ...], tuple[str, ...]]  # the pages read by OCR, warnings about those not read
 
 
@@ -129,15 +133,17 @@ def _extractor_tag(path: str) -> str:
 
 
 def load_document(
-    path: str, config: IngestConfig, guard: GuardedPdfReader, content_hash: str | None = None, on_ocr_page: OcrProgress | None = None
-) -> Document:
+    path: str, config: IngestConfig, guard: GuardedPdfReader, content_hash: str | None = None, on_ocr_page: OcrProgress | None = None,
+    attachments: bool = True,
+) -> Document:  # fmt: skip
     """Read one file. Raises LoadError with the reason when it cannot be used.
 
     The document's text is what answer offsets index: for text files the decoded file exactly;
     for the other formats the extracted text (visible HTML text; paragraphs, headings and tables of a
     Word document; PDF pages joined by a blank line, running headers and footers removed; slides
     and sheets as pages; e-book chapters as pages; CSV rows as lines; whitespace tidied). Scanned
-    PDF pages are read by OCR (`on_ocr_page(done, total)` follows it).
+    PDF pages are read by OCR (`on_ocr_page(number, total)` follows it). A mail's attachments of
+    supported types are read too (unless not `attachments`: an attached mail's own are not).
     `content_hash` may be passed when the caller has already hashed the file."""
     try:
         size = os.path.getsize(path)
@@ -148,6 +154,7 @@ def load_document(
         if suffix not in SUPPORTED_SUFFIXES:
             raise LoadError(path, unsupported_format(suffix))
         scanned: Scanned = ((), ())
+        mail = None
         if suffix in CSV_SUFFIXES | HTML_SUFFIXES | TEXT_SUFFIXES:  # read once here: the bytes hashed are the bytes parsed
             data = Path(path).read_bytes()
             content_hash = bytes_hash(path, data)
@@ -156,6 +163,9 @@ def load_document(
             content_hash = content_hash if content_hash is not None else file_hash(path)
             if suffix in PDF_SUFFIXES:
                 text, page_starts, scanned = _pdf_text(path, config, guard, on_ocr_page)
+            elif suffix in MAIL_SUFFIXES:
+                mail = guard.call(read_mail, path, what="e-mail")
+                text, page_starts = clean_text(mail.text), ()
             else:
                 text, page_starts = _parsed_by_path(path, suffix, guard)
             _check_unchanged(path, content_hash)
@@ -168,7 +178,45 @@ def load_document(
     ocr_pages, warnings = scanned
     if not text.strip():
         raise LoadError(path, warnings[0] if warnings else "no text layer, and no text recognised in its images" if page_starts else "no text content")
-    return Document(path, text, content_hash, page_starts, ocr_pages=ocr_pages, warnings=warnings)
+    document = Document(path, text, content_hash, page_starts, ocr_pages=ocr_pages, warnings=warnings)
+    if mail is not None and mail.attachments:
+        if not attachments:
+            return replace(document, warnings=(f"{len(mail.attachments)} attachment(s) not indexed: the attachments of an attached mail are not read",))
+        return _with_attachments(document, mail.attachments, config, guard)
+    return document
+
+
+def _with_attachments(mail: Document, attachments: tuple[tuple[str, bytes], ...], config: IngestConfig, guard: GuardedPdfReader) -> Document:
+    """The mail with its attachments of supported types read as documents of their own
+    (`mail.eml#name`); an attachment that cannot be read is a warning, not a lost mail."""
+    read: list[Document] = []
+    warnings = list(mail.warnings)
+    names = unique_names([name for name, _ in attachments])
+    with tempfile.TemporaryDirectory(prefix="rag-qa-mail-") as folder:
+        for number, (name, (_, data)) in enumerate(zip(names, attachments)):
+            copy = Path(folder, str(number), name)
+            copy.parent.mkdir()
+            copy.write_bytes(data)
+            try:
+                inner = load_document(str(copy), config, guard, attachments=False)
+            except LoadError as error:
+                warnings.append(f"attachment {name} not indexed: {error.reason}")
+                continue
+            warnings += [f"attachment {name}: {w}" for w in inner.warnings]
+            source = attachment_source(mail.source, name)
+            read.append(replace(inner, source=source, content_hash=f"{mail.content_hash}{ATTACHMENT_MARK}{inner.content_hash}", warnings=(), attached_to=mail.source))
+    return replace(mail, attachments=tuple(read), warnings=tuple(warnings))
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """Names made unique by numbering repeats before the suffix ("scan.pdf", "scan (2).pdf")."""
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        stem, suffix = os.path.splitext(name)
+        unique.append(name if seen[name] == 1 else f"{stem} ({seen[name]}){suffix}")
+    return unique
 
 
 # Formats read in the guarded worker whose parts (slides, sheets, chapters) are pages: extractor, name in reasons.
@@ -179,10 +227,18 @@ PAGED_EXTRACTORS = {
 }
 
 
+# Formats read in the guarded worker as one text without pages.
+UNPAGED_EXTRACTORS = {
+    **dict.fromkeys(DOCX_SUFFIXES, (extract_docx, "Word document")),
+    **dict.fromkeys(ODT_SUFFIXES, (extract_odt, "OpenDocument text")),
+}
+
+
 def _parsed_by_path(path: str, suffix: str, guard: GuardedPdfReader) -> tuple[str, tuple[int, ...]]:
-    """Text and page starts of a Word document, deck, workbook or e-book."""
-    if suffix in DOCX_SUFFIXES:
-        return clean_text(guard.call(extract_docx, path, what="Word document")), ()
+    """Text and page starts of a Word or OpenDocument text, deck, workbook or e-book."""
+    if suffix in UNPAGED_EXTRACTORS:
+        extract, what = UNPAGED_EXTRACTORS[suffix]
+        return clean_text(guard.call(extract, path, what=what)), ()
     extract, what = PAGED_EXTRACTORS[suffix]
     return _paged_text(guard.call(extract, path, what=what))
 

@@ -36,22 +36,22 @@ def read_scanned_pages(
 ) -> tuple[list[str], tuple[OcrPage, ...], tuple[str, ...]]:
     """Every page's text with the scanned pages read by OCR (unless `config.ocr` is off), the
     pages read, and a warning for each reason some scanned pages could not be read (their text
-    stays empty: the rest of the file is still indexed). `on_page(done, total)` follows progress."""
+    stays empty: the rest of the file is still indexed). `on_page(number, total)` is called as the
+    number-th of the `total` scanned pages starts."""
     pages, read, failed = list(reading.pages), [], {}  # failed: reason -> page indices
     if reading.scanned and not config.ocr:
         failed["OCR is off (--no-ocr)"] = list(reading.scanned)
-    for done, index in enumerate(reading.scanned if config.ocr else (), 1):
+    for number, index in enumerate(reading.scanned if config.ocr else (), 1):
+        if on_page is not None:
+            on_page(number, len(reading.scanned))
         try:
             page = guard.call(recognise_page, path, index, config.ocr_languages, max(1.0, config.pdf_timeout_s - 5), what="OCR")
         except ParseError as exc:
             failed.setdefault(str(exc), []).append(index)
             if "not installed" in str(exc):  # the same for every page: do not try the rest
-                failed[str(exc)] += reading.scanned[done:]
+                failed[str(exc)] += reading.scanned[number:]
                 break
             continue
-        finally:
-            if on_page is not None:
-                on_page(done, len(reading.scanned))
         if page.text.strip():  # (a photo without words gives none)
             pages[index] = page.text
             read.append(page)

@@ -1,4 +1,4 @@
-"""Zip-based files (Office's .docx, .pptx, .xlsx; .epub e-books): checks that refuse a wrong or
+"""Zip-based files (Office's .docx, .pptx, .xlsx; OpenDocument .odt; .epub e-books): checks that refuse a wrong or
 hostile file from its bytes and zip directory alone, before a parser unpacks anything.
 
 Such a file can be a zip bomb, an encrypted package (an OLE compound file, not a zip), a legacy
@@ -35,6 +35,7 @@ class PackageKind:
 WORD = PackageKind("Word document", ".docx", "word/document.xml", "Word 97-2003 file (.doc)", ".docm")
 SLIDES = PackageKind("PowerPoint deck", ".pptx", "ppt/presentation.xml", "PowerPoint 97-2003 file (.ppt)", ".pptm")
 WORKBOOK = PackageKind("Excel workbook", ".xlsx", "xl/workbook.xml", "Excel 97-2003 file (.xls)", ".xlsm")
+ODT = PackageKind("OpenDocument text", ".odt", "content.xml")
 EPUB = PackageKind("EPUB e-book", ".epub", "META-INF/container.xml", encrypted_part="META-INF/encryption.xml")
 
 
