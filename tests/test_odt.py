@@ -9,8 +9,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from helpers import load_file
+from helpers import READER, load_file, needs_shared
 
+from rag_qa import RagQA
+from rag_qa.config import ReaderConfig
 from rag_qa.errors import LoadError
 
 
@@ -90,3 +92,14 @@ def test_hostile_odts_are_refused_with_their_reasons(tmp_path):
     for name, word in hostile_odts(tmp_path / "bad", good).items():
         with pytest.raises(LoadError, match=word):
             load_file(tmp_path / "bad" / name)
+
+
+@pytest.mark.integration
+def test_an_odt_answers_with_exact_offsets(tmp_path):
+    needs_shared(READER)
+    odt(tmp_path / "rules.odt")
+    with RagQA.open(tmp_path / "index", reader=ReaderConfig(model=str(READER))) as qa:
+        assert qa.index([tmp_path / "rules.odt"]).files_indexed == 1
+        best = qa.ask("What is the deposit for the band saw?").answers[0]
+        assert "50 euros" in best.text and best.page is None
+        assert qa.show(best.source).text[best.start : best.end] == best.text

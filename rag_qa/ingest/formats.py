@@ -12,7 +12,7 @@ SLIDE_SUFFIXES = frozenset({".pptx"})
 WORKBOOK_SUFFIXES = frozenset({".xlsx"})
 CSV_SUFFIXES = frozenset({".csv"})
 EPUB_SUFFIXES = frozenset({".epub"})
-MAIL_SUFFIXES = frozenset({".eml"})
+MAIL_SUFFIXES = frozenset({".eml", ".msg"})
 SUPPORTED_SUFFIXES = (
     TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES | DOCX_SUFFIXES | ODT_SUFFIXES | SLIDE_SUFFIXES | WORKBOOK_SUFFIXES | CSV_SUFFIXES | EPUB_SUFFIXES
     | MAIL_SUFFIXES

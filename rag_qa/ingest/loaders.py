@@ -22,7 +22,7 @@ from rag_qa.ingest.formats import (
     CSV_SUFFIXES, DOCX_SUFFIXES, EPUB_SUFFIXES, HTML_SUFFIXES, MAIL_SUFFIXES, ODT_SUFFIXES, PDF_SUFFIXES, SLIDE_SUFFIXES, SUPPORTED_SUFFIXES, TEXT_SUFFIXES, WORKBOOK_SUFFIXES,
 )  # fmt: skip
 from rag_qa.ingest.guard import ParseError
-from rag_qa.ingest.mail import ATTACHMENT_MARK, attachment_source, read_mail
+from rag_qa.ingest.mail import ATTACHMENT_MARK, attachment_source, read_mail, read_outlook_msg
 from rag_qa.ingest.ocr import read_scanned_pages
 from rag_qa.ingest.odt import extract_odt
 from rag_qa.ingest.pdf import GuardedPdfReader
@@ -164,7 +164,7 @@ def load_document(
             if suffix in PDF_SUFFIXES:
                 text, page_starts, scanned = _pdf_text(path, config, guard, on_ocr_page)
             elif suffix in MAIL_SUFFIXES:
-                mail = guard.call(read_mail, path, what="e-mail")
+                mail = guard.call(read_outlook_msg, path, what="Outlook message") if suffix == ".msg" else guard.call(read_mail, path, what="e-mail")
                 text, page_starts = clean_text(mail.text), ()
             else:
                 text, page_starts = _parsed_by_path(path, suffix, guard)
@@ -178,7 +178,7 @@ def load_document(
     ocr_pages, warnings = scanned
     if not text.strip():
         raise LoadError(path, warnings[0] if warnings else "no text layer, and no text recognised in its images" if page_starts else "no text content")
-    document = Document(path, text, content_hash, page_starts, ocr_pages=ocr_pages, warnings=warnings)
+    document = Document(path, text, content_hash, page_starts, ocr_pages=ocr_pages, warnings=warnings + (mail.unread if mail else ()))
     if mail is not None and mail.attachments:
         if not attachments:
             return replace(document, warnings=(f"{len(mail.attachments)} attachment(s) not indexed: the attachments of an attached mail are not read",))

@@ -1,6 +1,6 @@
-"""E-mail files (.eml: RFC 5322 with MIME parts) read with the standard library's `email` package:
-it is the maintained parser of that format (modern policy: decoded headers, `get_body`,
-`iter_attachments`), so no third-party code is needed. Runs in the guarded worker like every parser.
+"""E-mail files read in the guarded worker like every parser: .eml (RFC 5322 with MIME parts) with
+the standard library's `email` package, the maintained parser of that format (modern policy:
+decoded headers, `get_body`, `iter_attachments`); Outlook's .msg with python-oxmsg.
 
 A mail's text is its headers (subject, from, to, date) and its body: the plain-text part when
 there is one, else the HTML part as visible text. Its attachments come back as bytes; the loader
@@ -13,6 +13,7 @@ import email
 import email.policy
 import re
 from dataclasses import dataclass
+from typing import Any
 from pathlib import PurePosixPath, PureWindowsPath
 
 from rag_qa.ingest.guard import ParseError
@@ -20,6 +21,7 @@ from rag_qa.ingest.html import html_to_text
 
 HEADERS = ("Subject", "From", "To", "Cc", "Date")
 MAX_ATTACHMENTS = 100  # a mail with more is refused: no real message carries that many files
+DISPLAY_TO, ATTACH_METHOD, BY_VALUE = 0x0E04, 0x3705, 1  # MAPI: an Outlook message's recipients as shown; how an attachment is kept
 ATTACHMENT_MARK = "#"  # between a mail's name and its attachment's in the attachment's document name
 
 
@@ -27,6 +29,7 @@ ATTACHMENT_MARK = "#"  # between a mail's name and its attachment's in the attac
 class Mail:
     text: str
     attachments: tuple[tuple[str, bytes], ...]  # (file name, bytes)
+    unread: tuple[str, ...] = ()  # attachments without bytes to read, with the reason
 
 
 def read_mail(path: str) -> Mail:
@@ -39,6 +42,45 @@ def read_mail(path: str) -> Mail:
     body = _body(message)
     attachments = tuple(_attachments(message))
     return Mail("\n".join(lines) + ("\n\n" + body if body.strip() else ""), attachments)
+
+
+def read_outlook_msg(path: str) -> Mail:
+    """An Outlook .msg file as a mail: the same header lines and body, and its attachments stored
+    by value (an attached Outlook item or linked file has no bytes to read). Runs in the guarded worker.
+
+    Why python-oxmsg: it reads the .msg format (a compound file of MAPI properties) by the
+    published specification, under the MIT licence, by the author of python-docx and python-pptx;
+    extract-msg, the older reader, is GPL-licensed."""
+    import olefile
+    from oxmsg import Message
+
+    if not olefile.isOleFile(path):
+        raise ParseError("not an Outlook message (a .msg is a compound file; this is not one)")
+    try:
+        message = Message.load(path)
+        kind = message.message_class
+        if kind.upper().startswith(("IPM.NOTE.SMIME", "IPM.NOTE.RPMSG")):
+            raise ParseError(f"encrypted or rights-protected Outlook message ({kind}); open it in Outlook and save a copy without protection")
+        sent = message.sent_date
+        headers = {"Subject": message.subject, "From": message.sender, "To": message.properties.str_prop_value(DISPLAY_TO), "Date": sent and sent.isoformat(" ")}
+        body = message.body or (html_to_text(message.html_body, with_title=False) if message.html_body else "")
+        named = [(safe_name(a.file_name or "", n, a.mime_type or ""), a) for n, a in enumerate(message.attachments, 1)]
+        attachments = [(name, a.file_bytes) for name, a in named if _has_bytes(a)]
+        unread = tuple(f"attachment {name} not indexed: an attached Outlook item or a link, not a file" for name, a in named if not _has_bytes(a))
+    except ParseError:
+        raise
+    except Exception as exc:  # a damaged compound file or property stream: the reader has no error type of its own
+        raise ParseError(f"malformed Outlook message ({type(exc).__name__}: {exc})") from None
+    if len(attachments) > MAX_ATTACHMENTS:
+        raise ParseError(f"more than {MAX_ATTACHMENTS} attachments (hostile or broken mail?)")
+    lines = [f"{name}: {value.strip()}" for name, value in headers.items() if value and value.strip()]
+    return Mail("\n".join(lines) + ("\n\n" + body if body.strip() else ""), tuple(attachments), unread)
+
+
+def _has_bytes(attachment: Any) -> bool:
+    """Whether an Outlook attachment is a file stored by value (attach method 1). Not the reader's
+    `attached_by_value`: it tests a bit that an attached Outlook item (method 5) has set too."""
+    return attachment.properties.int_prop_value(ATTACH_METHOD) == BY_VALUE and attachment.file_bytes is not None
 
 
 def _header(message: email.message.EmailMessage, name: str) -> str:
@@ -90,5 +132,5 @@ def attachment_source(mail: str, name: str) -> str:
 
 def file_of(source: str) -> str:
     """The file on disk a stored document comes from: the mail, for one of its attachments."""
-    found = re.match(rf"(.*?\.eml){ATTACHMENT_MARK}", source, re.IGNORECASE)
+    found = re.match(rf"(.*?\.(?:eml|msg)){ATTACHMENT_MARK}", source, re.IGNORECASE)
     return found.group(1) if found else source
