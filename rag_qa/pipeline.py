@@ -270,8 +270,11 @@ class RagQA:
         return name
 
     def delete(self, source: str | os.PathLike[str], groups: Sequence[str] | None = None) -> int:
-        """Remove a file's passages; `source` may be the stored name or a path to the file."""
-        return self.store.delete_source(self.readable_source(source, groups))
+        """Remove a file's passages (a mail's attachments go with it); `source` may be the stored
+        name or a path to the file."""
+        name = self.readable_source(source, groups)
+        attachments = [f["source"] for f in self.store.files() if f["source"] != name and file_of(f["source"]) == name]
+        return sum(self.store.delete_source(stored) for stored in [name, *attachments])
 
     def show(self, source: str | os.PathLike[str], page: int | None = None, groups: Sequence[str] | None = None) -> SourceText:
         """The text that answer offsets of `source` index (the decoded file for text formats, the

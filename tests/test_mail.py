@@ -144,3 +144,4 @@ def test_attachments_answer_with_exact_offsets_and_follow_their_mail(tmp_path):
         report = qa.index([folder], prune=True)
         assert report.changed == [str(moved.resolve())] and report.attachments_indexed == 0
         assert {f["source"] for f in qa.store.files()} == {str(moved.resolve()), str(october.resolve()), f"{october.resolve()}#rota.pdf"}
+        assert qa.delete(october) > 1 and {f["source"] for f in qa.store.files()} == {str(moved.resolve())}  # the attachment went with its mail
