@@ -142,23 +142,21 @@ def _is_noise(confidence: float) -> bool:
     return confidence < MIN_WORD_CONFIDENCE
 
 
-def metadata_name(content_hash: str) -> str:
-    """Where a file's recognised words are kept with the index (per content: a changed file gets new ones)."""
-    return METADATA_PREFIX + content_hash
+def metadata_name(content_hash: str, page: int) -> str:
+    """Where the recognised words of one page of a file are kept with the index (per content and
+    page: a changed file gets new ones, and the page view reads one page's words, not a book's)."""
+    return f"{METADATA_PREFIX}{content_hash}-{page}"
 
 
 def keep_recognised_words(store: Any, documents: list[Document]) -> None:
     """Save the OCR'd pages' words with the index before their documents are stored, so the page
     view can mark answers on scanned pages."""
     for document in documents:
-        if document.ocr_pages:
-            store.write_metadata(metadata_name(document.content_hash), {"pages": [p.to_dict() for p in document.ocr_pages]})
+        for page in document.ocr_pages:
+            store.write_metadata(metadata_name(document.content_hash, page.page), page.to_dict())
 
 
 def recognised_page(store: Any, content_hash: str, page: int) -> OcrPage | None:
     """The words kept for page `page` of the file with `content_hash`, or None (a digital page)."""
-    saved = store.read_metadata(metadata_name(content_hash))
-    for data in (saved or {}).get("pages", []):
-        if data["page"] == page:
-            return OcrPage.from_dict(data)
-    return None
+    saved = store.read_metadata(metadata_name(content_hash, page))
+    return OcrPage.from_dict(saved) if saved is not None else None
