@@ -181,7 +181,8 @@ def load_document(
     document = Document(path, text, content_hash, page_starts, ocr_pages=ocr_pages, warnings=warnings + (mail.unread if mail else ()))
     if mail is not None and mail.attachments:
         if not attachments:
-            return replace(document, warnings=(f"{len(mail.attachments)} attachment(s) not indexed: the attachments of an attached mail are not read",))
+            unread = f"{len(mail.attachments)} attachment(s) not indexed: the attachments of an attached mail are not read"
+            return replace(document, warnings=(*document.warnings, unread))
         return _with_attachments(document, mail.attachments, config, guard)
     return document
 
