@@ -15,19 +15,14 @@ import json
 import time
 
 from common import READER, SQUAD, median, require_peer, require_shared, table
+from forward_shapes import batches
 
 
 def forward_floor(reader, questions) -> float:
     """Seconds for the model forward passes alone, on exactly the batches our reader builds."""
-    from rag_qa.tokenizer import padded_arrays
-
-    features = reader._features([q.question for q in questions], [q.context for q in questions])
-    ids = features["input_ids"]
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    size = reader.config.batch_size
-    batches = [padded_arrays(features, order[first : first + size], reader.tokenizer.pad_token_id) for first in range(0, len(order), size)]
+    padded = batches(reader, questions)
     started = time.perf_counter()
-    for arrays in batches:
+    for arrays in padded:
         reader.forward(arrays)
     return time.perf_counter() - started
 
