@@ -44,8 +44,7 @@ import numpy as np
 from rag_qa.config import EmbedderConfig, IngestConfig
 from rag_qa.errors import ConfigError, LoadError, RagQAError
 from rag_qa.embed import Embedder
-from rag_qa.indexer import GroupSetter, IndexReport, check_chunking, forget_dropped_attachments
-from rag_qa.ingest.ocr import keep_recognised_words
+from rag_qa.indexer import GroupSetter, IndexReport, check_chunking, forget_dropped_attachments, write_files
 from rag_qa.sync import Pruner
 from rag_qa.ingest.loaders import bytes_hash, check_size, discover, file_hash, unreadable
 from rag_qa.onnx_models import resolved_runtime
@@ -326,13 +325,8 @@ def _store_result(result: Any, path: str, store: Store, report: IndexReport, reg
     (report.added if known is None else report.changed).append(path)
     started = time.perf_counter()
     forget_dropped_attachments(store, document, known)
-    keep_recognised_words(store, [d for d, _ in files])
-    report.passages_added += store.replace_files(files, vectors)
+    write_files(store, files, vectors, report)
     report.seconds["store"] += time.perf_counter() - started  # the driver's share: it bounds how many nodes help
-    report.files_indexed += 1
-    report.attachments_indexed += len(files) - 1
-    for part, _ in files:
-        report.count(part)
     return None
 
 

@@ -22,7 +22,7 @@ from rag_qa.errors import ConfigError, LoadError
 from rag_qa.ingest.chunking import chunk_document
 from rag_qa.ingest.loaders import UNSUPPORTED, discover, file_hash, load_document, unreadable
 from rag_qa.ingest.formats import MAIL_SUFFIXES
-from rag_qa.ingest.mail import ATTACHMENT_MARK
+from rag_qa.ingest.mail import attachments_of
 from rag_qa.ingest.ocr import keep_recognised_words
 from rag_qa.ingest.pdf import GuardedPdfReader
 from rag_qa.ingest.text import clean_text
@@ -53,12 +53,17 @@ class IndexReport:
     def skip(self, error: LoadError) -> None:
         self.files_skipped.append({"path": error.path, "reason": error.reason})
 
-    def count(self, document: Document) -> None:
-        """Add a read document's pages, OCR'd pages and warnings."""
-        self.pages += len(document.page_starts)
-        self.ocr_pages += len(document.ocr_pages)
-        self.seconds["ocr"] += sum(page.seconds for page in document.ocr_pages)
-        self.warnings += [{"path": document.source, "reason": reason} for reason in document.warnings]
+    def stored(self, documents: Iterable[Document]) -> None:
+        """Count stored documents: files and mail attachments, their pages, OCR'd pages and warnings."""
+        for document in documents:
+            if document.attached_to is None:
+                self.files_indexed += 1
+            else:
+                self.attachments_indexed += 1
+            self.pages += len(document.page_starts)
+            self.ocr_pages += len(document.ocr_pages)
+            self.seconds["ocr"] += sum(page.seconds for page in document.ocr_pages)
+            self.warnings += [{"path": document.source, "reason": reason} for reason in document.warnings]
 
     @property
     def files_unsupported(self) -> int:
@@ -151,7 +156,6 @@ def index_paths(
             for part in document.with_attachments():
                 with _Timer(report, "chunk"):
                     passages = chunk_document(part, embedder.tokenizer, chunking)
-                report.count(part)
                 pending.add(part, passages)
             if time.monotonic() - last_flush > config.save_interval_s:
                 with _Timer(report, "store"):
@@ -172,9 +176,9 @@ def forget_dropped_attachments(store: Store, document: Document, known: str | No
     if known is None or not document.source.lower().endswith(tuple(MAIL_SUFFIXES)):
         return
     kept = {part.source for part in document.attachments}
-    for stored in store.files():
-        if stored["source"].startswith(document.source + ATTACHMENT_MARK) and stored["source"] not in kept:
-            store.delete_source(stored["source"])
+    for source in attachments_of(document.source, [f["source"] for f in store.files()]):
+        if source not in kept:
+            store.delete_source(source)
 
 
 def _ocr_progress(bar: Any, path: str) -> Callable[[int, int], None]:
@@ -203,7 +207,7 @@ class GroupSetter:
     def unchanged(self, source: str) -> None:
         if self.groups is None:
             return
-        for stored in [source, *(s for s in self.current if s.startswith(source + ATTACHMENT_MARK))]:
+        for stored in [source, *attachments_of(source, self.current)]:
             if self.current.get(stored) != self.groups:
                 self.store.set_groups(stored, self.groups)
 
@@ -264,8 +268,13 @@ class _PendingFiles:
         with _Timer(self.report, "embed"):
             vectors = embed_passages(self.embedder, [p for _, passages in self.files for p in passages])
         with _Timer(self.report, "store"):
-            keep_recognised_words(self.store, [document for document, _ in self.files])
-            self.report.passages_added += self.store.replace_files(self.files, vectors)
-        self.report.files_indexed += sum(document.attached_to is None for document, _ in self.files)
-        self.report.attachments_indexed += sum(document.attached_to is not None for document, _ in self.files)
+            write_files(self.store, self.files, vectors, self.report)
         self.files = []
+
+
+def write_files(store: Store, files: list[tuple[Document, list[Passage]]], vectors: np.ndarray, report: IndexReport) -> None:
+    """Store read documents with their passages and vectors in one transaction (the words of their
+    OCR'd pages first, so the page view finds them), and count them in `report`."""
+    keep_recognised_words(store, [document for document, _ in files])
+    report.passages_added += store.replace_files(files, vectors)
+    report.stored(document for document, _ in files)

@@ -161,8 +161,8 @@ def aligned_glyphs(path: str, page: int, page_text: str) -> tuple[PageGlyphs, li
 
 def ocr_glyphs(page: OcrPage) -> PageGlyphs:
     """A scanned page's recognised words as glyphs: each word's box shared among its characters
-    (punctuation and thin letters narrower), in a page space of page fractions with y upwards (as PDF page space), so lines
-    merge and boxes display as on a digital page."""
+    (punctuation and thin letters narrower), in a page space of page fractions with y upwards (as
+    PDF page space), so lines merge and boxes display as on a digital page."""
     boxes: list[Box | None] = [None] * len(page.text)
     for start, end, left, top, right, bottom in page.words:
         widths = [NARROW_SHARE if c in NARROW else 1.0 for c in page.text[start:end]]

@@ -31,7 +31,7 @@ from rag_qa.embed import Embedder
 from rag_qa.errors import IndexMismatchError, NotFoundError, QuestionError
 from rag_qa.indexer import IndexReport, index_paths
 from rag_qa.ingest.loaders import PAGE_SEPARATOR, source_name
-from rag_qa.ingest.mail import file_of
+from rag_qa.ingest.mail import attachments_of, file_of, is_attachment
 from rag_qa.ingest.ocr import recognised_page
 from rag_qa.ingest.text import clean_text
 from rag_qa.keys import check_groups
@@ -273,7 +273,7 @@ class RagQA:
         """Remove a file's passages (a mail's attachments go with it); `source` may be the stored
         name or a path to the file."""
         name = self.readable_source(source, groups)
-        attachments = [f["source"] for f in self.store.files() if f["source"] != name and file_of(f["source"]) == name]
+        attachments = attachments_of(name, [f["source"] for f in self.store.files()])
         return sum(self.store.delete_source(stored) for stored in [name, *attachments])
 
     def show(self, source: str | os.PathLike[str], page: int | None = None, groups: Sequence[str] | None = None) -> SourceText:
@@ -298,7 +298,7 @@ class RagQA:
         Raises NotFoundError for a page that does not exist or a file no longer on disk, and
         RagQAError for a file that changed since it was indexed."""
         shown = self.show(source, page, groups)
-        if file_of(shown.source) != shown.source:
+        if is_attachment(shown.source):
             raise NotFoundError(f"{shown.source} is an attachment of {file_of(shown.source)}: its pages are not shown (open it from the mail)")
         return self.pages.render(shown.source, self._indexed_hash(shown.source), page, width)
 
@@ -308,7 +308,7 @@ class RagQA:
         document that is not a PDF."""
         name = self.readable_source(source, groups)
         starts = self.store.page_starts(name)
-        if not starts or end <= start or file_of(name) != name:  # (a mail's attachment is not a file on disk)
+        if not starts or end <= start or is_attachment(name):  # (not a file on disk)
             return []
         found: list[PageBox] = []
         for page in range(bisect.bisect_right(starts, start), bisect.bisect_right(starts, end - 1) + 1):

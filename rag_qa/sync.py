@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rag_qa.ingest.loaders import file_hash, source_name
-from rag_qa.ingest.mail import file_of
+from rag_qa.ingest.mail import attachments_of, file_of
 from rag_qa.naming import within
 
 QUIET_S = 1.0  # a changed file is read once it has held still this long (not half-way through a write)
@@ -37,7 +37,7 @@ class Pruner:
         old = next((source for source, known in self.vanished.items() if known == content_hash), None)
         if old is None:
             return None
-        for source in [s for s in self.vanished if s == old or file_of(s) == old]:  # a mail moves with its attachments
+        for source in [old, *attachments_of(old, self.vanished)]:  # a mail moves with its attachments
             store.rename_source(source, path + source[len(old) :])
             del self.vanished[source]
         return old

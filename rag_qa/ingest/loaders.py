@@ -164,7 +164,8 @@ def load_document(
             if suffix in PDF_SUFFIXES:
                 text, page_starts, scanned = _pdf_text(path, config, guard, on_ocr_page)
             elif suffix in MAIL_SUFFIXES:
-                mail = guard.call(read_outlook_msg, path, what="Outlook message") if suffix == ".msg" else guard.call(read_mail, path, what="e-mail")
+                read, what = MAIL_READERS[suffix]
+                mail = guard.call(read, path, what=what)
                 text, page_starts = clean_text(mail.text), ()
             else:
                 text, page_starts = _parsed_by_path(path, suffix, guard)
@@ -226,6 +227,10 @@ PAGED_EXTRACTORS = {
     **dict.fromkeys(WORKBOOK_SUFFIXES, (extract_xlsx, "Excel workbook")),
     **dict.fromkeys(EPUB_SUFFIXES, (extract_epub, "EPUB e-book")),
 }
+
+
+# Mail formats, read in the guarded worker: reader, name in reasons.
+MAIL_READERS = {".eml": (read_mail, "e-mail"), ".msg": (read_outlook_msg, "Outlook message")}
 
 
 # Formats read in the guarded worker as one text without pages.

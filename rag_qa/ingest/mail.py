@@ -12,6 +12,7 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from pathlib import PurePosixPath, PureWindowsPath
@@ -38,10 +39,8 @@ def read_mail(path: str) -> Mail:
         message = email.message_from_binary_file(handle, policy=email.policy.default)
     if not any(message[h] for h in HEADERS):
         raise ParseError("not an e-mail message (no headers such as Subject, From or Date)")
-    lines = [f"{h}: {_header(message, h)}" for h in HEADERS if message[h]]
-    body = _body(message)
-    attachments = tuple(_attachments(message))
-    return Mail("\n".join(lines) + ("\n\n" + body if body.strip() else ""), attachments)
+    headers = {h: _header(message, h) for h in HEADERS if message[h]}
+    return Mail(_text(headers, _body(message)), tuple(_attachments(message)))
 
 
 def read_outlook_msg(path: str) -> Mail:
@@ -73,8 +72,13 @@ def read_outlook_msg(path: str) -> Mail:
         raise ParseError(f"malformed Outlook message ({type(exc).__name__}: {exc})") from None
     if len(attachments) > MAX_ATTACHMENTS:
         raise ParseError(f"more than {MAX_ATTACHMENTS} attachments (hostile or broken mail?)")
+    return Mail(_text(headers, body), tuple(attachments), unread)
+
+
+def _text(headers: dict[str, str | None], body: str) -> str:
+    """A mail as text: a line per header that has a value ("Subject: ..."), a blank line, the body."""
     lines = [f"{name}: {value.strip()}" for name, value in headers.items() if value and value.strip()]
-    return Mail("\n".join(lines) + ("\n\n" + body if body.strip() else ""), tuple(attachments), unread)
+    return "\n".join(lines) + ("\n\n" + body if body.strip() else "")
 
 
 def _has_bytes(attachment: Any) -> bool:
@@ -134,3 +138,13 @@ def file_of(source: str) -> str:
     """The file on disk a stored document comes from: the mail, for one of its attachments."""
     found = re.match(rf"(.*?\.(?:eml|msg)){ATTACHMENT_MARK}", source, re.IGNORECASE)
     return found.group(1) if found else source
+
+
+def is_attachment(source: str) -> bool:
+    """Whether a stored document is a mail's attachment (not a file on disk of its own)."""
+    return file_of(source) != source
+
+
+def attachments_of(mail: str, sources: Iterable[str]) -> list[str]:
+    """The stored documents among `sources` that are attachments of the mail stored as `mail`."""
+    return [source for source in sources if source != mail and file_of(source) == mail]

@@ -11,16 +11,14 @@ as the fallback for a file pdfium cannot open (it recovers some damaged files th
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rag_qa.ingest.guard import GuardedWorker, ParseError
 
 PDF_MAGIC = b"%PDF-"
 HYPHEN_MARK = "\ufffe"  # pdfium: a word hyphenated at a line end was joined here
-
-
 MIN_PAGE_TEXT = 20  # a page with an image and fewer visible characters than this is a scan
 MAX_ODD_SHARE = 0.3  # ...as is one whose text layer is largely unmapped glyphs (a garbage layer)
 UNREADABLE_CATEGORIES = {"Co", "Cc", "Cn", "Cs"}  # private-use, control, unassigned, surrogate: glyphs without a Unicode meaning
