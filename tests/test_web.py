@@ -47,7 +47,7 @@ def test_upload_ask_and_see_the_highlighted_answer(browser, tmp_path: Path) -> N
         page.set_input_files("#files", str(document))
         page.click("#upload-button")
         page.get_by_text("1 indexed").wait_for(timeout=60_000)
-        assert "rules.txt" in page.inner_text("#documents")
+        assert "rules.txt" in page.inner_text("#documents")  # the page refreshes its list before it reports the upload
         dialogs: list[str] = []
         page.once("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.accept()))
         document.write_text(DOCUMENT + " The workshop opens at noon.")
