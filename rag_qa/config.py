@@ -69,6 +69,7 @@ class EmbedderConfig(_Serialisable):
     device: str | None = None
     runtime: str = "auto"  # how this process runs the model; an index never depends on it
     threads: int | None = None  # ONNX Runtime threads (None: one per core)
+    spin: bool = True  # ONNX Runtime threads busy-wait between steps (see ReaderConfig.spin)
 
     def __post_init__(self) -> None:
         _require(bool(self.model), "embedder model must be a Hub id or a local path")
@@ -129,6 +130,9 @@ class ReaderConfig(_Serialisable):
     device: str | None = None
     runtime: str = "auto"
     threads: int | None = None  # ONNX Runtime threads (None: one per core)
+    # ONNX Runtime threads busy-wait between steps: a few % faster when the model has the cores to
+    # itself (indexing, evaluation), slower when other work needs them (`rag-qa serve` turns it off)
+    spin: bool = True
     int8: bool = False  # int8 weights and activations (ONNX Runtime): faster, its own fitted scoring
 
     def __post_init__(self) -> None:
@@ -290,7 +294,7 @@ class ServerConfig(_Serialisable):
     max_json_kb: int = 256  # any other request body (questions, searches, keys)
     max_question_chars: int = 1000
     max_top_k: int = 50
-    batch_wait_ms: float = 10.0  # questions arriving within this wait of each other are answered as one batch
+    batch_wait_ms: float = 0.0  # questions that arrive while a batch runs (or within this wait of the first) form the next batch
     max_batch: int = 32
     max_queue: int = 256  # questions waiting beyond this get 503 at once
     ask_timeout_s: float = 120.0  # a question not answered within this gets 504

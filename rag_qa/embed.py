@@ -46,7 +46,7 @@ class Embedder:
     def _load(self) -> None:
         self.resolved = resolve_model(self.config.model, self.config.revision, "embedder")
         config = self.config
-        self._graph = load_graph(config.runtime, config.model, lambda: embedder_graph(self.resolved, self._sentence_transformer, config.threads, config.device))
+        self._graph = load_graph(config.runtime, config.model, lambda: embedder_graph(self.resolved, self._sentence_transformer, config.threads, config.device, config.spin))
         if self._graph is not None:  # ONNX: no torch, transformers or sentence-transformers once graph and snapshot are cached
             snapshot = self._snapshot()
             self._tokenizer = FastTokenizer.from_dict(snapshot["tokenizer"])

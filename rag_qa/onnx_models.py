@@ -179,12 +179,14 @@ def _remove_stale_exports(folder: Path) -> None:
 class OnnxGraph:
     """An ONNX Runtime session over one graph: numpy arrays in, numpy arrays out."""
 
-    def __init__(self, path: Path, threads: int | None = None, device: str | None = None):
+    def __init__(self, path: Path, threads: int | None = None, device: str | None = None, spin: bool = True):
         ort = import_onnxruntime()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
+        if not spin:  # idle threads sleep instead of spinning, leaving the cores to the other model, HTTP and uploads
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
         if device and device.startswith("cuda"):
             if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -281,7 +283,7 @@ READER_PROBE = (
 EMBEDDER_PROBE = ("A short probe.", "A longer probe sentence, so that the batch is padded to its length.")
 
 
-def reader_graph(resolved: ResolvedModel, int8: bool, threads: int | None, device: str | None) -> OnnxGraph:
+def reader_graph(resolved: ResolvedModel, int8: bool, threads: int | None, device: str | None, spin: bool = True) -> OnnxGraph:
     """The reader's cached ONNX graph (exported on first use), fp32 or int8, in a session."""
     folder = cache_dir()
     weights = weights_digest(model_files(resolved))
@@ -292,14 +294,14 @@ def reader_graph(resolved: ResolvedModel, int8: bool, threads: int | None, devic
             folder, "reader-int8", {"graph": "reader-int8", "weights": weights, "keep_fp32": list(INT8_KEEP_FP32)},
             lambda out: quantize_int8(fp32, out, INT8_KEEP_FP32),
         )  # fmt: skip
-    return open_graph(path, threads, device)
+    return open_graph(path, threads, device, spin)
 
 
-def open_graph(path: Path, threads: int | None, device: str | None) -> OnnxGraph:
+def open_graph(path: Path, threads: int | None, device: str | None, spin: bool = True) -> OnnxGraph:
     """A session over a cached graph. One that ONNX Runtime cannot load (a damaged cache file) is
     removed, so that the next start builds it again, and the error says so."""
     try:
-        return OnnxGraph(path, threads, device)
+        return OnnxGraph(path, threads, device, spin)
     except ConfigError:
         raise
     except Exception as exc:
@@ -323,12 +325,12 @@ def _export_reader(resolved: ResolvedModel, path: Path) -> None:
     export_verified(module, inputs, {"start_logits": sequence_axes, "end_logits": sequence_axes}, path, model.config)
 
 
-def embedder_graph(resolved: ResolvedModel, load_model: Callable[[], Any], threads: int | None, device: str | None) -> OnnxGraph:
+def embedder_graph(resolved: ResolvedModel, load_model: Callable[[], Any], threads: int | None, device: str | None, spin: bool = True) -> OnnxGraph:
     """The sentence-transformers model's whole pipeline (transformer, pooling, normalisation) as
     one cached ONNX graph (exported on first use from `load_model()`), in a session."""
     weights = weights_digest(model_files(resolved))
     path = cached_graph(cache_dir(), "embedder-fp32", {"graph": "embedder", "weights": weights}, lambda out: _export_embedder(load_model(), out))
-    return open_graph(path, threads, device)
+    return open_graph(path, threads, device, spin)
 
 
 def _export_embedder(model: Any, path: Path) -> None:

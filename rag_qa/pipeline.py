@@ -89,13 +89,15 @@ class RagQA:
         scoring: ScoringConfig | None = None,
         runtime: str | None = None,
         threads: int | None = None,
+        spin: bool | None = None,
     ) -> "RagQA":
         """Open (or create, with `settings`) the index at `path`: a folder, or a `postgresql://` URL.
 
         An existing index keeps the settings it was built with; passing settings with a different
         embedding model raises IndexMismatchError. `reader` is a ReaderConfig, or a model id or
         local folder (default: deepset/roberta-large-squad2). `runtime` ("auto", "torch" or "onnx")
-        and `threads`, when given, run both models that way; how models run is never taken from the
+        and `threads`, when given, run both models that way, as does `spin` (False: ONNX Runtime's idle
+        threads sleep, for a process where other work shares the cores); how models run is never taken from the
         index. `scoring` defaults to the parameters `rag-qa calibrate` saved in the index for this
         reader, its precision and the retrieval mode, else to those rag-qa ships for the reader
         (the offline reader's), else to ScoringConfig(). A fit made with another answer cap
@@ -104,9 +106,11 @@ class RagQA:
         if isinstance(reader, str):
             reader = ReaderConfig(model=reader)
         reader = reader if reader is not None else ReaderConfig()
-        how = {"runtime": runtime or EmbedderConfig.runtime, "threads": threads}
+        how = {"runtime": runtime or EmbedderConfig.runtime, "threads": threads, "spin": EmbedderConfig.spin if spin is None else spin}
         if runtime is not None:
             reader = replace(reader, runtime=runtime, threads=threads)
+        if spin is not None:
+            reader = replace(reader, spin=spin)
         store = open_store(path, settings, read_only=read_only)
         retrieval = retrieval if retrieval is not None else RetrievalConfig()
         if scoring is None:  # what `rag-qa calibrate` fitted, else what rag-qa ships for the reader, else the defaults

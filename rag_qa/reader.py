@@ -248,7 +248,7 @@ class Reader:
     def _load(self) -> None:
         self.resolved = resolve_model(self.config.model, self.config.revision, "reader")
         config = self.config
-        graph = load_graph(config.runtime, config.model, lambda: reader_graph(self.resolved, config.int8, config.threads, config.device))
+        graph = load_graph(config.runtime, config.model, lambda: reader_graph(self.resolved, config.int8, config.threads, config.device, config.spin))
         if graph is not None:  # ONNX: neither transformers nor torch is imported once the graph is cached
             self._tokenizer, self._forward = self._snapshot_tokenizer(), graph.run
         else:

@@ -151,3 +151,23 @@ def test_auto_falls_back_to_torch_when_a_model_does_not_export(tiny_bert: str, m
     assert reading.null_score == pytest.approx(Reader(ReaderConfig(model=tiny_bert, runtime="torch")).read(["What?"], [["A tiny model."]])[0][0].null_score)
     with pytest.raises(ExportError):  # asked for by name, the runtime is not swapped behind the user's back
         Reader(ReaderConfig(model=tiny_bert, runtime="onnx")).warm_up()
+
+
+def test_spin_false_lets_both_models_idle_threads_sleep(tiny_bert: str, tmp_path) -> None:
+    """`serve` opens with spin=False: both sessions get ONNX Runtime's no-spinning option; a plain
+    open keeps ONNX Runtime's default, whatever the index was built with."""
+    from rag_qa import RagQA
+
+    def spinning(session) -> str:  # type: ignore[no-untyped-def]
+        return session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+
+    with RagQA.open(tmp_path / "index", reader=ReaderConfig(model=tiny_bert), runtime="onnx", spin=False) as qa:
+        qa.embedder.warm_up()
+        qa.reader.warm_up()
+        assert qa.embedder.config.spin is False and qa.reader.config.spin is False
+        assert spinning(qa.embedder._graph.session) == spinning(qa.reader._forward.__self__.session) == "0"
+    with RagQA.open(tmp_path / "index", reader=ReaderConfig(model=tiny_bert), runtime="onnx") as qa:
+        assert qa.embedder.config.spin is True and qa.reader.config.spin is True
+        qa.embedder.warm_up()
+        with pytest.raises(Exception):  # not set: ONNX Runtime's own default (spinning)
+            spinning(qa.embedder._graph.session)

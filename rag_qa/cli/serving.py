@@ -85,7 +85,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )  # fmt: skip
     reader = reader_config(args)
     retrieval = RetrievalConfig(mode=args.retrieval, top_k=args.top_k)
-    with RagQA.open(args.index, reader=reader, retrieval=retrieval, runtime=reader.runtime, threads=args.threads) as qa:
+    # spin=False: the models' idle threads sleep, leaving the cores to HTTP, uploads and each other
+    # (one client's median answer 145 -> 105 ms on 2 cores; docs/benchmarks.md section 5)
+    with RagQA.open(args.index, reader=reader, retrieval=retrieval, runtime=reader.runtime, threads=args.threads, spin=False) as qa:
         config = replace(config, auth=auth_mode(args.host, args.no_auth, KeyRing(qa.store).any_active()))
         qa.embedder.warm_up()  # load both models now, not on the first request
         qa.reader.warm_up()
