@@ -305,8 +305,9 @@ class Reader:
         ids = features["input_ids"]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         results: list[tuple[np.ndarray, np.ndarray]] = [None] * len(ids)  # type: ignore[list-item]
-        for first in range(0, len(order), self.config.batch_size):
-            batch = order[first : first + self.config.batch_size]
+        size = self.config.windows_per_batch
+        for first in range(0, len(order), size):
+            batch = order[first : first + size]
             starts, ends = self.forward(padded_arrays(features, batch, self.tokenizer.pad_token_id))
             for row, index in enumerate(batch):
                 n = len(ids[index])

@@ -171,3 +171,11 @@ def test_spin_false_lets_both_models_idle_threads_sleep(tiny_bert: str, tmp_path
         qa.embedder.warm_up()
         with pytest.raises(Exception):  # not set: ONNX Runtime's own default (spinning)
             spinning(qa.embedder._graph.session)
+
+
+def test_reader_batches_are_small_on_cpu_and_large_on_a_gpu() -> None:
+    assert ReaderConfig().windows_per_batch == 4 and ReaderConfig(device="cuda:0").windows_per_batch == 64
+    assert ReaderConfig(batch_size=7, device="cuda").windows_per_batch == 7
+    assert ReaderConfig.from_dict(ReaderConfig().to_dict()) == ReaderConfig()
+    with pytest.raises(ConfigError, match="batch_size"):
+        ReaderConfig(batch_size=0)
