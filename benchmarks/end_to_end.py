@@ -5,7 +5,7 @@ TransformersExtractiveReader), and rag-qa's three retrieval modes (dense, BM25, 
 scoring is fitted (`calibrate`) on two dev-eval articles; every system is scored on the third,
 which none saw: French_and_Indian_War.
 
-Usage: python benchmarks/end_to_end.py [--top-k K] [--json]
+Usage: python benchmarks/end_to_end.py [--top-k K] [--variants 'rag-qa onnx' ...] [--modes [bm25 hybrid]] [--json]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ OTHER_MODES = ("bm25", "hybrid")  # retrieval modes also measured end to end (Py
 PEER = "Haystack 3 pipeline"
 
 
-def run_ours(documents, fit, report, top_k: int) -> dict:
+def run_ours(documents, fit, report, top_k: int, variants: list[str], modes: list[str]) -> dict:
     """One index; each runtime and precision asks over it with scoring fitted for itself."""
     from rag_qa import RagQA
     from rag_qa.calibration import fit_scoring, read_once
@@ -39,7 +39,7 @@ def run_ours(documents, fit, report, top_k: int) -> dict:
             started = time.perf_counter()
             add_documents(documents, qa.store, qa.embedder)
             index_seconds = time.perf_counter() - started
-        for name, options in VARIANTS.items():
+        for name, options in ((n, o) for n, o in VARIANTS.items() if n in variants):
             reader = ReaderConfig(model=str(READER), **options)
             with RagQA.open(folder, reader=reader, retrieval=RetrievalConfig(top_k=top_k), scoring=ScoringConfig(), runtime=reader.runtime) as qa:
                 qa.embedder.warm_up()
@@ -49,7 +49,7 @@ def run_ours(documents, fit, report, top_k: int) -> dict:
                 qa.scoring, _ = fit_scoring(read_once(qa, fit), "dense")
                 systems[f"{name} (fitted)"] = evaluate_open(qa, report)
                 scoring[name] = qa.scoring.to_dict()
-        for mode in OTHER_MODES:
+        for mode in modes:
             with RagQA.open(folder, reader=ReaderConfig(model=str(READER), runtime="torch"), retrieval=RetrievalConfig(mode=mode, top_k=top_k), runtime="torch") as qa:
                 qa.embedder.warm_up()
                 qa.reader.warm_up()
@@ -123,7 +123,7 @@ def run_haystack(documents, report, top_k: int) -> dict:
     return {"metrics": metrics, "index_seconds": index_seconds}
 
 
-def run(top_k: int = 5) -> dict:
+def run(top_k: int = 5, variants: list[str] = list(VARIANTS), modes: list[str] = list(OTHER_MODES)) -> dict:
     require_shared()
     require_peer()
     from rag_qa.squad import load_squad, squad_corpus
@@ -132,7 +132,7 @@ def run(top_k: int = 5) -> dict:
     questions = load_squad(SQUAD / "dev-eval.json")
     fit = [q for q in questions if q.title != REPORT_ARTICLE]
     report = [q for q in questions if q.title == REPORT_ARTICLE]
-    ours = run_ours(documents, fit, report, top_k)
+    ours = run_ours(documents, fit, report, top_k, variants, modes)
     peer = run_haystack(documents, report, top_k)
     systems = {**ours["systems"], PEER: peer["metrics"]}
     speedup = {name: m["questions_per_second"] / peer["metrics"]["questions_per_second"] for name, m in ours["systems"].items()}
@@ -159,9 +159,12 @@ def markdown(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--top-k", type=int, default=5, help="passages read per question (default: %(default)s)")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), metavar="NAME",
+                        help=f"rag-qa systems on dense retrieval, of: {', '.join(repr(v) for v in VARIANTS)} (default: all)")
+    parser.add_argument("--modes", nargs="*", choices=list(OTHER_MODES), default=list(OTHER_MODES), help="other retrieval modes, on PyTorch (default: %(default)s; none: --modes)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args()
-    result = run(args.top_k)
+    result = run(args.top_k, args.variants, args.modes)
     print(json.dumps(result, indent=2) if args.json else markdown(result))
 
 
