@@ -40,6 +40,16 @@ class _Serialisable:
         return cls(**values)
 
 
+def batch_for(batch_size: int | None, device: str | None) -> int:
+    """`batch_size`, or else 4 on CPU and 64 on a GPU. Texts and windows are sorted by length before
+    batching; on CPU, batches of 4 pad less and keep their activations in cache: the reader's forward
+    takes 8% less time than in batches of 16, the embedder's 25% less than in batches of 32
+    (docs/benchmarks.md sections 3 and 11). A GPU wants large batches."""
+    if batch_size is not None:
+        return batch_size
+    return 64 if device is not None and device.startswith("cuda") else 4
+
+
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
@@ -65,7 +75,7 @@ class EmbedderConfig(_Serialisable):
 
     model: str = DEFAULT_EMBEDDING_MODEL
     revision: str | None = DEFAULT_EMBEDDING_REVISION
-    batch_size: int = 32
+    batch_size: int | None = None  # texts per forward pass (None: the device's default, `batch_for`)
     device: str | None = None
     runtime: str = "auto"  # how this process runs the model; an index never depends on it
     threads: int | None = None  # ONNX Runtime threads (None: one per core)
@@ -73,7 +83,11 @@ class EmbedderConfig(_Serialisable):
 
     def __post_init__(self) -> None:
         _require(bool(self.model), "embedder model must be a Hub id or a local path")
-        _require(self.batch_size >= 1, f"embedder batch_size must be >= 1, got {self.batch_size}")
+        _require(self.batch_size is None or self.batch_size >= 1, f"embedder batch_size must be >= 1, got {self.batch_size}")
+
+    @property
+    def texts_per_batch(self) -> int:
+        return batch_for(self.batch_size, self.device)
         _require_runtime(self.runtime, self.threads)
 
 
@@ -126,10 +140,7 @@ class ReaderConfig(_Serialisable):
     max_query_tokens: int = 64
     max_answer_tokens: int = 30
     top_spans: int = 5
-    # Windows per forward pass (None: 4 on CPU, 64 on a GPU). Length-sorted batches of 4 pad less
-    # and stay in the CPU's caches: the forward takes about 8% less time than with 16 (section 11 of
-    # docs/benchmarks.md); a GPU wants large batches.
-    batch_size: int | None = None
+    batch_size: int | None = None  # windows per forward pass (None: the device's default, `batch_for`)
     device: str | None = None
     runtime: str = "auto"
     threads: int | None = None  # ONNX Runtime threads (None: one per core)
@@ -149,10 +160,7 @@ class ReaderConfig(_Serialisable):
 
     @property
     def windows_per_batch(self) -> int:
-        """`batch_size`, or its default for the device."""
-        if self.batch_size is not None:
-            return self.batch_size
-        return 64 if self.device is not None and self.device.startswith("cuda") else 4
+        return batch_for(self.batch_size, self.device)
 
     @property
     def precision(self) -> str:

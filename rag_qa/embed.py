@@ -110,7 +110,7 @@ class Embedder:
                 return self._encode_onnx(texts, progress)
             vectors = self._sentence_transformer().encode(
                 list(texts),
-                batch_size=self.config.batch_size,
+                batch_size=self.config.texts_per_batch,
                 normalize_embeddings=True,
                 convert_to_numpy=True,
                 show_progress_bar=progress,
@@ -124,8 +124,8 @@ class Embedder:
 
         order = np.argsort([-len(text) for text in texts], kind="stable")
         vectors = np.empty((len(texts), self._dimension), dtype=np.float32)
-        for first in tqdm(range(0, len(texts), self.config.batch_size), desc="Batches", disable=not progress):
-            rows = order[first : first + self.config.batch_size]
+        for first in tqdm(range(0, len(texts), self.config.texts_per_batch), desc="Batches", disable=not progress):
+            rows = order[first : first + self.config.texts_per_batch]
             features = self._tokenizer([texts[i] for i in rows], truncation="longest_first", max_length=self._max_tokens)
             vectors[rows] = self._graph.run(padded_arrays(features, range(len(rows)), self._tokenizer.pad_token_id))[0]
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
