@@ -84,11 +84,11 @@ class EmbedderConfig(_Serialisable):
     def __post_init__(self) -> None:
         _require(bool(self.model), "embedder model must be a Hub id or a local path")
         _require(self.batch_size is None or self.batch_size >= 1, f"embedder batch_size must be >= 1, got {self.batch_size}")
+        _require_runtime(self.runtime, self.threads)
 
     @property
     def texts_per_batch(self) -> int:
         return batch_for(self.batch_size, self.device)
-        _require_runtime(self.runtime, self.threads)
 
 
 @dataclass(frozen=True)

@@ -179,3 +179,12 @@ def test_reader_batches_are_small_on_cpu_and_large_on_a_gpu() -> None:
     assert ReaderConfig.from_dict(ReaderConfig().to_dict()) == ReaderConfig()
     with pytest.raises(ConfigError, match="batch_size"):
         ReaderConfig(batch_size=0)
+
+
+def test_embedder_batches_follow_the_same_rule_and_settings_are_still_checked() -> None:
+    assert EmbedderConfig().texts_per_batch == 4 and EmbedderConfig(device="cuda").texts_per_batch == 64
+    assert EmbedderConfig(batch_size=32).texts_per_batch == 32
+    with pytest.raises(ConfigError, match="runtime"):
+        EmbedderConfig(runtime="tensorflow")
+    with pytest.raises(ConfigError, match="batch_size"):
+        EmbedderConfig(batch_size=0)

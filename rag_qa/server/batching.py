@@ -2,9 +2,10 @@
 (and those arriving within `max_wait_s` of the first, if it is above 0) are answered by one
 `ask_each` call, so query embedding, retrieval and the reader's forward passes run once for the
 whole group (retrieval once per distinct source filter: callers whose keys read different
-documents still share the reader's batch). On 2 cores, one batch of windows from 8 questions does
-about 1.2x the answers per CPU second of 8 small batches taking turns on the model; a wait of 0
-(the service's default) adds no latency to a lone question.
+documents still share the reader's batch). On 2 cores one question's passages already fill the
+reader's batches, so 8 questions in one batch gain only their shared per-request work (1.0-1.2x the
+answers per CPU second, measured); a wait of 0 (the service's default) adds no latency to a lone
+question.
 
 Failure stays with its request: when a batch raises, each of its questions is answered alone, so
 only the bad one fails; a worker thread that died is replaced on the next question; the queue is
@@ -43,8 +44,9 @@ class _Request:
 
 
 class AskBatcher:
-    """Answers questions from many threads, gathering those that arrive within `max_wait_s` of the
-    first (at most `max_batch`) into one batch. One worker thread runs the batches."""
+    """Answers questions from many threads: those waiting in the queue when a batch starts (and,
+    with `max_wait_s` > 0, those arriving within it of the first), at most `max_batch`, form one
+    batch. One worker thread runs the batches."""
 
     def __init__(self, qa: RagQA, max_wait_s: float = 0.0, max_batch: int = 32, max_queue: int = 256, timeout_s: float = 120.0):
         self.qa, self.max_wait_s, self.max_batch, self.timeout_s = qa, max_wait_s, max_batch, timeout_s
