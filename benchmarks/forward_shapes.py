@@ -1,6 +1,6 @@
 """The reader's forward pass against this machine's GEMM peak, batch shape by batch shape.
 
-The reader batches windows by length (`Reader.window_logits`: sorted, `batch_size` at a time, padded to
+The reader batches windows by length (`Reader.batches`: sorted, `batch_size` at a time, padded to
 the longest in the batch). For each batch of the 300-question reader benchmark (each dev-eval
 question with its own paragraph) this times the model's forward on exactly that padded batch
 (best of `--trials`), counts its floating-point work (as `benchmarks/reader.py`: the six matrix
@@ -33,10 +33,7 @@ def batches(reader, questions):  # type: ignore[no-untyped-def]
     from rag_qa.tokenizer import padded_arrays
 
     features = reader._features([q.question for q in questions], [q.context for q in questions])
-    ids = features["input_ids"]
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    size = reader.config.windows_per_batch
-    return [padded_arrays(features, order[first : first + size], reader.tokenizer.pad_token_id) for first in range(0, len(order), size)]
+    return [padded_arrays(features, batch, reader.tokenizer.pad_token_id) for batch in reader.batches(features)]
 
 
 def best_seconds(call, trials: int) -> float:  # type: ignore[no-untyped-def]

@@ -149,11 +149,16 @@ def _remove_orphaned_scratch() -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def _proc_stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (state first, start time at 19)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def _started(pid: int) -> str:
     """When process `pid` started (clock ticks since boot; "0" without /proc): with the pid it names
     one process, though pids are reused (a busy machine wraps around 32768 in minutes)."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        return _proc_stat(pid)[19]
     except (OSError, IndexError):
         return "0"
 
@@ -162,7 +167,7 @@ def _alive(pid: int, started: str) -> bool:
     """Whether process `pid`, started at `started`, runs (a killed one its parent has not reaped
     yet, a zombie, does not; nor does a new process that was given the same pid)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = _proc_stat(pid)
         return fields[0] != "Z" and (started == "0" or fields[19] == started)
     except FileNotFoundError:
         return False

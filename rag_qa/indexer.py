@@ -176,9 +176,14 @@ def forget_dropped_attachments(store: Store, document: Document, known: str | No
     if known is None or not document.source.lower().endswith(tuple(MAIL_SUFFIXES)):
         return
     kept = {part.source for part in document.attachments}
-    for source in attachments_of(document.source, [f["source"] for f in store.files()]):
+    for source in stored_attachments(store, document.source):
         if source not in kept:
             store.delete_source(source)
+
+
+def stored_attachments(store: Store, mail: str) -> list[str]:
+    """The documents stored as attachments of the mail stored as `mail`."""
+    return attachments_of(mail, [f["source"] for f in store.files()])
 
 
 def _ocr_progress(bar: Any, path: str) -> Callable[[int, int], None]:

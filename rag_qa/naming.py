@@ -13,16 +13,33 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from rag_qa.errors import RagQAError
 
 GLOB_CHARACTERS = frozenset("*?[")
+MAX_NAME_CHARS = 200  # of a file name that comes from outside (an upload, a mail's attachment)
 
 
 class UnknownSourceError(RagQAError):
     """A document filter names nothing that is indexed (CLI exit 2, HTTP 404)."""
+
+
+def plain_file_name(name: str | None) -> str | None:
+    """The base name of a file name from outside (a client's upload, a mail's attachment) with
+    anything risky replaced: no folders (of either slash), no leading dots, no control characters,
+    nothing but letters, digits and `.-_ ()`, at most MAX_NAME_CHARS characters with the suffix
+    kept; None when nothing usable is left."""
+    name = unicodedata.normalize("NFC", name or "")
+    name = re.split(r"[\\/]", name)[-1]
+    name = "".join("_" if unicodedata.category(c).startswith("C") else c for c in name)
+    name = re.sub(r"[^\w.\- ()]", "_", name).strip(" .")
+    if not name or set(name) <= {"_", "."}:
+        return None
+    stem, suffix = os.path.splitext(name)
+    return stem[: MAX_NAME_CHARS - len(suffix)] + suffix
 
 
 def resolve_sources(patterns: Iterable[str], stored: Sequence[str], base: str | os.PathLike[str] | None = None) -> list[str]:

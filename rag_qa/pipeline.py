@@ -29,9 +29,9 @@ from rag_qa.config import (
 )
 from rag_qa.embed import Embedder
 from rag_qa.errors import IndexMismatchError, NotFoundError, QuestionError
-from rag_qa.indexer import IndexReport, index_paths
+from rag_qa.indexer import IndexReport, index_paths, stored_attachments
 from rag_qa.ingest.loaders import PAGE_SEPARATOR, source_name
-from rag_qa.ingest.mail import attachments_of, file_of, is_attachment
+from rag_qa.ingest.mail import file_of, is_attachment
 from rag_qa.ingest.ocr import recognised_page
 from rag_qa.ingest.text import clean_text
 from rag_qa.keys import check_groups
@@ -277,8 +277,7 @@ class RagQA:
         """Remove a file's passages (a mail's attachments go with it); `source` may be the stored
         name or a path to the file."""
         name = self.readable_source(source, groups)
-        attachments = attachments_of(name, [f["source"] for f in self.store.files()])
-        return sum(self.store.delete_source(stored) for stored in [name, *attachments])
+        return sum(self.store.delete_source(stored) for stored in [name, *stored_attachments(self.store, name)])
 
     def show(self, source: str | os.PathLike[str], page: int | None = None, groups: Sequence[str] | None = None) -> SourceText:
         """The text that answer offsets of `source` index (the decoded file for text formats, the

@@ -299,15 +299,20 @@ class Reader:
         assert self._forward is not None
         return self._forward(arrays)
 
+    def batches(self, features: Any) -> list[list[int]]:
+        """The windows' indices in forward-pass batches: sorted by length and `windows_per_batch`
+        at a time, so each batch pads little."""
+        ids = features["input_ids"]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        size = self.config.windows_per_batch
+        return [order[first : first + size] for first in range(0, len(order), size)]
+
     def window_logits(self, features: Any) -> list[tuple[np.ndarray, np.ndarray]]:
         """Start/end logits per window (the model's forward passes); windows batched by similar
         length with dynamic padding. The one place the model runs: replace it to plant logits."""
         ids = features["input_ids"]
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         results: list[tuple[np.ndarray, np.ndarray]] = [None] * len(ids)  # type: ignore[list-item]
-        size = self.config.windows_per_batch
-        for first in range(0, len(order), size):
-            batch = order[first : first + size]
+        for batch in self.batches(features):
             starts, ends = self.forward(padded_arrays(features, batch, self.tokenizer.pad_token_id))
             for row, index in enumerate(batch):
                 n = len(ids[index])

@@ -19,6 +19,7 @@ from rag_qa.config import ReaderConfig
 from rag_qa.errors import LoadError, NotFoundError
 from rag_qa.ingest.loaders import unique_names
 from rag_qa.ingest.mail import MAX_ATTACHMENTS, file_of, safe_name
+from rag_qa.naming import MAX_NAME_CHARS
 
 
 def test_a_mail_is_its_headers_and_plain_body_and_its_attachments_are_documents(tmp_path):
@@ -100,6 +101,8 @@ def test_attachment_names_are_safe_and_unique():
     assert safe_name("../../etc/passwd", 1, "text/plain") == "passwd"
     assert safe_name("C:\\Users\\x\\report#1.pdf", 2, "application/pdf") == "report_1.pdf"
     assert safe_name("", 3, "message/rfc822") == "attachment-3.eml" and safe_name(" . ", 4, "image/png") == "attachment-4"
+    long = safe_name("minutes " * 40 + ".pdf", 5, "application/pdf")  # cut to the limit, its type kept
+    assert long.endswith(".pdf") and len(long) == MAX_NAME_CHARS
     assert unique_names(["a.pdf", "b.csv", "a.pdf", "a.pdf"]) == ["a.pdf", "b.csv", "a (2).pdf", "a (3).pdf"]
     assert file_of("/docs/meeting.eml#rota.pdf") == "/docs/meeting.eml" and file_of("/docs/notes#1.txt") == "/docs/notes#1.txt"
     assert file_of("/docs/Rota.MSG#a.pdf") == "/docs/Rota.MSG"

@@ -15,10 +15,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from pathlib import PurePosixPath, PureWindowsPath
 
 from rag_qa.ingest.guard import ParseError
 from rag_qa.ingest.html import html_to_text
+from rag_qa.naming import plain_file_name
 
 HEADERS = ("Subject", "From", "To", "Cc", "Date")
 MAX_ATTACHMENTS = 100  # a mail with more is refused: no real message carries that many files
@@ -121,13 +121,10 @@ def _attachments(message: email.message.EmailMessage) -> list[tuple[str, bytes]]
 
 
 def safe_name(name: str, number: int, content_type: str) -> str:
-    """An attachment's file name without folders or odd characters ("attachment-2.eml" for an
-    attached mail without a name; "attachment-3" for another unnamed part)."""
-    base = PureWindowsPath(PurePosixPath(name).name).name  # no folders of either kind
-    base = re.sub(r"[\x00-\x1f#]", "_", base).strip(" .")
-    if base:
-        return base[:200]
-    return f"attachment-{number}" + (".eml" if content_type == "message/rfc822" else "")
+    """An attachment's file name made safe as an uploaded file's is (`naming.plain_file_name`: no
+    folders, no `#`, its suffix kept), or "attachment-2.eml" for an attached mail without a usable
+    name, "attachment-3" for another part."""
+    return plain_file_name(name) or f"attachment-{number}" + (".eml" if content_type == "message/rfc822" else "")
 
 
 def attachment_source(mail: str, name: str) -> str:

@@ -19,6 +19,7 @@ from rag_qa.ingest.packages import ODT, check_package
 
 CELL_SEPARATOR = " | "  # as for Word and HTML tables
 MACRO_FOLDERS = ("Basic/", "Scripts/")  # where ODF keeps macros (StarBasic, Python, JavaScript)
+CONTAINERS = ("list", "list-item", "list-header", "section", "table-of-content", "index-body")  # elements whose blocks are read
 
 
 class OdtError(ParseError):
@@ -67,9 +68,8 @@ def _blocks(element):  # type: ignore[no-untyped-def]
             yield teletype.extractText(child)
         elif name == "table":
             yield "\n".join(_rows(child))
-        elif name in ("list", "list-item", "list-header", "section", "table-of-content", "index-body", "tracked-changes"):
-            if name != "tracked-changes":  # deleted text kept for review is not the document's text
-                yield from _blocks(child)
+        elif name in CONTAINERS:  # (not tracked-changes: deleted text kept for review is not the document's text)
+            yield from _blocks(child)
 
 
 def _rows(table):  # type: ignore[no-untyped-def]

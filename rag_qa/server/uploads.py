@@ -4,16 +4,14 @@ to a plain base name, so no upload can ever be written outside the storage folde
 from __future__ import annotations
 
 import os
-import re
 import tempfile
-import unicodedata
 from pathlib import Path
 from typing import BinaryIO
 
 from rag_qa.ingest.formats import SUPPORTED_SUFFIXES
+from rag_qa.naming import plain_file_name
 
 CHUNK_BYTES = 1 << 20
-MAX_NAME_CHARS = 200
 
 
 class UploadRejected(Exception):
@@ -25,16 +23,11 @@ class UploadRejected(Exception):
 
 
 def safe_name(client_name: str | None) -> str:
-    """The base name of a client's file name with anything risky replaced: no folders (of either
-    slash), no leading dots, no control characters, at most MAX_NAME_CHARS characters."""
-    name = unicodedata.normalize("NFC", client_name or "")
-    name = re.split(r"[\\/]", name)[-1]
-    name = "".join("_" if unicodedata.category(c).startswith("C") else c for c in name)
-    name = re.sub(r"[^\w.\- ()]", "_", name).strip(" .")
-    if not name or set(name) <= {"_", "."}:
+    """A client's file name made safe to store under (`naming.plain_file_name`)."""
+    name = plain_file_name(client_name)
+    if name is None:
         raise UploadRejected(400, f"{client_name!r} is not a usable file name")
-    stem, suffix = os.path.splitext(name)
-    return stem[: MAX_NAME_CHARS - len(suffix)] + suffix
+    return name
 
 
 def check_suffix(name: str) -> None:
