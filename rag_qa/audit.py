@@ -1,16 +1,22 @@
-"""The audit log: who uploaded, deleted or managed keys, and when, kept with the index (one
-metadata entry per event, named by its time, so writers on several replicas never collide)."""
+"""The audit log: who uploaded, deleted, changed groups or managed keys, and when, kept with the
+index in an append-only `events` table (the FAISS folder's SQLite database, or the PostgreSQL
+schema). A change passes its event to the store (`event=audit.event(...)`), which appends it in
+the change's own transaction: a change is never made without its event. Reads come a page at a
+time (`page`), one bounded query each: the log may grow without bound, a read never does."""
 
 from __future__ import annotations
 
 import getpass
-import secrets
 import time
 from typing import Any
 
+from rag_qa.errors import RagQAError
+from rag_qa.store.events import LEGACY_PREFIX
 from rag_qa.store.protocol import PassageStore
 
-PREFIX = "audit/"
+DEFAULT_PAGE = 100
+MAX_PAGE = 10_000
+RESERVED = ("id", "at", "details")  # names an event's details may not take (they are its own fields)
 
 
 def command_line_user() -> str:
@@ -21,15 +27,43 @@ def command_line_user() -> str:
         return "cli:unknown"
 
 
-def record(store: PassageStore, who: str, action: str, target: str, **details: Any) -> None:
-    """Keep one event: `who` (a key's name, or `command_line_user()`) did `action` to `target`."""
-    name = f"{PREFIX}{time.time_ns():020d}-{secrets.token_hex(4)}"
-    store.write_metadata(name, {"at": time.time(), "who": who, "action": action, "target": target, **details})
+def event(who: str, action: str, target: str, **details: Any) -> dict[str, Any]:
+    """An event for a store call's `event=`: `who` (a key's name, or `command_line_user()`) did
+    `action` to `target`, now; `details` must be JSON (a bad one fails the change it comes with)."""
+    clash = sorted(set(details) & set(RESERVED))
+    if clash:
+        raise RagQAError(f"an audit event's details may not be named {', '.join(clash)}")
+    return {"at": time.time(), "who": who, "action": action, "target": target, "details": details}
 
 
-def events(store: PassageStore, last: int | None = None) -> list[dict[str, Any]]:
-    """The events, oldest first (only the `last` ones when given)."""
-    names = store.metadata_names(PREFIX)
-    if last is not None:
-        names = names[-last:] if last > 0 else []
-    return [event for event in (store.read_metadata(name) for name in names) if event is not None]
+def record(store: PassageStore, who: str, action: str, target: str, **details: Any) -> int:
+    """Keep an event on its own (no change goes with it: a failed key check); returns its id."""
+    return store.append_event(event(who, action, target, **details))
+
+
+def page(store: PassageStore, last: int | None = None, before: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
+    """The `last` newest events older than event id `before` (the newest when None), oldest first,
+    and the `before` of the next (older) page, None at the first event. Walking back from the
+    newest page with each `next` lists every event once; one bounded query per page."""
+    last = DEFAULT_PAGE if last is None else last
+    if not isinstance(last, int) or not 1 <= last <= MAX_PAGE:
+        raise RagQAError(f"a page holds between 1 and {MAX_PAGE} events, not {last!r}")
+    if store.read_only and store.metadata_names(LEGACY_PREFIX):
+        raise RagQAError(
+            f"{store.path} still keeps its audit log the old way (an entry per event); open it for writing once "
+            "(`rag-qa check --index INDEX`, or serve or index it) to move the log into its events table, then read it"
+        )
+    rows = store.events(last + 1, before)  # one more: whether an older page exists
+    older = len(rows) > last
+    shown = [_flat(row) for row in rows[-last:]]
+    return shown, shown[0]["id"] if older else None
+
+
+def events(store: PassageStore, last: int | None = None, before: int | None = None) -> list[dict[str, Any]]:
+    """`page`'s events alone: {"id", "at", "who", "action", "target", **details}, oldest first."""
+    return page(store, last, before)[0]
+
+
+def _flat(row: dict[str, Any]) -> dict[str, Any]:
+    """An event as the CLI and the API show it: its details beside its fields."""
+    return {**row["details"], **{name: value for name, value in row.items() if name != "details"}}

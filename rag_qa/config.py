@@ -234,9 +234,13 @@ class IngestConfig(_Serialisable):
     save_interval_s: float = 30.0  # save the FAISS file at least this often during a long run
     ocr: bool = True  # read scanned PDF pages with Tesseract
     ocr_languages: str = "eng"  # Tesseract language codes joined by "+": "eng+deu"
+    max_prune_share: float = 0.5  # a sync that would remove more of a folder's indexed files stops there (unless forced)
+    tombstone_days: float = 30.0  # a document a sync removed keeps its access groups this long, for when it comes back
 
     def __post_init__(self) -> None:
         _require(self.max_file_mb > 0, "max_file_mb must be > 0")
+        _require(0 <= self.max_prune_share <= 1, f"max_prune_share must be between 0 and 1, got {self.max_prune_share}")
+        _require(self.tombstone_days >= 0, "tombstone_days must be >= 0")
         _require(
             re.fullmatch(r"[A-Za-z_]+(\+[A-Za-z_]+)*", self.ocr_languages) is not None,
             f"ocr_languages must be Tesseract language codes joined by '+' (such as eng or eng+deu), got {self.ocr_languages!r}",
@@ -316,10 +320,11 @@ class ServerConfig(_Serialisable):
     max_batch: int = 32
     max_queue: int = 256  # questions waiting beyond this get 503 at once
     ask_timeout_s: float = 120.0  # a question not answered within this gets 504
-    auth: str = "auto"  # API keys: "auto" (needed once the index holds an active key), "keys" (always) or "off"
+    auth: str = "auto"  # API keys: "auto" (open until the index holds its first key; loopback only), "keys" (always) or "off" (server.auth)
     allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")  # Host headers served (others: 400)
     cors_origins: tuple[str, ...] = ()  # web origins allowed to call the API from a browser (none: CORS off)
     rate_limit: str = "600/minute"  # per key (per client address on an open service); "" for none
+    auth_failures: str = "20/minute"  # failed key checks per client address; beyond it 429 for requests without a valid key until the window passes; "" for none
 
     def __post_init__(self) -> None:
         _require(self.auth in AUTH_MODES, f"auth must be one of {', '.join(AUTH_MODES)}, got {self.auth!r}")

@@ -44,7 +44,7 @@ import numpy as np
 from rag_qa.config import EmbedderConfig, IngestConfig
 from rag_qa.errors import ConfigError, LoadError, RagQAError
 from rag_qa.embed import Embedder
-from rag_qa.indexer import GroupSetter, IndexReport, check_chunking, forget_dropped_attachments, write_files
+from rag_qa.indexer import GroupSetter, IndexReport, check_chunking, finish_sync, forget_dropped_attachments, write_files
 from rag_qa.sync import Pruner
 from rag_qa.ingest.loaders import bytes_hash, check_size, discover, file_hash, unreadable
 from rag_qa.onnx_models import resolved_runtime
@@ -183,7 +183,7 @@ def _alive(pid: int, started: str) -> bool:
 
 def index_on_ray(
     paths: list[str], store: Store, embedder: Embedder, config: IngestConfig, address: str = "auto", progress: bool = False,
-    groups: tuple[str, ...] | None = None, prune: bool = False,
+    groups: tuple[str, ...] | None = None, prune: bool = False, force: bool = False,
 ) -> IndexReport:  # fmt: skip
     """Index files and folders into `store` with the cluster's workers; the same report as a
     local run (`index_paths`). `embedder` is the driver's: the workers load the same model."""
@@ -193,11 +193,11 @@ def index_on_ray(
     files, problems = discover(paths, config)
     for problem in problems:
         report.skip(problem)
-    regroup, pruner = GroupSetter(store, groups), Pruner(store, paths, files, prune)
+    regroup, pruner = GroupSetter(store, groups), Pruner(store, paths, files, prune, problems, config, force)
     todo = list(_changed_files(files, store, config, report, regroup, pruner))
     if todo:
         _run(ray, todo, store, embedder.config, config, report, progress, regroup)
-    report.removed = pruner.remove_vanished(store)
+    finish_sync(store, report, regroup, pruner)
     order = {path: i for i, path in enumerate(files)}  # the report lists files as a local run does, not as they finished
     report.files_skipped.sort(key=lambda s: order.get(s["path"], -1))
     report.added.sort(key=lambda path: order.get(path, -1))

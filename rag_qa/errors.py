@@ -26,6 +26,10 @@ class IndexCorruptError(RagQAError):
     """The index folder is not a readable rag-qa index."""
 
 
+class ManifestUnreadable(IndexCorruptError):
+    """The index's manifest cannot be read; `rag-qa check --repair` may write it back from its copy."""
+
+
 class ModelNotFoundError(RagQAError):
     """A model could not be loaded from the Hub, the cache or a local path."""
 

@@ -28,7 +28,7 @@ from rag_qa.ingest.pdf import GuardedPdfReader
 from rag_qa.ingest.text import clean_text
 from rag_qa.records import Document, Passage
 from rag_qa.store import Store
-from rag_qa.sync import Pruner
+from rag_qa.sync import Pruner, Tombstones
 
 
 @dataclass
@@ -42,6 +42,8 @@ class IndexReport:
     changed: list[str] = field(default_factory=list)  # files read again because their content changed
     moved: list[dict[str, str]] = field(default_factory=list)  # {"from", "to"}: re-pointed, not re-embedded
     removed: list[str] = field(default_factory=list)  # gone from the walked paths (with prune)
+    prune_refused: list[dict[str, Any]] = field(default_factory=list)  # kept though not found: {"path", "why", "files", "reason"} (see sync)
+    groups_restored: list[dict[str, Any]] = field(default_factory=list)  # back under a pruned name, with its kept groups: {"source", "groups"}
     passages_added: int = 0
     passages_total: int = 0
     pages: int = 0
@@ -82,6 +84,8 @@ class IndexReport:
             "changed": self.changed,
             "moved": self.moved,
             "removed": self.removed,
+            "prune_refused": self.prune_refused,
+            "groups_restored": self.groups_restored,
             "passages_added": self.passages_added,
             "passages_total": self.passages_total,
             "attachments_indexed": self.attachments_indexed,
@@ -112,10 +116,13 @@ def index_paths(
     groups: tuple[str, ...] | None = None,
     prune: bool = False,
     hasher: Callable[[str], str] = file_hash,
+    force: bool = False,
 ) -> IndexReport:
     """Index files and folders into `store`. Unreadable files are reported, never fatal. With
-    `groups`, every file gets those access groups (stored with its passages, in one transaction).
-    With `prune`, the index mirrors the paths: see `sync`. `hasher` hashes a file (a watcher
+    `groups`, every file gets those access groups (stored with its passages, in one transaction);
+    without, a file back under a name a sync removed gets the groups it had. With `prune`, the
+    index mirrors the paths, within the limits in `sync` (`force` lifts the share limit; the
+    report's `prune_refused` says what was kept and why). `hasher` hashes a file (a watcher
     passes one that remembers unchanged files)."""
     config = config if config is not None else IngestConfig()
     chunking = check_chunking(store, embedder)
@@ -124,7 +131,7 @@ def index_paths(
     for problem in problems:
         report.skip(problem)
     regroup = GroupSetter(store, groups)
-    pruner = Pruner(store, paths, files, prune)
+    pruner = Pruner(store, paths, files, prune, problems, config, force)
     pending = _PendingFiles(store, embedder, report, config.commit_passages)
     last_flush = time.monotonic()
 
@@ -164,10 +171,18 @@ def index_paths(
             bar.set_postfix(passages=report.passages_added + pending.passages, skipped=len(report.files_skipped))
     pending.commit()
     with _Timer(report, "store"):
-        report.removed = pruner.remove_vanished(store)
+        finish_sync(store, report, regroup, pruner)
         store.flush()
     report.passages_total = store.count()
     return report
+
+
+def finish_sync(store: Store, report: IndexReport, regroup: "GroupSetter", pruner: Pruner) -> None:
+    """Once every file is committed: clear the tombstones of documents that came back, then
+    remove what is gone (as far as the pruner may)."""
+    report.groups_restored = regroup.settle()
+    report.removed = pruner.remove_vanished(store)
+    report.prune_refused = pruner.refused
 
 
 def forget_dropped_attachments(store: Store, document: Document, known: str | None) -> None:
@@ -197,17 +212,42 @@ def _ocr_progress(bar: Any, path: str) -> Callable[[int, int], None]:
 
 class GroupSetter:
     """What `--groups` does to each file of a run: a loaded file carries the groups into its
-    transaction; an unchanged file gets them without re-embedding (only when they differ)."""
+    transaction; an unchanged file gets them without re-embedding (only when they differ).
+    Without `--groups`, a new file under a name a sync removed gets the groups kept for it
+    (`sync.Tombstones`), never none: the run's groups win over kept ones."""
 
     def __init__(self, store: Store, groups: tuple[str, ...] | None):
         self.store, self.groups = store, groups
         self.current = {f["source"]: tuple(f["groups"]) for f in store.files()} if groups is not None else {}
+        self.tombstones = Tombstones(store)
+        self.returned: dict[str, tuple[str, ...] | None] = {}  # loaded under a tombstone's name -> the kept groups it got (None: the run's)
 
     def loaded(self, document: Document) -> Document:
-        if self.groups is None:
+        groups = {part.source: self._groups_for(part.source, document.source) for part in document.with_attachments()}
+        if all(g is None for g in groups.values()):
             return document
-        attachments = tuple(replace(a, groups=self.groups) for a in document.attachments)  # a mail's attachments are read by whoever reads it
-        return replace(document, groups=self.groups, attachments=attachments)
+        # a mail's attachments are read by whoever reads it
+        attachments = tuple(a if groups[a.source] is None else replace(a, groups=groups[a.source]) for a in document.attachments)
+        return replace(document, groups=groups[document.source], attachments=attachments)
+
+    def _groups_for(self, source: str, mail: str) -> tuple[str, ...] | None:
+        """The groups a loaded document (or a mail's attachment) is stored with; None keeps the index's."""
+        if self.groups is not None:
+            if self.tombstones.kept(source):
+                self.returned[source] = None
+            return self.groups
+        kept = self.tombstones.groups_of(source) or (self.tombstones.groups_of(mail) if source != mail else None)
+        if kept is not None:
+            self.returned[source] = kept
+        return kept
+
+    def settle(self) -> list[dict[str, Any]]:
+        """After the run's last commit (a kill before leaves the tombstones: fail closed), clear the
+        tombstones of the documents that came back; returns those given their kept groups."""
+        stored = [source for source in self.returned if self.store.file_hash(source) is not None]
+        for source in stored:
+            self.tombstones.clear(source)
+        return [{"source": s, "groups": list(g)} for s, g in self.returned.items() if g is not None and s in stored]
 
     def unchanged(self, source: str) -> None:
         if self.groups is None:

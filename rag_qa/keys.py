@@ -23,11 +23,13 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from rag_qa import audit
 from rag_qa.errors import ConfigError, NotFoundError
 from rag_qa.store.protocol import PassageStore
 
 ROLES = ("reader", "editor", "admin")  # each role may do what the ones before it may
 RECORD_PREFIX = "api-key-"
+EVER_KEYED = "keys-ever-created"  # kept apart from the key records: a service whose records vanish stays keyed
 _ID = r"[0-9a-f]{12}"
 _TOKEN = re.compile(rf"rq_({_ID})_([A-Za-z0-9_-]{{43}})")
 _GROUP = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -78,18 +80,21 @@ class KeyRing:
     def __init__(self, store: PassageStore):
         self.store = store
 
-    def create(self, role: str, groups: Iterable[str] = (), name: str | None = None) -> tuple[ApiKey, str]:
-        """A new key: its record and the key itself, which is shown once and never stored."""
+    def create(self, role: str, groups: Iterable[str] = (), name: str | None = None, by: str | None = None) -> tuple[ApiKey, str]:
+        """A new key: its record and the key itself, which is shown once and never stored. With
+        `by` (who acts, for the audit log), its "create key" event is written with the record."""
         if role not in ROLES:
             raise ConfigError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
         key_id = secrets.token_hex(6)
         token = f"rq_{key_id}_{secrets.token_urlsafe(32)}"
         record = ApiKey(key_id, (name or key_id).strip() or key_id, role, check_groups(groups), time.time(), None, _digest(token))
-        self._save(record)
+        if self.store.read_metadata(EVER_KEYED) is None:  # before the first record: a service that has had keys stays keyed
+            self.store.write_metadata(EVER_KEYED, {"first_key_at": record.created_at})
+        self._save(record, audit.event(by, "create key", f"{record.name} ({record.id})", role=record.role, groups=list(record.groups)) if by else None)
         return record, token
 
-    def _save(self, record: ApiKey) -> None:
-        self.store.write_metadata(RECORD_PREFIX + record.id, asdict(record))
+    def _save(self, record: ApiKey, event: dict[str, Any] | None = None) -> None:
+        self.store.write_metadata(RECORD_PREFIX + record.id, asdict(record), event=event)
 
     def list(self) -> list[ApiKey]:
         """Every key, revoked ones included, oldest first."""
@@ -107,16 +112,31 @@ class KeyRing:
             raise NotFoundError(f"no key has the id or name {id_or_name!r}" if not named else f"{len(named)} keys are named {id_or_name!r}: revoke by id")
         return named[0]
 
-    def revoke(self, id_or_name: str) -> ApiKey:
-        """Revoke a key (its record stays, for the audit); revoking twice keeps the first time."""
+    def revoke(self, id_or_name: str, by: str | None = None) -> ApiKey:
+        """Revoke a key (its record stays, for the audit); revoking twice keeps the first time.
+        With `by`, its "revoke key" event is written with the record (alone when already revoked)."""
         key = self.get(id_or_name)
+        event = audit.event(by, "revoke key", f"{key.name} ({key.id})") if by else None
         if key.revoked_at is None:
             key = replace(key, revoked_at=time.time())
-            self._save(key)
+            self._save(key, event)
+        elif event is not None:
+            self.store.append_event(event)
         return key
 
     def any_active(self) -> bool:
         return any(k.revoked_at is None for k in self.list())
+
+    def any_key(self) -> bool:
+        """Whether this index ever held a key (a revoked one stays on record): once it has, the
+        service never serves without one again (`server.auth.service_mode`)."""
+        return self.store.read_metadata(EVER_KEYED) is not None or bool(self.store.metadata_names(RECORD_PREFIX))
+
+    @staticmethod
+    def token_id(token: str) -> str | None:
+        """The key id a well-formed token names (what the audit log may say of a failed one), else None."""
+        match = _TOKEN.fullmatch(token.strip())
+        return match.group(1) if match else None
 
     def verify(self, token: str) -> ApiKey | None:
         """The active key that `token` is, or None (malformed, unknown, wrong secret or revoked)."""

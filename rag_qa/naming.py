@@ -4,7 +4,8 @@ and the same whatever folder a command runs in). Everywhere a user names documen
 
 - the stored name, or any path to the file: relative to the current folder, `./`-relative, `~`;
 - a folder: every indexed file under it;
-- a glob over paths: `*` and `?` within one folder, `**` across folders (`'handbooks/**/*.pdf'`).
+- a glob over paths: `*` and `?` within one folder, `**` across folders (`'handbooks/**/*.pdf'`),
+  matched without backtracking and within limits (`globs`: a glob cannot freeze a search).
 
 A name that matches no indexed document is an error that says so (`UnknownSourceError`), never a
 silent empty result; output shows a file under the current folder by its relative path."""
@@ -18,8 +19,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from rag_qa.errors import RagQAError
+from rag_qa.globs import GLOB_CHARACTERS, Glob
 
-GLOB_CHARACTERS = frozenset("*?[")
 MAX_NAME_CHARS = 200  # of a file name that comes from outside (an upload, a mail's attachment)
 
 
@@ -61,8 +62,8 @@ def _matches(pattern: str, stored: Sequence[str], known: set[str], base: Path) -
     if pattern in known:
         return [pattern]
     if GLOB_CHARACTERS & set(pattern):
-        regex = glob_regex(_absolute_glob(pattern, base))
-        return [s for s in stored if regex.fullmatch(s)]
+        glob = Glob(_absolute_glob(pattern, base))
+        return [s for s in stored if glob.matches(s)]
     path = str((base / os.path.expanduser(pattern)).resolve())
     return [s for s in stored if within(s, [path])]
 
@@ -77,30 +78,6 @@ def _absolute_glob(pattern: str, base: Path) -> str:
     parts = Path(os.path.expanduser(pattern)).parts
     fixed = next((i for i, part in enumerate(parts) if GLOB_CHARACTERS & set(part)), len(parts))
     return os.path.join(str((base / Path(*parts[:fixed])).resolve()) if fixed else str(base.resolve()), *parts[fixed:])
-
-
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """A regular expression for a path glob: `*` and `?` stay within a folder, `**/` spans any
-    number of folders (none included), `[abc]` and `[!abc]` are character classes."""
-    out, i = [], 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out.append(f"(?:.*{re.escape(os.sep)})?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] in "*?":
-            out.append(f"[^{re.escape(os.sep)}]" + ("*" if pattern[i] == "*" else ""))
-            i += 1
-        elif pattern[i] == "[" and (end := pattern.find("]", i + 2)) != -1:
-            inside = pattern[i + 1 : end]
-            out.append("[" + ("^" + re.escape(inside[1:]) if inside.startswith("!") else re.escape(inside)) + "]")
-            i = end + 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("".join(out))
 
 
 def display_name(source: str | None, base: str | os.PathLike[str] | None = None) -> str | None:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from rag_qa.access import AccessDenied, check_regroup, readable_sources
 from rag_qa.answer import combine
 from rag_qa.config import (
     DEFAULT_RETRIEVAL_TEMPERATURE,
@@ -140,30 +141,34 @@ class RagQA:
 
     def index(
         self, paths: Sequence[str | os.PathLike[str]], progress: bool = False, ray: str | None = None, groups: Sequence[str] | None = None,
-        prune: bool = False,
+        prune: bool = False, force: bool = False,
     ) -> IndexReport:  # fmt: skip
         """Add or update files and folders; unreadable files are reported in the result. With
         `ray` ("auto" or a cluster address), loading, chunking and embedding run on a Ray
         cluster (the `ray` extra) and the result is the same as a local run's. `groups` gives
         every file of the run these access groups (unchanged files too); without it, files keep
-        theirs (new files: none, readable by every key). With `prune`, the index mirrors `paths`:
-        files gone from them are removed, and a moved file keeps its passages (see `sync`)."""
+        theirs (new files: none, readable by every key; a file back under a name a sync removed:
+        the groups it had). With `prune`, the index mirrors `paths`: files gone from them are
+        removed, and a moved file keeps its passages; what a sync refuses to remove (a missing,
+        empty or unreadable folder; more than `ingest.max_prune_share` of a folder unless
+        `force`) is kept and listed in the report's `prune_refused` (see `sync`)."""
         groups = check_groups(groups) if groups is not None else None
         if ray is not None:
             from rag_qa.distributed import connect, index_on_ray
 
             connect(ray)  # an unreachable cluster fails in seconds, before the models load
             self._check_embedder()
-            return index_on_ray([str(p) for p in paths], self.store, self.embedder, self.ingest, ray, progress, groups, prune)
+            return index_on_ray([str(p) for p in paths], self.store, self.embedder, self.ingest, ray, progress, groups, prune, force)
         self._check_embedder()
-        return index_paths([str(p) for p in paths], self.store, self.embedder, self.ingest, progress, groups, prune)
+        return index_paths([str(p) for p in paths], self.store, self.embedder, self.ingest, progress, groups, prune, force=force)
 
     def watch(
         self, paths: Sequence[str | os.PathLike[str]], on_report: Callable[[IndexReport], None], stop: threading.Event | None = None,
         groups: Sequence[str] | None = None,
     ) -> None:  # fmt: skip
         """Keep the index mirroring `paths` (as `index(..., prune=True)`) now and after every batch of
-        file changes, until `stop` is set; `on_report` gets each run's report (see `sync.watch`)."""
+        file changes, until `stop` is set; `on_report` gets each run's report (see `sync.watch`),
+        a refused prune too (`prune_refused`): the watch keeps running, and never forces."""
         from rag_qa.sync import watch
 
         self._check_embedder()
@@ -176,20 +181,48 @@ class RagQA:
 
         watch(sync_once, names, on_report, ignore, stop)
 
-    def set_groups(self, source: str | os.PathLike[str], groups: Sequence[str]) -> str:
+    def set_groups(
+        self, source: str | os.PathLike[str], groups: Sequence[str], caller: Sequence[str] | None = None, event: dict | None = None,
+    ) -> str:  # fmt: skip
         """Give an indexed document these access groups without re-embedding it (none: readable
-        by every key); returns its stored name. NotFoundError when it is not indexed."""
-        name = self.stored_source(source)
-        if not self.store.set_groups(name, check_groups(groups)):
-            raise NotFoundError(f"{source} is not in the index (see `rag-qa info --files`)")
+        by every key); returns its stored name. `caller` is the groups the caller acts with (None:
+        an admin, the command line): it must be able to read the document (else NotFoundError, as
+        for one not indexed) and may change groups only as `access.check_regroup` allows. A mail
+        and its attachments change together: the attachments first, so a change cut short never
+        shows an attachment to a key that may not read its mail (an attachment is readable only
+        when its mail is too)."""
+        name = self.readable_source(source, caller)
+        new = check_groups(groups)
+        parts = self._parts(name, caller, "change the groups of")
+        current = {f["source"]: f["groups"] for f in self.store.files()}
+        for stored in parts:  # each part against its own groups (an older index may hold an attachment's apart)
+            check_regroup(caller, current.get(stored, ()), new)
+        for stored in parts:
+            if not self.store.set_groups(stored, new, event=event if stored == name else None):  # the mail's change carries the event
+                raise NotFoundError(f"{stored} is not in the index (see `rag-qa info --files`)")
         return name
+
+    def readable_sources(self, groups: Sequence[str] | None) -> list[str] | None:
+        """The stored names a holder of `groups` may read (None for None: every document); see
+        `access.readable_sources`. Every facade method below that names documents starts here."""
+        return readable_sources(self.store, groups)
+
+    def documents(self, groups: Sequence[str] | None) -> list[dict]:
+        """The indexed documents (with hashes, page starts, passage counts, groups) a holder of
+        `groups` may read."""
+        files = self.store.files()
+        readable = self.readable_sources(groups)
+        if readable is None:
+            return files
+        shown = set(readable)
+        return [f for f in files if f["source"] in shown]
 
     def visible(self, sources: Sequence[str] | None, groups: Sequence[str] | None) -> list[str] | None:
         """The stored names to search for a reader who holds `groups` (None: every document) and
         named `sources` (None: all it may read) in any form `naming` takes: a path, a folder, a
         glob. UnknownSourceError when one names nothing the reader may read (a hidden document is
         as if not indexed)."""
-        readable = self.store.visible_sources(groups) if groups is not None else None
+        readable = self.readable_sources(groups)
         if sources is None:
             return readable
         if readable is None and all(self.store.file_hash(s) is not None for s in sources):
@@ -221,18 +254,25 @@ class RagQA:
         questions = [checked_question(q) for q in questions]
         return [self._combine(q, h, r) for q, h, r in self.retrieve_and_read(questions, top_k, sources, progress, groups)]
 
-    def ask_each(self, questions: Sequence[str], top_k: int | None, sources_each: Sequence[Sequence[str] | None]) -> list[QAResult]:
-        """Answer questions that each have their own source filter (the service's callers may read
-        different documents): retrieval runs once per distinct filter, the reader once for all, so
-        a batch of questions from keys of different groups stays one reader batch."""
+    def ask_each(
+        self, questions: Sequence[str], top_k: int | None, sources_each: Sequence[Sequence[str] | None],
+        groups_each: Sequence[Sequence[str] | None] | None = None,
+    ) -> list[QAResult]:  # fmt: skip
+        """Answer questions that each have their own source filter and reader's groups (the
+        service's callers may read different documents): retrieval runs once per distinct filter,
+        the reader once for all, so a batch of questions from keys of different groups stays one
+        reader batch."""
         questions = [checked_question(q) for q in questions]
         self._check_embedder()
-        by_filter: dict[tuple[str, ...] | None, list[int]] = {}
-        for i, sources in enumerate(sources_each):
-            by_filter.setdefault(tuple(sources) if sources is not None else None, []).append(i)
+        groups_each = groups_each if groups_each is not None else [None] * len(questions)
+        by_filter: dict[tuple[tuple[str, ...] | None, tuple[str, ...] | None], list[int]] = {}
+        for i, (sources, groups) in enumerate(zip(sources_each, groups_each, strict=True)):
+            key = (tuple(sources) if sources is not None else None, tuple(groups) if groups is not None else None)
+            by_filter.setdefault(key, []).append(i)
         hits: list[list[SearchHit]] = [[] for _ in questions]
-        for sources, members in by_filter.items():
-            for i, found in zip(members, self.retriever.retrieve([questions[i] for i in members], top_k, sources)):
+        for (sources, groups), members in by_filter.items():
+            allowed = self.visible(sources, groups) if groups is not None else sources
+            for i, found in zip(members, self.retriever.retrieve([questions[i] for i in members], top_k, allowed)):
                 hits[i] = found
         readings = self.reader.read(questions, [[h.passage.text for h in found] for found in hits])
         return [self._combine(q, h, r) for q, h, r in zip(questions, hits, readings)]
@@ -267,17 +307,35 @@ class RagQA:
 
     def readable_source(self, source: str | os.PathLike[str], groups: Sequence[str] | None = None) -> str:
         """The stored name of `source` when a holder of `groups` may read it (None: anyone);
-        NotFoundError, the same as for a document not indexed, when not."""
+        NotFoundError, the same as for a document not indexed, when not. A hidden document and
+        an absent one take the same path (the readable list first, then one membership test), so
+        neither the answer nor the work done tells them apart."""
         name = self.stored_source(source)
-        if self.store.file_hash(name) is None or groups is not None and name not in self.store.visible_sources(groups):
+        readable = self.readable_sources(groups)
+        if name not in readable if readable is not None else self.store.file_hash(name) is None:
             raise NotFoundError(f"{source} is not in the index (see `rag-qa info --files`)")
         return name
 
-    def delete(self, source: str | os.PathLike[str], groups: Sequence[str] | None = None) -> int:
-        """Remove a file's passages (a mail's attachments go with it); `source` may be the stored
-        name or a path to the file."""
+    def delete(self, source: str | os.PathLike[str], groups: Sequence[str] | None = None, event: dict | None = None) -> int:
+        """Remove a file's passages, a mail's attachments with it; `source` may be the stored name
+        or a path to the file. A holder of `groups` must be able to read the file and every
+        attachment (AccessDenied otherwise: it never removes what the caller may not read)."""
         name = self.readable_source(source, groups)
-        return sum(self.store.delete_source(stored) for stored in [name, *stored_attachments(self.store, name)])
+        attached = self._parts(name, groups, "delete")[:-1]
+        removed = self.store.delete_source(name, event=event)  # first, with the event: attachments without their mail are read by no key with groups
+        return removed + sum(self.store.delete_source(stored) for stored in attached)
+
+    def _parts(self, name: str, groups: Sequence[str] | None, action: str) -> list[str]:
+        """What changes with the readable document `name`: its attachments, then itself. A mail
+        and its attachments change together, so an attachment alone is refused, and so is a mail
+        with an attachment the holder of `groups` may not read (AccessDenied, which names none)."""
+        if is_attachment(name):
+            raise AccessDenied(f"{name} is an attachment of {file_of(name)}: {action} the mail, and its attachments follow")
+        parts = [*stored_attachments(self.store, name), name]
+        readable = self.readable_sources(groups)
+        if readable is not None and not set(parts) <= set(readable):
+            raise AccessDenied(f"this key may not {action} {name}; an admin may")
+        return parts
 
     def show(self, source: str | os.PathLike[str], page: int | None = None, groups: Sequence[str] | None = None) -> SourceText:
         """The text that answer offsets of `source` index (the decoded file for text formats, the
@@ -326,6 +384,10 @@ class RagQA:
     def answer_boxes(self, answer: Answer) -> list[PageBox]:
         """The boxes of an answer on its PDF's pages (see `boxes`); [] when it is not from a PDF."""
         return self.boxes(answer.source, answer.start, answer.end) if answer.source and answer.page else []
+
+    def content_hash(self, source: str | os.PathLike[str], groups: Sequence[str] | None = None) -> str:
+        """The content hash a readable document was indexed with (a page image's cache tag)."""
+        return self._indexed_hash(self.readable_source(source, groups))
 
     def _indexed_hash(self, name: str) -> str:
         content_hash = self.store.file_hash(name)

@@ -61,6 +61,11 @@ def service(request: pytest.FixtureRequest, tmp_path: Path):
             yield url, location, tmp_path / "uploads"
 
 
+def uploaded_files(storage: Path) -> list[str]:
+    """The names of the files kept in the upload folder (each in a folder of its own)."""
+    return sorted(p.name for p in storage.rglob("*") if p.is_file())
+
+
 def upload(url: str, *files: tuple[str, bytes]) -> httpx.Response:
     return httpx.post(f"{url}/documents", files=[("files", (name, data)) for name, data in files], timeout=120, headers={"Authorization": "Bearer open-service"})
 
@@ -71,27 +76,29 @@ def test_upload_ask_list_and_delete(service, capsys: pytest.CaptureFixture[str])
     assert httpx.get(f"{url}/health").json()["passages"] == 0
     report = upload(url, ("library.txt", LIBRARY.encode()), ("empty.txt", b"   ")).json()
     assert report["files_indexed"] == 1 and report["passages_added"] >= 1
-    assert [s["reason"] for s in report["files_skipped"]] and not (storage / "empty.txt").exists()
+    assert [s["reason"] for s in report["files_skipped"]] and uploaded_files(storage) == ["library.txt"]
+    library = next(d["source"] for d in report["documents"] if d["name"] == "library.txt")
+    assert Path(library).parent.parent == storage  # each upload in a folder of its own
     assert [d["name"] for d in httpx.get(f"{url}/documents").json()["documents"]] == ["library.txt"]
 
     answer = httpx.post(f"{url}/ask", json={"question": "How long can members borrow a drill?", "top_k": 3}, timeout=60).json()
     assert main(["ask", "How long can members borrow a drill?", "--index", location, "--reader", str(READER), "--top-k", "3", "--json"]) == 0
     assert answer == approx_floats(json.loads(capsys.readouterr().out)), "the API answers as `rag-qa ask --json`"
     best = answer["answers"][0] if not answer["abstained"] else answer["best_guess"]
-    assert best["source"] == str(storage / "library.txt") and LIBRARY[best["start"] : best["end"]] == best["text"]
+    assert best["source"] == library and LIBRARY[best["start"] : best["end"]] == best["text"]
 
     filtered = httpx.post(f"{url}/ask", json={"question": "When did it open?", "filters": {"sources": ["library.txt"]}}, timeout=60)
     assert filtered.status_code == 200
     for mode in ("dense", "bm25", "hybrid"):
         body = {"query": "borrow a drill", "top_k": 2, "retrieval": mode, "filters": {"sources": ["library.txt"]}}
         found = httpx.post(f"{url}/search", json=body, timeout=60).json()
-        assert main(["search", "borrow a drill", "--index", location, "--top-k", "2", "--retrieval", mode, "--source", str(storage / "library.txt"), "--json"]) == 0
+        assert main(["search", "borrow a drill", "--index", location, "--top-k", "2", "--retrieval", mode, "--source", library, "--json"]) == 0
         assert found == approx_floats(json.loads(capsys.readouterr().out)), "the API searches as `rag-qa search --json`"
-        assert found["results"] and {r["source"] for r in found["results"]} == {str(storage / "library.txt")}
+        assert found["results"] and {r["source"] for r in found["results"]} == {library}
     assert httpx.post(f"{url}/search", json={"query": "drill", "retrieval": "fuzzy"}, timeout=60).status_code == 422
     deleted = httpx.delete(f"{url}/documents/library.txt", headers={"Authorization": "Bearer open-service"}).json()
     assert deleted["passages_removed"] == report["passages_added"] and deleted["passages_total"] == 0
-    assert not (storage / "library.txt").exists()
+    assert uploaded_files(storage) == [] and list(storage.iterdir()) == []  # the file and its folder
     assert httpx.delete(f"{url}/documents/library.txt", headers={"Authorization": "Bearer open-service"}).status_code == 404
 
 
@@ -128,14 +135,14 @@ def test_an_upload_never_replaces_an_earlier_one_unless_asked(service) -> None:
     assert upload(url, ("library.txt", LIBRARY.encode())).status_code == 200
     again = upload(url, ("notes.txt", b"Fresh notes."), ("library.txt", b"A different library text."))
     assert again.status_code == 409 and "replace=true" in again.json()["error"]
-    assert sorted(p.name for p in storage.iterdir()) == ["library.txt"] and (storage / "library.txt").read_bytes() == LIBRARY.encode()
+    assert uploaded_files(storage) == ["library.txt"] and next(storage.rglob("library.txt")).read_bytes() == LIBRARY.encode()
     replaced = httpx.post(
         f"{url}/documents", files=[("files", ("library.txt", b"The library opens at nine on Sundays."))], data={"replace": "true"},
         timeout=120, headers={"Authorization": "Bearer open-service"},
     )  # fmt: skip
     assert replaced.status_code == 200 and replaced.json()["files_indexed"] == 1
     shown = httpx.get(f"{url}/documents/library.txt/text").json()["text"]
-    assert shown == "The library opens at nine on Sundays."
+    assert shown == "The library opens at nine on Sundays." and uploaded_files(storage) == ["library.txt"]  # the old one is gone
 
 
 @pytest.mark.integration
@@ -145,9 +152,9 @@ def test_hostile_file_names_stay_inside_the_upload_folder(service, tmp_path: Pat
     for name in names:
         response = upload(url, (name, LIBRARY.encode()))
         assert response.status_code == 200, response.text
-        assert Path(response.json()["documents"][0]["source"]).parent == storage
-    assert sorted(p.name for p in storage.iterdir()) == ["escaped.txt", "escaped2.txt", "escaped3.txt", "escaped4.txt"]
-    outside = [p for p in tmp_path.rglob("escaped*") if p.parent != storage] + list(tmp_path.parent.glob("escaped*"))
+        assert Path(response.json()["documents"][0]["source"]).parent.parent == storage
+    assert uploaded_files(storage) == ["escaped.txt", "escaped2.txt", "escaped3.txt", "escaped4.txt"]
+    outside = [p for p in tmp_path.rglob("escaped*") if p.parent.parent != storage] + list(tmp_path.parent.glob("escaped*"))
     assert outside == [] and not Path("/tmp/escaped3.txt").exists()
 
 

@@ -257,3 +257,127 @@ def test_passages_read_back_know_where_their_pages_break(location):
         assert passage.page_breaks == (10,) and passage.page_at(0) == 1 and passage.page_at(text.index("two") - 5) == 2
     assert next(store.iter_passages())[0].page_breaks == (10,)
     store.close()
+
+
+def test_a_damaged_manifest_is_a_typed_error_and_repair_acts_on_the_type_not_the_text(tmp_path, capsys):
+    """`check --repair` writes the manifest back only for ManifestUnreadable: an index whose
+    folder name holds the words "unreadable manifest" and whose manifest is of a newer format must
+    be reported, not downgraded to this version's manifest."""
+    import json
+
+    from rag_qa.cli import main
+    from rag_qa.errors import ManifestUnreadable
+
+    damaged = tmp_path / "ix"
+    new_store(damaged).close()
+    (damaged / "manifest.json").write_text("{ not json")
+    with pytest.raises(ManifestUnreadable, match="check --repair"):
+        FaissStore.open(damaged)
+    newer = tmp_path / "unreadable manifest"
+    new_store(newer).close()
+    manifest = json.loads((newer / "manifest.json").read_text())
+    (newer / "manifest.json").write_text(json.dumps({**manifest, "format_version": 99}))
+    with pytest.raises(IndexCorruptError) as raised:
+        FaissStore.open(newer)
+    assert not isinstance(raised.value, ManifestUnreadable)
+    assert main(["check", "--repair", "--index", str(newer)]) == 1
+    assert json.loads((newer / "manifest.json").read_text())["format_version"] == 99  # left as it was
+    assert "format 99 is not supported" in capsys.readouterr().out
+    assert main(["check", "--repair", "--index", str(damaged)]) == 0  # the typed error is repaired
+
+
+def test_a_metadata_write_holds_the_writer_lock_so_an_open_never_removes_its_temp_file(tmp_path, monkeypatch):
+    """Opening a writable store removes leftover temp files under the writer lock. A metadata write
+    (a key being created) holds that lock from its temp file to its rename, so a concurrent open
+    waits for it instead of deleting the temp file under it. Checked with events, not timing: while
+    the write is held after making its temp file, the lock is seen taken (a non-blocking probe),
+    and the open gets the lock only after the write has finished."""
+    import fcntl
+    import os
+    import threading
+
+    import rag_qa.store.faiss_store as faiss_store
+    from rag_qa.store.faiss_store import LOCK
+    from rag_qa.store.writing import TEMP_SUFFIX, atomic_write
+
+    folder = tmp_path / "ix"
+    store = new_store(folder)
+    temp_made, release, events = threading.Event(), threading.Event(), []
+
+    def held_write(path, data):
+        temp = path.parent / f"{path.name}.held{TEMP_SUFFIX}"
+        temp.write_bytes(data)
+        temp_made.set()
+        assert release.wait(30), "the test never released the write"
+        os.replace(temp, path)  # fails if an open removed the temp file meanwhile
+        events.append("write finished")
+
+    real_flock = fcntl.flock
+
+    def watched_flock(handle, operation):
+        result = real_flock(handle, operation)
+        if threading.current_thread().name == "opener" and operation == fcntl.LOCK_EX and "open has the lock" not in events:
+            events.append("open has the lock")  # (closing the store takes it again)
+        return result
+
+    monkeypatch.setattr(faiss_store, "atomic_write", held_write)
+    monkeypatch.setattr(fcntl, "flock", watched_flock)
+    failures: list[BaseException] = []
+
+    def run(action):
+        try:
+            action()
+        except BaseException as exc:  # noqa: BLE001 (reported below)
+            failures.append(exc)
+
+    writer = threading.Thread(target=run, args=(lambda: store.write_metadata("api-key-abc", {"id": "abc"}),))
+    writer.start()
+    assert temp_made.wait(30)
+    probe = os.open(folder / LOCK, os.O_RDWR)
+    try:
+        with pytest.raises(BlockingIOError):  # the writer lock is held while the temp file exists
+            real_flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(probe)
+        opener = threading.Thread(target=run, args=(lambda: FaissStore.open(folder).close(),), name="opener")
+        opener.start()
+        release.set()
+        writer.join(30)
+        opener.join(30)
+    monkeypatch.setattr(faiss_store, "atomic_write", atomic_write)
+    assert failures == [] and events == ["write finished", "open has the lock"]
+    assert store.read_metadata("api-key-abc") == {"id": "abc"}
+    store.close()
+
+
+def test_a_filtered_full_text_search_does_the_same_work_whatever_hidden_passages_hold(tmp_path):
+    """A key must not learn from a BM25 search's cost whether hidden documents use a word: over
+    two indexes alike but for one word of the hidden passages, the filtered search runs the same
+    number of SQLite VM instructions (counted with a progress handler: work, not time) and gives
+    the same hits, cold (the readable words gathered) and warm (kept from the search before)."""
+
+    def build(path, hidden_word):
+        store = new_store(path)
+        files = []
+        for i in range(12):
+            kind = "hidden" if i % 3 else "open"
+            text = [f"{kind} passage {j} of file {i} about a {'ladder' if j == 0 else 'shed'}" if kind == "open" else f"a {hidden_word} {hidden_word} in hidden file {i}" for j in range(4)]
+            files.append((document(f"{kind}{i}", "h"), [Passage(f"{i}-{j}", t, f"{kind}{i}", j, j + 1) for j, t in enumerate(text)]))
+        store.replace_files(files, unit(np.random.default_rng(7), 48))
+        return store, [f"open{i}" for i in range(0, 12, 3)]
+
+    def counted(store, sources):
+        steps = []
+        store._database.db.set_progress_handler(lambda: steps.append(1), 1)
+        try:
+            hits = [(h.passage.id, round(h.score, 9)) for h in store.search_text("ladder", 5, sources)]
+        finally:
+            store._database.db.set_progress_handler(None, 1)
+        return hits, len(steps)
+
+    without, readable = build(tmp_path / "without", "pencil")
+    with_word, _ = build(tmp_path / "with", "ladder")
+    for _ in ("cold", "warm"):
+        assert counted(without, readable) == counted(with_word, readable)
+    hits, _ = counted(without, readable)
+    assert len(hits) == 4 and all(score > 0.01 for _, score in hits)

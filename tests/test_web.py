@@ -53,12 +53,14 @@ def test_upload_ask_and_see_the_highlighted_answer(browser, tmp_path: Path) -> N
         document.write_text(DOCUMENT + " The workshop opens at noon.")
         page.set_input_files("#files", str(document))
         page.click("#upload-button")  # the same name again: the page asks before replacing
-        stored = str(tmp_path / "uploads" / "rules.txt")
+        def rules() -> list[str]:  # the texts of the uploads named rules.txt (each upload has a folder of its own)
+            return [qa.store.document_text(f["source"]) or "" for f in qa.store.files() if Path(f["source"]).name == "rules.txt"]
+
         for _ in range(600):
-            if "opens at noon" in (qa.store.document_text(stored) or ""):
+            if "opens at noon" in "".join(rules()):
                 break
             page.wait_for_timeout(100)
-        assert "opens at noon" in qa.store.document_text(stored) and "replace=true" in dialogs[0]
+        assert len(rules()) == 1 and "opens at noon" in rules()[0] and "replace=true" in dialogs[0]
 
         page.fill("#question", "What is the standard loan period?")
         page.click("#ask-button")
@@ -172,7 +174,7 @@ def test_a_keyed_service_asks_for_a_key_once_and_a_foreign_form_cannot_upload(br
             foreign.set_input_files("#f", {"name": "planted.txt", "mimeType": "text/plain", "buffer": b"Planted by another site."})
             with foreign.expect_navigation():
                 foreign.click("#go")
-            assert "Authorization: Bearer" in foreign.content() and qa.store.file_hash(str(tmp_path / "uploads" / "planted.txt")) is None
+            assert "Authorization: Bearer" in foreign.content() and not any(Path(f["source"]).name == "planted.txt" for f in qa.store.files())
             foreign.close()
             _, token = KeyRing(qa.store).create("reader", name="browser")
             page = browser.new_page()

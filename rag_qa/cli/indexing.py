@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,12 @@ from rag_qa.config import (
     IngestConfig,
     VectorIndexConfig,
 )
-from rag_qa.errors import IndexCorruptError, RagQAError
+from rag_qa.errors import IndexCorruptError, ManifestUnreadable, RagQAError
 from rag_qa.indexer import IndexReport
 from rag_qa.naming import display_name
 from rag_qa.store.pg_schema import is_database_url
 from rag_qa.pipeline import RagQA
+from rag_qa.sync import needs_force
 
 
 def _settings(args: argparse.Namespace) -> IndexSettings:
@@ -49,8 +49,10 @@ def cmd_index(args: argparse.Namespace) -> int:
         ocr_languages=args.ocr_lang,
         commit_passages=args.commit_every,
         save_interval_s=args.save_every,
+        max_prune_share=args.max_prune_share,
     )
     groups = split_groups(args.groups)
+    check_force(args)
     with RagQA.open(args.index, _settings(args), ingest, runtime=runtime(args), threads=args.threads) as qa:
         if args.watch:
             if args.ray:
@@ -58,9 +60,20 @@ def cmd_index(args: argparse.Namespace) -> int:
             print(f"rag-qa: keeping {args.index} in step with {', '.join(args.paths)}; Ctrl-C stops", file=sys.stderr)
             qa.watch(args.paths, lambda report: print_report(args, report, prune=True), groups=groups)
             return 0
-        report = qa.index(args.paths, progress=not args.json and not args.quiet, ray=args.ray, groups=groups, prune=args.prune)
+        report = qa.index(args.paths, progress=not args.json and not args.quiet, ray=args.ray, groups=groups, prune=args.prune, force=args.force)
     print_report(args, report, args.prune)
+    over = needs_force(report.prune_refused)
+    if over:  # the rest of the run is done and reported; what it would not remove makes it fail
+        raise RagQAError("; ".join(r["reason"] for r in over))
     return 0
+
+
+def check_force(args: argparse.Namespace) -> None:
+    """`--force` lifts the share limit of one `--prune` run; a watch never forces."""
+    if args.force and args.watch:
+        raise RagQAError("--watch never forces a prune: run `rag-qa index PATHS --prune --force` once, then watch")
+    if args.force and not args.prune:
+        raise RagQAError("--force only applies to --prune")
 
 
 def print_report(args: argparse.Namespace, report: IndexReport, prune: bool) -> None:
@@ -76,6 +89,11 @@ def print_report(args: argparse.Namespace, report: IndexReport, prune: bool) -> 
         print(f"moved {display_name(move['from'])} -> {display_name(move['to'])}")
     for source in report.removed:
         print(f"removed {display_name(source)}")
+    for back in report.groups_restored:
+        print(f"{display_name(back['source'])} came back under a pruned name: it has its groups again ({','.join(back['groups'])})")
+    for refused in report.prune_refused:
+        if args.watch or refused not in needs_force(report.prune_refused):  # those end a single run with an error that says so
+            print(f"warning: not pruned: {refused['reason']}", file=sys.stderr)
     unsupported = f" ({report.files_unsupported} of an unsupported format)" if report.files_unsupported else ""
     synced = f", {len(report.moved)} moved, {len(report.removed)} removed" if prune else ""
     scanned = f"; {report.ocr_pages} scanned page(s) read by OCR in {report.seconds['ocr']:.1f} s" if report.ocr_pages else ""
@@ -112,7 +130,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         qa = RagQA.open(args.index, read_only=args.no_repair)
     except IndexCorruptError as exc:
-        if not (args.repair and "unreadable manifest" in str(exc) and FaissStore.restore_manifest(args.index)):
+        if not (args.repair and isinstance(exc, ManifestUnreadable) and FaissStore.restore_manifest(args.index)):
             problem = str(exc)
             emit(args, {"consistent": False, "problems": [problem], "recovered": False}, lambda: print(f"NOT consistent: {problem}"))
             return 1
@@ -140,6 +158,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
+    if is_database_url(args.index):
+        raise RagQAError("back up a PostgreSQL index with pg_dump (and its upload folder with it)")
     with RagQA.open(args.index, read_only=True) as qa:
         copied = qa.store.backup(args.target)
     emit(args, {"backup": args.target, "files": copied}, lambda: print(f"backed up {args.index} to {args.target} ({len(copied)} files; restore with `rag-qa restore {args.target} --index DIR`)"))
@@ -147,20 +167,20 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    target = Path(args.index)
+    from rag_qa.keys import KeyRing
+    from rag_qa.store.faiss_store import FaissStore
+
     if is_database_url(args.index):
         raise RagQAError("restore a PostgreSQL index with pg_restore")
-    if target.exists() and any(target.iterdir()):
-        raise RagQAError(f"{target} exists and is not empty: move it aside first (a restore never overwrites an index)")
-    with RagQA.open(args.backup, read_only=True):
-        pass  # a readable index: its manifest and database open
-    shutil.copytree(args.backup, target, dirs_exist_ok=True)
-    with RagQA.open(args.index) as qa:  # rebuilds the FAISS file from SQLite
-        qa.store.flush()
-        problems, info = qa.store.check(), qa.info()
-    if problems:
-        raise IndexCorruptError(f"the restored index is not consistent: {'; '.join(problems)}")
-    emit(args, {"restored": args.index, "passages": info.passages, "files": info.files}, lambda: print(f"restored {args.index}: {info.files} files, {info.passages} passages"))
+    info = FaissStore.restore(args.backup, args.index)  # all or nothing: checked in a temporary folder, then renamed
+    with RagQA.open(args.index, read_only=True) as qa:
+        active = sum(key.revoked_at is None for key in KeyRing(qa.store).list())
+    if active:
+        print(f"warning: {args.index} holds {active} active key{'s' if active != 1 else ''} as they were when the backup was made: "
+              f"keys revoked since work again. Review them with `rag-qa keys list --index {args.index}` and revoke those that must stay revoked",
+              file=sys.stderr)  # fmt: skip
+    result = {"restored": args.index, "passages": info.passages, "files": info.files, "active_keys": active}
+    emit(args, result, lambda: print(f"restored {args.index}: {info.files} files, {info.passages} passages"))
     return 0
 
 
@@ -173,10 +193,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_delete(args: argparse.Namespace) -> int:
     with RagQA.open(args.index) as qa:
-        removed = qa.delete(args.source)
+        removed = qa.delete(args.source, event=audit.event(command_line_user(), "delete", args.source))  # written with the delete
         remaining = qa.store.count()
-        if removed:
-            audit.record(qa.store, command_line_user(), "delete", args.source, passages=removed)
     result = {"source": args.source, "passages_removed": removed, "passages_total": remaining}
     found = removed > 0
 
@@ -203,7 +221,10 @@ def add_index(sub: Any, o: SharedOptions) -> None:
     p.add_argument("--save-every", type=float, default=IngestConfig.save_interval_s, metavar="S", help="save the FAISS file at least every S seconds (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--watch", action="store_true", help="keep syncing (as --prune) whenever files under PATHs change, until Ctrl-C; a changed file is read once it has held still for a second")
-    p.add_argument("--prune", action="store_true", help="make the index mirror PATHs: remove files gone from them (deleted, moved away, now excluded) and re-point a moved file's passages without re-embedding")
+    p.add_argument("--prune", action="store_true", help="make the index mirror PATHs: remove files gone from them (deleted, moved away, now excluded) and re-point a moved file's passages without re-embedding. "
+                   "Never removes what a missing, empty or unreadable folder or an index folder (its uploads) held, nor more than --max-prune-share of a folder's files without --force; a removed file's groups are kept for when it comes back")
+    p.add_argument("--force", action="store_true", help="with --prune: remove files even when they are more than --max-prune-share of a folder's (only once you know they are gone for good)")
+    p.add_argument("--max-prune-share", type=float, default=IngestConfig.max_prune_share, metavar="S", help="a --prune run that would remove more than this share of a PATH's indexed files removes none of them there and fails; a --watch run says so and keeps watching (default: %(default)s)")
     p.add_argument("--groups", action="append", metavar="A,B", help="access groups for every file of this run (unchanged files too): only keys holding one of them (and admin keys) may read the files; without it, files keep theirs and new files have none (every key reads them)")
     p.add_argument("--ray", nargs="?", const="auto", metavar="auto|ADDRESS", help="load, chunk and embed on a Ray cluster (the ray extra): auto joins the local Ray instance or starts one; ADDRESS is host:port or ray://host:10001. Files travel to the workers as bytes (at most --max-file-mb each); the driver writes the index")
     new = p.add_argument_group("settings for a new index (an existing index keeps its own)")
@@ -227,11 +248,11 @@ def add_maintenance(sub: Any, o: SharedOptions) -> None:
     p.add_argument("--repair", action="store_true", help="also rebuild the full-text table and the FAISS file from the passages in SQLite (SQLite itself cannot be rebuilt: restore a backup)")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("backup", parents=[o.common], help="copy an index to a new folder, safely while it is in use (SQLite's online backup)")
+    p = sub.add_parser("backup", parents=[o.common], help="copy an index to a new folder, safely while it is in use (SQLite's online backup), with the uploaded originals kept in the index folder")
     p.add_argument("target", metavar="FOLDER", help="a new folder for the copy")
     p.set_defaults(func=cmd_backup)
 
-    p = sub.add_parser("restore", parents=[o.common], help="make --index a copy of a backup (never over an existing index)")
+    p = sub.add_parser("restore", parents=[o.common], help="make --index a copy of a backup, all or nothing (never over an existing index); keys revoked since the backup come back: review them after")
     p.add_argument("backup", metavar="FOLDER", help="a folder made by `rag-qa backup`")
     p.set_defaults(func=cmd_restore)
 

@@ -31,8 +31,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
     with RagQA.open(args.index, read_only=args.action == "list") as qa:
         ring = KeyRing(qa.store)
         if args.action == "create":
-            record, token = ring.create(args.role, split_groups(args.groups) or [], args.name)
-            audit.record(qa.store, command_line_user(), "create key", f"{record.name} ({record.id})", role=record.role, groups=list(record.groups))
+            record, token = ring.create(args.role, split_groups(args.groups) or [], args.name, by=command_line_user())  # with its event
 
             def created() -> None:
                 print(token)
@@ -43,8 +42,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
             keys = ring.list()
             emit(args, {"keys": [k.to_dict() for k in keys]}, lambda: print("\n".join(_line(k) for k in keys) or "no keys: the service runs open on loopback only"))
         else:
-            key = ring.revoke(args.key)
-            audit.record(qa.store, command_line_user(), "revoke key", f"{key.name} ({key.id})")
+            key = ring.revoke(args.key, by=command_line_user())
             emit(args, key.to_dict(), lambda: print(f"revoked: {_line(key)}"))
     return 0
 
@@ -59,8 +57,8 @@ def cmd_groups(args: argparse.Namespace) -> int:
         pass  # the index must exist (see cmd_keys)
     with RagQA.open(args.index) as qa:
         groups = split_groups(args.groups) or []
-        source = qa.set_groups(args.source, groups)
-        audit.record(qa.store, command_line_user(), "set groups", source, groups=groups)
+        name = qa.readable_source(args.source)  # the stored name, which the event names
+        source = qa.set_groups(name, groups, event=audit.event(command_line_user(), "set groups", name, groups=groups))
     readers = f"keys holding {', '.join(groups)} (and admin keys)" if groups else "every key"
     emit(args, {"source": source, "groups": groups}, lambda: print(f"{source}: readable by {readers}"))
     return 0
@@ -68,16 +66,18 @@ def cmd_groups(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     with RagQA.open(args.index, read_only=True) as qa:
-        events = audit.events(qa.store, args.last)
+        events, older = audit.page(qa.store, args.last, args.before)
 
     def table() -> None:
         if not events:
-            print("no events recorded yet (uploads, deletions and key changes are)")
+            print("no events recorded yet (uploads, deletions, group and key changes are)")
         for event in events:
-            details = {k: v for k, v in event.items() if k not in ("at", "who", "action", "target")}
-            print(f"{_when(event['at'])}  {event['who']}  {event['action']}  {event['target']}" + (f"  {json.dumps(details)}" if details else ""))
+            details = {k: v for k, v in event.items() if k not in ("id", "at", "who", "action", "target")}
+            print(f"{event['id']}  {_when(event['at'])}  {event['who']}  {event['action']}  {event['target']}" + (f"  {json.dumps(details)}" if details else ""))
+        if older is not None:
+            print(f"older events: rag-qa audit --index {args.index} --last {len(events)} --before {older}", file=sys.stderr)
 
-    emit(args, {"events": events}, table)
+    emit(args, {"events": events, "next": older}, table)
     return 0
 
 
@@ -101,6 +101,7 @@ def add_keys(sub: Any, o: SharedOptions) -> None:
     actions.add_parser("list", parents=[o.common], help="every indexed document with its access groups")
     p.set_defaults(func=cmd_groups)
 
-    p = sub.add_parser("audit", parents=[o.common], help="who uploaded, deleted, changed groups or managed keys, and when (oldest first)")
-    p.add_argument("--last", type=int, metavar="N", help="only the last N events")
+    p = sub.add_parser("audit", parents=[o.common], help="who uploaded, deleted, changed groups or managed keys, and when: the newest page (oldest first)")
+    p.add_argument("--last", type=int, metavar="N", help=f"events per page (default {audit.DEFAULT_PAGE}, at most {audit.MAX_PAGE})")
+    p.add_argument("--before", type=int, metavar="ID", help="the page of events older than event ID (the `next` of the page after it)")
     p.set_defaults(func=cmd_audit)

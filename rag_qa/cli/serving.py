@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import ipaddress
 import os
 import socket
 import threading
@@ -27,15 +26,6 @@ def default_upload_dir(index: str) -> str:
     return "rag-qa-uploads" if is_database_url(index) else os.path.join(index, "uploads")
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def allowed_hosts(host: str, given: list[str] | None) -> tuple[str, ...]:
     """The Host headers to serve: --allowed-hosts, else the loopback names plus the bound address
     (for a wildcard address, this machine's name and addresses)."""
@@ -54,27 +44,12 @@ def allowed_hosts(host: str, given: list[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(hosts))
 
 
-def auth_mode(host: str, no_auth: bool, has_keys: bool) -> str:
-    """"off" when asked for (said loudly); else keys, needed once the index has one. Open on a
-    loopback address only: elsewhere a service without keys is refused."""
-    if no_auth:
-        print(f"rag-qa: WARNING: --no-auth: anyone who can reach {host} may read every document, upload and delete", file=sys.stderr)
-        return "off"
-    if not has_keys and not is_loopback(host):
-        raise RagQAError(
-            f"refusing to serve on {host} without API keys: anyone on the network could read, upload and delete. Create one "
-            "(`rag-qa keys create --role admin --index INDEX`), or pass --no-auth to run an open service on purpose"
-        )
-    if not has_keys:
-        print(f"rag-qa: open service on loopback ({host}): no API keys in this index yet (`rag-qa keys create`)", file=sys.stderr)
-    return "auto"
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
         from rag_qa.server import create_app
+        from rag_qa.server.auth import startup_mode
     except ImportError as exc:
         raise RagQAError(f"the service needs the server extra: pip install 'rag-qa[server]' ({exc})") from None
     config = ServerConfig(
@@ -82,13 +57,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_question_chars=args.max_question_chars, max_top_k=args.max_top_k, batch_wait_ms=args.batch_wait_ms,
         max_queue=args.max_queue, ask_timeout_s=args.ask_timeout, allowed_hosts=allowed_hosts(args.host, args.allowed_hosts),
         cors_origins=tuple(args.cors_origin or ()), rate_limit="" if args.rate_limit in ("0", "none") else args.rate_limit,
+        auth_failures="" if args.auth_failures in ("0", "none") else args.auth_failures,
     )  # fmt: skip
     reader = reader_config(args)
     retrieval = RetrievalConfig(mode=args.retrieval, top_k=args.top_k)
     # spin=False: the models' idle threads sleep, leaving the cores to HTTP, uploads and each other
     # (one client's median answer 145 -> 105 ms on 2 cores; docs/benchmarks.md section 5)
     with RagQA.open(args.index, reader=reader, retrieval=retrieval, runtime=reader.runtime, threads=args.threads, spin=False) as qa:
-        config = replace(config, auth=auth_mode(args.host, args.no_auth, KeyRing(qa.store).any_active()))
+        config = replace(config, auth=startup_mode(args.host, args.no_auth, KeyRing(qa.store).any_key()))  # server.auth decides
         qa.embedder.warm_up()  # load both models now, not on the first request
         qa.reader.warm_up()
         print(f"rag-qa serving {qa.store.path} on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
@@ -104,10 +80,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def log_sync(report: IndexReport) -> None:
-    """What a watched folder's sync changed, on the service's log (nothing when nothing changed)."""
+    """What a watched folder's sync changed, on the service's log (nothing when nothing changed);
+    what it refused to prune (the watch goes on) as a warning each."""
     if report.files_indexed or report.moved or report.removed or report.files_skipped:
         changes = {"added": report.added, "changed": report.changed, "moved": report.moved, "removed": report.removed, "skipped": report.files_skipped}
         print(f"rag-qa: synced watched folders: {json.dumps({k: v for k, v in changes.items() if v})}", file=sys.stderr, flush=True)
+    for refused in report.prune_refused:
+        print(f"rag-qa: warning: not pruned: {refused['reason']}", file=sys.stderr, flush=True)
 
 
 def add_serve(sub: Any, o: SharedOptions) -> None:
@@ -125,7 +104,8 @@ def add_serve(sub: Any, o: SharedOptions) -> None:
     p.add_argument("--allowed-hosts", action="append", metavar="A,B", help="Host headers to serve, e.g. kb.example.com behind a proxy; others get 400, which stops DNS rebinding (default: localhost, 127.0.0.1, ::1 and --host; for 0.0.0.0 this machine's names and addresses; * for any)")
     p.add_argument("--cors-origin", action="append", metavar="ORIGIN", help="a web origin allowed to call the API from a browser, e.g. https://intranet.example.com (repeatable; default: none, CORS off)")
     p.add_argument("--rate-limit", default=ServerConfig.rate_limit, metavar="N/PERIOD", help="requests per key (per client address on an open service), e.g. 600/minute; 429 with Retry-After beyond it; none to turn off (default: %(default)s)")
-    p.add_argument("--no-auth", action="store_true", help="serve without API keys on any address (everyone who can reach it may read, upload and delete); without it, a non-loopback address needs keys (`rag-qa keys create`)")
+    p.add_argument("--auth-failures", default=ServerConfig.auth_failures, metavar="N/PERIOD", help="failed key checks per client address, e.g. 20/minute; beyond it every request from that address without a valid key gets 429 until the period passes; each failure within it goes to the audit log; none to turn off (default: %(default)s)")
+    p.add_argument("--no-auth", action="store_true", help="serve without API keys on any address, even an index that has had keys (everyone who can reach it may read, upload and delete; logged as a warning); without it, a service is open only on loopback while its index has never held a key")
     p.add_argument("--watch", action="append", metavar="PATH", help="keep the index in step with this folder while serving (as `rag-qa index PATH --watch`; repeatable)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"], help="server log level (default: %(default)s)")
     p.set_defaults(func=cmd_serve)

@@ -27,6 +27,7 @@ from rag_qa.ingest.ocr import read_scanned_pages
 from rag_qa.ingest.odt import extract_odt
 from rag_qa.ingest.pdf import GuardedPdfReader
 from rag_qa.ingest.sheets import csv_text, extract_xlsx
+from rag_qa.naming import within
 from rag_qa.ingest.slides import extract_pptx
 from rag_qa.ingest.text import DecodeError, clean_text, decode_text, strip_running_lines
 from rag_qa.records import Document, OcrPage
@@ -41,6 +42,10 @@ OcrProgress = Callable[[int, int], None]  # (scanned page starting, scanned page
 Scanned = tuple[tuple[OcrPage, ...], tuple[str, ...]]  # the pages read by OCR, warnings about those not read
 
 
+class UnreadableFolder(LoadError):
+    """A folder a walk could not list: what is under it is unknown, so a sync removes none of it."""
+
+
 def source_name(path: str | os.PathLike[str]) -> str:
     """The canonical name a file is stored under: its absolute, resolved path."""
     return str(Path(path).resolve())
@@ -52,8 +57,8 @@ def discover(paths: list[str], config: IngestConfig) -> tuple[list[str], list[Lo
     Directories are walked recursively and filtered by the include/exclude globs (matched against
     both the file name and the path relative to the directory); hidden files and folders (names
     starting with a dot) and rag-qa index folders are not walked. A file in a walk whose type no
-    loader reads, and that no exclude glob names, is reported as an unsupported format, so
-    nothing is left out silently.
+    loader reads, and that no exclude glob names, is reported as an unsupported format, and a
+    folder the walk cannot list as an `UnreadableFolder`, so nothing is left out silently.
     Files named explicitly must have a supported type but need not match the globs.
     """
     found: dict[str, None] = {}
@@ -61,7 +66,7 @@ def discover(paths: list[str], config: IngestConfig) -> tuple[list[str], list[Lo
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            for file in _walk(path):
+            for file in _walk(path, problems):
                 relative = file.relative_to(path).as_posix()
                 if _matches(file.name, relative, config.exclude):
                     continue
@@ -79,17 +84,35 @@ def discover(paths: list[str], config: IngestConfig) -> tuple[list[str], list[Lo
     return list(found), problems
 
 
-def _walk(folder: Path) -> list[Path]:
+def _walk(folder: Path, problems: list[LoadError]) -> list[Path]:
     """Every file under `folder`, sorted, leaving out hidden entries and index folders (an index
-    kept inside the folder it indexes must not index itself)."""
+    kept inside the folder it indexes must not index itself). A folder that cannot be listed (no
+    permission, a failing disk or share) is added to `problems`: os.walk alone skips it silently,
+    and a sync would take its files for deleted."""
+
+    def unreadable_folder(where: str | os.PathLike[str], error: OSError) -> None:
+        problems.append(UnreadableFolder(source_name(where), f"cannot read folder ({error.strerror or error})"))
+
     files = []
-    for directory, subdirectories, names in os.walk(folder):
-        subdirectories[:] = [d for d in subdirectories if not d.startswith(".") and not _is_index(Path(directory, d))]
-        files += [Path(directory, n) for n in names if not n.startswith(".") and Path(directory, n).is_file()]
+    root = source_name(folder)
+    for directory, subdirectories, names in os.walk(folder, onerror=lambda error: unreadable_folder(error.filename or folder, error)):
+        try:
+            subdirectories[:] = [d for d in subdirectories if not d.startswith(".") and not is_index_folder(Path(directory, d))]
+            found = [Path(directory, n) for n in names if not n.startswith(".") and Path(directory, n).is_file()]
+        except OSError as error:  # listed but not searchable (read without execute permission)
+            subdirectories[:] = []
+            unreadable_folder(directory, error)
+            continue
+        for path in found:
+            if within(source_name(path), [root]):
+                files.append(path)
+            else:  # a link out of the folder: it would index (and give this run's groups to) a file kept elsewhere
+                problems.append(LoadError(str(path), f"a link to {source_name(path)}, outside {root}: not indexed (index that file where it is)"))
     return sorted(files)
 
 
-def _is_index(folder: Path) -> bool:
+def is_index_folder(folder: Path) -> bool:
+    """Whether `folder` holds a rag-qa index (its manifest and database)."""
     return (folder / MANIFEST).exists() and (folder / DATABASE).exists()
 
 

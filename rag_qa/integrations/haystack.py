@@ -10,7 +10,8 @@ pipelines. Thin wrappers over the same code the rag-qa CLI runs, so an index bui
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
@@ -22,6 +23,7 @@ from haystack.document_stores.types import DuplicatePolicy
 from haystack.errors import FilterError
 from haystack.utils.filters import document_matches_filter
 
+from rag_qa.access import readable_sources
 from rag_qa.answer import combine
 from rag_qa.config import (
     DEFAULT_READER_MODEL,
@@ -34,6 +36,8 @@ from rag_qa.config import (
     ScoringConfig,
     VectorIndexConfig,
 )
+from rag_qa.keys import check_groups
+from rag_qa.naming import resolve_sources
 from rag_qa.pipeline import RagQA
 from rag_qa.reader import Reader
 from rag_qa.records import Answer, Passage, SearchHit
@@ -82,6 +86,26 @@ def to_document(passage: Passage, embedding: Any = None, score: float | None = N
         embedding=None if embedding is None else embedding.tolist(),
         score=score,
     )
+
+
+def checked_groups(groups: Sequence[str] | None) -> list[str] | None:
+    """A retriever's groups, checked when it is built (a name that cannot be a group fails there, not at run time)."""
+    return list(check_groups(groups)) if groups is not None else None
+
+
+def readable_by_both(
+    readable: Callable[[Sequence[str]], list[str] | None], built: Sequence[str] | None, asked: Sequence[str] | None
+) -> list[str] | None:
+    """The stored names a retriever built for groups `built` may read when run for groups `asked`:
+    those both may read (None: no limit at all). Run-time groups narrow a retriever, never widen
+    it: a pipeline built for `hr` and run for `legal` reads only what `hr` and `legal` both may."""
+    allowed: list[str] | None = None
+    for groups in (built, asked):
+        if groups is not None:
+            visible = readable(check_groups(groups)) or []  # (None would mean every document: refuse it)
+            shown = set(visible)
+            allowed = visible if allowed is None else [s for s in allowed if s in shown]
+    return allowed
 
 
 def _validate_filters(filters: dict[str, Any] | None) -> None:
@@ -168,21 +192,27 @@ class RagQADocumentStore:
         return self.store.update_meta(updates)
 
     def embedding_retrieval(
-        self, query_embedding: list[float], filters: dict[str, Any] | None = None, top_k: int = 10
+        self, query_embedding: list[float], filters: dict[str, Any] | None = None, top_k: int = 10, sources: Sequence[str] | None = None
     ) -> list[Document]:
-        """The `top_k` documents with the highest inner product with `query_embedding`."""
+        """The `top_k` documents with the highest inner product with `query_embedding`, only from
+        the indexed files `sources` when given (a retriever's groups; the store filters inside its
+        search, and documents written through Haystack belong to no file)."""
         import numpy as np
 
         ids = [d.id for d in self.filter_documents(filters)] if filters else None
-        hits = self.store.search(np.asarray(query_embedding, dtype=np.float32), top_k, ids=ids)
+        hits = self.store.search(np.asarray(query_embedding, dtype=np.float32), top_k, sources=sources, ids=ids)
         return [to_document(hit.passage, score=hit.score) for hit in hits]
 
 
 @component
 class RagQAEmbeddingRetriever:
-    """Retrieves documents from a `RagQADocumentStore` by embedding similarity."""
+    """Retrieves documents from a `RagQADocumentStore` by embedding similarity; with `groups`, only
+    from indexed files a holder of those groups may read (as `PassageRetriever`), so not from
+    documents written through Haystack, which belong to no file."""
 
-    def __init__(self, document_store: RagQADocumentStore, filters: dict[str, Any] | None = None, top_k: int = 10):
+    def __init__(
+        self, document_store: RagQADocumentStore, filters: dict[str, Any] | None = None, top_k: int = 10, groups: list[str] | None = None
+    ):
         if not isinstance(document_store, RagQADocumentStore):
             raise ValueError("document_store must be a rag_qa RagQADocumentStore")
         if top_k < 1:
@@ -190,9 +220,10 @@ class RagQAEmbeddingRetriever:
         self.document_store = document_store
         self.filters = filters
         self.top_k = top_k
+        self.groups = checked_groups(groups)
 
     def to_dict(self) -> dict[str, Any]:
-        return default_to_dict(self, document_store=self.document_store.to_dict(), filters=self.filters, top_k=self.top_k)
+        return default_to_dict(self, document_store=self.document_store.to_dict(), filters=self.filters, top_k=self.top_k, groups=self.groups)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RagQAEmbeddingRetriever":
@@ -200,12 +231,16 @@ class RagQAEmbeddingRetriever:
         return default_from_dict(cls, data)
 
     @component.output_types(documents=list[Document])
-    def run(self, query_embedding: list[float], filters: dict[str, Any] | None = None, top_k: int | None = None) -> dict[str, Any]:
+    def run(
+        self, query_embedding: list[float], filters: dict[str, Any] | None = None, top_k: int | None = None, groups: list[str] | None = None
+    ) -> dict[str, Any]:
+        """`groups` narrows the constructor's groups (only what both may read), never widens them."""
         return {
             "documents": self.document_store.embedding_retrieval(
                 query_embedding,
                 filters=filters if filters is not None else self.filters,
                 top_k=top_k if top_k is not None else self.top_k,
+                sources=readable_by_both(functools.partial(readable_sources, self.document_store.store), self.groups, groups),
             )
         }
 
@@ -296,13 +331,15 @@ class PassageRetriever:
     """Retrieves passages for a text query from a rag-qa index (dense, BM25 or hybrid), optionally
     only from some source files, and only from documents a holder of `groups` may read (those
     without access groups and those sharing one; the store applies it inside its search): the same
-    retrieval as `rag-qa ask` and `rag-qa search`."""
+    retrieval as `rag-qa ask` and `rag-qa search`. Groups given to `run` narrow the constructor's:
+    only documents both may read."""
 
     def __init__(
         self, index: str, top_k: int = 5, mode: str = "dense", runtime: str = "auto", sources: list[str] | None = None,
         groups: list[str] | None = None,
     ):  # fmt: skip
-        self.index, self.top_k, self.mode, self.runtime, self.sources, self.groups = index, top_k, mode, runtime, sources, groups
+        self.index, self.top_k, self.mode, self.runtime, self.sources = index, top_k, mode, runtime, sources
+        self.groups = checked_groups(groups)
         self._qa: RagQA | None = None
 
     def warm_up(self) -> None:
@@ -320,10 +357,15 @@ class PassageRetriever:
 
     @component.output_types(documents=list[Document])
     def run(self, query: str, top_k: int | None = None, sources: list[str] | None = None, groups: list[str] | None = None) -> dict[str, Any]:
+        """`groups` narrows the constructor's groups (only what both may read), never widens them;
+        a source filter naming only documents outside them is UnknownSourceError, as if not indexed."""
         self.warm_up()
         assert self._qa is not None
-        groups = groups if groups is not None else self.groups
-        hits = self._qa.search(query, top_k, sources if sources is not None else self.sources, groups=groups)
+        named = sources if sources is not None else self.sources
+        readable = readable_by_both(self._qa.readable_sources, self.groups, groups)
+        if readable is not None:
+            named = resolve_sources(named, readable) if named is not None else readable
+        hits = self._qa.search(query, top_k, named, groups=self.groups if self.groups is not None else groups)
         return {"documents": [to_document(h.passage, score=h.score) for h in hits]}
 
 

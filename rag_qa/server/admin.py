@@ -22,8 +22,7 @@ class NewKey(BaseModel):
 
 @keys.post("/keys", summary="create a key: the response holds the key itself, shown this once")
 def create_key(request: NewKey, caller: Caller = require("admin"), s: Service = Depends(service)) -> dict[str, Any]:
-    record, token = s.keys.create(request.role, request.groups, request.name)
-    audit.record(s.qa.store, caller.name, "create key", f"{record.name} ({record.id})", role=record.role, groups=list(record.groups))
+    record, token = s.keys.create(request.role, request.groups, request.name, by=caller.name)  # with its audit event
     return {"key": token, **record.to_dict()}
 
 
@@ -34,11 +33,17 @@ def list_keys(s: Service = Depends(service)) -> dict[str, Any]:
 
 @keys.delete("/keys/{key_id}", summary="revoke a key (by id or unique name); it stops working at once, on every replica")
 def revoke_key(key_id: str, caller: Caller = require("admin"), s: Service = Depends(service)) -> dict[str, Any]:
-    key = s.keys.revoke(key_id)
-    audit.record(s.qa.store, caller.name, "revoke key", f"{key.name} ({key.id})")
+    key = s.keys.revoke(key_id, by=caller.name)
     return key.to_dict()
 
 
-@keys.get("/audit", summary="who uploaded, deleted or managed keys, and when (oldest first)")
-def audit_log(last: int = Query(100, ge=1, le=10_000), s: Service = Depends(service)) -> dict[str, Any]:
-    return {"events": audit.events(s.qa.store, last)}
+@keys.get("/audit", summary="who uploaded, deleted, changed groups or managed keys, and when: a page of events, oldest first")
+def audit_log(
+    last: int = Query(audit.DEFAULT_PAGE, ge=1, le=audit.MAX_PAGE, description="events per page"),
+    before: int | None = Query(None, ge=1, description="only events older than this id: the `next` of the newer page"),
+    s: Service = Depends(service),
+) -> dict[str, Any]:
+    """The newest `last` events older than `before`; `next` is the `before` of the older page
+    (null at the first event). One bounded query per page, however long the log."""
+    events, older = audit.page(s.qa.store, last, before)
+    return {"events": events, "next": older}

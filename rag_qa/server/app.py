@@ -3,11 +3,14 @@
 Models are loaded once, before the first request. The endpoints (`routes`) are routers that get
 the `RagQA` and the limits injected, so requests are served concurrently: the stores are
 thread-safe, and questions that arrive together are answered as one batch (`batching`). Every
-error is JSON: `{"error": "..."}` with a 4xx status that says what to change.
+error is JSON: `{"error": "..."}` with a 4xx status that says what to change; a 5xx says only
+what the caller can do (paths, free space and hosts go to the server's log, `rag_qa.server`).
+Who may call is checked (`gate.AuthGate`, `auth`) before a request's body is read.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import tempfile
 from pathlib import Path
@@ -20,6 +23,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from rag_qa import __version__
+from rag_qa.access import AccessDenied
 from rag_qa.config import ServerConfig
 from rag_qa.errors import NotFoundError, QuestionError, RagQAError, StoreUnavailable, storage_problem
 from rag_qa.naming import UnknownSourceError
@@ -27,12 +31,19 @@ from rag_qa.pipeline import RagQA
 from rag_qa.keys import KeyRing
 from rag_qa.server.admin import keys
 from rag_qa.server.batching import AskBatcher, AskTimeout, Overloaded
-from rag_qa.server.body_limit import BodyLimit
+from rag_qa.server.auth import Guard
+from rag_qa.server.body_limit import DISK_FULL, BodyLimit
+from rag_qa.server.gate import AuthGate
 from rag_qa.server.rate import RateLimit
-from rag_qa.server.routes import Service, asking, documents, pages
+from rag_qa.server.routes import asking, documents, pages
+from rag_qa.server.service import Service
 from rag_qa.server.uploads import UploadRejected
 
 MULTIPART_OVERHEAD = 64 * 1024  # form boundaries and headers around the uploaded bytes
+FAILED = "the service failed; try again later or tell the operator (the server's log says why)"
+DATABASE_FAILED = "the index's database failed; try again later or tell the operator (the server's log says why)"
+UNREACHABLE = "the index's database cannot be reached; it may be restarting: retry in a few seconds"
+log = logging.getLogger("rag_qa.server")
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -52,12 +63,16 @@ def create_app(qa: RagQA, config: ServerConfig | None = None) -> FastAPI:
     )
     batcher = AskBatcher(qa, config.batch_wait_ms / 1000, config.max_batch, config.max_queue, config.ask_timeout_s)
     rate = RateLimit(config.rate_limit) if config.rate_limit else None
+    failures = RateLimit(config.auth_failures) if config.auth_failures else None
     app.state.service = Service(qa, config, storage, batcher, KeyRing(qa.store), rate)
-    for router in (pages, asking, documents, keys):
+    app.state.guard = Guard(config.auth, app.state.service.keys, rate, failures)
+    routers = (pages, asking, documents, keys)
+    for router in routers:
         app.include_router(router)
     _add_error_handlers(app)
     upload_limit = app.state.service.upload_budget + MULTIPART_OVERHEAD
     app.add_middleware(BodyLimit, upload_path="/documents", upload_limit=upload_limit, json_limit=config.max_json_kb * 1000, upload_folder=storage)
+    app.add_middleware(AuthGate, routes=[route for router in routers for route in router.routes])  # outside the body limit: a caller without the role is refused before a byte is read
     if config.cors_origins:  # off unless asked for: browsers then refuse other sites' calls
         app.add_middleware(
             CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST", "DELETE"],
@@ -77,7 +92,8 @@ def _add_error_handlers(app: FastAPI) -> None:
     def http_error(_: Request, exc: HTTPException) -> JSONResponse:
         # FastAPI reports a disk that fills while a (chunked) upload is spooled as "error parsing the body" (400)
         if isinstance(exc.__cause__, OSError) and (problem := storage_problem(exc.__cause__, f"the temporary folder {tempfile.gettempdir()}")):
-            return _error(507, problem)
+            log.error("rag-qa: 507 for an upload: %s", problem)
+            return _error(507, DISK_FULL)
         return _error(exc.status_code, str(exc.detail), exc.headers)
 
     @app.exception_handler(UploadRejected)
@@ -92,22 +108,29 @@ def _add_error_handlers(app: FastAPI) -> None:
     def timed_out(_: Request, exc: AskTimeout) -> JSONResponse:
         return _error(504, str(exc), {"Retry-After": "30"})
 
+    # 5xx answers say what the caller can do; what happened (paths, free space, hosts) goes to the server's log only
     @app.exception_handler(sqlite3.DatabaseError)
     def storage_failed(request: Request, exc: sqlite3.DatabaseError) -> JSONResponse:
         problem = storage_problem(exc, str(request.app.state.service.qa.store.path))
-        return _error(503, problem or f"the index's database failed: {exc}", {"Retry-After": "30"})
+        log.error("rag-qa: 503 for %s %s: %s", request.method, request.url.path, problem or f"the index's database failed: {exc}")
+        return _error(503, DATABASE_FAILED, {"Retry-After": "30"})
 
     @app.exception_handler(OSError)
     def disk_failed(request: Request, exc: OSError) -> JSONResponse:
-        """A disk that fills while an upload is saved or indexed: 507 with what to do; any other OS error a JSON 500."""
+        """A disk that fills while an upload is saved or indexed: 507; any other OS error a JSON 500."""
         problem = storage_problem(exc, str(request.app.state.service.qa.store.path))
-        return _error(507, problem) if problem else _error(500, f"the service failed: {type(exc).__name__}: {exc}")
+        if problem:
+            log.error("rag-qa: 507 for %s %s: %s", request.method, request.url.path, problem)
+            return _error(507, DISK_FULL)
+        log.error("rag-qa: 500 for %s %s", request.method, request.url.path, exc_info=exc)
+        return _error(500, FAILED)
 
     @app.exception_handler(StoreUnavailable)
-    def store_unavailable(_: Request, exc: StoreUnavailable) -> JSONResponse:
-        return _error(503, str(exc), {"Retry-After": "5"})
+    def store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        log.error("rag-qa: 503 for %s %s: %s", request.method, request.url.path, exc)
+        return _error(503, UNREACHABLE, {"Retry-After": "5"})
 
     @app.exception_handler(RagQAError)
     def rag_qa_error(_: Request, exc: RagQAError) -> JSONResponse:
-        status = 422 if isinstance(exc, QuestionError) else 404 if isinstance(exc, (NotFoundError, UnknownSourceError)) else 400
+        status = 422 if isinstance(exc, QuestionError) else 404 if isinstance(exc, (NotFoundError, UnknownSourceError)) else 403 if isinstance(exc, AccessDenied) else 400
         return _error(status, str(exc))

@@ -39,8 +39,13 @@ class _Request:
     question: str
     top_k: int | None
     sources: tuple[str, ...] | None
+    groups: tuple[str, ...] | None  # the caller's access groups (None: every document)
     result: Future[QAResult] = field(default_factory=Future)
 
+
+
+def _names(names: Sequence[str] | None) -> tuple[str, ...] | None:
+    return tuple(names) if names is not None else None
 
 
 class AskBatcher:
@@ -62,9 +67,11 @@ class AskBatcher:
                 self._worker = threading.Thread(target=self._serve, name="rag-qa-ask-batcher", daemon=True)
                 self._worker.start()
 
-    def ask(self, question: str, top_k: int | None = None, sources: Sequence[str] | None = None) -> QAResult:
-        """What `RagQA.ask` returns; a bad question raises here, in the caller's thread, alone."""
-        request = _Request(checked_question(question), top_k, tuple(sources) if sources is not None else None)
+    def ask(
+        self, question: str, top_k: int | None = None, sources: Sequence[str] | None = None, groups: Sequence[str] | None = None,
+    ) -> QAResult:  # fmt: skip
+        """What `RagQA.ask` returns for a holder of `groups`; a bad question raises here, in the caller's thread, alone."""
+        request = _Request(checked_question(question), top_k, _names(sources), _names(groups))
         self._ensure_worker()
         try:
             self._queue.put_nowait(request)
@@ -100,7 +107,7 @@ class AskBatcher:
 
     def _answer(self, group: list[_Request]) -> None:
         try:
-            results = self.qa.ask_each([r.question for r in group], group[0].top_k, [r.sources for r in group])
+            results = self.qa.ask_each([r.question for r in group], group[0].top_k, [r.sources for r in group], [r.groups for r in group])
         except BaseException as exc:  # the worker lives on; with several questions, find the bad one
             if len(group) == 1:
                 group[0].result.set_exception(exc)

@@ -10,6 +10,7 @@ limit, and uvicorn's `--limit-*` options bound connections, not bytes."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -19,6 +20,8 @@ from typing import Any
 Scope = dict[str, Any]
 Receive = Any
 Send = Any
+DISK_FULL = "the server's disk is full; try again later or tell the operator"  # what a 507 says (the detail goes to the log)
+log = logging.getLogger("rag_qa.server")
 
 
 class BodyTooLarge(Exception):
@@ -47,7 +50,8 @@ class BodyLimit:
             await _refuse(send, f"the request is {int(length) / 1e6:.1f} MB; {rule}")
             return
         if length.isdigit() and scope["path"] == self.upload_path and (short := self._disk_short_of(int(length))):
-            await _refuse(send, short, 507)
+            log.error("rag-qa: 507 for an upload: %s", short)
+            await _refuse(send, DISK_FULL, 507)
             return
         received, exceeded, started = 0, False, False
 
@@ -78,8 +82,8 @@ class BodyLimit:
 
     def _disk_short_of(self, length: int) -> str | None:
         """Why an upload of `length` bytes cannot fit (the parser spools it to the temporary folder,
-        then it is saved in the upload folder), or None. Said before reading: a full disk met
-        half-way through the parser would only be its generic 400."""
+        then it is saved in the upload folder), or None: for the server's log, never the caller.
+        Found before reading: a full disk met half-way through the parser would only be its generic 400."""
         if self.upload_folder is None:
             return None
         needs: dict[int, tuple[str, int]] = {}

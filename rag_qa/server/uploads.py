@@ -1,9 +1,11 @@
 """Uploaded files: safe names, size limits, atomic saves. A client-supplied file name is reduced
-to a plain base name, so no upload can ever be written outside the storage folder."""
+to a plain base name, so no upload can ever be written outside the storage folder, and each upload
+gets a folder of its own inside it."""
 
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 from pathlib import Path
 from typing import BinaryIO
@@ -36,12 +38,12 @@ def check_suffix(name: str) -> None:
         raise UploadRejected(415, f"{name}: unsupported file type; upload one of {', '.join(sorted(SUPPORTED_SUFFIXES))}")
 
 
-def save_uploads(uploads: list[tuple[BinaryIO, str]], folder: Path, budget: int, replace: bool = False) -> list[Path]:
-    """Save (stream, safe name) pairs into `folder`, at most `budget` bytes in all. Each is first
-    written to a temporary file; only when every one has arrived within the limit are they moved
-    into place, so a refused request leaves the folder (and older versions) untouched. A name that
-    is already there is refused (409) unless `replace`: placed with a hard link, which fails when
-    the name exists, so two uploads racing for one name cannot both win."""
+def save_uploads(uploads: list[tuple[BinaryIO, str]], folder: Path, budget: int) -> list[Path]:
+    """Save (stream, safe name) pairs, each in a new folder of its own under `folder`
+    (`folder/<random>/name`), at most `budget` bytes in all. Each is first written to a temporary
+    file; only when every one has arrived within the limit are they moved into place, so a refused
+    request leaves the folder untouched. Uploads never share a folder, so one never overwrites
+    another, and a name a hidden document holds is no different from a new one."""
     temps: list[str] = []
     try:
         for stream, name in uploads:
@@ -55,25 +57,13 @@ def save_uploads(uploads: list[tuple[BinaryIO, str]], folder: Path, budget: int,
                     if budget < 0:
                         raise UploadRejected(413, f"{name}: the upload is larger than the limit")
                     out.write(chunk)
-    except BaseException:
-        for temp in temps:
-            Path(temp).unlink(missing_ok=True)
-        raise
-    targets = [folder / name for _, name in uploads]
-    if replace:
-        for temp, target in zip(temps, targets):
+        targets = []
+        for temp, (_, name) in zip(temps, uploads):
+            target = folder / secrets.token_hex(8) / name
+            target.parent.mkdir()
             os.replace(temp, target)
+            targets.append(target)
         return targets
-    placed: list[Path] = []
-    try:
-        for temp, target in zip(temps, targets):
-            os.link(temp, target)
-            placed.append(target)
-    except FileExistsError:
-        for target in placed:
-            target.unlink(missing_ok=True)
-        raise UploadRejected(409, f"{target.name} was uploaded before; send replace=true to replace it") from None
     finally:
         for temp in temps:
             Path(temp).unlink(missing_ok=True)
-    return targets

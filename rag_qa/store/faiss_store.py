@@ -32,15 +32,17 @@ from typing import Any
 import numpy as np
 
 from rag_qa.config import IndexSettings
-from rag_qa.errors import IndexCorruptError, RagQAError
+from rag_qa.errors import IndexCorruptError, ManifestUnreadable, RagQAError
 from rag_qa.records import Document, Passage, SearchHit
 from rag_qa.store.base import (  # what both stores share
     DuplicatePassageError, StoreBase, StoreInfo, check_compatible, check_dimension, check_policy, check_top_k,
     check_vector_count, new_manifest, unique_by_id,
 )  # fmt: skip
+from rag_qa.store.backup_files import copy_metadata, copy_originals, restore_folder, write_record
+from rag_qa.store.faiss_events import FaissEvents
 from rag_qa.store.faiss_mirror import Change, FaissMirror
 from rag_qa.store.sqlite_db import PassageDatabase, connect, saved_manifest
-from rag_qa.store.writing import TEMP_SUFFIX, atomic_write
+from rag_qa.store.writing import TEMP_SUFFIX, atomic_write, locked
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -49,7 +51,7 @@ VECTORS = "vectors.faiss"
 LOCK = "write.lock"
 
 
-class FaissStore(StoreBase):
+class FaissStore(StoreBase, FaissEvents):
     """Passages, their vectors and full text in one crash-safe folder. Open with `FaissStore.open`."""
 
     def __init__(self, path: Path, manifest: dict[str, Any], database: PassageDatabase, lock: int | None):
@@ -59,6 +61,7 @@ class FaissStore(StoreBase):
         self._database = database
         self._lock = lock
         self._mutex = threading.RLock()  # one SQLite connection and FAISS copy, shared by threads
+        self._lock_depth = 0  # how many `_file_lock` blocks of this handle are open (they nest)
         self._mirror = FaissMirror(path / VECTORS, self.settings.vector_index, database, lambda: self.dimension)
         self.recovered = self._mirror.recovered
 
@@ -100,6 +103,11 @@ class FaissStore(StoreBase):
             raise
         if lock is not None:
             fcntl.flock(lock, fcntl.LOCK_UN)
+            try:
+                store._move_old_audit_log()  # the first writable open moves it into the events table
+            except BaseException:
+                store.close()
+                raise
         return store
 
     @staticmethod
@@ -111,7 +119,7 @@ class FaissStore(StoreBase):
             except (ValueError, KeyError, RagQAError) as exc:
                 what_to_do = (f"`rag-qa check --repair --index {path.parent}` restores it from the copy in the database" if saved_manifest(path.parent / DATABASE)
                               else "restore the index folder from a backup (`rag-qa restore`) or index the documents again")  # fmt: skip
-                raise IndexCorruptError(f"{path}: unreadable manifest ({exc}); {what_to_do}") from None
+                raise ManifestUnreadable(f"{path}: unreadable manifest ({exc}); {what_to_do}") from None
             if manifest.get("format_version") != FORMAT_VERSION:
                 raise IndexCorruptError(
                     f"{path}: index format {manifest.get('format_version')} is not supported "
@@ -146,14 +154,21 @@ class FaissStore(StoreBase):
     # ----------------------------------------------------------------- writing
     @contextmanager
     def _file_lock(self) -> Iterator[None]:
-        """Serialises writers across processes (SQLite alone cannot cover the FAISS file)."""
+        """Serialises writers across processes (SQLite alone cannot cover the FAISS file), and
+        covers every file written into the folder, so the temp-file cleanup of an `open` (which
+        holds it) never meets a live temp file. Blocks nest: only the outermost one unlocks."""
         if self._lock is None:
             raise RagQAError(f"{self.path} is open read-only")
-        fcntl.flock(self._lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
+        with self._mutex:  # the lock is this handle's, shared by its threads
+            if self._lock_depth == 0:
+                fcntl.flock(self._lock, fcntl.LOCK_EX)
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+                if self._lock_depth == 0:
+                    fcntl.flock(self._lock, fcntl.LOCK_UN)
 
     def flush(self) -> None:
         """Save the FAISS index atomically if it changed since the last save."""
@@ -185,10 +200,11 @@ class FaissStore(StoreBase):
             atomic_write(self.path / MANIFEST, json.dumps(self.manifest, indent=2).encode("utf-8"))
             self._database.keep_manifest_copy(self.manifest)
 
-    def replace_files(self, files: Sequence[tuple[Document, list[Passage]]], vectors: np.ndarray) -> int:
+    def replace_files(self, files: Sequence[tuple[Document, list[Passage]]], vectors: np.ndarray, event: dict[str, Any] | None = None) -> int:
         """Atomically store new versions of files: each document (its text, hash and page starts)
         with its passages, `vectors` holding one row per passage in order. Old passages of those
-        files are removed. Returns the number of passages added."""
+        files are removed. Returns the number of passages added. `event` (the audit log's) is
+        appended in the same transaction: no change without its event, no event without it."""
         check_vector_count(sum(len(passages) for _, passages in files), len(vectors))
         with self._transaction() as (db, change):
             self._set_dimension(vectors[:1])
@@ -198,13 +214,19 @@ class FaissStore(StoreBase):
                     vector = vectors[len(change.added)]
                     change.add(db.insert(passage, vector), vector)
                 db.put_file(document, len(passages))
+            if event is not None:
+                db.append_event(event)
         return len(change.added)
 
-    def delete_source(self, source: str) -> int:
-        """Remove a file and all its passages; returns how many passages were removed."""
+    def delete_source(self, source: str, event: dict[str, Any] | None = None) -> int:
+        """Remove a file and all its passages; returns how many passages were removed. `event` is
+        appended in the same transaction, when the file was there."""
         with self._transaction() as (db, change):
+            indexed = db.file_hash(source) is not None
             change.removed += db.delete_source_rows(source)
             db.delete_file(source)
+            if event is not None and (indexed or change.removed):
+                db.append_event(event)
         return len(change.removed)
 
     def write(self, passages: Sequence[Passage], vectors: Sequence[Any], policy: str = "fail") -> int:
@@ -242,14 +264,22 @@ class FaissStore(StoreBase):
     def rename_source(self, old: str, new: str) -> int:
         """A moved file: its passages and file row take the new name (passage ids follow it),
         keeping their vectors, in one transaction; returns how many passages moved."""
-        with self._transaction() as (db, _):
-            return db.rename_source(old, new)
+        return self.rename_sources([(old, new)])
 
-    def set_groups(self, source: str, groups: Sequence[str]) -> bool:
-        """Give an indexed file these access groups (none: every key may read it), without
-        re-embedding; False when `source` is not indexed."""
+    def rename_sources(self, moves: Sequence[tuple[str, str]]) -> int:
+        """`rename_source` for many files (old name, new name) in one transaction."""
         with self._transaction() as (db, _):
-            return db.set_groups(source, groups)
+            return sum(db.rename_source(old, new) for old, new in moves)
+
+    def set_groups(self, source: str, groups: Sequence[str], event: dict[str, Any] | None = None) -> bool:
+        """Give an indexed file these access groups (none: every key may read it), without
+        re-embedding; False when `source` is not indexed. `event` is appended in the same
+        transaction, when the file is indexed."""
+        with self._transaction() as (db, _):
+            changed = db.set_groups(source, groups)
+            if changed and event is not None:
+                db.append_event(event)
+            return changed
 
     def repair(self) -> list[str]:
         """Rebuild what is derived from the passages: the full-text table and the FAISS file (from
@@ -271,13 +301,15 @@ class FaissStore(StoreBase):
         False when there is no copy (an index made before copies were kept, or not a folder index)."""
         copy = saved_manifest(Path(location) / DATABASE) if Path(location, DATABASE).is_file() else None
         if copy is not None:
-            atomic_write(Path(location) / MANIFEST, json.dumps(copy, indent=2).encode("utf-8"))
+            with locked(Path(location) / LOCK):  # as every write into the folder (see `_file_lock`)
+                atomic_write(Path(location) / MANIFEST, json.dumps(copy, indent=2).encode("utf-8"))
         return copy is not None
 
     def backup(self, target: str | os.PathLike[str]) -> list[str]:
         """Copy the index to the new folder `target` while it may be in use: SQLite's online backup
-        API (a consistent snapshot, even with a writer running), the manifest and the saved metadata
-        (keys, audit log, scoring). The FAISS file is left out: opening the copy rebuilds it."""
+        API (a consistent snapshot, even with a writer running), the manifest, the saved metadata
+        (keys, audit log, scoring), the originals kept inside the index folder (uploads) and where
+        the index was (`backup_files`). The FAISS file is left out: opening the copy rebuilds it."""
         folder = Path(target)
         folder.mkdir(parents=True, exist_ok=False)
         copy = sqlite3.connect(folder / DATABASE)
@@ -286,13 +318,15 @@ class FaissStore(StoreBase):
                 self._database.db.backup(copy)
         finally:
             copy.close()
-        copied = [DATABASE]
-        for path in sorted(self.path.rglob("*.json")):
-            relative = path.relative_to(self.path)
-            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(folder / relative, path.read_bytes())
-            copied.append(str(relative))
-        return copied
+        originals = copy_originals(self.path, folder, folder / DATABASE)  # those the snapshot's documents name
+        return [DATABASE, *copy_metadata(self.path, folder), *originals, write_record(self.path, folder)]
+
+    @classmethod
+    def restore(cls, backup: str | os.PathLike[str], target: str | os.PathLike[str]) -> StoreInfo:
+        """Make the new folder `target` a copy of the folder `backup` made, or leave nothing there:
+        built and checked in a temporary folder, then renamed into place (`backup_files`)."""
+        cls.open(backup, read_only=True).close()  # a readable index: its manifest and database open
+        return restore_folder(Path(backup), Path(target), cls.open)
 
     def clear(self) -> None:
         """Remove every passage and file."""
@@ -300,11 +334,17 @@ class FaissStore(StoreBase):
             db.delete_everything()
             change.rebuild = True
 
-    def write_metadata(self, name: str, data: dict[str, Any]) -> str:
-        """Keep small JSON metadata with the index under `name` (such as the fitted scoring); returns where."""
+    def write_metadata(self, name: str, data: dict[str, Any], event: dict[str, Any] | None = None) -> str:
+        """Keep small JSON metadata with the index under `name` (such as the fitted scoring); returns where.
+        Metadata are files here, outside SQLite's transactions: `event` (a key created or revoked)
+        is appended first, then the file written. An event of a write that then failed is better
+        than a write without its event."""
         path = self.path / f"{name}.json"  # a name "folder/item" is kept in a subfolder (the audit log's entries)
-        path.parent.mkdir(exist_ok=True)
-        atomic_write(path, json.dumps(data, indent=2).encode("utf-8"))
+        with self._file_lock():  # an `open` elsewhere would otherwise remove the temp file under it
+            if event is not None:
+                self.append_event(event)
+            path.parent.mkdir(exist_ok=True)
+            atomic_write(path, json.dumps(data, indent=2).encode("utf-8"))
         return str(path)
 
     # ----------------------------------------------------------------- reading

@@ -11,6 +11,7 @@ from urllib.parse import urldefrag, urlsplit, urlunsplit
 from rag_qa.config import IndexSettings
 from rag_qa.errors import ConfigError, IndexCorruptError
 from rag_qa.store.base import new_manifest
+from rag_qa.store.events import LEGACY_PREFIX, event_row, legacy_event
 
 SCHEMA_VERSION = 1
 DEFAULT_SCHEMA = "rag_qa"
@@ -41,6 +42,23 @@ CREATE TABLE IF NOT EXISTS {s}.passages (
 );
 CREATE INDEX IF NOT EXISTS passages_by_source ON {s}.passages (source);
 CREATE INDEX IF NOT EXISTS passages_full_text ON {s}.passages USING gin (tsv);
+"""
+# the audit log: append-only (a trigger refuses UPDATE, DELETE and TRUNCATE); `id` grows in the
+# order events commit (appenders take turns at the end of their transaction: `PgEvents`)
+EVENTS = """
+CREATE TABLE IF NOT EXISTS {s}.events (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at double precision NOT NULL,
+    who text NOT NULL,
+    action text NOT NULL,
+    target text NOT NULL,
+    details jsonb NOT NULL DEFAULT '{}'::jsonb
+);
+CREATE OR REPLACE FUNCTION {s}.events_append_only() RETURNS trigger LANGUAGE plpgsql AS
+    $$ BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$;
+DROP TRIGGER IF EXISTS events_append_only ON {s}.events;
+CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {s}.events
+    FOR EACH STATEMENT EXECUTE FUNCTION {s}.events_append_only();
 """
 
 
@@ -77,7 +95,8 @@ def read_or_create(connection: Any, schema: str, settings: IndexSettings | None,
             connection.execute("SELECT pg_advisory_xact_lock(hashtext('rag_qa:create'))")  # CREATE EXTENSION races across schemas too
             connection.execute("CREATE EXTENSION IF NOT EXISTS vector")
             connection.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-            connection.execute(sql.SQL(TABLES.replace("{s}", "{}")).format(*[sql.Identifier(schema)] * TABLES.count("{s}")))
+            connection.execute(_with_schema(TABLES, schema))
+            connection.execute(_with_schema(EVENTS, schema))
             manifest = new_manifest(settings, None, SCHEMA_VERSION)  # the dimension is fixed below, with its index
             connection.execute(
                 sql.SQL("INSERT INTO {}.meta (key, value) VALUES ('manifest', %s) ON CONFLICT (key) DO NOTHING").format(sql.Identifier(schema)),
@@ -94,6 +113,7 @@ def read_or_create(connection: Any, schema: str, settings: IndexSettings | None,
         )
     if not read_only:
         _add_columns(connection, schema)
+        _add_events(connection, schema)
     if manifest["embedding"]["dimension"] is None and dimension is not None and not read_only:
         with connection.transaction():
             fix_dimension(connection, schema, manifest, dimension)
@@ -115,6 +135,36 @@ def _add_columns(connection: Any, schema: str) -> None:
         if not has_column(connection, schema, "files", column):
             with connection.transaction():
                 connection.execute(sql.SQL(f"ALTER TABLE {{}}.files ADD COLUMN IF NOT EXISTS {column} {kind}").format(sql.Identifier(schema)))
+
+
+def _with_schema(statements: str, schema: str) -> Any:
+    """`statements` with each `{s}` standing for `schema`, quoted; other braces stay as written."""
+    from psycopg import sql
+
+    first, *rest = statements.split("{s}")
+    return sql.Composed([sql.SQL(first), *[piece for part in rest for piece in (sql.Identifier(schema), sql.SQL(part))]])
+
+
+def _add_events(connection: Any, schema: str) -> None:
+    """The events table for indexes made before it, and the old audit log (one `meta` row per
+    event, "document:audit/...") moved into it: taken and removed in one transaction, so each
+    entry moves once even when several processes open the index at the same time."""
+    from psycopg import sql
+
+    if connection.execute("SELECT to_regclass(%s)", (f"{schema}.events",)).fetchone()[0] is None:
+        with connection.transaction():
+            connection.execute("SELECT pg_advisory_xact_lock(hashtext('rag_qa:create'))")
+            connection.execute(_with_schema(EVENTS, schema))
+    legacy = f"document:{LEGACY_PREFIX}"
+    table = sql.Identifier(schema)
+    if connection.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {}.meta WHERE starts_with(key, %s))").format(table), (legacy,)).fetchone()[0]:
+        with connection.transaction():
+            taken = connection.execute(sql.SQL("DELETE FROM {}.meta WHERE starts_with(key, %s) RETURNING key, value").format(table), (legacy,)).fetchall()
+            with connection.cursor() as cursor:
+                cursor.executemany(
+                    sql.SQL("INSERT INTO {}.events (at, who, action, target, details) VALUES (%s, %s, %s, %s, %s)").format(table),
+                    [event_row(legacy_event(key.removeprefix("document:"), value)) for key, value in sorted(taken)],
+                )
 
 
 def fix_dimension(db: Any, schema: str, manifest: dict[str, Any], dimension: int) -> dict[str, Any]:

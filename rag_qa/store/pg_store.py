@@ -30,6 +30,7 @@ from rag_qa.store.base import (  # what both stores share
     DuplicatePassageError, StoreBase, StoreInfo, check_compatible, check_dimension, check_policy, check_top_k,
     check_vector_count, iter_passage_rows, passage_from_row, query_terms, unique_by_id,
 )  # fmt: skip
+from rag_qa.store.pg_events import PgEvents
 from rag_qa.store.pg_retry import ServerWatch, retried
 from rag_qa.store.pg_schema import has_column, fix_dimension, read_or_create, redact, split_url
 
@@ -51,7 +52,7 @@ def _exact_copy(vector: Any) -> bytes | None:
     return None if array.dtype == np.float32 else array.astype(np.float64).tobytes()
 
 
-class PgStore(StoreBase):
+class PgStore(StoreBase, PgEvents):
     """Passages, vectors and full text in PostgreSQL. Open with `PgStore.open(url)`; thread-safe
     (a connection pool), and any number of processes may read and write at once."""
 
@@ -161,9 +162,10 @@ class PgStore(StoreBase):
 
     # ----------------------------------------------------------------- writing
     @retried
-    def replace_files(self, files: Sequence[tuple[Document, list[Passage]]], vectors: np.ndarray) -> int:
+    def replace_files(self, files: Sequence[tuple[Document, list[Passage]]], vectors: np.ndarray, event: dict[str, Any] | None = None) -> int:
         """Atomically store new versions of files: each document (its text, hash and page starts)
-        with its passages, `vectors` one row per passage in order; old passages of those files are removed."""
+        with its passages, `vectors` one row per passage in order; old passages of those files are
+        removed. `event` (the audit log's) is appended in the same transaction."""
         total = sum(len(passages) for _, passages in files)
         check_vector_count(total, len(vectors))
         with self._transaction() as db:
@@ -185,15 +187,20 @@ class PgStore(StoreBase):
                     ),
                     (document.source, document.content_hash, json.dumps(list(document.page_starts)), len(passages), time.time(), document.text, groups, groups),
                 )
+            if event is not None:
+                self._append_event(db, event)
         return total
 
     @retried
-    def delete_source(self, source: str) -> int:
-        """Remove a file and all its passages; returns how many passages were removed."""
+    def delete_source(self, source: str, event: dict[str, Any] | None = None) -> int:
+        """Remove a file and all its passages; returns how many passages were removed. `event` is
+        appended in the same transaction, when the file was there."""
         with self._transaction() as db:
             self._lock_sources(db, [source])
             removed = db.execute(self._sql("DELETE FROM {s}.passages WHERE source = %s"), (source,)).rowcount
-            db.execute(self._sql("DELETE FROM {s}.files WHERE source = %s"), (source,))
+            indexed = db.execute(self._sql("DELETE FROM {s}.files WHERE source = %s"), (source,)).rowcount
+            if event is not None and (indexed or removed):
+                self._append_event(db, event)
         return removed
 
     def write(self, passages: Sequence[Passage], vectors: Sequence[Any], policy: str = "fail") -> int:
@@ -251,11 +258,15 @@ class PgStore(StoreBase):
         return len(rows)
 
     @retried
-    def set_groups(self, source: str, groups: Sequence[str]) -> bool:
+    def set_groups(self, source: str, groups: Sequence[str], event: dict[str, Any] | None = None) -> bool:
         """Give an indexed file these access groups (none: every key may read it), without
-        re-embedding; False when `source` is not indexed."""
+        re-embedding; False when `source` is not indexed. `event` is appended in the same
+        transaction, when the file is indexed."""
         with self._transaction() as db:
-            return db.execute(self._sql("UPDATE {s}.files SET groups = %s WHERE source = %s"), (list(groups), source)).rowcount > 0
+            changed = db.execute(self._sql("UPDATE {s}.files SET groups = %s WHERE source = %s"), (list(groups), source)).rowcount > 0
+            if changed and event is not None:
+                self._append_event(db, event)
+            return changed
 
     def repair(self) -> list[str]:
         """Nothing to rebuild: PostgreSQL keeps the table, its full-text column and HNSW index consistent."""
@@ -271,13 +282,16 @@ class PgStore(StoreBase):
             db.execute(self._sql("DELETE FROM {s}.files"))
 
     @retried
-    def write_metadata(self, name: str, data: dict[str, Any]) -> str:
-        """Keep small JSON metadata with the index under `name` (such as the fitted scoring); returns where."""
+    def write_metadata(self, name: str, data: dict[str, Any], event: dict[str, Any] | None = None) -> str:
+        """Keep small JSON metadata with the index under `name` (such as the fitted scoring); returns
+        where. `event` (a key created or revoked) is appended in the same transaction."""
         with self._transaction() as db:
             db.execute(
                 self._sql("INSERT INTO {s}.meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"),
                 (f"document:{name}", json.dumps(data)),
             )
+            if event is not None:
+                self._append_event(db, event)
         return f"{self.path} (meta {name!r})"
 
     # ----------------------------------------------------------------- reading

@@ -21,6 +21,7 @@ import numpy as np
 from rag_qa.errors import IndexCorruptError
 from rag_qa.records import Document, Passage, SearchHit
 from rag_qa.store.base import iter_passage_rows, passage_from_row, query_terms
+from rag_qa.store.events import event_from_row, event_row
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -61,16 +62,28 @@ CREATE TRIGGER IF NOT EXISTS passages_fts_update AFTER UPDATE OF text ON passage
     INSERT INTO passages_fts (passages_fts, rowid, text) VALUES ('delete', old.row, old.text);
     INSERT INTO passages_fts (rowid, text) VALUES (new.row, new.text);
 END;
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    who TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    details TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
 PASSAGE_COLUMNS = "row, id, source, text, page, char_start, char_end, meta"
 MAX_PARAMETERS = 500  # stay under SQLite's bound-parameter limit
 BM25_K1, BM25_B = 1.2, 0.75  # the constants of FTS5's bm25(), so a filtered search scores as FTS5 would
-# per connection: a scratch full-text table that stems query words with the index's tokenizer, and
-# read-only views of both tables' postings (term, document, offset)
+# per connection, with the index's tokenizer: a scratch full-text table that stems query words, and
+# one holding the text of the passages a filtered search may read; read-only views of their postings
+# (term, document, offset)
 QUERY_TABLES = """
 CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_words USING fts5 (text, tokenize='porter unicode61');
 CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_postings USING fts5vocab (temp, query_words, instance);
-CREATE VIRTUAL TABLE IF NOT EXISTS temp.passage_postings USING fts5vocab (main, passages_fts, instance);
+CREATE VIRTUAL TABLE IF NOT EXISTS temp.readable_words USING fts5 (text, tokenize='porter unicode61', content='', columnsize=0);
+CREATE VIRTUAL TABLE IF NOT EXISTS temp.readable_postings USING fts5vocab (temp, readable_words, instance);
 """
 
 
@@ -128,7 +141,9 @@ class PassageDatabase:
         self.db = connection
         # an index from before access groups, opened read-only, has no groups column: nothing has groups
         self.has_groups = "groups" in {row[1] for row in connection.execute("PRAGMA table_info(files)")}
+        self.has_events = connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'events'").fetchone() is not None  # none before the events table, read-only
         self._query_tables = False
+        self._readable_rows: tuple[int, ...] = ()  # whose text temp.readable_words holds now
 
     def close(self) -> None:
         self.db.close()
@@ -207,6 +222,35 @@ class PassageDatabase:
 
     def update_meta(self, updates: dict[str, dict[str, Any]]) -> int:
         return sum(self.db.execute("UPDATE passages SET meta = ? WHERE id = ?", (json.dumps(m), pid)).rowcount for pid, m in updates.items())
+
+    # ----------------------------------------------------------------- the audit log's events (append-only)
+    def append_event(self, event: dict[str, Any]) -> int:
+        """Add one event; inside a transaction it commits or rolls back with the change, outside
+        one the single INSERT is its own. Returns its id."""
+        cursor = self.db.execute("INSERT INTO events (at, who, action, target, details) VALUES (?, ?, ?, ?, ?)", event_row(event))
+        return int(cursor.lastrowid)
+
+    def import_legacy_events(self, events: Sequence[dict[str, Any]]) -> int:
+        """Add events moved from the old log (inside a transaction), skipping those already moved
+        (their "imported_from" name is in the table: a move interrupted before the files went)."""
+        names = json.dumps([e["details"]["imported_from"] for e in events])
+        moved = {n for (n,) in self.db.execute(
+            "SELECT json_extract(details, '$.imported_from') FROM events WHERE json_extract(details, '$.imported_from') IN (SELECT value FROM json_each(?))", (names,)
+        )}  # fmt: skip
+        fresh = [e for e in events if e["details"]["imported_from"] not in moved]
+        for event in fresh:
+            self.append_event(event)
+        return len(fresh)
+
+    def events(self, last: int, before: int | None) -> list[dict[str, Any]]:
+        """The `last` newest events older than id `before`, oldest first: one query that walks the
+        primary key backwards and stops at the limit, however long the log."""
+        if not self.has_events:
+            return []
+        rows = self.db.execute(
+            "SELECT id, at, who, action, target, details FROM events WHERE id < ? ORDER BY id DESC LIMIT ?", (before if before is not None else 2**63 - 1, last)
+        ).fetchall()
+        return [event_from_row(row) for row in reversed(rows)]
 
     # ----------------------------------------------------------------- reading
     def generation(self) -> int:
@@ -312,21 +356,17 @@ class PassageDatabase:
     def _search_text_within(self, terms: list[str], top_k: int, sources: Sequence[str]) -> list[SearchHit]:
         """BM25 over the passages of `sources` as if the index held nothing else. FTS5's bm25()
         takes document frequencies and the average length from the whole table, so the passages a
-        filter hides would still shape the scores (and hint at what they contain). Here both come
-        from the visible rows: their lengths (FTS5's docsize table) and each word's postings."""
-        lengths = {
-            row: _varint(size)
-            for row, size in self.db.execute(
-                "SELECT d.id, d.sz FROM passages_fts_docsize d JOIN passages p ON p.row = d.id WHERE p.source IN (SELECT value FROM json_each(?))",
-                (json.dumps(list(sources)),),
-            )
-        }
+        filter hides would still shape the scores (and hint at what they contain); and any read of
+        the table's postings (even seeking to readable rows) costs more the more hidden passages
+        use a query word, which a caller could time. So everything comes from the readable rows
+        alone: their lengths (FTS5's docsize table) and their words (`_readable_words`); the work
+        grows with what the caller may read, never with what it may not."""
+        lengths = self._readable_words(sources)
         if not lengths:
             return []
         average, scores = sum(lengths.values()) / len(lengths), defaultdict(float)
         for term in self._stemmed(terms):  # one per query word, duplicates included, as FTS5 scores them
-            postings = self.db.execute("SELECT doc, count(*) FROM temp.passage_postings WHERE term = ? GROUP BY doc", (term,))
-            counts = [(row, n) for row, n in postings if row in lengths]
+            counts = self.db.execute("SELECT doc, count(*) FROM temp.readable_postings WHERE term = ? GROUP BY doc", (term,)).fetchall()
             idf = max(math.log((len(lengths) - len(counts) + 0.5) / (len(counts) + 0.5)), 1e-6)
             for row, n in counts:
                 scores[row] += idf * n * (BM25_K1 + 1) / (n + BM25_K1 * (1 - BM25_B + BM25_B * lengths[row] / average))
@@ -334,12 +374,35 @@ class PassageDatabase:
         found = self.passages_by_rows([-row for _, row in best])
         return [SearchHit(found[-row], score) for score, row in best]
 
-    def _stemmed(self, terms: list[str]) -> list[str]:
-        """Each query word as the index's tokenizer stores it (lower case, no accents, Porter stem)."""
+    def _readable_words(self, sources: Sequence[str]) -> dict[int, int]:
+        """The token count of each passage of `sources` (by row), with their text tokenised into
+        temp.readable_words. The table is kept for the next search with the same rows (a key's
+        searches repeat), refilled when the rows differ: both depend only on the readable rows."""
+        self._make_query_tables()
+        lengths = {
+            row: _varint(size)
+            for row, size in self.db.execute(
+                "SELECT d.id, d.sz FROM passages p JOIN passages_fts_docsize d ON d.id = p.row WHERE p.source IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(sources)),),
+            )
+        }
+        rows = tuple(sorted(lengths))
+        if rows != self._readable_rows:
+            self._readable_rows = ()
+            self.db.execute("INSERT INTO temp.readable_words (readable_words) VALUES ('delete-all')")
+            self.db.execute("INSERT INTO temp.readable_words (rowid, text) SELECT row, text FROM passages WHERE row IN (SELECT value FROM json_each(?))", (json.dumps(rows),))
+            self._readable_rows = rows if not self.db.in_transaction else ()  # a rollback would undo the fill
+        return lengths
+
+    def _make_query_tables(self) -> None:
         if not self._query_tables:
             for statement in QUERY_TABLES.strip().splitlines():  # temp tables: a read-only connection may make them too
                 self.db.execute(statement)
             self._query_tables = True
+
+    def _stemmed(self, terms: list[str]) -> list[str]:
+        """Each query word as the index's tokenizer stores it (lower case, no accents, Porter stem)."""
+        self._make_query_tables()
         self.db.execute("DELETE FROM temp.query_words")
         self.db.executemany("INSERT INTO temp.query_words (rowid, text) VALUES (?, ?)", enumerate(terms))
         first: dict[int, str] = {}

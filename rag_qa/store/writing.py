@@ -4,8 +4,11 @@ metadata, and the ONNX cache's graphs and notes."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 TEMP_SUFFIX = ".tmp"
@@ -42,3 +45,15 @@ def fsync_folder(folder: Path) -> None:
         os.fsync(directory)
     finally:
         os.close(directory)
+
+
+@contextmanager
+def locked(lock_file: Path) -> Iterator[None]:
+    """Hold the exclusive lock on `lock_file` (an index's writer lock, taken by a command that has
+    no store open on the folder; a store holds its own, `FaissStore._file_lock`)."""
+    handle = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # closing releases the lock

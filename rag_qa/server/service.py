@@ -1,0 +1,205 @@
+"""What the endpoints work with: the open index and models, the limits, the upload folder, and the
+names the service adds to the ones `naming` takes (an upload's file name).
+
+Who may read or change a document is decided by the facade (`RagQA.readable_source`,
+`readable_sources`, `documents`, `set_groups`, `delete`), which every method here calls with the
+caller's groups; nothing here reads the store's documents directly. A document the caller may not
+read is treated exactly as one that is not indexed: the same lookups, the same 404, the same
+upload (each upload is kept in a folder of its own, so a hidden document's name never collides)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from fastapi import HTTPException
+
+from rag_qa import audit
+from rag_qa.access import AccessDenied, check_new_groups, check_regroup
+from rag_qa.config import ServerConfig
+from rag_qa.errors import NotFoundError
+from rag_qa.ingest.mail import file_of
+from rag_qa.keys import KeyRing
+from rag_qa.naming import resolve_sources, within
+from rag_qa.pipeline import RagQA
+from rag_qa.server.auth import Caller
+from rag_qa.server.batching import AskBatcher
+from rag_qa.server.rate import RateLimit
+from rag_qa.server.uploads import UploadRejected, check_suffix, safe_name, save_uploads
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One file of an upload request: where it goes and with which groups."""
+
+    name: str
+    groups: tuple[str, ...]
+    replaces: str | None  # the stored source of the readable upload of this name it replaces
+
+
+@dataclass(frozen=True)
+class Service:
+    qa: RagQA
+    config: ServerConfig
+    storage: Path
+    batcher: AskBatcher
+    keys: KeyRing
+    rate: RateLimit | None  # per key (or client address on an open service)
+    _naming: threading.Condition = field(default_factory=threading.Condition)
+    _in_flight: set[str] = field(default_factory=set)  # names being uploaded now: a request for one of them waits its turn
+
+    @property
+    def upload_budget(self) -> int:
+        return int(self.config.max_upload_mb * 1_000_000)
+
+    def not_indexed(self, name: str) -> HTTPException:
+        """The one answer for a document that is not indexed or that the caller may not read."""
+        return HTTPException(404, f"{name} is not indexed (GET /documents lists what is)")
+
+    def stored_source(self, name: str, caller: Caller) -> str:
+        """A readable document's stored source from its stored name, a path from the service's
+        folder, or its uploaded file name; 404 otherwise (hidden or absent alike)."""
+        try:
+            return self.qa.readable_source(name, caller.groups)
+        except NotFoundError:
+            pass
+        found = self.uploads_named(name, caller.groups)
+        if len(found) > 1:
+            raise HTTPException(409, f"{len(found)} uploaded documents are named {name}; name one by its source: {', '.join(found)}")
+        if not found:
+            raise self.not_indexed(name)
+        return found[0]
+
+    def uploads_named(self, name: str, groups: Sequence[str] | None) -> list[str]:
+        """The readable uploaded documents whose file name is `name`."""
+        root = str(self.storage)
+        return [f["source"] for f in self.qa.documents(groups) if os.path.basename(f["source"]) == name and within(f["source"], [root])]
+
+    def filter_sources(self, names: list[str], caller: Caller) -> list[str]:
+        """The stored names a request's filter names (uploaded file names, and every form `naming`
+        takes, relative to the service's folder) among those the caller may read; 404 for a name
+        that matches none."""
+        readable = [f["source"] for f in self.qa.documents(caller.groups)]
+        root = str(self.storage)
+        uploads: dict[str, list[str]] = {}
+        for source in readable:
+            if within(source, [root]):
+                uploads.setdefault(os.path.basename(source), []).append(source)
+        patterns = [p for n in names for p in uploads.get(n, [n])]
+        return resolve_sources(patterns, readable)
+
+    def documents(self, caller: Caller) -> list[dict[str, Any]]:
+        return self.qa.documents(caller.groups)
+
+    # ----------------------------------------------------------------- uploads
+    def plan_uploads(self, names: list[str], assigned: tuple[str, ...] | None, replace: bool, caller: Caller) -> list[Upload]:
+        """Each file's groups and the upload it replaces, checked before anything is written: a
+        name the caller can read was uploaded before (409 unless `replace`); a hidden one is as if
+        absent. A new file gets `assigned`, else the key's own groups; a replaced one keeps its
+        groups unless given others, and only as `access` allows."""
+        plan = []
+        for name in names:
+            check_suffix(name)
+            existing = self.uploads_named(name, caller.groups)
+            if len(existing) > 1:
+                raise UploadRejected(409, f"{len(existing)} uploaded documents are named {name}; delete all but one first")
+            if existing and not replace:
+                raise UploadRejected(409, f"{name} was uploaded before; send replace=true to replace it")
+            if existing:
+                old = tuple(next((f["groups"] for f in self.qa.documents(caller.groups) if f["source"] == existing[0]), ()))
+                groups = assigned if assigned is not None else old
+                check_regroup(caller.groups, old, groups)
+            else:
+                groups = assigned if assigned is not None else tuple(caller.groups or ())
+                check_new_groups(caller.groups, groups)
+            plan.append(Upload(name, groups, existing[0] if existing else None))
+        return plan
+
+    def upload(self, files: list[tuple[BinaryIO, str]], assigned: tuple[str, ...] | None, replace: bool, caller: Caller) -> dict[str, Any]:
+        """Save and index uploaded files, each in a folder of its own. A replaced upload is removed
+        only once its new version is indexed: a new version that cannot be read leaves the old one
+        (its file and its passages) as it was."""
+        names = [name for _, name in files]
+        if len(set(names)) != len(names):
+            raise HTTPException(422, "two uploaded files have the same name")
+        with self._naming:  # (waiting, not refusing: a refusal would tell that someone uploads that name now)
+            self._naming.wait_for(lambda: not self._in_flight & set(names))
+            plan = self.plan_uploads(names, assigned, replace, caller)
+            self._in_flight.update(names)
+        try:
+            report, uploaded = self._save_and_index(files, plan, caller)
+        finally:
+            with self._naming:
+                self._in_flight.difference_update(names)
+                self._naming.notify_all()
+        if caller.groups is not None:
+            report["passages_total"] = sum(f["passages"] for f in self.documents(caller))  # no total that counts hidden ones
+        return {**report, "documents": uploaded}
+
+    def _save_and_index(self, files: list[tuple[BinaryIO, str]], plan: list[Upload], caller: Caller) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        saved = save_uploads(files, self.storage, self.upload_budget)
+        try:
+            for item, path in zip(plan, saved):  # before the change: an upload is never in the index without its event
+                audit.record(self.qa.store, caller.name, "upload", str(path), replace=item.replaces, groups=list(item.groups))
+        except BaseException:
+            for path in saved:
+                remove_upload(path, self.storage)
+            raise
+        report = merged([self.qa.index([str(path)], groups=item.groups).to_dict() for item, path in zip(plan, saved)])
+        skipped = {entry["path"] for entry in report["files_skipped"]}
+        uploaded = []
+        for item, path in zip(plan, saved):
+            indexed, replaced = str(path) not in skipped, None
+            if not indexed:
+                remove_upload(path, self.storage)  # nothing of it is indexed; do not keep it
+                audit.record(self.qa.store, caller.name, "upload not indexed", str(path))
+            elif item.replaces is not None and self._replace(item.replaces, path, caller):
+                remove_upload(Path(file_of(item.replaces)), self.storage)
+                replaced = item.replaces
+            uploaded.append({"name": item.name, "source": str(path), "indexed": indexed, "replaced": replaced})
+        return report, uploaded
+
+    def _replace(self, old: str, new: Path, caller: Caller) -> bool:
+        """Delete the upload that `new` replaces, checked again now (an admin may have changed its
+        groups since the upload was planned); False, keeping it, when the caller may no longer."""
+        try:
+            self.qa.delete(old, caller.groups, event=audit.event(caller.name, "delete", old, replaced_by=str(new)))
+        except (NotFoundError, AccessDenied):
+            return False
+        return True
+
+    def delete(self, name: str, caller: Caller) -> dict[str, Any]:
+        stored = self.stored_source(name, caller)
+        removed = self.qa.delete(stored, caller.groups, event=audit.event(caller.name, "delete", stored))
+        remove_upload(Path(stored), self.storage)
+        return {"source": stored, "passages_removed": removed, "passages_total": sum(f["passages"] for f in self.documents(caller))}
+
+
+def remove_upload(path: Path, storage: Path) -> None:
+    """Remove an uploaded file and its own folder (nothing outside the upload folder)."""
+    if not within(str(path), [str(storage)]) or path == storage:
+        return
+    path.unlink(missing_ok=True)
+    if path.parent != storage and within(str(path.parent), [str(storage)]):
+        shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def merged(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several indexing reports as one: counts added, lists joined, timings summed."""
+    total: dict[str, Any] = {}
+    for report in reports:
+        for key, value in report.items():
+            if isinstance(value, dict):
+                total[key] = {k: total.get(key, {}).get(k, 0) + v for k, v in value.items()}
+            elif isinstance(value, list):
+                total[key] = total.get(key, []) + value
+            elif key == "passages_total":
+                total[key] = value  # the index's total after the last run
+            else:
+                total[key] = total.get(key, 0) + value
+    return total
