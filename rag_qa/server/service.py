@@ -44,6 +44,9 @@ class Upload:
 
 @dataclass(frozen=True)
 class Service:
+    """What the endpoints work with (the app's state): the open index and models, the limits, the
+    upload folder, the batcher, the keys and the rate limit."""
+
     qa: RagQA
     config: ServerConfig
     storage: Path
