@@ -6,7 +6,9 @@ of positions in the glob a match may have reached (an integer, a bit per positio
 character of the name at a time with a few bit operations: the work grows with the name's length
 times the glob's, never more, whatever the glob (the length and the wildcards of a glob are
 capped as well). Steps are remembered per character and per folder name, so names that share
-folders cost little. Wildcards: `*` and `?` stay within a folder, `**` crosses folders, `**/`
+folders cost little; a glob whose steps over the indexed names are too many to remember (names
+that share nothing, against many wildcards) is refused past MAX_COMPUTED_STEPS, so one filter's
+work stays bounded however large the index. Wildcards: `*` and `?` stay within a folder, `**` crosses folders, `**/`
 spans any number of folders (none included), `[abc]` and `[!abc]` take one character of those
 listed or not (never the folder separator; no ranges)."""
 
@@ -22,6 +24,7 @@ GLOB_CHARACTERS = frozenset("*?[")
 MAX_GLOB_CHARS = 1000  # as an absolute path; a path is rarely a tenth of this
 MAX_GLOB_WILDCARDS = 64  # `*`, `**`, `**/`, `?` and `[...]` together (the issue's worst filter has 40)
 MAX_REMEMBERED_STEPS = 100_000  # per glob and kind of step: bounded memory, whatever the names
+MAX_COMPUTED_STEPS = 400_000  # steps worked out (not remembered) per glob: about half a second, however many names
 
 ONE, REPEAT, FOLDERS = "one", "repeat", "folders"  # how a piece takes characters
 
@@ -103,6 +106,7 @@ class Glob:
         self._accepts: dict[str, int] = {}  # character: the pieces that take it
         self._steps: dict[tuple[int, str], int] = {}  # (positions, character): positions after it
         self._folders: dict[tuple[int, str], int] = {}  # (positions, folder name): positions after it and a separator
+        self._computed = 0  # steps worked out so far (the work budget: MAX_COMPUTED_STEPS)
 
     def matches(self, name: str) -> bool:
         """Folder by folder (what a folder's name does is remembered, so names that share folders
@@ -141,6 +145,12 @@ class Glob:
     def _advance(self, positions: int, char: str) -> int:
         """All pieces at once, as bit operations: single characters move on, wildcards stay (and
         may be skipped), `**/` stays and ends with a separator."""
+        self._computed += 1
+        if self._computed > MAX_COMPUTED_STEPS:  # names that share nothing, against a glob of many wildcards
+            raise GlobTooComplexError(
+                f"matching this glob against the indexed names takes more than {MAX_COMPUTED_STEPS:,} steps: "
+                "use fewer wildcards, or name a folder or a file type (such as 'handbooks/**/*.pdf')"
+            )
         accepting = self._accepting(char)
         inside_folders = positions & self.folders
         moved = (positions & self.single_characters & accepting) << 1

@@ -173,3 +173,19 @@ def test_character_classes_take_one_character_within_a_folder() -> None:
     assert Glob("/a[!x]b").matches("/ayb") and not Glob("/a[!x]b").matches("/a/b") and not Glob("/a[/]b").matches("/a/b")
     assert Glob("/a[]]b").matches("/a]b") and Glob("/a[!]]b").matches("/acb") and not Glob("/a[!]]b").matches("/a]b")
     assert Glob("/a[b").matches("/a[b") and Glob("/a[!]").matches("/a[!]")  # an unclosed `[` is itself
+
+
+def test_a_glob_whose_matching_would_take_too_many_steps_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names that share nothing, against many wildcards, give the matcher nothing to remember:
+    its work is bounded by a budget of steps (deterministic, not a clock), past which the filter
+    is refused with what to do; everyday globs over the same names stay far inside it."""
+    import random
+
+    from rag_qa import globs
+
+    rng = random.Random(0)
+    names = ["/" + "".join(rng.choice("ab") for _ in range(60)) for _ in range(300)]
+    monkeypatch.setattr(globs, "MAX_COMPUTED_STEPS", 2_000)
+    with pytest.raises(GlobTooComplexError, match="takes more than 2,000 steps"):
+        resolve_sources(["/*a" + "?" * 30], names)
+    assert resolve_sources(["/a*"], names) == [n for n in names if n.startswith("/a")]
