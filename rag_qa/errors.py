@@ -42,6 +42,10 @@ class QuestionError(RagQAError, ValueError):
     """A question cannot be asked as given (for example, it is empty)."""
 
 
+class ChangedMeanwhile(RagQAError):
+    """A document's access groups changed between a caller's check and its change (HTTP 409): look again and retry."""
+
+
 class NotFoundError(RagQAError, LookupError):
     """A document or page that is not in the index was asked for."""
 

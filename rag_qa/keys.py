@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import time
@@ -24,11 +25,12 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from rag_qa import audit
-from rag_qa.errors import ConfigError, NotFoundError
+from rag_qa.errors import ConfigError, NotFoundError, RagQAError
 from rag_qa.store.protocol import PassageStore
 
 ROLES = ("reader", "editor", "admin")  # each role may do what the ones before it may
 RECORD_PREFIX = "api-key-"
+log = logging.getLogger("rag_qa.keys")
 EVER_KEYED = "keys-ever-created"  # kept apart from the key records: a service whose records vanish stays keyed
 _ID = r"[0-9a-f]{12}"
 _TOKEN = re.compile(rf"rq_({_ID})_([A-Za-z0-9_-]{{43}})")
@@ -114,14 +116,18 @@ class KeyRing:
 
     def revoke(self, id_or_name: str, by: str | None = None) -> ApiKey:
         """Revoke a key (its record stays, for the audit); revoking twice keeps the first time.
-        With `by`, its "revoke key" event is written with the record (alone when already revoked)."""
+        With `by`, its "revoke key" event is written after the record: unlike other changes, a
+        revocation holds even when its event cannot be written (a RagQAError then says so)."""
         key = self.get(id_or_name)
-        event = audit.event(by, "revoke key", f"{key.name} ({key.id})") if by else None
         if key.revoked_at is None:
             key = replace(key, revoked_at=time.time())
-            self._save(key, event)
-        elif event is not None:
-            self.store.append_event(event)
+            self._save(key)  # first and alone: a revocation must hold even when its event cannot be written
+        if by:
+            try:
+                self.store.append_event(audit.event(by, "revoke key", f"{key.name} ({key.id})"))
+            except Exception as exc:  # the key is revoked; say loudly that the log misses it
+                log.error("rag-qa: the key %s was revoked, but its audit event could not be written: %s", key.id, exc)
+                raise RagQAError(f"the key {key.name!r} ({key.id}) is revoked, but the audit log could not record it: {exc}") from exc
         return key
 
     def any_active(self) -> bool:

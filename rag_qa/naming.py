@@ -61,6 +61,8 @@ def resolve_sources(patterns: Iterable[str], stored: Sequence[str], base: str | 
 def _matches(pattern: str, stored: Sequence[str], known: set[str], base: Path) -> list[str]:
     if pattern in known:
         return [pattern]
+    if "\x00" in pattern:  # names nothing (no path holds one)
+        return []
     if GLOB_CHARACTERS & set(pattern):
         glob = Glob(_absolute_glob(pattern, base))
         return [s for s in stored if glob.matches(s)]

@@ -29,7 +29,7 @@ from rag_qa.config import (
     ScoringConfig,
 )
 from rag_qa.embed import Embedder
-from rag_qa.errors import IndexMismatchError, NotFoundError, QuestionError
+from rag_qa.errors import ChangedMeanwhile, IndexMismatchError, NotFoundError, QuestionError
 from rag_qa.indexer import IndexReport, index_paths, stored_attachments
 from rag_qa.ingest.loaders import PAGE_SEPARATOR, source_name
 from rag_qa.ingest.mail import file_of, is_attachment
@@ -197,9 +197,9 @@ class RagQA:
         current = {f["source"]: f["groups"] for f in self.store.files()}
         for stored in parts:  # each part against its own groups (an older index may hold an attachment's apart)
             check_regroup(caller, current.get(stored, ()), new)
-        for stored in parts:
-            if not self.store.set_groups(stored, new, event=event if stored == name else None):  # the mail's change carries the event
-                raise NotFoundError(f"{stored} is not in the index (see `rag-qa info --files`)")
+        for stored in parts:  # each only while it still has the groups checked (another caller may have changed them)
+            if not self.store.set_groups(stored, new, event=event if stored == name else None, expected=current.get(stored, ())):
+                raise ChangedMeanwhile(f"{stored} changed or went while its groups were being changed; look again and retry")
         return name
 
     def readable_sources(self, groups: Sequence[str] | None) -> list[str] | None:
@@ -303,6 +303,8 @@ class RagQA:
     def stored_source(self, source: str | os.PathLike[str]) -> str:
         """The name a document is stored under, from that name or a path to the file."""
         name = str(source)
+        if "\x00" in name:  # no stored name holds one (and a path or a database query cannot)
+            return name
         return name if self.store.file_hash(name) is not None else source_name(name)
 
     def readable_source(self, source: str | os.PathLike[str], groups: Sequence[str] | None = None) -> str:
@@ -312,17 +314,25 @@ class RagQA:
         neither the answer nor the work done tells them apart."""
         name = self.stored_source(source)
         readable = self.readable_sources(groups)
-        if name not in readable if readable is not None else self.store.file_hash(name) is None:
+        if "\x00" in name or (name not in readable if readable is not None else self.store.file_hash(name) is None):
             raise NotFoundError(f"{source} is not in the index (see `rag-qa info --files`)")
         return name
 
-    def delete(self, source: str | os.PathLike[str], groups: Sequence[str] | None = None, event: dict | None = None) -> int:
+    def delete(
+        self, source: str | os.PathLike[str], groups: Sequence[str] | None = None, event: dict | None = None,
+        expected: Sequence[str] | None = None,
+    ) -> int:  # fmt: skip
         """Remove a file's passages, a mail's attachments with it; `source` may be the stored name
         or a path to the file. A holder of `groups` must be able to read the file and every
-        attachment (AccessDenied otherwise: it never removes what the caller may not read)."""
+        attachment (AccessDenied otherwise: it never removes what the caller may not read), and the
+        file must still have the groups it was checked with (`expected`, else those read here:
+        ChangedMeanwhile otherwise, decided in the delete's own transaction)."""
         name = self.readable_source(source, groups)
+        if expected is None:
+            expected = next((f["groups"] for f in self.documents(groups) if f["source"] == name), ())
         attached = self._parts(name, groups, "delete")[:-1]
-        removed = self.store.delete_source(name, event=event)  # first, with the event: attachments without their mail are read by no key with groups
+        # first, with the event: attachments without their mail are read by no key with groups
+        removed = self.store.delete_source(name, event=event, expected=expected)
         return removed + sum(self.store.delete_source(stored) for stored in attached)
 
     def _parts(self, name: str, groups: Sequence[str] | None, action: str) -> list[str]:

@@ -88,8 +88,8 @@ def test_a_group_change_or_replace_of_a_mail_never_opens_or_removes_an_attachmen
     assert call("PUT", "/documents/rota.eml/groups", "public editor", json={"groups": []}).status_code == 403
     assert call("GET", "/documents/rota.eml%23pay.txt/text", "legal reader").status_code == 404
     replaced = upload(call, "public editor", "rota.eml", bytes(message("Rota", "No attachment now.")), replace=True)
-    assert replaced.status_code == 200 and replaced.json()["documents"][0]["replaced"] is None
-    assert qa.store.file_hash(pay) is not None and [d["name"] for d in call("GET", "/documents", "legal reader").json()["documents"]].count("rota.eml") == 2
+    assert replaced.status_code == 200 and replaced.json()["documents"][0] == {**replaced.json()["documents"][0], "indexed": False, "replaced": None}
+    assert qa.store.file_hash(pay) is not None and [d["name"] for d in call("GET", "/documents", "admin").json()["documents"]].count("rota.eml") == 1
 
 
 @pytest.mark.parametrize("before", [[], ["hr", "legal"]])
@@ -142,8 +142,69 @@ def test_a_hidden_document_is_indistinguishable_from_an_absent_one(team) -> None
     assert "ZEBRA" not in call("GET", "/documents/salaries.txt/text", "legal reader").text
 
 
+def test_a_name_with_a_nul_character_is_as_if_absent(team) -> None:
+    qa, call, _ = team
+    for name in ("a%00b.txt", "rules%00.txt"):
+        assert call("GET", f"/documents/{name}/text", "legal reader").status_code == 404
+    searched = call("POST", "/search", "legal reader", json={"query": "rules", "filters": {"sources": ["a\x00b.txt", "x/**\x00"]}})
+    assert searched.status_code == 404
+
+
 def _filled(extra: dict, name: str) -> dict:
     return {k: json.loads(json.dumps(v).replace("{}", name)) for k, v in extra.items()}  # the name in a request's JSON body
+
+
+def test_a_change_checked_against_groups_an_admin_changes_meanwhile_is_refused(team, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in review (two replicas on PostgreSQL): the check and the change ran in different
+    transactions, so an editor's stale no-op could undo an admin's move (and leak the document), and
+    a delete could remove a document moved out of the editor's reach. Now the change holds only
+    while the document has the groups that were checked: the admin's change, injected between the
+    two, makes it 409."""
+    import rag_qa.pipeline as facade
+
+    qa, call, _ = team
+    plan = upload(call, "admin", "plan.txt", b"The plan is ZEBRA-7731.", "hr").json()["documents"][0]["source"]
+    checked = facade.check_regroup
+
+    def admin_moves_it_meanwhile(caller, old, new):
+        checked(caller, old, new)
+        qa.store.set_groups(plan, ["ops"])
+
+    monkeypatch.setattr(facade, "check_regroup", admin_moves_it_meanwhile)
+    assert call("PUT", "/documents/plan.txt/groups", "hr editor", json={"groups": ["hr"]}).status_code == 409
+    assert groups_of(call, "plan.txt") == ["ops"] and call("GET", "/documents/plan.txt/text", "hr reader").status_code == 404
+    monkeypatch.undo()
+    qa.store.set_groups(plan, ["hr"])
+    parts = facade.RagQA._parts
+
+    def admin_moves_it_before_the_delete(self, name, groups, action):
+        found = parts(self, name, groups, action)
+        qa.store.set_groups(plan, ["ops"])
+        return found
+
+    monkeypatch.setattr(facade.RagQA, "_parts", admin_moves_it_before_the_delete)
+    assert call("DELETE", "/documents/plan.txt", "hr editor").status_code == 409 and qa.store.file_hash(plan) is not None
+
+
+def test_a_replace_that_meets_a_group_change_leaves_the_old_version(team, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in review: an admin restricting a document while an editor replaced it published the
+    new version with the old, public groups. The new version waits in a group no key holds, and
+    takes the old one's place only if the old one still has the groups it was planned with."""
+    qa, call, _ = team
+    old = upload(call, "admin", "salaries.txt", b"The salary table is not out yet.").json()["documents"][0]["source"]
+    index = qa.index
+
+    def admin_restricts_it_meanwhile(paths, **kwargs):
+        report = index(paths, **kwargs)
+        assert not any(path in qa.readable_sources(["legal"]) for path in map(str, paths))  # the new version waits unread
+        qa.store.set_groups(old, ["hr"])
+        return report
+
+    monkeypatch.setattr(qa, "index", admin_restricts_it_meanwhile)
+    replaced = upload(call, "public editor", "salaries.txt", b"The salary band is ZEBRA-7731.", replace=True).json()
+    assert replaced["documents"][0]["indexed"] is False and "not replaced" in replaced["files_skipped"][0]["reason"]
+    assert "ZEBRA" not in call("POST", "/search", "legal reader", json={"query": "salary band", "retrieval": "bm25"}).text
+    assert [f["source"] for f in qa.store.files()] == [old] and groups_of(call, "salaries.txt") == ["hr"]
 
 
 def test_a_failed_replace_keeps_the_old_upload(team) -> None:

@@ -16,7 +16,7 @@ import pytest
 from helpers import REPO, SAMPLE_FILES, cli_env
 from service_process import start_service, stop
 
-from rag_qa.errors import ConfigError, NotFoundError
+from rag_qa.errors import ConfigError, NotFoundError, RagQAError
 from rag_qa.keys import KeyRing
 from rag_qa.pipeline import RagQA
 from rag_qa.server.background import free_port
@@ -225,6 +225,10 @@ def test_a_service_off_loopback_never_opens_even_if_its_keys_vanish(hr_qa: RagQA
 
     assert startup_mode("0.0.0.0", no_auth=False, has_keys=True) == "keys" and startup_mode("127.0.0.1", no_auth=False, has_keys=False) == "auto"
     assert startup_mode("0.0.0.0", no_auth=True, has_keys=True) == "off"
+    assert startup_mode("127.0.0.1", False, True, ("127.0.0.1", "localhost", "::1")) == "auto"
+    assert startup_mode("127.0.0.1", False, True, ("127.0.0.1", "kb.example.com")) == "keys"  # behind a proxy (found in review)
+    with pytest.raises(RagQAError, match="without API keys"):
+        startup_mode("127.0.0.1", False, False, ("kb.example.com",))
     client = client_of(app_over(hr_qa, tmp_path, auth="keys"))
     refused = client.post("/ask", json=QUESTION)
     assert refused.status_code == 401 and "ZEBRA" not in refused.text
@@ -296,6 +300,20 @@ def test_a_loopback_service_that_has_had_keys_stays_keyed_when_its_key_records_v
     fresh = client_of(app_over(hr_qa, tmp_path))  # a new process: the index records that it held a key
     refused = fresh.post("/search", json={"query": "salary code word"})
     assert refused.status_code == 401 and "ZEBRA" not in refused.text
+
+
+def test_a_revocation_holds_even_when_its_audit_event_cannot_be_written(hr_qa: RagQA, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in review: failing closed on the audit log kept a leaked key working."""
+    ring = KeyRing(hr_qa.store)
+    record, token = ring.create("reader")
+
+    def refused(event: dict) -> int:
+        raise RagQAError("the audit log refuses writes")
+
+    monkeypatch.setattr(hr_qa.store, "append_event", refused)
+    with pytest.raises(RagQAError, match="is revoked, but the audit log could not record it"):
+        ring.revoke(record.id, by="cli:ops")
+    assert ring.verify(token) is None
 
 
 def test_a_damaged_key_record_tells_an_unknown_caller_nothing(hr_qa: RagQA, tmp_path: Path) -> None:

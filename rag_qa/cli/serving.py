@@ -64,7 +64,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # spin=False: the models' idle threads sleep, leaving the cores to HTTP, uploads and each other
     # (one client's median answer 145 -> 105 ms on 2 cores; docs/benchmarks.md section 5)
     with RagQA.open(args.index, reader=reader, retrieval=retrieval, runtime=reader.runtime, threads=args.threads, spin=False) as qa:
-        config = replace(config, auth=startup_mode(args.host, args.no_auth, KeyRing(qa.store).any_key()))  # server.auth decides
+        config = replace(config, auth=startup_mode(args.host, args.no_auth, KeyRing(qa.store).any_key(), config.allowed_hosts))  # server.auth decides
         qa.embedder.warm_up()  # load both models now, not on the first request
         qa.reader.warm_up()
         print(f"rag-qa serving {qa.store.path} on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)

@@ -25,7 +25,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from rag_qa import __version__
 from rag_qa.access import AccessDenied
 from rag_qa.config import ServerConfig
-from rag_qa.errors import NotFoundError, QuestionError, RagQAError, StoreUnavailable, storage_problem
+from rag_qa.errors import ChangedMeanwhile, NotFoundError, QuestionError, RagQAError, StoreUnavailable, storage_problem
 from rag_qa.naming import UnknownSourceError
 from rag_qa.pipeline import RagQA
 from rag_qa.keys import KeyRing
@@ -132,5 +132,5 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RagQAError)
     def rag_qa_error(_: Request, exc: RagQAError) -> JSONResponse:
-        status = 422 if isinstance(exc, QuestionError) else 404 if isinstance(exc, (NotFoundError, UnknownSourceError)) else 403 if isinstance(exc, AccessDenied) else 400
+        status = 422 if isinstance(exc, QuestionError) else 404 if isinstance(exc, (NotFoundError, UnknownSourceError)) else 403 if isinstance(exc, AccessDenied) else 409 if isinstance(exc, ChangedMeanwhile) else 400
         return _error(status, str(exc))

@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,21 +86,24 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def startup_mode(host: str, no_auth: bool, has_keys: bool) -> str:
+def startup_mode(host: str, no_auth: bool, has_keys: bool, allowed_hosts: Sequence[str] = ()) -> str:
     """The `ServerConfig.auth` that `rag-qa serve` runs with: "off" when asked for (said loudly);
-    "auto" (open until the index holds its first key) on a loopback address only; elsewhere
-    "keys", so an index whose keys vanish (an old backup restored) is closed, never open. Off
-    loopback, an index that never had a key is refused: it could only start closed."""
+    "auto" (open until the index holds its first key) only on a loopback address that serves
+    loopback names alone; elsewhere, and behind a proxy (`--allowed-hosts` naming another host:
+    the service is reached from the network through it), "keys", so an index whose keys vanish
+    (an old backup or dump restored) is closed, never open. An index that never had a key is
+    refused there: it could only start closed."""
     if no_auth:
         print(f"rag-qa: WARNING: --no-auth: anyone who can reach {host} may read every document, upload and delete", file=sys.stderr)
         return "off"
-    if is_loopback(host):
+    if is_loopback(host) and all(is_loopback(name.strip("[]")) for name in allowed_hosts):
         if not has_keys:
             print(f"rag-qa: open service on loopback ({host}): no API keys in this index yet (`rag-qa keys create`)", file=sys.stderr)
         return "auto"
     if not has_keys:
+        where = f"{host} for {', '.join(h for h in allowed_hosts if not is_loopback(h.strip('[]')))}" if is_loopback(host) else host
         raise RagQAError(
-            f"refusing to serve on {host} without API keys: anyone on the network could read, upload and delete. Create one "
+            f"refusing to serve on {where} without API keys: anyone on the network could read, upload and delete. Create one "
             "(`rag-qa keys create --role admin --index INDEX`), or pass --no-auth to run an open service on purpose"
         )
     return "keys"

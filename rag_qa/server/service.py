@@ -10,6 +10,7 @@ upload (each upload is kept in a folder of its own, so a hidden document's name 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import threading
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ from fastapi import HTTPException
 from rag_qa import audit
 from rag_qa.access import AccessDenied, check_new_groups, check_regroup
 from rag_qa.config import ServerConfig
-from rag_qa.errors import NotFoundError
+from rag_qa.errors import ChangedMeanwhile, NotFoundError
 from rag_qa.ingest.mail import file_of
 from rag_qa.keys import KeyRing
 from rag_qa.naming import resolve_sources, within
@@ -40,6 +41,7 @@ class Upload:
     name: str
     groups: tuple[str, ...]
     replaces: str | None  # the stored source of the readable upload of this name it replaces
+    replaced_groups: tuple[str, ...] = ()  # that upload's groups when the upload was planned
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ class Service:
             else:
                 groups = assigned if assigned is not None else tuple(caller.groups or ())
                 check_new_groups(caller.groups, groups)
-            plan.append(Upload(name, groups, existing[0] if existing else None))
+            plan.append(Upload(name, groups, existing[0] if existing else None, old if existing else ()))
         return plan
 
     def upload(self, files: list[tuple[BinaryIO, str]], assigned: tuple[str, ...] | None, replace: bool, caller: Caller) -> dict[str, Any]:
@@ -153,28 +155,37 @@ class Service:
             for path in saved:
                 remove_upload(path, self.storage)
             raise
-        report = merged([self.qa.index([str(path)], groups=item.groups).to_dict() for item, path in zip(plan, saved)])
+        pending = f"pending.{secrets.token_hex(8)}"  # a group no key holds: a new version waits unread until it takes its place
+        report = merged([self.qa.index([str(path)], groups=(pending,) if item.replaces else item.groups).to_dict() for item, path in zip(plan, saved)])
         skipped = {entry["path"] for entry in report["files_skipped"]}
         uploaded = []
         for item, path in zip(plan, saved):
             indexed, replaced = str(path) not in skipped, None
+            if indexed and item.replaces is not None:
+                replaced = self._replace(item, path, caller)
+                if replaced is None:  # the old upload changed or went meanwhile: the new version goes, unread
+                    self.qa.delete(str(path))
+                    indexed = False
+                    report["files_skipped"].append({"path": str(path), "reason": f"{item.name} was not replaced: it changed meanwhile, or this key may not remove all of it; look again and retry"})
             if not indexed:
                 remove_upload(path, self.storage)  # nothing of it is indexed; do not keep it
                 audit.record(self.qa.store, caller.name, "upload not indexed", str(path))
-            elif item.replaces is not None and self._replace(item.replaces, path, caller):
-                remove_upload(Path(file_of(item.replaces)), self.storage)
-                replaced = item.replaces
             uploaded.append({"name": item.name, "source": str(path), "indexed": indexed, "replaced": replaced})
         return report, uploaded
 
-    def _replace(self, old: str, new: Path, caller: Caller) -> bool:
-        """Delete the upload that `new` replaces, checked again now (an admin may have changed its
-        groups since the upload was planned); False, keeping it, when the caller may no longer."""
+    def _replace(self, item: Upload, new: Path, caller: Caller) -> str | None:
+        """Put the new version of an upload (indexed in a pending group) in the old one's place:
+        delete the old one, in a transaction that checks it still has the groups it was planned
+        with and that the caller may still read it, then give the new version its groups. None,
+        keeping the old one, when it changed meanwhile."""
+        assert item.replaces is not None
         try:
-            self.qa.delete(old, caller.groups, event=audit.event(caller.name, "delete", old, replaced_by=str(new)))
-        except (NotFoundError, AccessDenied):
-            return False
-        return True
+            self.qa.delete(item.replaces, caller.groups, audit.event(caller.name, "delete", item.replaces, replaced_by=str(new)), item.replaced_groups)
+        except (NotFoundError, AccessDenied, ChangedMeanwhile):
+            return None
+        remove_upload(Path(file_of(item.replaces)), self.storage)
+        self.qa.set_groups(str(new), item.groups)  # (between the two, neither version is read: fail closed)
+        return item.replaces
 
     def delete(self, name: str, caller: Caller) -> dict[str, Any]:
         stored = self.stored_source(name, caller)

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from rag_qa.config import IndexSettings
-from rag_qa.errors import IndexCorruptError, ManifestUnreadable, RagQAError
+from rag_qa.errors import ChangedMeanwhile, IndexCorruptError, ManifestUnreadable, RagQAError
 from rag_qa.records import Document, Passage, SearchHit
 from rag_qa.store.base import (  # what both stores share
     DuplicatePassageError, StoreBase, StoreInfo, check_compatible, check_dimension, check_policy, check_top_k,
@@ -218,10 +218,13 @@ class FaissStore(StoreBase, FaissEvents):
                 db.append_event(event)
         return len(change.added)
 
-    def delete_source(self, source: str, event: dict[str, Any] | None = None) -> int:
+    def delete_source(self, source: str, event: dict[str, Any] | None = None, expected: Sequence[str] | None = None) -> int:
         """Remove a file and all its passages; returns how many passages were removed. `event` is
-        appended in the same transaction, when the file was there."""
+        appended in the same transaction, when the file was there; with `expected`, ChangedMeanwhile
+        unless the file still has exactly those groups (checked in the same transaction)."""
         with self._transaction() as (db, change):
+            if expected is not None and not db.set_groups(source, expected, expected):  # a no-op that matches only those groups
+                raise ChangedMeanwhile(f"{source} changed meanwhile; look again and retry")
             indexed = db.file_hash(source) is not None
             change.removed += db.delete_source_rows(source)
             db.delete_file(source)
@@ -271,12 +274,12 @@ class FaissStore(StoreBase, FaissEvents):
         with self._transaction() as (db, _):
             return sum(db.rename_source(old, new) for old, new in moves)
 
-    def set_groups(self, source: str, groups: Sequence[str], event: dict[str, Any] | None = None) -> bool:
+    def set_groups(self, source: str, groups: Sequence[str], event: dict[str, Any] | None = None, expected: Sequence[str] | None = None) -> bool:
         """Give an indexed file these access groups (none: every key may read it), without
-        re-embedding; False when `source` is not indexed. `event` is appended in the same
-        transaction, when the file is indexed."""
+        re-embedding; False when `source` is not indexed (or, with `expected`, no longer has
+        exactly those groups). `event` is appended in the same transaction, when it changed."""
         with self._transaction() as (db, _):
-            changed = db.set_groups(source, groups)
+            changed = db.set_groups(source, groups, expected)
             if changed and event is not None:
                 db.append_event(event)
             return changed

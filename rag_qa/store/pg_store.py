@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from rag_qa.config import IndexSettings
-from rag_qa.errors import RagQAError
+from rag_qa.errors import ChangedMeanwhile, RagQAError
 from rag_qa.records import Document, Passage, SearchHit
 from rag_qa.store.base import (  # what both stores share
     DuplicatePassageError, StoreBase, StoreInfo, check_compatible, check_dimension, check_policy, check_top_k,
@@ -192,11 +192,15 @@ class PgStore(StoreBase, PgEvents):
         return total
 
     @retried
-    def delete_source(self, source: str, event: dict[str, Any] | None = None) -> int:
+    def delete_source(self, source: str, event: dict[str, Any] | None = None, expected: Sequence[str] | None = None) -> int:
         """Remove a file and all its passages; returns how many passages were removed. `event` is
-        appended in the same transaction, when the file was there."""
+        appended in the same transaction, when the file was there; with `expected`, ChangedMeanwhile
+        unless the file still has exactly those groups (checked on the locked row)."""
         with self._transaction() as db:
             self._lock_sources(db, [source])
+            held = "SELECT 1 FROM {s}.files WHERE source = %s AND groups = %s::text[] FOR UPDATE"
+            if expected is not None and db.execute(self._sql(held), (source, list(expected))).fetchone() is None:
+                raise ChangedMeanwhile(f"{source} changed meanwhile; look again and retry")
             removed = db.execute(self._sql("DELETE FROM {s}.passages WHERE source = %s"), (source,)).rowcount
             indexed = db.execute(self._sql("DELETE FROM {s}.files WHERE source = %s"), (source,)).rowcount
             if event is not None and (indexed or removed):
@@ -258,12 +262,14 @@ class PgStore(StoreBase, PgEvents):
         return len(rows)
 
     @retried
-    def set_groups(self, source: str, groups: Sequence[str], event: dict[str, Any] | None = None) -> bool:
+    def set_groups(self, source: str, groups: Sequence[str], event: dict[str, Any] | None = None, expected: Sequence[str] | None = None) -> bool:
         """Give an indexed file these access groups (none: every key may read it), without
         re-embedding; False when `source` is not indexed. `event` is appended in the same
         transaction, when the file is indexed."""
         with self._transaction() as db:
-            changed = db.execute(self._sql("UPDATE {s}.files SET groups = %s WHERE source = %s"), (list(groups), source)).rowcount > 0
+            held = list(expected) if expected is not None else None  # only while it has exactly those
+            update = "UPDATE {s}.files SET groups = %s WHERE source = %s AND (%s::text[] IS NULL OR groups = %s::text[])"
+            changed = db.execute(self._sql(update), (list(groups), source, held, held)).rowcount > 0
             if changed and event is not None:
                 self._append_event(db, event)
             return changed

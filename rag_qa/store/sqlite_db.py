@@ -206,8 +206,9 @@ class PassageDatabase:
         self.db.execute("UPDATE files SET source = ? WHERE source = ?", (new, old))
         return len(rows)
 
-    def set_groups(self, source: str, groups: Sequence[str]) -> bool:
-        return self.db.execute("UPDATE files SET groups = ? WHERE source = ?", (json.dumps(list(groups)), source)).rowcount > 0
+    def set_groups(self, source: str, groups: Sequence[str], expected: Sequence[str] | None = None) -> bool:  # `expected`: only while it has those
+        held = json.dumps(list(expected)) if expected is not None else None
+        return self.db.execute("UPDATE files SET groups = ? WHERE source = ? AND (? IS NULL OR groups = ?)", (json.dumps(list(groups)), source, held, held)).rowcount > 0
 
     def delete_file(self, source: str) -> None:
         self.db.execute("DELETE FROM files WHERE source = ?", (source,))
