@@ -40,6 +40,23 @@ def embedder_path() -> str:
     return path
 
 
+def haystack_query_pipeline(store, top_k: int):  # noqa: ANN001, ANN201 (Haystack types, imported here only)
+    """The Haystack 3 query pipeline the comparisons run over `store`: the same embedder and
+    reader as rag-qa, a FAISS retriever of `top_k`, the reader's own no-answer rule."""
+    from haystack import Pipeline
+    from haystack_integrations.components.embedders.sentence_transformers import SentenceTransformersTextEmbedder
+    from haystack_integrations.components.readers.transformers import TransformersExtractiveReader
+    from haystack_integrations.components.retrievers.faiss import FAISSEmbeddingRetriever
+
+    pipeline = Pipeline()
+    pipeline.add_component("embedder", SentenceTransformersTextEmbedder(model=embedder_path(), normalize_embeddings=True, progress_bar=False))
+    pipeline.add_component("retriever", FAISSEmbeddingRetriever(document_store=store, top_k=top_k))
+    pipeline.add_component("reader", TransformersExtractiveReader(model=str(READER), top_k=top_k))
+    pipeline.connect("embedder.embedding", "retriever.query_embedding")
+    pipeline.connect("retriever.documents", "reader.documents")
+    return pipeline
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 

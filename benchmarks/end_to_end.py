@@ -15,7 +15,7 @@ import json
 import tempfile
 import time
 
-from common import READER, SQUAD, embedder_path, require_peer, require_shared, table
+from common import READER, SQUAD, embedder_path, haystack_query_pipeline, require_peer, require_shared, table
 
 REPORT_ARTICLE = "French_and_Indian_War"
 
@@ -65,7 +65,6 @@ def run_haystack(documents, report, top_k: int) -> dict:
         SentenceTransformersDocumentEmbedder,
         SentenceTransformersTextEmbedder,
     )
-    from haystack_integrations.components.readers.transformers import TransformersExtractiveReader
     from haystack_integrations.components.retrievers.faiss import FAISSEmbeddingRetriever
     from haystack_integrations.document_stores.faiss import FAISSDocumentStore
 
@@ -79,12 +78,7 @@ def run_haystack(documents, report, top_k: int) -> dict:
     store.write_documents(embedder.run(docs)["documents"])
     index_seconds = time.perf_counter() - started
 
-    pipeline = Pipeline()
-    pipeline.add_component("embedder", SentenceTransformersTextEmbedder(model=embedder_path(), normalize_embeddings=True, progress_bar=False))
-    pipeline.add_component("retriever", FAISSEmbeddingRetriever(document_store=store, top_k=top_k))
-    pipeline.add_component("reader", TransformersExtractiveReader(model=str(READER), top_k=top_k))
-    pipeline.connect("embedder.embedding", "retriever.query_embedding")
-    pipeline.connect("retriever.documents", "reader.documents")
+    pipeline = haystack_query_pipeline(store, top_k)
     predictions, spans, na_probs, ranks, confidences, correct = {}, {}, {}, [], [], []
     started = time.perf_counter()
     for q in report:

@@ -29,7 +29,7 @@ import tempfile
 import time
 from typing import Any
 
-from common import READER, embedder_path, require_peer, require_shared, table
+from common import READER, embedder_path, haystack_query_pipeline, require_peer, require_shared, table
 
 MODES = ("dense", "bm25", "hybrid")
 HAYSTACK = "Haystack 3"
@@ -64,14 +64,9 @@ def rag_qa_rows(files: list[str], questions: list, modes: list[str], chunk_token
 
 def haystack_row(files: list[str], paragraph_files: list[str], questions: list, words: int, top_k: int) -> dict[str, Any]:
     """The Haystack pipeline of benchmarks/end_to_end.py, over `words`-word chunks of the corpus."""
-    from haystack import Document, Pipeline
+    from haystack import Document
     from haystack.components.preprocessors import DocumentSplitter
-    from haystack_integrations.components.embedders.sentence_transformers import (
-        SentenceTransformersDocumentEmbedder,
-        SentenceTransformersTextEmbedder,
-    )
-    from haystack_integrations.components.readers.transformers import TransformersExtractiveReader
-    from haystack_integrations.components.retrievers.faiss import FAISSEmbeddingRetriever
+    from haystack_integrations.components.embedders.sentence_transformers import SentenceTransformersDocumentEmbedder
     from haystack_integrations.document_stores.faiss import FAISSDocumentStore
 
     from rag_qa.evaluate import exact_score, reliability, risk_coverage, squad_metrics, threshold_free_metrics
@@ -86,12 +81,7 @@ def haystack_row(files: list[str], paragraph_files: list[str], questions: list, 
     store.write_documents(embedder.run(chunks)["documents"])
     print(f"Haystack: {len(chunks)} chunks of {words} words in {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
-    pipeline = Pipeline()
-    pipeline.add_component("embedder", SentenceTransformersTextEmbedder(model=embedder_path(), normalize_embeddings=True, progress_bar=False))
-    pipeline.add_component("retriever", FAISSEmbeddingRetriever(document_store=store, top_k=top_k))
-    pipeline.add_component("reader", TransformersExtractiveReader(model=str(READER), top_k=top_k))
-    pipeline.connect("embedder.embedding", "retriever.query_embedding")
-    pipeline.connect("retriever.documents", "reader.documents")
+    pipeline = haystack_query_pipeline(store, top_k)
     predictions, spans, na_probs, confidences, correct, document_hits, passage_hits = {}, {}, {}, [], [], [], []
     started = time.perf_counter()
     for q in questions:
