@@ -30,9 +30,9 @@ from rag_qa.config import (
 )
 from rag_qa.embed import Embedder
 from rag_qa.errors import ChangedMeanwhile, IndexMismatchError, NotFoundError, QuestionError
-from rag_qa.indexer import IndexReport, index_paths, stored_attachments
+from rag_qa.indexer import IndexReport, index_paths
 from rag_qa.ingest.loaders import PAGE_SEPARATOR, source_name
-from rag_qa.ingest.mail import file_of, is_attachment
+from rag_qa.ingest.mail import attachments_of, file_of, is_attachment
 from rag_qa.ingest.ocr import recognised_page
 from rag_qa.ingest.text import clean_text
 from rag_qa.keys import check_groups
@@ -194,11 +194,10 @@ class RagQA:
         name = self.readable_source(source, caller)
         new = check_groups(groups)
         parts = self._parts(name, caller, "change the groups of")
-        current = {f["source"]: f["groups"] for f in self.store.files()}
-        for stored in parts:  # each part against its own groups (an older index may hold an attachment's apart)
-            check_regroup(caller, current.get(stored, ()), new)
-        for stored in parts:  # each only while it still has the groups checked (another caller may have changed them)
-            if not self.store.set_groups(stored, new, event=event if stored == name else None, expected=current.get(stored, ())):
+        for stored, current in parts.items():  # each part against its own groups (an older index may hold an attachment's apart)
+            check_regroup(caller, current, new)
+        for stored, current in parts.items():  # each only while it still has the groups checked (another caller may have changed them)
+            if not self.store.set_groups(stored, new, event=event if stored == name else None, expected=current):
                 raise ChangedMeanwhile(f"{stored} changed or went while its groups were being changed; look again and retry")
         return name
 
@@ -328,20 +327,20 @@ class RagQA:
         file must still have the groups it was checked with (`expected`, else those read here:
         ChangedMeanwhile otherwise, decided in the delete's own transaction)."""
         name = self.readable_source(source, groups)
-        if expected is None:
-            expected = next((f["groups"] for f in self.documents(groups) if f["source"] == name), ())
-        attached = self._parts(name, groups, "delete")[:-1]
+        parts = self._parts(name, groups, "delete")
         # first, with the event: attachments without their mail are read by no key with groups
-        removed = self.store.delete_source(name, event=event, expected=expected)
-        return removed + sum(self.store.delete_source(stored) for stored in attached)
+        removed = self.store.delete_source(name, event=event, expected=expected if expected is not None else parts[name])
+        return removed + sum(self.store.delete_source(stored) for stored in parts if stored != name)
 
-    def _parts(self, name: str, groups: Sequence[str] | None, action: str) -> list[str]:
-        """What changes with the readable document `name`: its attachments, then itself. A mail
-        and its attachments change together, so an attachment alone is refused, and so is a mail
-        with an attachment the holder of `groups` may not read (AccessDenied, which names none)."""
+    def _parts(self, name: str, groups: Sequence[str] | None, action: str) -> dict[str, list[str]]:
+        """What changes with the readable document `name`, each with its groups now: its
+        attachments, then itself. A mail and its attachments change together, so an attachment
+        alone is refused, and so is a mail with an attachment the holder of `groups` may not read
+        (AccessDenied, which names none)."""
         if is_attachment(name):
             raise AccessDenied(f"{name} is an attachment of {file_of(name)}: {action} the mail, and its attachments follow")
-        parts = [*stored_attachments(self.store, name), name]
+        files = {f["source"]: f["groups"] for f in self.store.files()}
+        parts = {source: files[source] for source in attachments_of(name, files)} | {name: files.get(name, [])}
         readable = self.readable_sources(groups)
         if readable is not None and not set(parts) <= set(readable):
             raise AccessDenied(f"this key may not {action} {name}; an admin may")

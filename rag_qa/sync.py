@@ -22,7 +22,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -163,35 +163,39 @@ def closed_folders(paths: Sequence[str], found: Sequence[str], skipped: Sequence
     return {**closed, **unreadable}
 
 
+def folders_up_to_root(source: str, roots: Sequence[str]) -> Iterator[Path]:
+    """The folders holding `source`'s file, innermost first, up to (not including) the innermost
+    of `roots` that holds it."""
+    root = max((r for r in roots if within(source, [r])), key=len)
+    folder = Path(file_of(source)).parent
+    while str(folder) != root and within(str(folder), [root]):
+        yield folder
+        folder = folder.parent
+
+
 def emptied_folder(source: str, roots: Sequence[str]) -> str | None:
     """The nearest folder below `source`'s root that held it and is still there, when it is empty
     now or a mount point, else None (a folder that is gone, or still holds other files, says the
     file is gone)."""
-    root = max((r for r in roots if within(source, [r])), key=len)
-    folder = Path(file_of(source)).parent
-    while str(folder) != root and within(str(folder), [root]):
-        if folder.is_dir():
-            try:
-                empty = not any(os.scandir(folder))
-            except OSError:
-                return str(folder)  # cannot tell: keep
-            return str(folder) if empty or os.path.ismount(folder) else None
-        folder = folder.parent
-    return None
+    folder = next((f for f in folders_up_to_root(source, roots) if f.is_dir()), None)
+    if folder is None:
+        return None
+    try:
+        empty = not any(os.scandir(folder))
+    except OSError:
+        return str(folder)  # cannot tell: keep
+    return str(folder) if empty or os.path.ismount(folder) else None
 
 
 def inside_index_folder(source: str, roots: Sequence[str], seen: dict[Path, bool]) -> bool:
     """Whether `source` lies in a rag-qa index folder (its uploads) below the innermost root
     holding it: the walk does not enter index folders, so not finding it says nothing. `seen`
     remembers the folders looked at during one run."""
-    root = max((r for r in roots if within(source, [r])), key=len)
-    folder = Path(file_of(source)).parent
-    while str(folder) != root and within(str(folder), [root]):
+    for folder in folders_up_to_root(source, roots):
         if folder not in seen:
             seen[folder] = is_index_folder(folder)
         if seen[folder]:
             return True
-        folder = folder.parent
     return False
 
 

@@ -50,3 +50,20 @@ def load_file(path: Path):  # noqa: ANN201 (a Document)
 
     with GuardedPdfReader(timeout_s=60) as guard:
         return load_document(str(path), IngestConfig(), guard)
+
+
+def run_on_index_database(location: str, statement: str) -> None:
+    """Run one SQL statement on an index's own database, as an older version left it: `{s}` in
+    `statement` stands for the index's schema on PostgreSQL (`"name".`) and for nothing in the
+    SQLite database of a folder index."""
+    if location.startswith("postgresql"):
+        import psycopg
+
+        url, schema = location.split("#")
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute(statement.format(s=f'"{schema}".'))
+    else:
+        import sqlite3
+
+        with sqlite3.connect(Path(location) / "passages.sqlite3") as connection:
+            connection.execute(statement.format(s=""))

@@ -64,13 +64,20 @@ def test_a_mail_and_its_attachments_change_groups_together(team) -> None:
     assert refused.status_code == 403 and "attachment of" in refused.json()["error"]  # change the mail, not a part of it
 
 
-def test_deleting_a_mail_never_removes_an_attachment_the_caller_may_not_read(team) -> None:
-    qa, call, _ = team
+def public_mail_with_an_hr_attachment(qa, call) -> str:
+    """rota.eml, uploaded by the public editor, whose attachment pay.txt only hr reads (as an index
+    made before mails and attachments changed together may hold); returns the attachment's source."""
     mail = message("Rota", "The rota is attached.")
-    mail.add_attachment(b"Night shifts are paid double.", maintype="text", subtype="plain", filename="pay.txt")
+    mail.add_attachment(b"Night shifts are paid double ZEBRA-7731.", maintype="text", subtype="plain", filename="pay.txt")
     assert upload(call, "public editor", "rota.eml", bytes(mail)).status_code == 200
     pay = next(f["source"] for f in qa.store.files() if f["source"].endswith("#pay.txt"))
-    qa.store.set_groups(pay, ["hr"])  # as an index made before mails and attachments changed together may hold
+    qa.store.set_groups(pay, ["hr"])
+    return pay
+
+
+def test_deleting_a_mail_never_removes_an_attachment_the_caller_may_not_read(team) -> None:
+    qa, call, _ = team
+    pay = public_mail_with_an_hr_attachment(qa, call)
     refused = call("DELETE", "/documents/rota.eml", "public editor")
     assert refused.status_code == 403 and qa.store.file_hash(pay) is not None
     assert call("DELETE", "/documents/rota.eml", "admin").status_code == 200 and qa.store.file_hash(pay) is None
@@ -80,11 +87,7 @@ def test_a_group_change_or_replace_of_a_mail_never_opens_or_removes_an_attachmen
     """Found in review: a no-op group change of a readable mail wrote its groups onto an attachment
     the caller could not read, and a replace deleted such an attachment."""
     qa, call, _ = team
-    mail = message("Rota", "The rota is attached.")
-    mail.add_attachment(b"Night shifts are paid double ZEBRA-7731.", maintype="text", subtype="plain", filename="pay.txt")
-    assert upload(call, "public editor", "rota.eml", bytes(mail)).status_code == 200
-    pay = next(f["source"] for f in qa.store.files() if f["source"].endswith("#pay.txt"))
-    qa.store.set_groups(pay, ["hr"])  # as an index made before mails and attachments changed together may hold
+    pay = public_mail_with_an_hr_attachment(qa, call)
     assert call("PUT", "/documents/rota.eml/groups", "public editor", json={"groups": []}).status_code == 403
     assert call("GET", "/documents/rota.eml%23pay.txt/text", "legal reader").status_code == 404
     replaced = upload(call, "public editor", "rota.eml", bytes(message("Rota", "No attachment now.")), replace=True)

@@ -9,6 +9,7 @@ import sqlite3
 
 import numpy as np
 import pytest
+from helpers import run_on_index_database
 
 from rag_qa import audit
 from rag_qa.cli import main
@@ -235,15 +236,7 @@ def test_an_index_made_before_the_events_table_reads_as_empty_and_gets_one(locat
     store = new_store(location)
     store.replace_files([file_of("a.txt")], vectors(3))
     store.close()
-    if location.startswith("postgresql"):
-        import psycopg
-
-        connection_url, schema = location.split("#")
-        with psycopg.connect(connection_url, autocommit=True) as db:
-            db.execute(f"DROP TABLE {schema}.events")
-    else:
-        with sqlite3.connect(f"{location}/passages.sqlite3") as db:
-            db.execute("DROP TABLE events")
+    run_on_index_database(location, "DROP TABLE {s}events")
     with open_store(location, read_only=True) as old:
         assert audit.events(old) == []
     with new_store(location) as upgraded:

@@ -7,7 +7,6 @@ hint comes from such a document."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -18,7 +17,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from helpers import REPO, cli_env
+from helpers import REPO, cli_env, run_on_index_database
 from service_process import start_service, stop
 
 from rag_qa.config import ChunkingConfig, IndexSettings, ReaderConfig, RetrievalConfig, VectorIndexConfig
@@ -29,7 +28,6 @@ from rag_qa.pipeline import RagQA
 from rag_qa.reader import Reader
 from rag_qa.records import Document, Passage
 from rag_qa.store import open_store
-from rag_qa.store.faiss_store import DATABASE
 
 GROUPS = ("hr", "legal", "ops")
 WORDS = "ladder angle drill battery loan library moon river seven minutes safety budget shed nine keys window".split()
@@ -69,15 +67,7 @@ def test_an_index_made_before_groups_reads_as_ungrouped_and_upgrades(location: s
     store = open_store(location, SETTINGS, dimension=4)
     store.replace_files([stored("a.txt", None), stored("b.txt", None)], np.eye(4, dtype=np.float32)[:2])
     store.close()
-    if location.startswith("postgresql"):
-        import psycopg
-
-        url, schema = location.split("#")
-        with psycopg.connect(url, autocommit=True) as connection:
-            connection.execute(f'ALTER TABLE "{schema}".files DROP COLUMN groups')
-    else:
-        with sqlite3.connect(Path(location) / DATABASE) as connection:
-            connection.execute("ALTER TABLE files DROP COLUMN groups")
+    run_on_index_database(location, "ALTER TABLE {s}files DROP COLUMN groups")
     with open_store(location, read_only=True) as old:
         assert [f["groups"] for f in old.files()] == [[], []] and old.visible_sources(["hr"]) == ["a.txt", "b.txt"]
     with open_store(location) as upgraded:

@@ -64,7 +64,7 @@ def create_app(qa: RagQA, config: ServerConfig | None = None) -> FastAPI:
     batcher = AskBatcher(qa, config.batch_wait_ms / 1000, config.max_batch, config.max_queue, config.ask_timeout_s)
     rate = RateLimit(config.rate_limit) if config.rate_limit else None
     failures = RateLimit(config.auth_failures) if config.auth_failures else None
-    app.state.service = Service(qa, config, storage, batcher, KeyRing(qa.store), rate)
+    app.state.service = Service(qa, config, storage, batcher, KeyRing(qa.store))
     app.state.guard = Guard(config.auth, app.state.service.keys, rate, failures)
     routers = (pages, asking, documents, keys)
     for router in routers:

@@ -30,8 +30,8 @@ from __future__ import annotations
 import functools
 import ipaddress
 import sys
-from collections.abc import Mapping, Sequence
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,11 +65,6 @@ class Caller:
         """The access groups the caller reads with: None (every document) on an open service and
         for admin keys, else the key's groups (documents without groups are readable by all)."""
         return None if self.key is None or self.key.role == "admin" else self.key.groups
-
-    def may_assign(self, groups: tuple[str, ...]) -> bool:
-        """An editor gives documents only groups its key holds (so cannot hide one from, or plant
-        one in, a group it is not part of); admins and an open service give any."""
-        return self.groups is None or set(groups) <= set(self.groups)
 
     @property
     def name(self) -> str:

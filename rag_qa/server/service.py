@@ -13,7 +13,6 @@ import os
 import secrets
 import shutil
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -30,8 +29,7 @@ from rag_qa.naming import resolve_sources, within
 from rag_qa.pipeline import RagQA
 from rag_qa.server.auth import Caller
 from rag_qa.server.batching import AskBatcher
-from rag_qa.server.rate import RateLimit
-from rag_qa.server.uploads import UploadRejected, check_suffix, safe_name, save_uploads
+from rag_qa.server.uploads import UploadRejected, check_suffix, save_uploads
 
 
 @dataclass(frozen=True)
@@ -47,14 +45,13 @@ class Upload:
 @dataclass(frozen=True)
 class Service:
     """What the endpoints work with (the app's state): the open index and models, the limits, the
-    upload folder, the batcher, the keys and the rate limit."""
+    upload folder, the batcher and the keys (the rate limits are `auth.Guard`'s)."""
 
     qa: RagQA
     config: ServerConfig
     storage: Path
     batcher: AskBatcher
     keys: KeyRing
-    rate: RateLimit | None  # per key (or client address on an open service)
     _naming: threading.Condition = field(default_factory=threading.Condition)
     _in_flight: set[str] = field(default_factory=set)  # names being uploaded now: a request for one of them waits its turn
 
@@ -73,30 +70,29 @@ class Service:
             return self.qa.readable_source(name, caller.groups)
         except NotFoundError:
             pass
-        found = self.uploads_named(name, caller.groups)
+        found = [f["source"] for f in self.uploads(self.qa.documents(caller.groups)).get(name, [])]
         if len(found) > 1:
             raise HTTPException(409, f"{len(found)} uploaded documents are named {name}; name one by its source: {', '.join(found)}")
         if not found:
             raise self.not_indexed(name)
         return found[0]
 
-    def uploads_named(self, name: str, groups: Sequence[str] | None) -> list[str]:
-        """The readable uploaded documents whose file name is `name`."""
-        root = str(self.storage)
-        return [f["source"] for f in self.qa.documents(groups) if os.path.basename(f["source"]) == name and within(f["source"], [root])]
+    def uploads(self, documents: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        """Which of `documents` are uploads, by their file name (an upload's name: its file's)."""
+        root, named = str(self.storage), {}
+        for document in documents:
+            if within(document["source"], [root]):
+                named.setdefault(os.path.basename(document["source"]), []).append(document)
+        return named
 
     def filter_sources(self, names: list[str], caller: Caller) -> list[str]:
         """The stored names a request's filter names (uploaded file names, and every form `naming`
         takes, relative to the service's folder) among those the caller may read; 404 for a name
         that matches none."""
-        readable = [f["source"] for f in self.qa.documents(caller.groups)]
-        root = str(self.storage)
-        uploads: dict[str, list[str]] = {}
-        for source in readable:
-            if within(source, [root]):
-                uploads.setdefault(os.path.basename(source), []).append(source)
-        patterns = [p for n in names for p in uploads.get(n, [n])]
-        return resolve_sources(patterns, readable)
+        readable = self.qa.documents(caller.groups)
+        uploads = self.uploads(readable)
+        patterns = [p for n in names for p in ([f["source"] for f in uploads[n]] if n in uploads else [n])]
+        return resolve_sources(patterns, [f["source"] for f in readable])
 
     def documents(self, caller: Caller) -> list[dict[str, Any]]:
         return self.qa.documents(caller.groups)
@@ -107,22 +103,23 @@ class Service:
         name the caller can read was uploaded before (409 unless `replace`); a hidden one is as if
         absent. A new file gets `assigned`, else the key's own groups; a replaced one keeps its
         groups unless given others, and only as `access` allows."""
-        plan = []
+        plan, uploads = [], self.uploads(self.qa.documents(caller.groups))
         for name in names:
             check_suffix(name)
-            existing = self.uploads_named(name, caller.groups)
+            existing = uploads.get(name, [])
             if len(existing) > 1:
                 raise UploadRejected(409, f"{len(existing)} uploaded documents are named {name}; delete all but one first")
             if existing and not replace:
                 raise UploadRejected(409, f"{name} was uploaded before; send replace=true to replace it")
             if existing:
-                old = tuple(next((f["groups"] for f in self.qa.documents(caller.groups) if f["source"] == existing[0]), ()))
+                old = tuple(existing[0]["groups"])
                 groups = assigned if assigned is not None else old
                 check_regroup(caller.groups, old, groups)
+                plan.append(Upload(name, groups, existing[0]["source"], old))
             else:
                 groups = assigned if assigned is not None else tuple(caller.groups or ())
                 check_new_groups(caller.groups, groups)
-            plan.append(Upload(name, groups, existing[0] if existing else None, old if existing else ()))
+                plan.append(Upload(name, groups, None))
         return plan
 
     def upload(self, files: list[tuple[BinaryIO, str]], assigned: tuple[str, ...] | None, replace: bool, caller: Caller) -> dict[str, Any]:
