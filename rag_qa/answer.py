@@ -11,6 +11,7 @@ import re
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import numpy as np
 
@@ -73,19 +74,87 @@ def combine(
     config: ScoringConfig,
     retrieval_temperature: float,
 ) -> QAResult:
-    """Rank the answers of the passages that do not abstain, or abstain when they all do. The top
-    answer's confidence is calibrated on its own ranking probability, so it speaks for the answer
-    shown (uncalibrated, it is that probability)."""
+    """Rank the answers of the passages that do not abstain (every passage's when they all do),
+    then answer or abstain: with an answer threshold (a policy), by the top answer's calibrated
+    probability of being right; else by the tau rule (abstain when every passage does). The top
+    answer's confidence is calibrated on its ranking probability and the reader's margin, so it
+    speaks for the answer shown."""
     margin = answer_margin(readings, config.tau)
-    no_answer_confidence = sigmoid(-config.no_answer_scale * margin + config.no_answer_bias) if math.isfinite(margin) else 1.0
     if not hits:
-        return QAResult(question, (), True, no_answer_confidence, margin)
-    abstained = margin < 0
+        return QAResult(question, (), True, 1.0, margin)
+    reader_abstains = margin < 0  # every passage's null beats its best span by more than tau
+    kept = _ranked_answers(hits, readings, config, retrieval_temperature, every_passage=reader_abstains)
+    words_found = question_words_found(question, [h.passage.text for h in hits]) if kept else 0.0
+    p_top = top_answer_probability(config, kept[0], margin - config.tau, words_found) if kept else 0.0
+    if config.answer_threshold is None:  # the tau rule
+        abstained = reader_abstains
+        no_answer_confidence = sigmoid(-config.no_answer_scale * margin + config.no_answer_bias) if math.isfinite(margin) else 1.0
+    else:
+        abstained = not kept or p_top < config.answer_threshold
+        no_answer_confidence = 1.0 - p_top
+    confidences = answer_confidences(p_top, [a.score for a in kept]) if kept else []
+    answers = tuple(replace(a, confidence=c) for a, c in zip(kept, confidences))
+    return QAResult(question, answers, abstained, no_answer_confidence, margin)
+
+
+def top_answer_probability(config: ScoringConfig, answer: Answer, margin: float, words_found: float) -> float:
+    """The calibrated expected F1 of the top answer (its probability of being right, partial
+    overlap counting in part), from four signs of evidence: the answer's ranking probability, the
+    reader's margin for an answer over "no answer" (-inf: no span anywhere), the share of the
+    question's words that the passages read hold, and how well its passage matches the question."""
+    margin_term = config.answer_margin_scale * margin if math.isfinite(margin) else -50.0 * abs(config.answer_margin_scale)
+    evidence = (
+        config.answer_scale * log_odds(answer.score)
+        + margin_term
+        + config.answer_words_scale * words_found
+        + config.answer_relevance_scale * answer.retrieval_score
+    )
+    return sigmoid(evidence + config.answer_bias)
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_STOPWORDS = frozenset(
+    "what which who whom whose when where why how does did the and for are was were has have had with from that this "
+    "these those into than then there their they them its about after before during between under over most more much "
+    "many some any can could would should will shall may might must also not only such each other per via use used "
+    "using been being long often far old".split()
+)  # "how long", "how often": the question's form, not its subject
+_SUFFIXES = ("ing", "ies", "ied", "ed", "s", "ly")
+
+
+def question_words_found(question: str, texts: Sequence[str]) -> float:
+    """The share of the question's content words (three letters or more, not a stopword, compared
+    by a crude stem: a common suffix and a final e off, then five letters) that `texts` hold; 1
+    for a question without any. A question about something its passages never mention ("... on
+    the moon") is rarely answered right from them."""
+    wanted = _stems(question)
+    return len(wanted & set().union(*map(_stems, texts))) / len(wanted) if wanted else 1.0
+
+
+@lru_cache(maxsize=4096)
+def _stems(text: str) -> frozenset[str]:
+    """The crude stems of `text`'s content words (remembered: a passage is read for many questions,
+    and a calibration scores every question many times)."""
+    return frozenset(_stem(word) for word in _WORD.findall(text.lower()) if len(word) >= 3 and word not in _STOPWORDS)
+
+
+def _stem(word: str) -> str:
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            break
+    return (word[:-1] if word.endswith("e") and len(word) > 3 else word)[:5]
+
+
+def _ranked_answers(
+    hits: Sequence[SearchHit], readings: Sequence[PassageReading], config: ScoringConfig, retrieval_temperature: float, every_passage: bool
+) -> list[Answer]:
+    """The best `max_answers` answers, best first, from every passage or only from the passages
+    whose best span beats their null score by tau (a passage whose null wins adds noise)."""
     log_retrieval = log_softmax([h.score for h in hits], retrieval_temperature)
     candidates = []
     for hit, reading, log_p_passage in zip(hits, readings, log_retrieval, strict=True):  # one reading per hit, in order
-        answers_here = reading.best_score - reading.null_score + config.tau >= 0
-        if abstained or answers_here:  # when abstaining, keep every passage's spans as best guesses
+        if every_passage or reading.best_score - reading.null_score + config.tau >= 0:
             for span in reading.spans:
                 candidates.append(Candidate(span.log_prob + config.retrieval_weight * float(log_p_passage), hit, span))
     # Each answer is shown once: overlapping places (windows or passages that share text) and the same
@@ -103,10 +172,7 @@ def combine(
         if text not in kept_texts and not any(_overlaps(answer, other) for other in kept):
             kept.append(answer)
             kept_texts.add(text)
-    p_top = sigmoid(config.answer_scale * log_odds(kept[0].score) + config.answer_bias) if kept else 0.0
-    confidences = answer_confidences(p_top, [a.score for a in kept]) if kept else []
-    answers = tuple(replace(a, confidence=c) for a, c in zip(kept, confidences))
-    return QAResult(question, answers, abstained, no_answer_confidence, margin)
+    return kept
 
 
 def answer_confidences(p_top: float, scores: Sequence[float]) -> list[float]:

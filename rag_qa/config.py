@@ -4,7 +4,7 @@ through `to_dict` / `from_dict`, so settings can be saved with an index and read
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -18,6 +18,7 @@ DEFAULT_READER_MODEL = "deepset/roberta-large-squad2"
 # and verified; pin it with --reader-revision (or ReaderConfig.revision) where the Hub is reachable.
 DEFAULT_READER_REVISION = "main"
 RETRIEVAL_MODES = ("dense", "bm25", "hybrid")
+DEFAULT_RETRIEVAL_MODE = "hybrid"  # the mode that holds across corpora (docs/benchmarks.md section 16)
 # "auto": ONNX Runtime when the `onnx` extra is installed (same answers, faster: docs/benchmarks.md), else
 # eager PyTorch; "onnx" insists on ONNX Runtime, "torch" on PyTorch.
 RUNTIMES = ("auto", "torch", "onnx")
@@ -168,23 +169,45 @@ class ReaderConfig(_Serialisable):
         return "int8" if self.int8 else "fp32"
 
 
-# Softmax temperature over retrieval scores, per retrieval mode (cosine, BM25, reciprocal-rank fusion).
-DEFAULT_RETRIEVAL_TEMPERATURE = MappingProxyType({"dense": 0.05, "bm25": 2.0, "hybrid": 0.005})  # read-only
+# Answer policies: the least confidence (the top answer's calibrated expected F1) for an answer to be
+# shown rather than "no answer". The same meaning on every corpus, because the confidence stays
+# calibrated off SQuAD (docs/benchmarks.md section 16). careful: each answer shown at least half
+# right on average; balanced: most of what a knowledge base holds answered (the answers shown about
+# 30% F1 on average on SQuAD and on scientific papers alike); eager: always the best span.
+ANSWER_POLICIES = MappingProxyType({"careful": 0.5, "balanced": 0.1, "eager": 0.0})
+DEFAULT_ANSWER_POLICY = "balanced"
+
+
+def with_answer_policy(scoring: "ScoringConfig", policy: str) -> "ScoringConfig":
+    """`scoring` answering by the named policy's threshold."""
+    _require(policy in ANSWER_POLICIES, f"answer policy must be one of {', '.join(ANSWER_POLICIES)}, got {policy!r}")
+    return replace(scoring, answer_threshold=ANSWER_POLICIES[policy])
+
+
+# Softmax temperature over retrieval scores, per retrieval mode (cosine, BM25, cosine of the fused hits).
+DEFAULT_RETRIEVAL_TEMPERATURE = MappingProxyType({"dense": 0.05, "bm25": 2.0, "hybrid": 0.05})  # read-only
 
 
 @dataclass(frozen=True)
 class ScoringConfig(_Serialisable):
     """How retrieval and span scores combine into ranked answers, when to abstain, and the
-    confidence calibration (see DESIGN §3). Fit these with `rag-qa calibrate` on held-out data.
+    confidence calibration (see docs/architecture.md, "Scoring"). Fit these with `rag-qa calibrate` on held-out data.
 
-    - A passage abstains when its null score exceeds its best span score by more than `tau`; the
-      system abstains when every retrieved passage abstains.
     - Answer score = log P(span | passage) + retrieval_weight * log P(passage | question).
-    - margin x = max over passages of (best span - null) + tau (>= 0 means "answer");
-      P(no answer right) = sigmoid(-no_answer_scale * x + no_answer_bias).
-    - P(top answer right) = sigmoid(answer_scale * logit(q) + answer_bias) = p, with q = exp(the
-      top answer's score), its own ranking probability (so uncalibrated, p = q); an answer ranked
-      lower, its score d below the top one, gets min(p * exp(-d), 1 - p) (never inflated).
+    - margin m = max over passages of (best span - null): how much the reader prefers an answer
+      to "no answer" in the passage it likes best.
+    - The top answer's confidence p = sigmoid(answer_scale * logit(q) + answer_margin_scale * m +
+      answer_words_scale * w + answer_relevance_scale * r + answer_bias): its expected F1 against
+      the right answer (1 exactly right, partial overlap in part, 0 when there is none), with q =
+      exp(its score), its own ranking probability (so uncalibrated, p = q), w the share of the
+      question's words its passage holds, r its passage's retrieval score; an answer ranked
+      lower, its score d below the top one, gets min(p * exp(-d), 1 - p).
+    - With `answer_threshold` set (an answer policy, or a fit of `calibrate`): answer when
+      p >= answer_threshold; an abstention's confidence is 1 - p (that the best answer found is
+      wrong). Every passage's spans compete.
+    - Without it (fits saved before answer policies, or `--tau`): a passage abstains when its null
+      score exceeds its best span score by more than `tau`, the system when every passage does;
+      P(no answer right) = sigmoid(-no_answer_scale * (m + tau) + no_answer_bias).
     """
 
     tau: float = 0.0
@@ -192,6 +215,10 @@ class ScoringConfig(_Serialisable):
     retrieval_temperature: float | None = None  # None: the default for the retrieval mode
     answer_scale: float = 1.0
     answer_bias: float = 0.0
+    answer_margin_scale: float = 0.0  # 0 in fits saved before these three were features
+    answer_words_scale: float = 0.0
+    answer_relevance_scale: float = 0.0
+    answer_threshold: float | None = None  # None: the tau rule
     no_answer_scale: float = 1.0
     no_answer_bias: float = 0.0
     max_answers: int = 5
@@ -202,20 +229,23 @@ class ScoringConfig(_Serialisable):
         _require(self.max_answer_tokens is None or self.max_answer_tokens >= 1, "max_answer_tokens must be >= 1")
         _require(self.retrieval_temperature is None or self.retrieval_temperature > 0, "retrieval_temperature must be > 0")
         _require(self.max_answers >= 1, "max_answers must be >= 1")
+        _require(self.answer_threshold is None or 0 <= self.answer_threshold <= 1, "answer_threshold must be in [0, 1]")
 
 
 @dataclass(frozen=True)
 class RetrievalConfig(_Serialisable):
     """How passages are found for a question."""
 
-    mode: str = "dense"
+    mode: str = DEFAULT_RETRIEVAL_MODE
     top_k: int = 5
     rrf_k: int = 60
+    neighbour_chars: int = 200  # characters of the document read on either side of a passage (0: none)
 
     def __post_init__(self) -> None:
         _require(self.mode in RETRIEVAL_MODES, f"retrieval mode must be one of {RETRIEVAL_MODES}, got {self.mode!r}")
         _require(1 <= self.top_k <= 1000, f"top_k must be in [1, 1000], got {self.top_k}")
         _require(self.rrf_k >= 1, "rrf_k must be >= 1")
+        _require(0 <= self.neighbour_chars <= 10_000, f"neighbour_chars must be in [0, 10000], got {self.neighbour_chars}")
 
 
 DEFAULT_INCLUDE = formats.DEFAULT_INCLUDE  # every type a loader reads

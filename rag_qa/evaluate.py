@@ -234,7 +234,7 @@ def index_squad_corpus(qa: RagQA, files: list[str], progress: bool = False) -> i
     return add_documents(documents, qa.store, qa.embedder, progress=progress)
 
 
-def reliability(confidences: list[float], correct: list[bool], bins: int = 10) -> dict[str, Any]:
+def reliability(confidences: list[float], correct: list[float] | list[bool], bins: int = 10) -> dict[str, Any]:
     """Expected calibration error over equal-width confidence bins (mean |accuracy - confidence|,
     weighted by bin size) and the reliability-diagram data: each bin's range, count, mean
     confidence and accuracy (None for an empty bin)."""
@@ -252,34 +252,44 @@ def reliability(confidences: list[float], correct: list[bool], bins: int = 10) -
     return {"ece": float(error), "bins": table}
 
 
-def expected_calibration_error(confidences: list[float], correct: list[bool], bins: int = 10) -> float:
+def answer_f1(question: SquadQuestion, text: str) -> float:
+    """The F1 of an answer to `question`: 0 for any answer to an unanswerable one."""
+    return max(f1_score(gold, text) for gold in question.answers) if question.has_answer else 0.0
+
+
+def expected_calibration_error(confidences: list[float], correct: list[float] | list[bool], bins: int = 10) -> float:
     """Mean |accuracy - confidence| over equal-width confidence bins, weighted by bin size."""
     return reliability(confidences, correct, bins)["ece"] if len(confidences) else 0.0
 
 
 def top_answer_reliability(questions: list[SquadQuestion], results: list[QAResult]) -> dict[str, Any]:
-    """Calibration of the top answer's confidence (the probability that it is right, exact
-    match), over every question, answered or not: an abstention's best guess has a confidence too."""
+    """Calibration of the top answer's confidence (its expected F1 against the gold answers: 1
+    exactly right, partial overlap in part, 0 on an unanswerable question) over every question,
+    answered or not: an abstention's best guess has a confidence too."""
     confidences, correct = [], []
     for question, result in zip(questions, results):
         top = result.answers[0] if result.answers else None
         confidences.append(top.confidence if top is not None else 0.0)
-        correct.append(top is not None and any(exact_score(g, top.text) for g in question.answers))
+        correct.append(answer_f1(question, top.text) if top is not None else 0.0)
     return reliability(confidences, correct) if confidences else {"ece": 0.0, "bins": []}
 
 
 def evaluate_open(qa: RagQA, questions: list[SquadQuestion], top_k: int | None = None, progress: bool = False) -> dict[str, Any]:
     """End-to-end evaluation over an indexed corpus of SQuAD paragraphs (see `squad_corpus`).
     The right document is the one whose text is the question's paragraph, the right passage one of
-    its passages that holds a gold answer at its offsets: both found by content, never by name."""
+    its passages that holds a gold answer at its offsets: both found by content, never by name.
+    Recall@k is over the passages as stored; `read_passage_recall`, over the `top_k` passages as
+    the reader reads them (widened into their neighbours)."""
     texts = [q.question for q in questions]
     started = time.perf_counter()
     results = qa.ask_many(texts, top_k=top_k, progress=progress)
     seconds = time.perf_counter() - started
-    ranked = qa.retriever.retrieve(texts, top_k=max(RECALL_AT))
+    ranked = qa.retriever.retrieve(texts, top_k=max(RECALL_AT), widen=False)
     content = _content_hashes(qa)
     metrics: dict[str, Any] = {"questions": len(questions), "questions_per_second": len(questions) / seconds}
     metrics.update(_retrieval_metrics(questions, ranked, content))
+    read = _retrieval_metrics(questions, qa.retriever.retrieve(texts, top_k=top_k), content)  # the passages as the reader reads them
+    metrics["read_passage_recall"] = read["passage_recall_curve"][-1] if read["passage_recall_curve"] else 0.0
     metrics.update(answer_metrics(questions, results))
     metrics.update(answers_over_cap(questions, qa.reader.tokenizer, qa.reader.config.max_answer_tokens))
     abstained = [r.abstained for r in results]
@@ -309,8 +319,8 @@ def _content_hashes(qa: RagQA) -> Callable[[str | None], str | None]:
 
 def outcome_calibration_error(questions: list[SquadQuestion], results: list[QAResult]) -> float:
     """ECE of the confidence of what the system said: the top answer's confidence when it
-    answered (right = exact match), the no-answer confidence when it abstained (right = the
-    question is unanswerable)."""
+    answered (right = its F1), the no-answer confidence when it abstained (right = the question
+    is unanswerable)."""
     confidences, correct = [], []
     for question, result in zip(questions, results):
         if result.abstained or not result.answers:
@@ -318,7 +328,7 @@ def outcome_calibration_error(questions: list[SquadQuestion], results: list[QARe
             correct.append(not question.has_answer)
         else:
             confidences.append(result.answers[0].confidence)
-            correct.append(any(exact_score(g, result.answers[0].text) for g in question.answers))
+            correct.append(answer_f1(question, result.answers[0].text))
     return expected_calibration_error(confidences, correct)
 
 

@@ -27,6 +27,7 @@ from rag_qa.config import (
     ReaderConfig,
     RetrievalConfig,
     ScoringConfig,
+    with_answer_policy,
 )
 from rag_qa.embed import Embedder
 from rag_qa.errors import ChangedMeanwhile, IndexMismatchError, NotFoundError, QuestionError
@@ -91,6 +92,7 @@ class RagQA:
         runtime: str | None = None,
         threads: int | None = None,
         spin: bool | None = None,
+        answer_policy: str | None = None,
     ) -> "RagQA":
         """Open (or create, with `settings`) the index at `path`: a folder, or a `postgresql://` URL.
 
@@ -103,6 +105,8 @@ class RagQA:
         reader, its precision and the retrieval mode, else to those rag-qa ships for the reader
         (the offline reader's), else to ScoringConfig(). A fit made with another answer cap
         (`max_answer_tokens`) sets the reader's cap, unless `reader` sets one other than the default.
+        `answer_policy` ("careful", "balanced", "eager"), when given, replaces the scoring's answer
+        threshold: when an answer is shown rather than "no answer".
         """
         if isinstance(reader, str):
             reader = ReaderConfig(model=reader)
@@ -116,6 +120,8 @@ class RagQA:
         retrieval = retrieval if retrieval is not None else RetrievalConfig()
         if scoring is None:  # what `rag-qa calibrate` fitted, else what rag-qa ships for the reader, else the defaults
             scoring = scoring_for(store, reader, retrieval.mode)
+        if answer_policy is not None:
+            scoring = with_answer_policy(scoring, answer_policy)
         if scoring.max_answer_tokens is not None and reader.max_answer_tokens == ReaderConfig.max_answer_tokens:
             reader = replace(reader, max_answer_tokens=scoring.max_answer_tokens)  # the cap the scoring was fitted with
         embedder = Embedder(replace(store.settings.embedder, **how))

@@ -1,16 +1,26 @@
-"""Finding passages for questions: dense (FAISS), BM25 (SQLite FTS5) and their fusion.
+"""Finding passages for questions: dense (FAISS), BM25 (SQLite FTS5) and their fusion, each
+passage widened into its neighbours before it is read.
 
-Hybrid uses reciprocal rank fusion: robust to the two scores' different scales, and it needs no
-tuning beyond the usual k = 60.
+Hybrid ranks by reciprocal rank fusion (robust to the two scores' different scales; no tuning
+beyond the usual k = 60) and scores each passage by its cosine similarity to the question, the
+relevance that answer ranking and confidence use. Widening: in a long document the answer often
+sits just past the chunk that matched the question (the next sentence, across a chunk boundary),
+so the reader reads each passage with up to `RetrievalConfig.neighbour_chars` of its document on
+either side, never a text twice (docs/architecture.md, "Retrieval").
 """
 
 from __future__ import annotations
 
+import bisect
+import re
 from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
 
 from rag_qa.config import RETRIEVAL_MODES, RetrievalConfig
 from rag_qa.embed import Embedder
-from rag_qa.records import SearchHit
+from rag_qa.records import Passage, SearchHit, page_breaks, page_at
 from rag_qa.store import Store
 
 
@@ -23,27 +33,45 @@ class Retriever:
         self.config = config if config is not None else RetrievalConfig()
 
     def retrieve(
-        self, questions: Sequence[str], top_k: int | None = None, sources: Sequence[str] | None = None, mode: str | None = None
-    ) -> list[list[SearchHit]]:
+        self, questions: Sequence[str], top_k: int | None = None, sources: Sequence[str] | None = None, mode: str | None = None,
+        widen: bool = True,
+    ) -> list[list[SearchHit]]:  # fmt: skip
         """The `top_k` passages for each question by `mode` (default: the configured one), only
-        among `sources` when given. Every search in rag-qa (ask, search, HTTP, Haystack) comes here."""
+        among `sources` when given, widened into their neighbours as the reader reads them (unless
+        `widen` is False: the passages as stored, for recall curves). Every search in rag-qa (ask,
+        search, HTTP, Haystack) comes here."""
+        ranked = self._ranked(questions, top_k, sources, mode)
+        if not widen or self.config.neighbour_chars == 0:
+            return ranked
+        texts = DocumentTexts(self.store)
+        return [widen_hits(hits, texts, self.config.neighbour_chars) for hits in ranked]
+
+    def _ranked(self, questions: Sequence[str], top_k: int | None, sources: Sequence[str] | None, mode: str | None) -> list[list[SearchHit]]:
         top_k = top_k if top_k is not None else self.config.top_k
         mode = mode if mode is not None else self.config.mode
         if mode not in RETRIEVAL_MODES:
             raise ValueError(f"retrieval mode must be one of {', '.join(RETRIEVAL_MODES)}, got {mode!r}")
-        dense = self._dense(questions, top_k if mode == "dense" else 2 * top_k, sources) if mode != "bm25" else None
-        sparse = [self._bm25(q, top_k if mode == "bm25" else 2 * top_k, sources) for q in questions] if mode != "dense" else None
+        vectors = self.embedder.embed(questions) if mode != "bm25" else None
+        dense = self.store.search_many(vectors, top_k if mode == "dense" else 2 * top_k, sources) if vectors is not None else None
+        sparse = [self.store.search_text(q, top_k if mode == "bm25" else 2 * top_k, sources) for q in questions] if mode != "dense" else None
         if dense is None:
             return sparse  # type: ignore[return-value]
         if sparse is None:
             return dense
-        return [fuse([d, s], top_k, self.config.rrf_k) for d, s in zip(dense, sparse)]
+        fused = [fuse([d, s], top_k, self.config.rrf_k) for d, s in zip(dense, sparse)]
+        return [self._scored_by_similarity(vector, hits, found, sources) for vector, hits, found in zip(vectors, fused, dense)]  # type: ignore[arg-type]
 
-    def _dense(self, questions: Sequence[str], top_k: int, sources: Sequence[str] | None) -> list[list[SearchHit]]:
-        return self.store.search_many(self.embedder.embed(questions), top_k, sources)
-
-    def _bm25(self, question: str, top_k: int, sources: Sequence[str] | None) -> list[SearchHit]:
-        return self.store.search_text(question, top_k, sources)
+    def _scored_by_similarity(self, vector: np.ndarray, hits: list[SearchHit], dense: list[SearchHit], sources: Sequence[str] | None) -> list[SearchHit]:
+        """Fused hits, in fusion order, each scored by its cosine similarity to the question: a
+        fusion score says only how high a passage ranked in each list (near-equal for the top
+        few), while answer ranking needs how well each passage matches the question. Passages
+        that only BM25 found are looked up among themselves (a dense search restricted to them)."""
+        similarity = {h.passage.id: h.score for h in dense}
+        missing = [h.passage.id for h in hits if h.passage.id not in similarity]
+        if missing:
+            found = self.store.search_many(vector[None, :], len(missing), sources, ids=missing)[0]
+            similarity.update((h.passage.id, h.score) for h in found)
+        return [SearchHit(h.passage, similarity.get(h.passage.id, -1.0)) for h in hits]
 
 
 def fuse(rankings: Sequence[Sequence[SearchHit]], top_k: int, k: int = 60) -> list[SearchHit]:
@@ -56,3 +84,88 @@ def fuse(rankings: Sequence[Sequence[SearchHit]], top_k: int, k: int = 60) -> li
             passages[hit.passage.id] = hit.passage
     ordered = sorted(scores, key=lambda pid: -scores[pid])[:top_k]
     return [SearchHit(passages[pid], scores[pid]) for pid in ordered]
+
+
+class DocumentTexts:
+    """Documents' texts and page starts, each read from the store once per retrieval."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self._texts: dict[str, tuple[str | None, tuple[int, ...]]] = {}
+
+    def get(self, source: str) -> tuple[str | None, tuple[int, ...]]:
+        if source not in self._texts:
+            text = self.store.document_text(source)
+            self._texts[source] = (text, self.store.page_starts(source) if text is not None else ())
+        return self._texts[source]
+
+
+def widen_hits(hits: Sequence[SearchHit], texts: DocumentTexts, chars: int) -> list[SearchHit]:
+    """Each hit's passage with up to `chars` characters of its document on either side (cut at a
+    sentence or word boundary), in rank order, less the text a hit ranked above already reads: no
+    text is read twice, and no passage grows past one reader window's worth (joining overlapping
+    passages into one long one made the reader less sure of answers it found in either). A hit
+    whose text is all read above is dropped. A passage whose document text is not kept (a
+    Haystack-written passage, an index from before the text was kept) stays as it is."""
+    taken: dict[str, list[tuple[int, int]]] = {}
+    widened = []
+    for hit in hits:
+        passage = hit.passage
+        text = texts.get(passage.source)[0] if passage.source is not None else None
+        if text is None or text[passage.char_start : passage.char_end] != passage.text:
+            widened.append(hit)
+            continue
+        start, end = widened_range(text, passage.char_start, passage.char_end, chars, _page_start(texts.get(passage.source)[1], passage.char_start))
+        rest = _unread_part(start, end, passage.char_start, passage.char_end, taken.setdefault(passage.source, []))  # type: ignore[arg-type]
+        if rest is not None:
+            taken[passage.source].append(rest)  # type: ignore[index]
+            widened.append(_with_range(hit, *rest, texts))
+    return widened
+
+
+def _unread_part(start: int, end: int, passage_start: int, passage_end: int, taken: list[tuple[int, int]]) -> tuple[int, int] | None:
+    """The largest stretch of [start, end) outside the `taken` ranges that overlaps the passage
+    itself [passage_start, passage_end), or None when the passage is all taken."""
+    pieces = [(start, end)]
+    for low, high in taken:
+        pieces = [part for a, b in pieces for part in ((a, min(b, low)), (max(a, high), b)) if part[0] < part[1]]
+    pieces = [(a, b) for a, b in pieces if a < passage_end and passage_start < b]
+    return max(pieces, key=lambda piece: piece[1] - piece[0], default=None)
+
+
+def _page_start(page_starts: Sequence[int], offset: int) -> int:
+    """Where the page holding `offset` begins (0 for an unpaged document)."""
+    return page_starts[bisect.bisect_right(page_starts, offset) - 1] if page_starts and offset >= page_starts[0] else 0
+
+
+def widened_range(text: str, start: int, end: int, chars: int, floor: int = 0) -> tuple[int, int]:
+    """[start, end) grown by at most `chars` on each side: from the first sentence that begins in
+    the added text before (else the first whole word), never before `floor` (the passage's page
+    start: a passage is cited by the page it begins on, so it does not reach back onto the page
+    before), to the last sentence that ends in the added text after (else the last whole word)."""
+    low, high = max(floor, start - chars), min(len(text), end + chars)
+    if low > floor:
+        before = text[low:start]
+        sentence = _SENTENCE_END.search(before)
+        word = _SPACE.search(before)
+        low = low + sentence.end() if sentence else low + word.end() if word else start
+    if high < len(text):
+        after = text[end:high]
+        sentences = [m.end(1) for m in _SENTENCE_END.finditer(after)]
+        spaces = [m.start() for m in _SPACE.finditer(after)]
+        high = end + (sentences[-1] if sentences else spaces[-1] if spaces else 0)
+    return min(low, start), max(high, end)
+
+
+_SENTENCE_END = re.compile(r"([.!?][\"')\]]?)\s+")
+_SPACE = re.compile(r"\s+")
+
+
+def _with_range(hit: SearchHit, start: int, end: int, texts: DocumentTexts) -> SearchHit:
+    passage = hit.passage
+    if (start, end) == (passage.char_start, passage.char_end):
+        return hit
+    text, page_starts = texts.get(passage.source)  # type: ignore[arg-type]
+    assert text is not None
+    wider = Passage(passage.id, text[start:end], passage.source, start, end, page_at(page_starts, start), passage.meta, page_breaks=page_breaks(page_starts, start, end))
+    return replace(hit, passage=wider)

@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 SQUAD = REPO.parent / "shared" / "data" / "squad2"
 READER = REPO.parent / "shared" / "models" / "minilm-squad2-reader-v2"
-OBJECTIVES = ("f1", "precision:0.4", "precision:0.5", "precision:0.6", "coverage:0.5", "coverage:0.6")
+OBJECTIVES = ("policy:balanced", "f1", "precision:0.5", "coverage:0.5")
 SHOWN = ("coverage", "answer_f1", "f1", "HasAns_f1", "NoAns_exact", "top_answer_ece", "expected_calibration_error")
 
 

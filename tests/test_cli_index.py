@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from broken_files import make_broken_files
-from helpers import REPO, SAMPLE_FILES, SQUAD, cli_env, needs_shared
+from helpers import REPO, SAMPLE_FILES, SQUAD, approx_floats, cli_env, needs_shared
 from squad_pdfs import build_corpus, page_of
 
 from rag_qa import RagQA
@@ -85,8 +85,10 @@ def test_search_finds_answers_on_the_right_page_with_exact_offsets(corpus):
                 break
     print(f"answer passage with the right page in the top 5: {found}/{len(questions)}")
     assert found >= 0.6 * len(questions)
-    cli = json.loads(rag_qa("search", questions[0][1]["question"], "--index", str(index), "--top-k", "3", "--json").stdout)
-    assert cli["results"] == results[0][:3]
+    cli = json.loads(rag_qa("search", questions[0][1]["question"], "--index", str(index), "--top-k", "5", "--json").stdout)
+    # the same k (hybrid fuses each list's top 2k, so k changes the fused order); the CLI embeds on
+    # ONNX Runtime, this process on PyTorch: scores agree to about 1e-6
+    assert cli["results"] == approx_floats(results[0], rel=1e-4, abs_=1e-5)
 
 
 def test_search_takes_the_retrieval_modes_and_source_filters_of_ask(corpus):

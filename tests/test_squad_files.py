@@ -225,4 +225,4 @@ def test_dev_eval_without_titles_or_with_equal_titles_evaluates_like_the_titled_
     print("titled:", {k: round(titled[k], 3) for k in ("recall@1", "passage_recall@1", "passage_recall@5", "f1")},
           "joined:", {k: round(joined[k], 3) for k in ("recall@1", "passage_recall@1", "passage_recall@5", "f1")})  # fmt: skip
     assert joined["recall@1"] > 0.9  # with two documents, the right one is nearly always first: why passages matter
-    assert 0.3 < joined["passage_recall@5"] < joined["recall@5"]
+    assert 0.3 < joined["passage_recall@1"] < joined["recall@1"]  # measured 0.556 vs 1.0 (at 5 hybrid finds both: 1.0)

@@ -8,7 +8,7 @@ import sys
 from dataclasses import replace
 from typing import Any
 
-from rag_qa.cli.common import SharedOptions, emit, reader_config, runtime
+from rag_qa.cli.common import SharedOptions, add_answer_policy, emit, reader_config, runtime
 from rag_qa.config import RetrievalConfig, ScoringConfig
 from rag_qa.errors import RagQAError
 from rag_qa.naming import display_name
@@ -81,8 +81,14 @@ def cmd_ask(args: argparse.Namespace) -> int:
     questions = [args.question] if args.question is not None else _read_questions(args.questions)
     reader = reader_config(args, max_seq_len=args.max_seq_len, doc_stride=args.doc_stride)
     retrieval = RetrievalConfig(mode=args.retrieval, top_k=args.top_k)
-    with RagQA.open(args.index, read_only=True, reader=reader, retrieval=retrieval, runtime=reader.runtime, threads=args.threads) as qa:
+    if args.tau is not None and args.answer_policy is not None:
+        raise RagQAError("give --tau (the reader's no-answer rule) or --answer-policy, not both")
+    with RagQA.open(
+        args.index, read_only=True, reader=reader, retrieval=retrieval, runtime=reader.runtime, threads=args.threads, answer_policy=args.answer_policy
+    ) as qa:  # fmt: skip
         overrides = {k: v for k, v in (("tau", args.tau), ("retrieval_weight", args.retrieval_weight)) if v is not None}
+        if args.tau is not None:
+            overrides["answer_threshold"] = None  # the tau rule decides
         qa.scoring = replace(qa.scoring, **overrides)
         progress = len(questions) > 1 and not args.json and sys.stderr.isatty()
         results = [r.to_dict() for r in qa.ask_many(questions, sources=args.source or None, progress=progress)]
@@ -107,6 +113,7 @@ def add_ask(sub: Any, o: SharedOptions) -> None:
     p.add_argument("question", nargs="?", help="the question (or use --questions FILE)")
     p.add_argument("--questions", metavar="FILE", help="answer each line of FILE; with --json, one JSON object per line")
     p.add_argument("--source", action="append", metavar="SOURCE", help=SOURCE_HELP.format(what="read"))
-    p.add_argument("--tau", type=float, help=f"no-answer threshold: a passage abstains when null - best span > TAU (default: fitted by `calibrate`, else {ScoringConfig.tau})")
+    add_answer_policy(p)
+    p.add_argument("--tau", type=float, help="decide by the reader's no-answer rule instead: a passage abstains when null - best span > TAU (0: the SQuAD 2.0 rule)")
     p.add_argument("--retrieval-weight", type=float, help=f"weight of the retrieval score in ranking answers (default: fitted, else {ScoringConfig.retrieval_weight})")
     p.set_defaults(func=cmd_ask)

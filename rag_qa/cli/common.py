@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rag_qa.config import DEFAULT_READER_MODEL, DEFAULT_READER_REVISION, RETRIEVAL_MODES, RUNTIMES, ReaderConfig, RetrievalConfig
+from rag_qa.config import ANSWER_POLICIES, DEFAULT_ANSWER_POLICY, DEFAULT_READER_MODEL, DEFAULT_READER_REVISION, RETRIEVAL_MODES, RUNTIMES, ReaderConfig, RetrievalConfig
 from rag_qa.pipeline import DEFAULT_INDEX
 
 
@@ -43,8 +43,14 @@ def shared_options() -> SharedOptions:
     window_options.add_argument("--doc-stride", type=int, default=ReaderConfig.doc_stride, help="window overlap in tokens (default: %(default)s)")
     retrieval_options = argparse.ArgumentParser(add_help=False)
     retrieval_options.add_argument("--top-k", type=int, default=RetrievalConfig.top_k, help="passages per question (default: %(default)s)")
-    retrieval_options.add_argument("--retrieval", choices=RETRIEVAL_MODES, default="dense", help="dense (vector search), bm25 (full text) or hybrid fusion (default: %(default)s)")
+    retrieval_options.add_argument("--retrieval", choices=RETRIEVAL_MODES, default=RetrievalConfig.mode, help="dense (vector search), bm25 (full text) or hybrid: both, fused (default: %(default)s)")
     return SharedOptions(json_option, common, reader_options, runtime_options, window_options, retrieval_options)
+
+
+def add_answer_policy(parser: argparse.ArgumentParser) -> None:
+    """--answer-policy: when an answer is shown rather than "no answer" (one meaning on every corpus)."""
+    choices = ", ".join(f"{name} (an answer whose confidence is >= {value:.2f})" for name, value in ANSWER_POLICIES.items())
+    parser.add_argument("--answer-policy", choices=list(ANSWER_POLICIES), metavar="POLICY", help=f"when to answer rather than abstain: {choices}; default: the index's own fit (`calibrate`), else the fit rag-qa ships for the reader ({DEFAULT_ANSWER_POLICY}), else the reader's own no-answer rule")
 
 
 def runtime(args: argparse.Namespace) -> str:

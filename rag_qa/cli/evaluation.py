@@ -8,7 +8,7 @@ import sys
 import tempfile
 from typing import Any
 
-from rag_qa.cli.common import SharedOptions, emit, metrics_table, reader_config
+from rag_qa.cli.common import SharedOptions, add_answer_policy, emit, metrics_table, reader_config
 from rag_qa.config import DEFAULT_RETRIEVAL_TEMPERATURE, RetrievalConfig, ScoringConfig
 from rag_qa.errors import RagQAError
 from rag_qa.pipeline import RagQA
@@ -69,7 +69,7 @@ def cmd_eval_open(args: argparse.Namespace) -> int:
         index = args.index_dir or scratch
         reader = reader_config(args)
         retrieval = RetrievalConfig(mode=args.retrieval, top_k=args.top_k)
-        with RagQA.open(index, reader=reader, retrieval=retrieval, runtime=reader.runtime, threads=args.threads) as qa:
+        with RagQA.open(index, reader=reader, retrieval=retrieval, runtime=reader.runtime, threads=args.threads, answer_policy=args.answer_policy) as qa:
             index_squad_corpus(qa, [args.file, *args.corpus], progress=not args.json)
             metrics = evaluate_open(qa, _questions(args), progress=not args.json)
             metrics["passages"] = qa.store.count()
@@ -151,6 +151,7 @@ def add_eval(sub: Any, o: SharedOptions) -> None:
     _sample_options(e)
     e.set_defaults(func=cmd_eval_squad)
     e = evals.add_parser("open", parents=[o.reader, o.runtime, o.retrieval, o.json], help="corpus-wide: index all paragraphs, ask every question of FILE")
+    add_answer_policy(e)
     e.add_argument("file", metavar="FILE", help="SQuAD JSON file whose questions are asked (its paragraphs are indexed)")
     e.add_argument("--corpus", nargs="*", default=[], metavar="MORE", help="more paragraphs: SQuAD .json files or .jsonl lines of {title, paragraph, text}")
     e.add_argument("--index-dir", metavar="DIR", help="keep the corpus index here (default: a temporary folder)")
@@ -175,13 +176,14 @@ def _objective(text: str) -> str:
 
 
 def add_calibrate(sub: Any, o: SharedOptions) -> None:
-    p = sub.add_parser("calibrate", parents=[o.common, o.reader, o.runtime, o.retrieval], help="fit tau, the retrieval weight and confidence calibration; save them with the index")
+    p = sub.add_parser("calibrate", parents=[o.common, o.reader, o.runtime, o.retrieval], help="fit the answer confidence and the threshold for an objective; save them with the index")
     p.add_argument("file", metavar="FILE", help="SQuAD JSON file of questions about documents already in the index")
     p.add_argument("--report-on", metavar="FILE", help="report on these questions (default: hold out a third of FILE's articles)")
-    p.add_argument("--objective", default="f1", type=_objective, metavar="f1|precision:P|coverage:C",
+    p.add_argument("--objective", default="f1", type=_objective, metavar="f1|precision:P|coverage:C|policy:NAME",
                    help="the operating point: f1 = the best SQuAD F1 for the questions' mix of answerable and unanswerable; "
                         "precision:0.8 = answer as often as possible while the answers given keep a mean F1 >= 80%%; "
-                        "coverage:0.5 = answer half the questions, as precisely as possible (default: %(default)s)")  # fmt: skip
+                        "coverage:0.5 = answer half the questions, as precisely as possible; "
+                        "policy:balanced = the answer policy's threshold, the confidence fitted on these questions (default: %(default)s)")  # fmt: skip
     p.add_argument("--fit-max-answer-tokens", type=int, nargs="+", metavar="N", help="fit the answer cap too: read the questions at each cap (e.g. 30 60 100) and keep the one that best meets the objective; saved with the fit, and used by ask and serve")
     p.add_argument("--report", metavar="DIR", help="write the held-out risk-coverage curve with the default and fitted points, the reliability diagram and an HTML page into DIR")
     p.set_defaults(func=cmd_calibrate)

@@ -11,7 +11,7 @@ import sys
 from dataclasses import replace
 from typing import Any
 
-from rag_qa.cli.common import SharedOptions, reader_config
+from rag_qa.cli.common import SharedOptions, add_answer_policy, reader_config
 from rag_qa.config import RetrievalConfig, ServerConfig
 from rag_qa.errors import RagQAError
 from rag_qa.indexer import IndexReport
@@ -63,7 +63,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     retrieval = RetrievalConfig(mode=args.retrieval, top_k=args.top_k)
     # spin=False: the models' idle threads sleep, leaving the cores to HTTP, uploads and each other
     # (one client's median answer 145 -> 105 ms on 2 cores; docs/benchmarks.md section 5)
-    with RagQA.open(args.index, reader=reader, retrieval=retrieval, runtime=reader.runtime, threads=args.threads, spin=False) as qa:
+    with RagQA.open(
+        args.index, reader=reader, retrieval=retrieval, runtime=reader.runtime, threads=args.threads, spin=False, answer_policy=args.answer_policy
+    ) as qa:  # fmt: skip
         config = replace(config, auth=startup_mode(args.host, args.no_auth, KeyRing(qa.store).any_key(), config.allowed_hosts))  # server.auth decides
         qa.embedder.warm_up()  # load both models now, not on the first request
         qa.reader.warm_up()
@@ -91,6 +93,7 @@ def log_sync(report: IndexReport) -> None:
 
 def add_serve(sub: Any, o: SharedOptions) -> None:
     p = sub.add_parser("serve", parents=[o.common, o.reader, o.runtime, o.retrieval], help="HTTP API and web page for asking questions and uploading documents")
+    add_answer_policy(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s; 0.0.0.0 exposes the service to your network)")
     p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
     p.add_argument("--upload-dir", metavar="DIR", help="where uploaded files are kept (default: INDEX/uploads, or ./rag-qa-uploads for a database)")

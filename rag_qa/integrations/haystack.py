@@ -28,6 +28,7 @@ from rag_qa.answer import combine
 from rag_qa.config import (
     DEFAULT_READER_MODEL,
     DEFAULT_READER_REVISION,
+    DEFAULT_RETRIEVAL_MODE,
     DEFAULT_RETRIEVAL_TEMPERATURE,
     EmbedderConfig,
     IndexSettings,
@@ -273,7 +274,7 @@ class SpanReader:
         top_k: int = 5,
         tau: float = 0.0,
         retrieval_weight: float = 0.5,
-        retrieval_temperature: float = DEFAULT_RETRIEVAL_TEMPERATURE["dense"],
+        retrieval_temperature: float = DEFAULT_RETRIEVAL_TEMPERATURE[DEFAULT_RETRIEVAL_MODE],
         runtime: str = "auto",
         int8: bool = False,
         scoring: dict[str, Any] | None = None,
@@ -335,7 +336,7 @@ class PassageRetriever:
     only documents both may read."""
 
     def __init__(
-        self, index: str, top_k: int = 5, mode: str = "dense", runtime: str = "auto", sources: list[str] | None = None,
+        self, index: str, top_k: int = 5, mode: str = DEFAULT_RETRIEVAL_MODE, runtime: str = "auto", sources: list[str] | None = None,
         groups: list[str] | None = None,
     ):  # fmt: skip
         self.index, self.top_k, self.mode, self.runtime, self.sources = index, top_k, mode, runtime, sources
@@ -398,19 +399,19 @@ def indexing_pipeline(index: str, runtime: str = "auto") -> Pipeline:
 
 
 def query_pipeline(
-    index: str, reader: str = DEFAULT_READER_MODEL, top_k: int = 5, tau: float | None = None, mode: str = "dense", runtime: str = "auto"
+    index: str, reader: str = DEFAULT_READER_MODEL, top_k: int = 5, tau: float | None = None, mode: str = DEFAULT_RETRIEVAL_MODE, runtime: str = "auto"
 ) -> Pipeline:
     """Retriever → span reader, both models on `runtime` ("auto", "torch" or "onnx"). The reader
     scores answers as `rag-qa ask` does on this index: with the fit `rag-qa calibrate` saved for
     this reader and retrieval mode (else the fit shipped for the reader, else the defaults);
-    `tau`, when given, replaces the fitted threshold. Run with
+    `tau`, when given, decides instead of the fitted threshold (the reader's own no-answer rule). Run with
     `pipeline.run({"retriever": {"query": q}, "reader": {"query": q}})`."""
     with RagQA.open(index, read_only=True, reader=reader, retrieval=RetrievalConfig(mode=mode, top_k=top_k)) as qa:
         scoring = qa.scoring
     if scoring.retrieval_temperature is None:
         scoring = replace(scoring, retrieval_temperature=DEFAULT_RETRIEVAL_TEMPERATURE[mode])
     if tau is not None:
-        scoring = replace(scoring, tau=tau)
+        scoring = replace(scoring, tau=tau, answer_threshold=None)
     pipeline = Pipeline()
     pipeline.add_component("retriever", PassageRetriever(index, top_k=top_k, mode=mode, runtime=runtime))
     reader_component = SpanReader(reader, revision=None, top_k=top_k, runtime=runtime, scoring=scoring.to_dict())

@@ -1,0 +1,108 @@
+"""Retrieval as the reader reads it: passages widened into their neighbours (no text read twice,
+offsets and pages exact) and hybrid hits scored by their similarity to the question."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rag_qa import RagQA
+from rag_qa.config import ChunkingConfig, IndexSettings, RetrievalConfig
+from rag_qa.indexer import add_documents
+from rag_qa.records import Document, Passage, SearchHit
+from rag_qa.retrieve import DocumentTexts, widen_hits, widened_range
+from rag_qa.store import open_store
+
+TEXT = "One sentence here. Two words and more. Three is the passage text. Four follows now. Five ends."
+
+
+class Texts(DocumentTexts):
+    """Document texts from a dict, as the store would give them."""
+
+    def __init__(self, documents: dict[str, tuple[str, tuple[int, ...]]]):
+        self._texts = dict(documents)
+
+
+def hit(source: str | None, text: str, start: int, end: int, score: float = 1.0, page: int | None = None) -> SearchHit:
+    return SearchHit(Passage(f"{source}:{start}", text[start:end], source, start, end, page), score)
+
+
+def test_a_passage_widens_to_whole_sentences_else_whole_words():
+    start, end = TEXT.index("Three"), TEXT.index(" Four")
+    low, high = widened_range(TEXT, start, end, 25)
+    assert TEXT[low:high] == "Two words and more. Three is the passage text. Four follows now."
+    low, high = widened_range(TEXT, start, end, 12)  # no sentence end in the 12 characters after: a whole word
+    assert TEXT[low:high] == "Three is the passage text. Four"
+    assert widened_range(TEXT, 0, len(TEXT), 50) == (0, len(TEXT))
+
+
+def test_widened_passages_keep_exact_offsets_and_pages_and_never_read_text_twice():
+    page_starts = (0, TEXT.index("Four"))  # page 2 begins at "Four"
+    texts = Texts({"a.pdf": (TEXT, page_starts)})
+    first = hit("a.pdf", TEXT, TEXT.index("Two"), TEXT.index(" Three"), page=1)
+    overlapping = hit("a.pdf", TEXT, TEXT.index("Three"), TEXT.index(" Four"), page=1)
+    inside = hit("a.pdf", TEXT, TEXT.index("words"), TEXT.index(" and"), page=1)
+    widened = widen_hits([first, overlapping, inside], texts, 25)
+    assert [h.passage.id for h in widened] == [first.passage.id, overlapping.passage.id]  # `inside` was all read above: dropped
+    for h in widened:
+        p = h.passage
+        assert TEXT[p.char_start : p.char_end] == p.text
+    (a, b), (c, d) = [(h.passage.char_start, h.passage.char_end) for h in widened]
+    assert b <= c or d <= a  # no character read twice
+    second = widened[1].passage
+    assert second.text.endswith("Four follows now.") and second.page == 1 and second.page_at(second.text.index("Four")) == 2
+    assert [h.score for h in widened] == [first.score, overlapping.score]
+
+
+def test_a_passage_never_reaches_back_onto_the_page_before():
+    """It is cited by the page it begins on: widening adds the page's own text before it, the next
+    page's after it."""
+    page_starts = (0, TEXT.index("Two"), TEXT.index("Four"))  # page 2: "Two ... text."; page 3: "Four ..."
+    on_page_2 = hit("a.pdf", TEXT, TEXT.index("Three"), TEXT.index(" Four"), page=2)
+    (widened,) = widen_hits([on_page_2], Texts({"a.pdf": (TEXT, page_starts)}), 60)
+    passage = widened.passage
+    assert passage.char_start == TEXT.index("Two") and passage.page == 2  # not "One sentence here." of page 1
+    assert passage.text.endswith("Four follows now. Five ends.") and passage.page_at(passage.text.index("Four")) == 3
+    assert widened_range(TEXT, TEXT.index("Three"), TEXT.index(" Four"), 60)[0] == 0  # without the page, it would
+
+
+def test_a_passage_without_its_document_text_is_read_as_it_is():
+    stray = SearchHit(Passage("h1", "A Haystack-written passage."), 0.5)  # no source
+    stale = hit("gone.txt", TEXT, 0, 18)  # an index from before the text was kept
+    assert widen_hits([stray, stale], Texts({"gone.txt": (None, ())}), 100) == [stray, stale]
+
+
+@pytest.fixture
+def papers(tmp_path, embedder) -> RagQA:
+    """Two long documents cut into small passages: one about tides, one about volcanoes."""
+    tides = " ".join(f"Tide fact {i}: the moon pulls the sea and the tide rises twice a day near harbour {i}." for i in range(12))
+    volcanoes = " ".join(f"Volcano fact {i}: magma rises through the crust and erupts as lava at vent {i}." for i in range(12))
+    store = open_store(tmp_path / "index", IndexSettings(chunking=ChunkingConfig(max_tokens=40, overlap_tokens=0)))
+    add_documents([Document("tides.txt", tides, "h1"), Document("volcanoes.txt", volcanoes, "h2")], store, embedder)
+    return RagQA(store, embedder)
+
+
+def test_hybrid_hits_are_ranked_by_fusion_and_scored_by_their_similarity_to_the_question(papers):
+    question = "Why does the tide rise near harbour 7?"
+    papers.retriever.config = RetrievalConfig(mode="hybrid", top_k=4, neighbour_chars=0)
+    hybrid = papers.retriever.retrieve([question])[0]
+    vector = papers.embedder.embed([question])[0]
+    stored = {p.id: v for p, v in papers.store.iter_passages()}
+    assert len(hybrid) == 4
+    for h in hybrid:  # every hit, found by BM25 alone or not, carries its cosine similarity
+        assert h.score == pytest.approx(float(np.dot(stored[h.passage.id], vector)), abs=1e-5)
+    dense_only = {h.passage.id for h in papers.retriever.retrieve([question], 8, mode="dense")[0]}
+    assert any(h.passage.id not in dense_only for h in papers.retriever.retrieve([question], 20, mode="hybrid")[0])
+
+
+def test_the_reader_reads_widened_passages_and_search_shows_them(papers):
+    question = "What erupts at vent 5?"
+    papers.retriever.config = RetrievalConfig(mode="hybrid", top_k=3, neighbour_chars=0)
+    plain = papers.search(question)
+    papers.retriever.config = RetrievalConfig(mode="hybrid", top_k=3, neighbour_chars=120)
+    wide = papers.search(question)
+    assert [h.passage.id for h in wide] == [h.passage.id for h in plain][: len(wide)]
+    assert sum(len(h.passage.text) for h in wide) > sum(len(h.passage.text) for h in plain)
+    for h in wide:
+        text = papers.store.document_text(h.passage.source)
+        assert text[h.passage.char_start : h.passage.char_end] == h.passage.text
