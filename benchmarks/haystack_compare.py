@@ -172,7 +172,7 @@ def plot(result: dict[str, Any], path: str) -> None:
         curve = metrics["risk_coverage"]
         point = curve["operating_point"]
         if curve["answer_f1"] in drawn:
-            axes.scatter([point["coverage"]], [point["answer_f1"]], marker="*", s=140, color=colour, zorder=3, label=f"{name} (the curve above)")
+            axes.scatter([point["coverage"]], [point["answer_f1"]], marker="*", s=140, color=colour, zorder=3, label=f"{name} (★ only: the same curve)")
             continue
         drawn.append(curve["answer_f1"])
         given = [(c, f) for c, f in zip(curve["coverage"], curve["answer_f1"]) if f is not None]
