@@ -58,8 +58,13 @@ class Retriever:
             return sparse  # type: ignore[return-value]
         if sparse is None:
             return dense
-        fused = [fuse([d, s], top_k, self.config.rrf_k) for d, s in zip(dense, sparse)]
+        fused = [self._fuse(d, s, top_k) for d, s in zip(dense, sparse)]
         return [self._scored_by_similarity(vector, hits, found, sources) for vector, hits, found in zip(vectors, fused, dense)]  # type: ignore[arg-type]
+
+    def _fuse(self, dense: list[SearchHit], sparse: list[SearchHit], top_k: int) -> list[SearchHit]:
+        """The two lists fused with equal weights (a heavier BM25 list read no more answers on either
+        corpus measured: benchmarks/fusion_weights.py)."""
+        return fuse([dense, sparse], top_k, self.config.rrf_k)
 
     def _scored_by_similarity(self, vector: np.ndarray, hits: list[SearchHit], dense: list[SearchHit], sources: Sequence[str] | None) -> list[SearchHit]:
         """Fused hits, in fusion order, each scored by its cosine similarity to the question: a
@@ -74,13 +79,13 @@ class Retriever:
         return [SearchHit(h.passage, similarity.get(h.passage.id, -1.0)) for h in hits]
 
 
-def fuse(rankings: Sequence[Sequence[SearchHit]], top_k: int, k: int = 60) -> list[SearchHit]:
-    """Reciprocal rank fusion: score = sum over rankings of 1 / (k + rank)."""
+def fuse(rankings: Sequence[Sequence[SearchHit]], top_k: int, k: int = 60, weights: Sequence[float] | None = None) -> list[SearchHit]:
+    """Reciprocal rank fusion: score = sum over rankings of weight / (k + rank) (weights 1 unless given)."""
     scores: dict[str, float] = {}
     passages = {}
-    for ranking in rankings:
+    for ranking, weight in zip(rankings, weights if weights is not None else [1.0] * len(rankings), strict=True):
         for rank, hit in enumerate(ranking, 1):
-            scores[hit.passage.id] = scores.get(hit.passage.id, 0.0) + 1.0 / (k + rank)
+            scores[hit.passage.id] = scores.get(hit.passage.id, 0.0) + weight / (k + rank)
             passages[hit.passage.id] = hit.passage
     ordered = sorted(scores, key=lambda pid: -scores[pid])[:top_k]
     return [SearchHit(passages[pid], scores[pid]) for pid in ordered]

@@ -10,7 +10,7 @@ from rag_qa import RagQA
 from rag_qa.config import ChunkingConfig, IndexSettings, RetrievalConfig
 from rag_qa.indexer import add_documents
 from rag_qa.records import Document, Passage, SearchHit
-from rag_qa.retrieve import DocumentTexts, widen_hits, widened_range
+from rag_qa.retrieve import DocumentTexts, fuse, widen_hits, widened_range
 from rag_qa.store import open_store
 
 TEXT = "One sentence here. Two words and more. Three is the passage text. Four follows now. Five ends."
@@ -106,3 +106,12 @@ def test_the_reader_reads_widened_passages_and_search_shows_them(papers):
     for h in wide:
         text = papers.store.document_text(h.passage.source)
         assert text[h.passage.char_start : h.passage.char_end] == h.passage.text
+
+
+def test_fusion_weights_let_one_list_count_more():
+    a, b, c = (SearchHit(Passage(pid, pid), 0.0) for pid in "abc")
+    dense, sparse = [a, b], [c, b]
+    assert [h.passage.id for h in fuse([dense, sparse], 3)] == ["b", "a", "c"]  # b is in both lists
+    assert [h.passage.id for h in fuse([dense, sparse], 3, weights=(1.0, 3.0))] == ["b", "c", "a"]  # the heavier list's first above the other's
+    with pytest.raises(ValueError):
+        fuse([dense, sparse], 3, weights=(1.0,))  # a weight for every list
