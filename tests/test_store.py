@@ -75,12 +75,19 @@ def test_filtered_search_still_returns_top_k(location):
     """Filters apply inside the vector search, not after it: a rare source still fills top_k."""
     rng = np.random.default_rng(7)
     store = new_store(location, "hnsw")
-    store.replace_files([(document("common", "h", ()), passages("common", 1500)), (document("rare", "h", ()), passages("rare", 12))], unit(rng, 1512))
+    vectors = unit(rng, 1512)
+    store.replace_files([(document("common", "h", ()), passages("common", 1500)), (document("rare", "h", ()), passages("rare", 12))], vectors)
     hits = store.search(unit(rng, 1)[0], 10, sources=["rare"])
     assert len(hits) == 10 and {h.passage.source for h in hits} == {"rare"}
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     wanted = [p.id for p in passages("common", 5)]
     assert {h.passage.id for h in store.search(unit(rng, 1)[0], 10, ids=wanted)} == set(wanted)
+    # among given ids: each scored exactly, best first (hybrid retrieval scores what only BM25 found)
+    query = unit(rng, 1)[0]
+    exact = sorted(((float(vectors[i] @ query), pid) for i, pid in enumerate(wanted)), reverse=True)[:3]
+    found = store.search(query, 3, ids=wanted)
+    assert [h.passage.id for h in found] == [pid for _, pid in exact] and [h.score for h in found] == pytest.approx([s for s, _ in exact], abs=1e-5)
+    assert store.search(query, 3, sources=["rare"], ids=wanted) == []  # the ids never widen what may be read
     store.close()
 
 

@@ -16,6 +16,9 @@ from rag_qa.errors import ConfigError, IndexMismatchError, RagQAError
 from rag_qa.records import Passage, SearchHit, page_breaks
 
 POLICIES = ("fail", "skip", "overwrite")
+# Below this many allowed vectors a filtered search scores each exactly instead of using an
+# approximate index (milliseconds), in both stores.
+EXACT_FILTER_LIMIT = 20_000
 S = TypeVar("S", bound="StoreBase")
 T = TypeVar("T")
 

@@ -27,7 +27,7 @@ from rag_qa.config import IndexSettings
 from rag_qa.errors import ChangedMeanwhile, RagQAError
 from rag_qa.records import Document, Passage, SearchHit
 from rag_qa.store.base import (  # what both stores share
-    DuplicatePassageError, StoreBase, StoreInfo, check_compatible, check_dimension, check_policy, check_top_k,
+    EXACT_FILTER_LIMIT, DuplicatePassageError, StoreBase, StoreInfo, check_compatible, check_dimension, check_policy, check_top_k,
     check_vector_count, iter_passage_rows, passage_from_row, query_terms, unique_by_id,
 )  # fmt: skip
 from rag_qa.store.pg_events import PgEvents
@@ -364,7 +364,9 @@ class PgStore(StoreBase, PgEvents):
         self, queries: np.ndarray, top_k: int = 10, sources: Sequence[str] | None = None, ids: Sequence[str] | None = None
     ) -> list[list[SearchHit]]:
         """`search` for a batch of queries over one connection. HNSW scans iteratively, so
-        filters still return `top_k` hits when enough passages match."""
+        filters still return `top_k` hits when enough passages match; a search among a few given
+        `ids` scores each of them (no approximate index: hybrid retrieval asks how close the
+        passages only BM25 found are, and an index scan past its limit would drop some)."""
         check_top_k(top_k)
         if self.dimension is None:
             return [[] for _ in queries]
@@ -376,15 +378,18 @@ class PgStore(StoreBase, PgEvents):
         if ids is not None:
             conditions.append("id = ANY(%s)")
             params.append(list(ids))
-        query = self._sql(
-            f"SELECT {PASSAGE_COLUMNS}, -(embedding <#> %s) AS score FROM {{s}}.passages WHERE {' AND '.join(conditions)} "
-            "ORDER BY embedding <#> %s LIMIT %s"
-        )
+        exact = ids is not None and len(ids) <= EXACT_FILTER_LIMIT
+        select = f"SELECT {PASSAGE_COLUMNS}, -(embedding <#> %s) AS score FROM {{s}}.passages WHERE {' AND '.join(conditions)}"
+        query = self._sql(select if exact else select + " ORDER BY embedding <#> %s LIMIT %s")
         ef_search = max(self.settings.vector_index.hnsw_ef_search, top_k)
         with self._connection() as db, db.transaction():
             db.execute(self._sql(f"SET LOCAL hnsw.ef_search = {int(ef_search)}"))
             db.execute("SET LOCAL hnsw.iterative_scan = strict_order")
-            found = [db.execute(query, (vector, *params, vector, top_k)).fetchall() for vector in np.asarray(queries, dtype=np.float32)]
+            vectors = np.asarray(queries, dtype=np.float32)
+            if exact:
+                found = [sorted(db.execute(query, (vector, *params)).fetchall(), key=lambda row: -row[8])[:top_k] for vector in vectors]
+            else:
+                found = [db.execute(query, (vector, *params, vector, top_k)).fetchall() for vector in vectors]
         passages = iter(self._passages([row for rows in found for row in rows]))  # one page-starts lookup for the batch
         return [[SearchHit(next(passages), float(row[8])) for row in rows] for rows in found]
 

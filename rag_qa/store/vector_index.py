@@ -13,9 +13,7 @@ import faiss
 import numpy as np
 
 from rag_qa.config import VectorIndexConfig
-
-# Below this many allowed vectors a filtered HNSW search is done exactly instead (milliseconds).
-EXACT_FILTER_LIMIT = 20_000
+from rag_qa.store.base import EXACT_FILTER_LIMIT
 
 
 class VectorIndex:
