@@ -242,7 +242,7 @@ class RagQA:
         hybrid; default: this index's configured mode) and the same filters. An empty query
         raises QuestionError."""
         self._check_embedder()
-        return self.retriever.retrieve([checked_question(query)], top_k, self.visible(sources, groups), mode)[0]
+        return self._retrieve([checked_question(query)], top_k, self.visible(sources, groups), groups, mode)[0]
 
     def ask(self, question: str, top_k: int | None = None, sources: Sequence[str] | None = None, groups: Sequence[str] | None = None) -> QAResult:
         """Answer one question from the indexed documents, or abstain explicitly. Any text is a
@@ -277,7 +277,7 @@ class RagQA:
         hits: list[list[SearchHit]] = [[] for _ in questions]
         for (sources, groups), members in by_filter.items():
             allowed = self.visible(sources, groups) if groups is not None else sources
-            for i, found in zip(members, self.retriever.retrieve([questions[i] for i in members], top_k, allowed)):
+            for i, found in zip(members, self._retrieve([questions[i] for i in members], top_k, allowed, groups)):
                 hits[i] = found
         readings = self.reader.read(questions, [[h.passage.text for h in found] for found in hits])
         return [self._combine(q, h, r) for q, h, r in zip(questions, hits, readings)]
@@ -294,10 +294,22 @@ class RagQA:
         with tqdm(total=len(questions), desc="Reading", unit="q", disable=not progress) as bar:
             for first in range(0, len(questions), ASK_BATCH):
                 batch = list(questions[first : first + ASK_BATCH])
-                hits = self.retriever.retrieve(batch, top_k, sources)
+                hits = self._retrieve(batch, top_k, sources, groups)
                 readings = self.reader.read(batch, [[h.passage.text for h in found] for found in hits])
                 yield from zip(batch, hits, readings)
                 bar.update(len(batch))
+
+    def _retrieve(
+        self, questions: Sequence[str], top_k: int | None, allowed: Sequence[str] | None, groups: Sequence[str] | None, mode: str | None = None
+    ) -> list[list[SearchHit]]:  # fmt: skip
+        """The retriever's hits among `allowed`, checked again against what a holder of `groups` may
+        read once the passages and their neighbours' text are read: a document restricted
+        meanwhile is left out, never shown (fail closed)."""
+        found = self.retriever.retrieve(questions, top_k, allowed, mode)
+        if groups is None:
+            return found
+        readable = set(self.readable_sources(groups) or ())
+        return [[hit for hit in hits if hit.passage.source in readable] for hits in found]
 
     def _combine(self, question: str, hits: list[SearchHit], readings: list[PassageReading]) -> QAResult:
         temperature = self.scoring.retrieval_temperature

@@ -199,3 +199,33 @@ def test_groups_hold_through_the_cli_python_haystack_and_http(backend: str, tmp_
         stop(process)
     events = json.loads(rag_qa("audit", "--index", index, "--json"))["events"]
     assert [(e["action"], e["groups"]) for e in events if e["action"] == "set groups"] == [("set groups", ["hr"]), ("set groups", [])]
+
+
+def test_a_document_hidden_while_a_search_runs_is_left_out(location: str, embedder, tiny_roberta: str) -> None:
+    """Who may read is checked again once the passages and their neighbours' text are read: a
+    document an admin restricts meanwhile (here: while its text is read for widening) is not shown
+    to a key that may no longer read it, by `search` or by `ask`."""
+    store = open_store(location, SETTINGS)
+    add_documents([
+        Document("open.txt", "The drill battery lasts forty minutes. " * 4, "h1", (), ()),
+        Document("soon-hr.txt", "The ladder angle is seventy five degrees. " * 4, "h2", (), ()),
+    ], store, embedder)  # fmt: skip
+    qa = RagQA(store, embedder)
+    qa.reader = Reader(ReaderConfig(model=tiny_roberta, max_seq_len=64, doc_stride=16, max_query_tokens=16))
+    qa.retriever.config = RetrievalConfig(mode="hybrid", top_k=2)
+    read_text = store.document_text
+
+    def restricted_meanwhile(source: str) -> str | None:
+        store.set_groups("soon-hr.txt", ["hr"])
+        return read_text(source)
+
+    try:
+        assert "soon-hr.txt" in {h.passage.source for h in qa.search("ladder angle", groups=["ops"])}  # readable until now
+        store.document_text = restricted_meanwhile  # type: ignore[method-assign]
+        assert "soon-hr.txt" not in {h.passage.source for h in qa.search("ladder angle", groups=["ops"])}
+        store.set_groups("soon-hr.txt", [])
+        result = qa.ask("What is the ladder angle?", groups=["ops"])
+        shown = result.to_dict()["answers"] + [result.to_dict().get("best_guess")]
+        assert "soon-hr.txt" not in {a["source"] for a in shown if a}
+    finally:
+        store.close()
