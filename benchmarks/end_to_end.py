@@ -2,12 +2,11 @@
 reader-train.json and distractor-passages.jsonl, ~1,000): rag-qa vs a Haystack 3 pipeline with
 the same embedder and reader weights (FAISSDocumentStore, SentenceTransformers embedders,
 TransformersExtractiveReader), and rag-qa's three retrieval modes (the default, hybrid, and the
-other two). rag-qa's
-scoring is fitted (`calibrate`, objective f1) on two dev-eval articles; every system is scored on
-the third, which none saw: French_and_Indian_War. Rows "(fitted, policy:NAME)": the same fit at an
+other two). rag-qa's scoring is fitted (`calibrate`, objective f1) on two dev-eval articles; every
+system is scored on the third, which none saw: French_and_Indian_War. Rows "(fitted, policy:NAME)": the same fit at an
 answer policy's threshold (`calibrate --objective policy:NAME`).
 
-Usage: python benchmarks/end_to_end.py [--top-k K] [--variants 'rag-qa onnx' ...] [--modes [bm25 hybrid]] [--json]
+Usage: python benchmarks/end_to_end.py [--top-k K] [--variants 'rag-qa onnx' ...] [--modes [dense bm25]] [--json]
 """
 
 from __future__ import annotations
