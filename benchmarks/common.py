@@ -11,6 +11,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 SQUAD = SHARED / "data" / "squad2"
+SQUAD_CORPUS = [SQUAD / "dev-eval.json", SQUAD / "reader-train.json", SQUAD / "distractor-passages.jsonl"]  # the open-domain corpus (~1,000 paragraphs)
 READER = SHARED / "models" / "minilm-squad2-reader-v2"
 PEER_PACKAGES = "faiss-haystack sentence-transformers-haystack transformers-haystack accelerate"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -22,7 +22,7 @@ from typing import Any
 
 from rag_qa.config import DEFAULT_RETRIEVAL_MODE, DEFAULT_RETRIEVAL_TEMPERATURE, RETRIEVAL_MODES
 
-from common import READER, SQUAD, require_shared, table
+from common import READER, SQUAD, SQUAD_CORPUS, require_shared, table
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_QUESTIONS = REPO / "scripts" / "sample_questions.txt"
@@ -38,7 +38,7 @@ def read_squad(mode: str) -> list:
 
     with tempfile.TemporaryDirectory() as folder:
         with RagQA.open(folder) as qa:
-            index_squad_corpus(qa, [str(SQUAD / "dev-eval.json"), str(SQUAD / "reader-train.json"), str(SQUAD / "distractor-passages.jsonl")])
+            index_squad_corpus(qa, [str(f) for f in SQUAD_CORPUS])
         with RagQA.open(folder, reader=ReaderConfig(model=str(READER)), retrieval=RetrievalConfig(mode=mode), scoring=ScoringConfig()) as qa:
             return read_once(qa, load_squad(SQUAD / "dev-eval.json"), progress=True)
 

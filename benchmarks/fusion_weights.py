@@ -13,12 +13,12 @@ import tempfile
 
 from rag_qa.retrieve import Retriever, fuse
 
-from common import SQUAD, require_shared, table
+from common import SQUAD, SQUAD_CORPUS, require_shared, table
 
 COVID = SQUAD.parent / "covidqa" / "dev.json"
 CORPORA = {
     "COVID-QA papers": ([COVID], COVID),
-    "SQuAD corpus": ([SQUAD / "dev-eval.json", SQUAD / "reader-train.json", SQUAD / "distractor-passages.jsonl"], SQUAD / "dev-eval.json"),
+    "SQuAD corpus": (SQUAD_CORPUS, SQUAD / "dev-eval.json"),
 }
 
 

@@ -200,11 +200,12 @@ class ScoringConfig(_Serialisable):
       answer_words_scale * w + answer_relevance_scale * r + answer_bias): its expected F1 against
       the right answer (1 exactly right, partial overlap in part, 0 when there is none), with q =
       exp(its score), its own ranking probability (so uncalibrated, p = q), w the share of the
-      question's words its passage holds, r its passage's retrieval score; an answer ranked
+      question's words the passages read hold, r its passage's retrieval score; an answer ranked
       lower, its score d below the top one, gets min(p * exp(-d), 1 - p).
     - With `answer_threshold` set (an answer policy, or a fit of `calibrate`): answer when
       p >= answer_threshold; an abstention's confidence is 1 - p (that the best answer found is
-      wrong). Every passage's spans compete.
+      wrong). The candidates are those of the passages that pass `tau` (every passage's when none
+      does).
     - Without it (fits saved before answer policies, or `--tau`): a passage abstains when its null
       score exceeds its best span score by more than `tau`, the system when every passage does;
       P(no answer right) = sigmoid(-no_answer_scale * (m + tau) + no_answer_bias).

@@ -116,15 +116,15 @@ def widen_hits(hits: Sequence[SearchHit], texts: DocumentTexts, chars: int) -> l
     widened = []
     for hit in hits:
         passage = hit.passage
-        text = texts.get(passage.source)[0] if passage.source is not None else None
+        text, page_starts = texts.get(passage.source) if passage.source is not None else (None, ())
         if text is None or text[passage.char_start : passage.char_end] != passage.text:
             widened.append(hit)
             continue
-        start, end = widened_range(text, passage.char_start, passage.char_end, chars, _page_start(texts.get(passage.source)[1], passage.char_start))
+        start, end = widened_range(text, passage.char_start, passage.char_end, chars, _page_start(page_starts, passage.char_start))
         rest = _unread_part(start, end, passage.char_start, passage.char_end, taken.setdefault(passage.source, []))  # type: ignore[arg-type]
         if rest is not None:
             taken[passage.source].append(rest)  # type: ignore[index]
-            widened.append(_with_range(hit, *rest, texts))
+            widened.append(_with_range(hit, *rest, text, page_starts))
     return widened
 
 
@@ -166,11 +166,9 @@ _SENTENCE_END = re.compile(r"([.!?][\"')\]]?)\s+")
 _SPACE = re.compile(r"\s+")
 
 
-def _with_range(hit: SearchHit, start: int, end: int, texts: DocumentTexts) -> SearchHit:
+def _with_range(hit: SearchHit, start: int, end: int, text: str, page_starts: tuple[int, ...]) -> SearchHit:
     passage = hit.passage
     if (start, end) == (passage.char_start, passage.char_end):
         return hit
-    text, page_starts = texts.get(passage.source)  # type: ignore[arg-type]
-    assert text is not None
     wider = Passage(passage.id, text[start:end], passage.source, start, end, page_at(page_starts, start), passage.meta, page_breaks=page_breaks(page_starts, start, end))
     return replace(hit, passage=wider)
