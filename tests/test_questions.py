@@ -98,7 +98,7 @@ def test_api_answers_or_abstains_and_refuses_empty_questions(index: Path, tiny_r
 @pytest.mark.integration
 @pytest.mark.parametrize("question", [q for q in ODD_QUESTIONS if len(q.encode("utf-8", "surrogatepass")) < 100_000] + EMPTY_QUESTIONS)
 def test_cli_answers_or_says_one_clear_line(index: Path, tiny_roberta: str, question: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["ask", question, "--index", str(index), "--reader", tiny_roberta, "--json"])
+    code = main(["ask", "--index", str(index), "--reader", tiny_roberta, "--json", "--", question])  # after "--": any text, "-:" too
     out, err = capsys.readouterr()
     if question.strip(" \t\n\r\x00\u200b\ufeff"):
         assert code == 0 and json.loads(out)["question"]
@@ -137,7 +137,7 @@ def test_http_answers_200_or_422_never_500(index: Path, tiny_roberta: str, limit
 @given(question=st.text(st.characters(exclude_categories=()), min_size=1, max_size=2000))
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_cli_property_any_text_answers_or_refuses_in_one_line(index: Path, tiny_roberta: str, capsys: pytest.CaptureFixture[str], question: str) -> None:
-    code = main(["ask", question, "--index", str(index), "--reader", tiny_roberta, "--json"])
+    code = main(["ask", "--index", str(index), "--reader", tiny_roberta, "--json", "--", question])  # after "--": any text, "-:" too
     out, err = capsys.readouterr()
     assert (code == 0 and json.loads(out)) or (code == 2 and err.count("\n") == 1 and err.startswith("rag-qa: error: the question is empty"))
 
@@ -169,3 +169,17 @@ def test_haystack_reader_takes_any_query(tiny_roberta: str) -> None:
     for question in ODD_QUESTIONS + EMPTY_QUESTIONS:
         answers = component.run(query=question, documents=[Document(content=PASSAGE, score=0.4)])["answers"]
         assert sum(a.data is None for a in answers) == 1 and all(0 <= a.score <= 1 for a in answers)
+
+
+@pytest.mark.parametrize("question", ["-:", "-v?", "--what"])
+def test_cli_a_question_that_looks_like_an_option_gets_told_about_dashes(index: Path, capsys: pytest.CaptureFixture[str], question: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ask", question, "--index", str(index)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "--" in err.splitlines()[-1] and "rag-qa ask [OPTIONS] -- " in err, err
+
+
+def test_cli_a_question_after_dashes_is_asked(index: Path, tiny_roberta: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ask", "--index", str(index), "--reader", tiny_roberta, "--json", "--", "-: what?"]) == 0
+    assert json.loads(capsys.readouterr().out)["question"] == "-: what?"

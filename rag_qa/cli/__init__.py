@@ -9,16 +9,28 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sqlite3
 import sys
+from typing import NoReturn
 
 from rag_qa.cli import asking, evaluation, indexing, keys, serving, training
 from rag_qa.cli.common import shared_options
 from rag_qa.errors import NotFoundError, RagQAError, storage_problem
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse reads a question such as "-:" as an unknown option; the error says how to ask it."""
+
+    def error(self, message: str) -> NoReturn:
+        unknown = message.partition("unrecognized arguments: ")[2]
+        if unknown.startswith("-"):
+            message += f"\n(a question or query that starts with '-' goes last, after '--': rag-qa ask [OPTIONS] -- {shlex.quote(unknown)})"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rag-qa",
         description="Index documents (PDF, text, Markdown, HTML), then search them or ask questions answered "
         "with exact quotes, their source, page and a confidence, or an honest 'no answer'.",
