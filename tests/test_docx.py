@@ -65,7 +65,7 @@ def test_paragraphs_headings_and_tables_in_reading_order(tmp_path):
     assert document.text == (
         "Harborview Tool Library handbook\n\n"
         "Members borrow tools for seven days. A loan can be renewed once.\n\n"
-        "Tool | Deposit | Late fee\nDrill | 20 dollars | 2 dollars a day\nSaw | ask at the desk\n\n"
+        "Tool | Deposit | Late fee\nTool: Drill; Deposit: 20 dollars; Late fee: 2 dollars a day\nTool: Saw; Deposit: ask at the desk\n\n"
         "Repairs\n\n"
         "Broken tools go to the volunteer repair café on Fridays."
     )

@@ -49,7 +49,7 @@ def test_an_odt_is_read_in_order_with_its_spacing_lists_and_tables(tmp_path):
     text = load_file(odt(tmp_path / "rules.odt")).text
     assert text == (
         "Workshop rules\n\nGoggles are lent free of charge.\n\nSweep the bench after use.\n\nReport broken tools at the desk.\n\n"
-        "Tool | Deposit\nBand saw | 50 euros\n\nQuestions go to the volunteer on duty."
+        "Tool | Deposit\nTool: Band saw; Deposit: 50 euros\n\nQuestions go to the volunteer on duty."
     )
 
 

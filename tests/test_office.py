@@ -89,7 +89,7 @@ def test_a_slide_is_a_page_read_title_first_then_top_to_bottom_with_tables_and_n
     slides = [document.text[start:end].strip() for start, end in zip(document.page_starts, [*document.page_starts[1:], len(document.text)])]
     assert slides == [
         "Harborview Tool Library\n\nOpen on Saturdays from nine to one.",
-        "Deposits\n\nTool | Deposit\nDrill | 30 euros\nKayak | 80 euros\n\nNotes: Every kayak is lent with a life jacket at no charge.",
+        "Deposits\n\nTool | Deposit\nTool: Drill; Deposit: 30 euros\nTool: Kayak; Deposit: 80 euros\n\nNotes: Every kayak is lent with a life jacket at no charge.",
         "Volunteers\n\nRepairs happen at the café on Fridays.",
     ]
     assert document.page_at(document.text.index("life jacket")) == 2

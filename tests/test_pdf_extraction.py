@@ -11,6 +11,7 @@ import pytest
 from helpers import REPO, load_file
 
 from rag_qa import RagQA
+from rag_qa.ingest.loaders import EXTRACTOR_TAGS
 from rag_qa.store.faiss_store import DATABASE
 
 LATEX_MANUAL = "/usr/share/debian-reference/debian-reference.en.pdf"  # Debian's debian-reference-en package
@@ -34,9 +35,9 @@ def test_pdfs_an_earlier_extractor_read_are_read_again_and_then_kept(tmp_path):
     shutil.copy(REPO / "data" / "safety-guide.pdf", tmp_path / "guide.pdf")
     with RagQA.open(tmp_path / "index") as qa:
         first = qa.index([tmp_path / "guide.pdf"])
-        assert first.files_indexed == 1 and qa.store.files()[0]["content_hash"].endswith("+pdfium")
+        assert first.files_indexed == 1 and qa.store.files()[0]["content_hash"].endswith("+" + EXTRACTOR_TAGS[".pdf"])
     with sqlite3.connect(tmp_path / "index" / DATABASE) as db:  # as an index made when pypdf read PDFs stored it
-        db.execute("UPDATE files SET content_hash = replace(content_hash, '+pdfium', '')")
+        db.execute("UPDATE files SET content_hash = replace(content_hash, ?, '')", ("+" + EXTRACTOR_TAGS[".pdf"],))
     with RagQA.open(tmp_path / "index") as qa:
         again = qa.index([tmp_path / "guide.pdf"])
         assert again.changed == [str((tmp_path / "guide.pdf").resolve())] and again.files_indexed == 1

@@ -12,9 +12,7 @@ import zipfile
 
 from rag_qa.ingest.guard import ParseError
 from rag_qa.ingest.packages import WORD, check_package
-
-CELL_SEPARATOR = " | "  # as for HTML tables
-
+from rag_qa.ingest.tables import grid_lines
 
 class DocxError(ParseError):
     """A Word document could not be read; the message is the user-facing reason."""
@@ -22,7 +20,7 @@ class DocxError(ParseError):
 
 def extract_docx(path: str) -> str:
     """The document's text: headings and paragraphs as paragraphs (blank line between), a table
-    as one line per row with cells joined by " | ", in the order they appear. Runs in the
+    as its header row, then a line per row naming each cell by its header, in the order they appear. Runs in the
     guarded worker."""
     check_package(path, WORD, DocxError)
     import docx
@@ -41,14 +39,14 @@ def extract_docx(path: str) -> str:
 
 
 def _table_text(table) -> str:  # type: ignore[no-untyped-def]
-    """One line per row; a merged cell (the same cell repeated across the row) once."""
-    lines = []
-    for row in table.rows:
-        cells, seen = [], set()
-        for cell in row.cells:
-            if id(cell._tc) not in seen:
-                seen.add(id(cell._tc))
-                cells.append(" ".join(cell.text.split()))
-        if any(cells):
-            lines.append(CELL_SEPARATOR.join(cells))
-    return "\n".join(lines)
+    """The table in the form every table takes (`tables.grid_lines`): the first row names the
+    columns, each later row a line naming its cells."""
+    grid = []
+    for number, row in enumerate(table.rows):
+        cells, before = [], None
+        for cell in row.cells:  # python-docx repeats a merged cell at each position it covers
+            spanned = cell._tc is before
+            cells.append(cell.text if number == 0 or not spanned else "")
+            before = cell._tc
+        grid.append(cells)
+    return "\n".join(grid_lines(grid))

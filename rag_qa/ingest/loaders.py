@@ -26,6 +26,7 @@ from rag_qa.ingest.mail import ATTACHMENT_MARK, attachment_source, read_mail, re
 from rag_qa.ingest.ocr import read_scanned_pages
 from rag_qa.ingest.odt import extract_odt
 from rag_qa.ingest.pdf import GuardedPdfReader
+from rag_qa.ingest.pdf_tables import ROW_BREAK
 from rag_qa.ingest.sheets import csv_text, extract_xlsx
 from rag_qa.naming import within
 from rag_qa.ingest.slides import extract_pptx
@@ -36,7 +37,7 @@ from rag_qa.store.faiss_store import DATABASE, MANIFEST
 PAGE_SEPARATOR = "\n\n"
 # Where the text of a file depends on the extractor, its name is part of the file's stored hash, so
 # a file an earlier extractor read (pypdf, for PDFs indexed before pdfium) is read again on re-index.
-EXTRACTOR_TAGS = {".pdf": "pdfium"}
+EXTRACTOR_TAGS = {".pdf": "pdfium-tables"}  # a new tag when extraction changes: indexed PDFs are read again
 UNSUPPORTED = "unsupported format"
 OcrProgress = Callable[[int, int], None]  # (scanned page starting, scanned pages) of one file's OCR
 Scanned = tuple[tuple[OcrPage, ...], tuple[str, ...]]  # the pages read by OCR, warnings about those not read
@@ -293,7 +294,7 @@ def _pdf_text(path: str, config: IngestConfig, pdf_reader: GuardedPdfReader, on_
     removed), where each page starts, and the pages read by OCR with warnings about those not read."""
     pages, ocr_pages, warnings = read_scanned_pages(path, pdf_reader.extract(path), config, pdf_reader, on_ocr_page)
     text, page_starts = _paged_text(strip_running_lines(pages), join_lines=True)  # a PDF's lines are where the layout broke them
-    return text, page_starts, (ocr_pages, warnings)
+    return text.replace(ROW_BREAK, "\n"), page_starts, (ocr_pages, warnings)  # a table's rows stay lines
 
 
 def _paged_text(pages: list[str], join_lines: bool = False) -> tuple[str, tuple[int, ...]]:

@@ -16,8 +16,8 @@ import zipfile
 
 from rag_qa.ingest.guard import ParseError
 from rag_qa.ingest.packages import ODT, check_package
+from rag_qa.ingest.tables import grid_lines
 
-CELL_SEPARATOR = " | "  # as for Word and HTML tables
 MACRO_FOLDERS = ("Basic/", "Scripts/")  # where ODF keeps macros (StarBasic, Python, JavaScript)
 CONTAINERS = ("list", "list-item", "list-header", "section", "table-of-content", "index-body")  # elements whose blocks are read
 
@@ -28,7 +28,7 @@ class OdtError(ParseError):
 
 def extract_odt(path: str) -> str:
     """Headings and paragraphs as paragraphs (blank line between), list items as paragraphs, a
-    table as one line per row with cells joined by " | ", in document order. Runs in the guarded worker."""
+    table as its header row and a line per row naming each cell by its header, in document order. Runs in the guarded worker."""
     check_package(path, ODT, OdtError)
     _check_manifest(path)
     from odf import opendocument
@@ -73,12 +73,15 @@ def _blocks(element):  # type: ignore[no-untyped-def]
 
 
 def _rows(table):  # type: ignore[no-untyped-def]
+    """The table's lines in the form every table takes (`tables.grid_lines`); a cell covered by a
+    merged one keeps its position, empty."""
     from odf import teletype
 
+    grid = []
     for row in _descendants(table, "table-row"):
-        cells = [" ".join(teletype.extractText(cell).split()) for cell in row.childNodes if cell.qname[1] == "table-cell"]
-        if any(cells):
-            yield CELL_SEPARATOR.join(cells)
+        cells = [child for child in row.childNodes if getattr(child, "qname", (None, None))[1] in ("table-cell", "covered-table-cell")]
+        grid.append([teletype.extractText(cell) if cell.qname[1] == "table-cell" else "" for cell in cells])
+    return grid_lines(grid)
 
 
 def _descendants(element, name: str):  # type: ignore[no-untyped-def]

@@ -16,6 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rag_qa.ingest.guard import GuardedWorker, ParseError
+from rag_qa.ingest.pdf_layout import read_layout
+from rag_qa.ingest.pdf_tables import Table, find_tables
+from rag_qa.ingest.pdf_tables import page_text as tables_page_text
 
 PDF_MAGIC = b"%PDF-"
 HYPHEN_MARK = "\ufffe"  # pdfium: a word hyphenated at a line end was joined here
@@ -52,7 +55,11 @@ def extract_pages(path: str) -> PdfPages:
             raise PdfError("encrypted PDF; a password is required to read it") from None
         return _pypdf_pages(path)  # pdfium refuses it: pypdf may recover it
     try:
-        read = [_pdfium_page_text(document, index) for index in range(len(document))]
+        read, previous = [], None
+        for index in range(len(document)):
+            text, scanned, tables = _pdfium_page_text(document, index, previous)
+            read.append((text, scanned))
+            previous = tables[-1] if tables else None
     except pdfium.PdfiumError:
         return _pypdf_pages(path)  # a page pdfium cannot load: pypdf may read it
     finally:
@@ -62,22 +69,28 @@ def extract_pages(path: str) -> PdfPages:
     return PdfPages(tuple(text for text, _ in read), tuple(i for i, (_, scanned) in enumerate(read) if scanned))
 
 
-def _pdfium_page_text(document, index: int) -> tuple[str, bool]:  # type: ignore[no-untyped-def]
-    """One page's text as pdfium reads it, with plain line breaks, and whether it is a scan. Where
-    pdfium joined a word hyphenated at a line end (it marks the join with U+FFFE) the hyphen and
-    the line break are put back, so the cleaner rejoins it by the same rule as any other text."""
+def _pdfium_page_text(document, index: int, previous: Table | None) -> tuple[str, bool, list[Table]]:  # type: ignore[no-untyped-def]
+    """One page's text as pdfium reads it, with plain line breaks, whether it is a scan, and its
+    tables (each written as rows naming their cells by column header: `pdf_tables`; `previous`,
+    the last table of the page before, is the header of a table continued here). Where pdfium
+    joined a word hyphenated at a line end (it marks the join with U+FFFE) the hyphen and the line
+    break are put back, so the cleaner rejoins it by the same rule as any other text."""
     import pypdfium2.raw as pdfium_c
 
     page = document[index]
     try:
         textpage = page.get_textpage()
         text = textpage.get_text_range()
+        layout = read_layout(page, textpage)
         textpage.close()
         has_image = next(page.get_objects(filter=(pdfium_c.FPDF_PAGEOBJ_IMAGE,)), None) is not None
     finally:
         page.close()
+    tables = find_tables(layout, previous)
+    if tables:
+        text = tables_page_text(layout, tables)
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace(HYPHEN_MARK, "-\n")
-    return text, has_image and _too_little_text(text)
+    return text, has_image and _too_little_text(text), tables
 
 
 def _too_little_text(text: str) -> bool:

@@ -19,9 +19,7 @@ from typing import Any
 
 from rag_qa.ingest.guard import ParseError
 from rag_qa.ingest.packages import WORKBOOK, check_package
-
-FIELD_SEPARATOR = "; "
-HEADER_SEPARATOR = " | "
+from rag_qa.ingest.tables import table_lines
 
 
 class SheetsError(ParseError):
@@ -59,19 +57,11 @@ def csv_text(text: str, name: str) -> str:
 
 
 def sheet_text(name: str, rows: Iterable[Iterable[Any]]) -> str:
-    """"Sheet: NAME", the header row, then each later row as "header: value" pairs."""
-    lines, header = [f"Sheet: {name}"], None
-    for row in rows:
-        cells = [_cell(value) for value in row]
-        if not any(cells):
-            continue
-        if header is None:
-            header = cells
-            lines.append(HEADER_SEPARATOR.join(c for c in cells if c))
-            continue
-        named = [f"{header[i]}: {c}" if i < len(header) and header[i] else c for i, c in enumerate(cells) if c]
-        lines.append(FIELD_SEPARATOR.join(named))
-    return "\n".join(lines) if header is not None else ""
+    """"Sheet: NAME", the header row (the first row with a value), then each later row as "header: value" pairs."""
+    table = [cells for cells in ([_cell(value) for value in row] for row in rows) if any(cells)]
+    if not table:
+        return ""
+    return "\n".join(table_lines(table[0], table[1:], title=f"Sheet: {name}"))
 
 
 def _cell(value: Any) -> str:

@@ -13,8 +13,8 @@ from typing import Any
 
 from rag_qa.ingest.guard import ParseError
 from rag_qa.ingest.packages import SLIDES, check_package
+from rag_qa.ingest.tables import grid_lines
 
-CELL_SEPARATOR = " | "  # as for Word and HTML tables
 
 
 class SlidesError(ParseError):
@@ -62,10 +62,6 @@ def _shapes_text(shapes: list[Any]) -> list[str]:
 
 
 def _table_text(table: Any) -> str:
-    """One line per row, cells joined by " | " (a merged cell once)."""
-    lines = []
-    for row in table.rows:
-        cells = [" ".join(cell.text.split()) for cell in row.cells if not cell.is_spanned]
-        if any(cells):
-            lines.append(CELL_SEPARATOR.join(cells))
-    return "\n".join(lines)
+    """The table in the form every table takes (`tables.grid_lines`)."""
+    grid = [["" if cell.is_spanned else cell.text for cell in row.cells] for row in table.rows]
+    return "\n".join(grid_lines(grid))

@@ -201,17 +201,18 @@ def strip_running_lines(pages: list[str], edge_lines: int = 2, min_share: float 
     that recur (page numbers ignored) on at least `min_share` of the pages (3 pages minimum)."""
     if len(pages) < 3:
         return pages
-    page_lines = [[line for line in page.split("\n") if line.strip()] for page in pages]
+    page_lines = [page.split("\n") for page in pages]
+    edges = [[i for i, line in enumerate(lines) if line.strip()] for lines in page_lines]
+    edges = [filled[:edge_lines] + filled[-edge_lines:] for filled in edges]
     counts: dict[str, int] = {}
-    for lines in page_lines:
-        for key in {_line_key(line) for line in lines[:edge_lines] + lines[-edge_lines:]}:
+    for lines, at_edge in zip(page_lines, edges):
+        for key in {_line_key(lines[i]) for i in at_edge}:
             counts[key] = counts.get(key, 0) + 1
     running = {key for key, n in counts.items() if n >= max(3, min_share * len(pages))}
     if not running:
         return pages
     cleaned = []
-    for lines in page_lines:
-        last = len(lines) - edge_lines
-        kept = [line for i, line in enumerate(lines) if not ((i < edge_lines or i >= last) and _line_key(line) in running)]
-        cleaned.append("\n".join(kept))
+    for lines, at_edge in zip(page_lines, edges):
+        dropped = {i for i in at_edge if _line_key(lines[i]) in running}
+        cleaned.append("\n".join(line for i, line in enumerate(lines) if i not in dropped))  # blank lines kept: they part paragraphs
     return cleaned

@@ -1,0 +1,134 @@
+"""The one form a table takes in rag-qa's text, whatever format it came from (a spreadsheet, a
+PDF page, a Word, OpenDocument, PowerPoint or HTML table): the header row once, then one line per row naming each cell by
+its column's header ("Tool: Drill; Deposit: 30").
+
+Why this form: a span reader answers from a passage, and a value is only answerable when the words
+that say what it is sit next to it. In a table as a PDF or HTML parser reads it, a value is
+hundreds of characters from its header and nothing marks where a row ends.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+FIELD_SEPARATOR = "; "
+HEADER_SEPARATOR = " | "
+
+
+def header_line(header: Sequence[str]) -> str:
+    """The header row as one line (empty headers left out, a header spanning columns once)."""
+    return HEADER_SEPARATOR.join(name for i, name in enumerate(header) if name and (i == 0 or name != header[i - 1]))
+
+
+def row_line(header: Sequence[str], cells: Sequence[str]) -> str:
+    """One row as "header: value" pairs; a cell without a header stands alone, an empty cell is left out."""
+    named = [f"{header[i]}: {cell}" if i < len(header) and header[i] else cell for i, cell in enumerate(cells) if cell]
+    return FIELD_SEPARATOR.join(named)
+
+
+def table_lines(header: Sequence[str], rows: Sequence[Sequence[str]], title: str = "") -> list[str]:
+    """A table's lines: its title (a caption or sheet name) if any, the header, then each row."""
+    lines = [title] if title else []
+    if any(header):
+        lines.append(header_line(header))
+    lines += [line for line in (row_line(header, cells) for cells in rows) if line]
+    return lines
+
+
+def grid_lines(grid: Sequence[Sequence[str]], header: bool = True, title: str = "") -> list[str]:
+    """A table given as rows of cells by position (a merged cell's text at its first position,
+    its other positions empty; in the header row repeated, so each column it spans is named):
+    the first row is the header unless not `header`. Rows without text are left out."""
+    rows = [[" ".join(cell.split()) for cell in row] for row in grid]
+    rows = [row for row in rows if any(row)]
+    if not rows:
+        return [title] if title else []
+    return table_lines(rows[0], rows[1:], title) if header else table_lines((), rows, title)
+
+
+MAX_HEADER_WORDS = 8  # a field's header is short; longer text before ": " is prose
+
+
+def row_fields(line: str) -> list[tuple[int, int, int]] | None:
+    """The fields of a row line (`row_line`'s form) as (start, value start, end) offsets in the
+    line, or None when the line is not a row: two fields or more, each "header: value" with a
+    short header or a short cell without one (a row label), two with headers at least."""
+    fields, start = [], 0
+    while start <= len(line):
+        end = line.find(FIELD_SEPARATOR, start)
+        end = len(line) if end < 0 else end
+        colon = line.find(": ", start, end)
+        if colon >= 0 and len(line[start:colon].split()) <= MAX_HEADER_WORDS:
+            fields.append((start, colon + 2, end))
+        elif len(line[start:end].split()) <= MAX_HEADER_WORDS:
+            fields.append((start, start, end))  # a cell without a header (a row label)
+        else:
+            return None
+        start = end + len(FIELD_SEPARATOR)
+    named = sum(value > start for start, value, _ in fields)
+    return fields if len(fields) >= 2 and named >= 2 else None
+
+
+def row_matches(text: str, question: str) -> dict[int, int]:
+    """For each table row of `text` (by where its line starts), how many of the question's words
+    its cells hold (not its headers: every row shares those). "The luminosity of δ Pav": δ Pav's
+    row holds one, the other rows none."""
+    wanted = _words(question) - QUESTION_WORDS
+    counts: dict[int, int] = {}
+    line_start = 0
+    for line in text.split("\n"):
+        fields = row_fields(line) if wanted else None
+        if fields is not None:
+            counts[line_start] = len(wanted & set().union(*(_words(line[value:end]) for _, value, end in fields)))
+        line_start += len(line) + 1
+    return counts
+
+
+def matching_rows(matches: Sequence[dict[int, int]]) -> list[frozenset[int] | None]:
+    """Per passage, the rows an answer may come from: those holding the most question words
+    among all the passages read for one question (`row_matches` of each); None everywhere when
+    no row holds any (nothing to choose by). A table row naming something else is not read as
+    the answer to a question about the row that names it."""
+    best = max((count for counts in matches for count in counts.values()), default=0)
+    if not best:
+        return [None for _ in matches]
+    return [frozenset(start for start, count in counts.items() if count == best) for counts in matches]
+
+
+def _words(text: str) -> set[str]:
+    return set(_WORD.findall(text.casefold()))
+
+
+_WORD = re.compile(r"\w+")
+QUESTION_WORDS = frozenset(
+    "a an and are as at be by did do does for from give gives given has have how in is it its listed many much of on or "
+    "reported says shown table tables that the their there this to value values was what when where which who whose why with "
+    "column columns row rows example".split()
+)  # words of a question that say nothing about which row is meant
+
+
+def cell_span(text: str, start: int, end: int, rows: frozenset[int] | None = None) -> tuple[int, int] | None:
+    """An answer span [start, end) of `text` made to fit a table row: a span inside one cell's
+    value becomes the whole value ("1,000" of "1 in 1,000"); one across cells, onto a header, in
+    the header line, across rows or in a row not among `rows` (`matching_rows`) is no answer
+    (None). A span outside table rows is returned as it is."""
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", start)
+    line_end = len(text) if line_end < 0 else line_end
+    crosses = end > line_end
+    fields = row_fields(text[line_start:line_end])
+    if fields is None and HEADER_SEPARATOR in text[line_start:line_end] and row_fields(text[line_end + 1 :].split("\n", 1)[0]) is not None:
+        return None  # the header line above a table's rows: column names, not an answer
+    if fields is None:
+        if crosses and row_fields(text[text.rfind("\n", 0, end) + 1 : end] + text[end:].split("\n", 1)[0]) is not None:
+            return None  # runs into a table row
+        return (start, end)
+    if crosses or (rows is not None and line_start not in rows):
+        return None  # across rows, or a row the question does not name
+    for field_start, value_start, field_end in fields:
+        if line_start + field_start <= start and end <= line_start + field_end:
+            if end <= line_start + value_start:
+                return None  # the header itself
+            return (line_start + value_start, line_start + field_end)
+    return None

@@ -1,0 +1,213 @@
+"""Tables in PDFs read as a person reads them: each row a line naming every cell by its column's
+header, one test per trap real files hold (issue 36). The PDFs are drawn in the tests
+(`pdf_table_pages`); real manuals and papers are measured in benchmarks/pdf_tables.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers import load_file
+
+pytest.importorskip("reportlab", reason="the PDF table tests draw their PDFs with reportlab (pip install -e '.[dev]')")
+from pdf_table_pages import FONT, SIZE, new_pdf, prose, table, words  # noqa: E402
+
+from rag_qa.ingest.pdf_tables import find_tables  # noqa: E402
+from rag_qa.pages import aligned_glyphs  # noqa: E402
+
+LOANS = [["Membership", "Loan fee", "Deposit"], ["Student", "2.50", "10"], ["Adult", "4.00", "25"], ["Business", "9.75", "60"]]
+
+
+def page_texts(path: Path) -> list[str]:
+    document = load_file(path)
+    starts = [*document.page_starts, len(document.text)]
+    return [document.text[a:b].strip() for a, b in zip(starts, starts[1:])]
+
+
+def lines_of(path: Path) -> list[str]:
+    return [line for text in page_texts(path) for line in text.split("\n")]
+
+
+@pytest.mark.parametrize("rules", ["grid", "booktabs", "none"])
+def test_each_row_names_its_cells_by_their_headers_ruled_booktabs_or_unruled(tmp_path: Path, rules: str) -> None:
+    pdf = new_pdf(tmp_path / "fees.pdf")
+    y = prose(pdf, 780, ["The library charges a fee for each loan and keeps a deposit until the tool is back."])
+    words(pdf, 60, y - 8, "Table 3. Loan fees by membership type")
+    table(pdf, 60, y - 20, [140, 90, 90], LOANS, rules=rules)
+    prose(pdf, y - 120, ["Fees are reviewed every spring by the volunteers who run the library."])
+    pdf.save()
+    lines = lines_of(tmp_path / "fees.pdf")
+    assert "Table 3. Loan fees by membership type" in lines
+    assert "Membership | Loan fee | Deposit" in lines
+    assert "Membership: Adult; Loan fee: 4.00; Deposit: 25" in lines
+    assert "Membership: Business; Loan fee: 9.75; Deposit: 60" in lines
+    assert any(line.startswith("The library charges a fee") for line in lines)  # the prose around it stays prose
+    assert any(line.startswith("Fees are reviewed every spring") for line in lines)
+
+
+def test_words_without_space_glyphs_stay_apart_in_prose_and_cells(tmp_path: Path) -> None:
+    pdf = new_pdf(tmp_path / "tex.pdf")
+    prose(pdf, 780, ["Only one in a thousand tools is ever lost for good."])
+    table(pdf, 60, 740, [160, 160], [["Tool kind", "Replacement time"], ["Cordless drill", "two working weeks"], ["Ladder", "one month or more"]], rules="booktabs")
+    pdf.save()
+    text = "\n".join(page_texts(tmp_path / "tex.pdf"))
+    assert "Only one in a thousand tools" in text
+    assert "Tool kind: Cordless drill; Replacement time: two working weeks" in text
+
+
+def test_a_cell_on_several_lines_is_one_cell(tmp_path: Path) -> None:
+    pdf = new_pdf(tmp_path / "multi.pdf")
+    rows = [["Tool", "Rule"], ["Drill", "Return it charged\nand with its case"], ["Ladder", "Two people carry it"]]
+    table(pdf, 60, 780, [120, 220], rows, rules="grid")
+    pdf.save()
+    assert "Tool: Drill; Rule: Return it charged and with its case" in lines_of(tmp_path / "multi.pdf")
+
+
+def test_a_right_aligned_number_does_not_cut_its_header_word(tmp_path: Path) -> None:
+    pdf = new_pdf(tmp_path / "mean.pdf")
+    rows = [["Site", "Mean", "Count"], ["North", "1234.56", "7"], ["South", "3.1", "12345"], ["East", "87.25", "310"]]
+    table(pdf, 60, 780, [100, 70, 70], rows, rules="none", right_align=(1, 2))
+    words(pdf, 60, 700, "Table 1: Visits per site")
+    pdf.save()
+    lines = lines_of(tmp_path / "mean.pdf")
+    assert "Site: South; Mean: 3.1; Count: 12345" in lines, lines
+
+
+def test_a_header_cell_spanning_columns_names_each_of_them(tmp_path: Path) -> None:
+    pdf = new_pdf(tmp_path / "span.pdf")
+    pdf.line(60, 780, 400, 780)
+    for label, middle in (("Model A", 220), ("Model B", 340)):  # centred over its two columns (\\multicolumn)
+        words(pdf, middle - pdf.stringWidth(label, FONT, SIZE) / 2, 768, label)
+    pdf.line(150, 762, 260, 762)
+    pdf.line(280, 762, 390, 762)
+    table(pdf, 60, 760, [100, 60, 60, 60, 60], [["Dataset", "Mean", "SD", "Mean", "SD"], ["Alpha", "0.91", "0.02", "0.87", "0.03"], ["Beta", "0.78", "0.05", "0.80", "0.04"]], rules="booktabs", top_rule=False)
+    pdf.save()
+    lines = lines_of(tmp_path / "span.pdf")
+    assert "Dataset: Beta; Model A Mean: 0.78; Model A SD: 0.05; Model B Mean: 0.80; Model B SD: 0.04" in lines, lines
+
+
+def test_a_bar_chart_is_not_a_table(tmp_path: Path) -> None:
+    pdf = new_pdf(tmp_path / "chart.pdf")
+    prose(pdf, 790, ["Loans per month, as a chart."])
+    months = ["Jan", "Feb", "Mar", "Apr", "May"]
+    for i, height in enumerate([40, 80, 60, 120, 90]):
+        pdf.rect(80 + 60 * i, 600, 30, height, fill=1)
+        words(pdf, 82 + 60 * i, 585, months[i])
+        words(pdf, 82 + 60 * i, 605 + height, str(height))
+    for tick in range(0, 140, 40):  # the axis: tick labels stacked in a column, as a plot's are
+        words(pdf, 50, 597 + tick, str(tick))
+    pdf.save()
+    assert all(month in " ".join(page_texts(tmp_path / "chart.pdf")) for month in months)
+    assert not any(": " in line for line in lines_of(tmp_path / "chart.pdf")[1:])
+
+
+def test_a_table_continued_on_the_next_page_gets_its_header_there(tmp_path: Path) -> None:
+    pdf = new_pdf(tmp_path / "long.pdf")
+    header = ["Part number", "Item", "Price"]
+    rows = [[f"P-{n:03d}", f"Spare {name}", f"{n * 1.5:.2f}"] for n, name in enumerate(["blade", "chuck", "filter", "belt"], 1)]
+    words(pdf, 60, 790, "Table 5. Spare parts")
+    table(pdf, 60, 780, [120, 160, 80], [header, *rows], rules="booktabs")
+    pdf.showPage()
+    more = [[f"P-{n:03d}", f"Spare {name}", f"{n * 1.5:.2f}"] for n, name in enumerate(["hose", "nozzle", "brush"], 5)]
+    table(pdf, 60, 800, [120, 160, 80], more, rules="booktabs")
+    prose(pdf, 700, ["Prices include tax and are valid until the end of the year."])
+    pdf.save()
+    second = page_texts(tmp_path / "long.pdf")[1].split("\n")
+    assert "Part number: P-006; Item: Spare nozzle; Price: 9.00" in second, second
+    assert "Table 5. Spare parts (continued)" in second
+
+
+def test_a_footnote_mark_is_not_glued_to_its_value(tmp_path: Path) -> None:
+    pdf = new_pdf(tmp_path / "marks.pdf")
+    table(pdf, 60, 780, [120, 120], [["Element", "Share"], ["Tin", "12.5"], ["Lead", "3.0"], ["Zinc", "0.4"]], rules="booktabs")
+    pdf.setFont(FONT, 6)
+    pdf.drawString(60 + 6 + pdf.stringWidth("Tin", FONT, SIZE), 780 - 14 - 10 + 4, "a")  # Tin^a
+    pdf.save()
+    lines = lines_of(tmp_path / "marks.pdf")
+    assert any(line.startswith("Element: Tin a; Share: 12.5") for line in lines), lines
+
+
+def test_two_tables_side_by_side_stay_two_tables(tmp_path: Path) -> None:
+    pdf = new_pdf(tmp_path / "pair.pdf")
+    table(pdf, 40, 780, [90, 80], [["Tool", "Deposit"], ["Drill", "30"], ["Saw", "20"]], rules="grid")
+    table(pdf, 300, 780, [90, 80], [["Room", "Capacity"], ["Hall", "120"], ["Lab", "16"]], rules="grid")
+    pdf.save()
+    lines = lines_of(tmp_path / "pair.pdf")
+    assert "Tool: Saw; Deposit: 20" in lines and "Room: Lab; Capacity: 16" in lines, lines
+
+
+def test_a_rotated_table_is_read_in_its_own_direction(tmp_path: Path) -> None:
+    pdf = new_pdf(tmp_path / "landscape.pdf")
+    pdf.translate(550, 60)
+    pdf.rotate(90)  # a sideways table on a portrait page, as LaTeX's sidewaystable draws it
+    table(pdf, 0, 0, [160, 90, 90], LOANS, rules="grid")
+    pdf.save()
+    lines = lines_of(tmp_path / "landscape.pdf")
+    assert "Membership: Adult; Loan fee: 4.00; Deposit: 25" in lines, lines
+
+
+def test_prose_in_two_columns_is_not_a_table(tmp_path: Path) -> None:
+    pdf = new_pdf(tmp_path / "columns.pdf")
+    left = ["The tool library opened in spring with", "forty drills and a dozen ladders, lent", "free of charge to every member who", "signs the safety sheet at the desk."]
+    right = ["Volunteers check each returned tool", "before it goes back on the shelf, and", "broken ones are sent for repair at the", "end of every month by the treasurer."]
+    prose(pdf, 780, left, x=50)
+    prose(pdf, 780, right, x=310)
+    pdf.save()
+    text = " ".join(page_texts(tmp_path / "columns.pdf"))
+    assert ": " not in text and "lent free of charge" in text
+
+
+def test_an_answer_from_a_cell_is_boxed_on_that_cell(tmp_path: Path) -> None:
+    path = tmp_path / "fees.pdf"
+    pdf = new_pdf(path)
+    table(pdf, 60, 780, [140, 90, 90], LOANS, rules="grid")
+    pdf.save()
+    text = page_texts(path)[0]
+    start = text.index("9.75")
+    glyphs, glyph_of = aligned_glyphs(str(path), 1, text)
+    boxes = [glyphs.boxes[glyph_of[i]] for i in range(start, start + 4)]
+    assert all(box is not None for box in boxes)
+    left, bottom = min(b[0] for b in boxes), min(b[1] for b in boxes)  # type: ignore[index]
+    right, top = max(b[2] for b in boxes), max(b[3] for b in boxes)  # type: ignore[index]
+    assert 200 <= left and right <= 290 and 780 - 4 * 14 <= bottom and top <= 780 - 3 * 14  # the Business row's fee cell
+
+
+def test_find_tables_reports_where_each_table_is(tmp_path: Path) -> None:
+    import pypdfium2 as pdfium
+
+    from rag_qa.ingest.pdf_layout import read_layout
+
+    pdf = new_pdf(tmp_path / "fees.pdf")
+    table(pdf, 60, 780, [140, 90, 90], LOANS, rules="grid")
+    pdf.save()
+    document = pdfium.PdfDocument(str(tmp_path / "fees.pdf"))
+    page = document[0]
+    (found,) = find_tables(read_layout(page, page.get_textpage()))
+    assert found.header == ("Membership", "Loan fee", "Deposit") and len(found.rows) == 3
+    assert abs(found.box[0] - 60) < 2 and abs(found.box[2] - 380) < 2
+
+
+def test_a_table_reads_alike_in_a_pdf_a_word_file_a_workbook_and_a_web_page(tmp_path: Path) -> None:
+    import docx
+    import openpyxl
+
+    pdf = new_pdf(tmp_path / "fees.pdf")
+    table(pdf, 60, 780, [140, 90, 90], LOANS, rules="grid")
+    pdf.save()
+    word = docx.Document()
+    grid = word.add_table(rows=len(LOANS), cols=3)
+    for r, row in enumerate(LOANS):
+        for c, value in enumerate(row):
+            grid.cell(r, c).text = value
+    word.save(str(tmp_path / "fees.docx"))
+    book = openpyxl.Workbook()
+    for row in LOANS:
+        book.active.append(row)
+    book.save(str(tmp_path / "fees.xlsx"))
+    cells = "".join("<tr>" + "".join(f"<{tag}>{v}</{tag}>" for v in row) + "</tr>" for row, tag in zip(LOANS, ["th", "td", "td", "td"]))
+    (tmp_path / "fees.html").write_text(f"<html><body><table>{cells}</table></body></html>")
+    expected = ["Membership | Loan fee | Deposit", *[f"Membership: {a}; Loan fee: {b}; Deposit: {c}" for a, b, c in LOANS[1:]]]
+    for name in ("fees.pdf", "fees.docx", "fees.xlsx", "fees.html"):
+        lines = load_file(tmp_path / name).text.split("\n")
+        start = lines.index(expected[0])
+        assert lines[start : start + 4] == expected, (name, lines)
