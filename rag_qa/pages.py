@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from rag_qa.errors import NotFoundError, RagQAError
 from rag_qa.ingest.guard import GuardedWorker, ParseError
 from rag_qa.ingest.loaders import file_hash
+from rag_qa.ingest.pdf_layout import read_characters
 from rag_qa.records import OcrPage, PageBox
 
 MIN_WIDTH, MAX_WIDTH = 100, 2400  # pixels: bounds a request's memory and time
@@ -83,17 +84,11 @@ def render_page(path: str, page: int, width: int) -> bytes:
 
 def page_glyphs(path: str, page: int) -> PageGlyphs:
     """Every character pdfium extracts from page `page`, with its box. Runs in the guarded worker."""
-    import pypdfium2.raw as pdfium_c
-
     pdf, pdf_page = _open_page(path, page)
     try:
         text_page = pdf_page.get_textpage()
-        chars, boxes = [], []
-        for index in range(text_page.count_chars()):
-            chars.append(chr(pdfium_c.FPDFText_GetUnicode(text_page.raw, index) or 0x20))
-            generated = pdfium_c.FPDFText_IsGenerated(text_page.raw, index) == 1
-            boxes.append(None if generated or chars[-1].isspace() else text_page.get_charbox(index, loose=True))
-        return PageGlyphs("".join(chars), tuple(boxes), _display_map(pdf_page))
+        chars, boxes, _ = read_characters(text_page.raw)
+        return PageGlyphs(chars, tuple(boxes), _display_map(pdf_page))
     finally:
         pdf.close()
 

@@ -14,6 +14,7 @@ from rag_qa.ingest.guard import ParseError
 from rag_qa.ingest.packages import WORD, check_package
 from rag_qa.ingest.tables import grid_lines
 
+
 class DocxError(ParseError):
     """A Word document could not be read; the message is the user-facing reason."""
 

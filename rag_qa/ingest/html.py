@@ -18,13 +18,12 @@ HIDDEN = {
     "canvas", "select", "datalist", "title",
 }  # fmt: skip
 BLOCKS = {
-    "p", "div", "li", "ul", "ol", "dl", "dt", "dd", "h1", "h2", "h3", "h4", "h5", "h6", "table", "thead",
-    "tbody", "tfoot", "caption", "section", "article", "header", "footer", "nav", "aside", "main",
+    "p", "div", "li", "ul", "ol", "dl", "dt", "dd", "h1", "h2", "h3", "h4", "h5", "h6",
+    "section", "article", "header", "footer", "nav", "aside", "main",
     "blockquote", "pre", "hr", "figure", "figcaption", "details", "summary", "address", "fieldset",
     "legend", "form", "body", "center",
-}  # fmt: skip
+}  # fmt: skip  (a table is read whole: `_table_lines`)
 LINE_BEFORE = {"br"}  # a line break, not a new paragraph
-LINE_AFTER = {"tr"}
 CELLS = {"td", "th"}
 MAX_COLSPAN = 100  # the HTML standard caps colspan at 1000; a hostile page should not make a huge row
 _WHITESPACE = re.compile(r"\s+")
@@ -59,7 +58,7 @@ def _visible_text(root) -> str:  # noqa: ANN001 (selectolax node)
         node, closing, in_pre = stack.pop()
         tag = node.tag  # type: ignore[attr-defined]
         if closing:
-            parts.append("\n\n" if tag in BLOCKS else "\n" if tag in LINE_AFTER else "")
+            parts.append("\n\n" if tag in BLOCKS else "")
             continue
         if node.is_text_node:  # type: ignore[attr-defined]
             text = node.text_content or ""  # type: ignore[attr-defined]

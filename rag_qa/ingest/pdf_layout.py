@@ -59,7 +59,7 @@ def read_layout(page, textpage) -> PageLayout:  # type: ignore[no-untyped-def]
     """The layout of a pypdfium2 page whose text page is already loaded."""
     import pypdfium2.raw as pdfium_c
 
-    chars, boxes, sizes = _characters(textpage.raw, pdfium_c)
+    chars, boxes, sizes = read_characters(textpage.raw)
     hrules: list[Box] = []
     vrules: list[Box] = []
     graphics: list[Box] = []
@@ -100,15 +100,19 @@ def _turned(box: Box, turn: int) -> Box:
     return (-top, left, -bottom, right)  # turn == 1, text running downwards: x' = -y, y' = x
 
 
-def _characters(raw, pdfium_c) -> tuple[str, list[Box | None], list[float]]:  # type: ignore[no-untyped-def]
-    """Every character's text, box (None for whitespace and generated characters) and font size."""
+def read_characters(raw) -> tuple[str, list[Box | None], list[float]]:  # type: ignore[no-untyped-def]
+    """Every character of a pdfium text page (its raw handle): its text (a space where pdfium
+    has none), its box around the glyph's advance (None for whitespace and generated
+    characters) and its font size. The page view's glyphs (`rag_qa.pages`) are these too."""
+    import pypdfium2.raw as pdfium_c
+
     rect = pdfium_c.FS_RECTF()
     chars: list[str] = []
     boxes: list[Box | None] = []
     sizes: list[float] = []
     for index in range(pdfium_c.FPDFText_CountChars(raw)):
         code = pdfium_c.FPDFText_GetUnicode(raw, index)
-        char = chr(code) if 0 < code < 0x110000 and not 0xD800 <= code < 0xE000 else "\ufffd"
+        char = " " if code == 0 else chr(code) if code < 0x110000 and not 0xD800 <= code < 0xE000 else "\ufffd"
         chars.append(char)
         if char.isspace() or pdfium_c.FPDFText_IsGenerated(raw, index) == 1:
             boxes.append(None)

@@ -34,7 +34,6 @@ ROW_PITCH = 2.2  # font sizes: the most from one row's middle to the next in an 
 MAX_CELL_WORDS = 6  # an unruled table's cells are short; prose is longer
 MAX_PROSE_WORDS = 14  # a line with more words than this beside its first cell is prose (a table's text cells are narrower)
 MIN_UNRULED_ROWS = 3
-FULL_RULE = 0.7  # a rule across this share of a table's width separates rows (shorter ones group header cells)
 CAPTION_DISTANCE = 3.0  # font sizes between a table and its caption
 ROW_BREAK = "\u2028"  # between a table's lines until the page is cleaned (cleaning joins lines a PDF wrapped)
 CAPTION = re.compile(r"^(?:Table|TABLE|Tab\.)\s*[0-9IVXLA-Z][0-9.\-]*[.:]?(?:\s|$)")
@@ -79,7 +78,6 @@ class Table:
 class _Region:
     box: Box
     rules: tuple[float, ...] = ()  # heights of the full rules inside the region, top first
-    ruled: bool = False
 
 
 def find_tables(layout: PageLayout, previous: Table | None = None) -> list[Table]:
@@ -239,7 +237,7 @@ def _ruled_region(run: list[Box], layout: PageLayout, lines: list[Line]) -> list
     if len(inner) < 2 or box[1] < 0 or box[3] > layout.height:
         return []
     heights = tuple((r[1] + r[3]) / 2 for r in run[1:-1])
-    return [_Region(box, heights, ruled=True)]
+    return [_Region(box, heights)]
 
 
 def _unruled_regions(layout: PageLayout, lines: list[Line], taken: list[Box]) -> list[_Region]:
@@ -398,8 +396,8 @@ def _rows(region: _Region, body: list[Line], columns: list[tuple[float, float]])
 
 def _bands(region: _Region, body: list[Line]) -> list[list[Line]]:
     """Rows as groups of lines: between rules when the rules part every row, else one line each."""
-    cuts = [h for h in region.rules[1:]] if region.rules else []
-    if region.rules and len(cuts) >= 1:
+    cuts = list(region.rules[1:])
+    if cuts:
         bands: list[list[Line]] = [[]]
         remaining = list(cuts)
         for line in body:

@@ -9,7 +9,6 @@ hundreds of characters from its header and nothing marks where a row ends.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 FIELD_SEPARATOR = "; "
@@ -46,89 +45,3 @@ def grid_lines(grid: Sequence[Sequence[str]], header: bool = True, title: str = 
         return [title] if title else []
     return table_lines(rows[0], rows[1:], title) if header else table_lines((), rows, title)
 
-
-MAX_HEADER_WORDS = 8  # a field's header is short; longer text before ": " is prose
-
-
-def row_fields(line: str) -> list[tuple[int, int, int]] | None:
-    """The fields of a row line (`row_line`'s form) as (start, value start, end) offsets in the
-    line, or None when the line is not a row: two fields or more, each "header: value" with a
-    short header or a short cell without one (a row label), two with headers at least."""
-    fields, start = [], 0
-    while start <= len(line):
-        end = line.find(FIELD_SEPARATOR, start)
-        end = len(line) if end < 0 else end
-        colon = line.find(": ", start, end)
-        if colon >= 0 and len(line[start:colon].split()) <= MAX_HEADER_WORDS:
-            fields.append((start, colon + 2, end))
-        elif len(line[start:end].split()) <= MAX_HEADER_WORDS:
-            fields.append((start, start, end))  # a cell without a header (a row label)
-        else:
-            return None
-        start = end + len(FIELD_SEPARATOR)
-    named = sum(value > start for start, value, _ in fields)
-    return fields if len(fields) >= 2 and named >= 2 else None
-
-
-def row_matches(text: str, question: str) -> dict[int, int]:
-    """For each table row of `text` (by where its line starts), how many of the question's words
-    its cells hold (not its headers: every row shares those). "The luminosity of δ Pav": δ Pav's
-    row holds one, the other rows none."""
-    wanted = _words(question) - QUESTION_WORDS
-    counts: dict[int, int] = {}
-    line_start = 0
-    for line in text.split("\n"):
-        fields = row_fields(line) if wanted else None
-        if fields is not None:
-            counts[line_start] = len(wanted & set().union(*(_words(line[value:end]) for _, value, end in fields)))
-        line_start += len(line) + 1
-    return counts
-
-
-def matching_rows(matches: Sequence[dict[int, int]]) -> list[frozenset[int] | None]:
-    """Per passage, the rows an answer may come from: those holding the most question words
-    among all the passages read for one question (`row_matches` of each); None everywhere when
-    no row holds any (nothing to choose by). A table row naming something else is not read as
-    the answer to a question about the row that names it."""
-    best = max((count for counts in matches for count in counts.values()), default=0)
-    if not best:
-        return [None for _ in matches]
-    return [frozenset(start for start, count in counts.items() if count == best) for counts in matches]
-
-
-def _words(text: str) -> set[str]:
-    return set(_WORD.findall(text.casefold()))
-
-
-_WORD = re.compile(r"\w+")
-QUESTION_WORDS = frozenset(
-    "a an and are as at be by did do does for from give gives given has have how in is it its listed many much of on or "
-    "reported says shown table tables that the their there this to value values was what when where which who whose why with "
-    "column columns row rows example".split()
-)  # words of a question that say nothing about which row is meant
-
-
-def cell_span(text: str, start: int, end: int, rows: frozenset[int] | None = None) -> tuple[int, int] | None:
-    """An answer span [start, end) of `text` made to fit a table row: a span inside one cell's
-    value becomes the whole value ("1,000" of "1 in 1,000"); one across cells, onto a header, in
-    the header line, across rows or in a row not among `rows` (`matching_rows`) is no answer
-    (None). A span outside table rows is returned as it is."""
-    line_start = text.rfind("\n", 0, start) + 1
-    line_end = text.find("\n", start)
-    line_end = len(text) if line_end < 0 else line_end
-    crosses = end > line_end
-    fields = row_fields(text[line_start:line_end])
-    if fields is None and HEADER_SEPARATOR in text[line_start:line_end] and row_fields(text[line_end + 1 :].split("\n", 1)[0]) is not None:
-        return None  # the header line above a table's rows: column names, not an answer
-    if fields is None:
-        if crosses and row_fields(text[text.rfind("\n", 0, end) + 1 : end] + text[end:].split("\n", 1)[0]) is not None:
-            return None  # runs into a table row
-        return (start, end)
-    if crosses or (rows is not None and line_start not in rows):
-        return None  # across rows, or a row the question does not name
-    for field_start, value_start, field_end in fields:
-        if line_start + field_start <= start and end <= line_start + field_end:
-            if end <= line_start + value_start:
-                return None  # the header itself
-            return (line_start + value_start, line_start + field_end)
-    return None
