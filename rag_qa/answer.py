@@ -18,6 +18,7 @@ import numpy as np
 from rag_qa.config import ScoringConfig
 from rag_qa.reader import PassageReading, Span
 from rag_qa.records import Answer, QAResult, SearchHit
+from rag_qa.table_lookup import best_cell, in_table_row
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _PUNCTUATION = set(string.punctuation)
@@ -84,6 +85,7 @@ def combine(
         return QAResult(question, (), True, 1.0, margin)
     reader_abstains = margin < 0  # every passage's null beats its best span by more than tau
     kept = _ranked_answers(hits, readings, config, retrieval_temperature, every_passage=reader_abstains)
+    kept = _table_cell_first(question, hits, readings, kept, config, retrieval_temperature)
     words_found = question_words_found(question, [h.passage.text for h in hits]) if kept else 0.0
     p_top = top_answer_probability(config, kept[0], margin - config.tau, words_found) if kept else 0.0
     if config.answer_threshold is None:  # the tau rule
@@ -173,6 +175,37 @@ def _ranked_answers(
             kept.append(answer)
             kept_texts.add(text)
     return kept
+
+
+UNRANKED_CELL_LOG_PROB = -20.0  # a table cell the reader kept no span for, in a passage where it kept none at all
+
+
+def _table_cell_first(
+    question: str, hits: Sequence[SearchHit], readings: Sequence[PassageReading], kept: list[Answer], config: ScoringConfig, retrieval_temperature: float
+) -> list[Answer]:  # fmt: skip
+    """`kept` with the table cell a person would read (`table_lookup.best_cell`) first, when the
+    question names both its row and its column, or when the reader's own top answer is in a table
+    row anyway (it reads a row's cells less well than a person). Scored like a span: the reader's
+    log-probability of the cell, or at most its lowest kept span's when it kept none for the cell."""
+    cell = best_cell(question, [h.passage.text for h in hits], [{(s.start, s.end): s.log_prob for s in r.spans} for r in readings])
+    if cell is None:
+        return kept
+    top_in_row = bool(kept) and in_table_row(kept[0].passage.text, kept[0].start - kept[0].passage.char_start)
+    if not (cell.strong or top_in_row):
+        return kept
+    hit, reading = hits[cell.passage], readings[cell.passage]
+    log_p_passage = float(log_softmax([h.score for h in hits], retrieval_temperature)[cell.passage])
+    log_prob = cell.reader_log_prob
+    if log_prob is None:
+        log_prob = min((s.log_prob for s in reading.spans), default=UNRANKED_CELL_LOG_PROB)
+    passage, text = hit.passage, hit.passage.text[cell.start : cell.end]
+    answer = Answer(
+        text, log_prob + config.retrieval_weight * log_p_passage, 0.0, passage.source, passage.page_at(cell.start),
+        passage.char_start + cell.start, passage.char_start + cell.end, passage, hit.score,
+    )  # fmt: skip
+    shown = normalize_answer(text) or text
+    others = [a for a in kept if not _overlaps(a, answer) and (normalize_answer(a.text) or a.text) != shown]
+    return [answer, *others][: config.max_answers]
 
 
 def answer_confidences(p_top: float, scores: Sequence[float]) -> list[float]:

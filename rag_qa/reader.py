@@ -26,10 +26,14 @@ import numpy as np
 
 from rag_qa.config import ReaderConfig
 from rag_qa.errors import ConfigError
+from rag_qa.ingest.tables import cell_span
 from rag_qa.ingest.text import MappedText, clean_mapped, clean_text, trim_span
 from rag_qa.models import ResolvedModel, resolve_model
 from rag_qa.onnx_models import load_graph, reader_graph
+from rag_qa.table_lookup import has_table_rows, matching_rows, row_matches
 from rag_qa.tokenizer import FastTokenizer, cached_tokenizer, hf_snapshot, padded_arrays
+
+CANDIDATES_PER_WINDOW = 200  # spans decoded per window of a passage with table rows, before those across cells are dropped (`cell_span`)
 
 
 @dataclass(frozen=True)
@@ -103,10 +107,14 @@ def _logsumexp(values: np.ndarray) -> float:
 
 
 def merge_windows(
-    text: str, windows: Sequence[tuple[WindowDecoding, Sequence[tuple[int, int]]]], top_n: int, cleaned: MappedText | None = None
-) -> PassageReading:
+    text: str, windows: Sequence[tuple[WindowDecoding, Sequence[tuple[int, int]]]], top_n: int, cleaned: MappedText | None = None,
+    rows: frozenset[int] | None = None, tabular: bool = False,
+) -> PassageReading:  # fmt: skip
     """One passage's reading from its windows (each with its token → character offsets), by the
     SQuAD rule: null = minimum over windows, spans ranked by raw start + end over all windows.
+    In a `tabular` passage (one holding table rows) a span in a row is one cell's whole value
+    (`tables.cell_span`): one inside a value grows to all of it, one across cells, onto a header
+    or in a row other than `rows` (those naming what the question names) is dropped.
 
     Span probabilities share one normaliser for the whole passage (`passage_log_norm`). When the
     model read `cleaned` (the cleaned form of `text`), token offsets are into `cleaned.text` and
@@ -123,9 +131,10 @@ def merge_windows(
             if cleaned is not None:
                 start, end = cleaned.original_span(start, end)
             trimmed = trim_span(text, start, end)
-            if trimmed is None:
-                continue  # only whitespace
-            start, end = trimmed
+            fitted = cell_span(text, *trimmed, rows) if tabular and trimmed is not None else trimmed
+            if fitted is None:
+                continue  # only whitespace, or across a table's cells
+            start, end = fitted
             kept = by_offsets.get((start, end))
             if kept is None or score > kept.score:
                 by_offsets[(start, end)] = Span(start, end, text[start:end], score, score - log_norm)
@@ -319,10 +328,13 @@ class Reader:
                 results[index] = (starts[row, :n], ends[row, :n])
         return results
 
-    def _decoded(self, features: Any, logits: list[tuple[np.ndarray, np.ndarray]], index: int) -> tuple[WindowDecoding, Sequence[tuple[int, int]]]:
+    def _decoded(
+        self, features: Any, logits: list[tuple[np.ndarray, np.ndarray]], index: int, tabular: bool
+    ) -> tuple[WindowDecoding, Sequence[tuple[int, int]]]:  # fmt: skip
         context = np.array([s == 1 for s in features.sequence_ids(index)])
         start, end = logits[index]
-        decoding = decode_window(start, end, context, self.config.max_answer_tokens, self.config.top_spans)
+        count = max(self.config.top_spans, CANDIDATES_PER_WINDOW) if tabular else self.config.top_spans
+        decoding = decode_window(start, end, context, self.config.max_answer_tokens, count)
         return decoding, features["offset_mapping"][index]
 
     def read(self, questions: Sequence[str], passages: Sequence[Sequence[str]]) -> list[list[PassageReading]]:
@@ -343,8 +355,13 @@ class Reader:
         windows_of_pair: list[list[int]] = [[] for _ in pairs]
         for index, pair_index in enumerate(features["overflow_to_sample_mapping"]):
             windows_of_pair[pair_index].append(index)
+        rows = _rows_to_read(pairs, [len(texts) for texts in passages])
+        tabular = {text: has_table_rows(text) for _, text in pairs}
         readings = [
-            merge_windows(text, [self._decoded(features, logits, w) for w in windows_of_pair[i]], self.config.top_spans, cleaned[i])
+            merge_windows(
+                text, [self._decoded(features, logits, w, tabular[text]) for w in windows_of_pair[i]], self.config.top_spans, cleaned[i], rows[i],
+                tabular[text],
+            )  # fmt: skip
             for i, (_, text) in enumerate(pairs)
         ]  # one pair's windows decoded at a time: their score bands are freed with it
         grouped, position = [], 0
@@ -352,3 +369,15 @@ class Reader:
             grouped.append(readings[position : position + len(texts)])
             position += len(texts)
         return grouped
+
+
+def _rows_to_read(pairs: Sequence[tuple[str, str]], counts: Sequence[int]) -> list[frozenset[int] | None]:
+    """Per (question, passage) pair, the table rows its answers may come from (`table_lookup.matching_rows`,
+    decided over all the passages read for the same question)."""
+    rows: list[frozenset[int] | None] = []
+    position = 0
+    for count in counts:
+        group = pairs[position : position + count]
+        rows += matching_rows(row_matches(group[0][0], [text for _, text in group])) if group else []
+        position += count
+    return rows

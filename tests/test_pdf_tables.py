@@ -211,3 +211,21 @@ def test_a_table_reads_alike_in_a_pdf_a_word_file_a_workbook_and_a_web_page(tmp_
         lines = load_file(tmp_path / name).text.split("\n")
         start = lines.index(expected[0])
         assert lines[start : start + 4] == expected, (name, lines)
+
+
+def test_a_table_without_a_top_rule_takes_the_line_above_its_first_rule_as_header(tmp_path: Path) -> None:
+    pdf = new_pdf(tmp_path / "no-top-rule.pdf")
+    words(pdf, 60, 800, "Table 3: Melanoma data.")
+    table(pdf, 60, 785, [90, 70, 70], [["Genotype", "In situ", "Control"], ["AA", "6", "32"], ["AG", "8", "47"], ["GG", "10", "20"]], rules="booktabs", top_rule=False)
+    pdf.save()
+    lines = lines_of(tmp_path / "no-top-rule.pdf")
+    assert "Genotype | In situ | Control" in lines and "Genotype: AG; In situ: 8; Control: 47" in lines, lines
+
+
+def test_a_table_set_in_two_halves_under_one_repeated_header_is_read_half_after_half(tmp_path: Path) -> None:
+    pdf = new_pdf(tmp_path / "halves.pdf")
+    rows = [["Element", "Share", "Element", "Share"], ["Tin", "12.5", "Lead", "3.0"], ["Zinc", "0.4", "Gold", "1.1"], ["Iron", "7.7", "", ""]]
+    table(pdf, 60, 780, [80, 60, 80, 60], rows, rules="booktabs")
+    pdf.save()
+    lines = [line for line in lines_of(tmp_path / "halves.pdf") if line.startswith("Element:")]
+    assert lines == ["Element: Tin; Share: 12.5", "Element: Zinc; Share: 0.4", "Element: Iron; Share: 7.7", "Element: Lead; Share: 3.0", "Element: Gold; Share: 1.1"]

@@ -37,7 +37,9 @@ from rag_qa.store.faiss_store import DATABASE, MANIFEST
 PAGE_SEPARATOR = "\n\n"
 # Where the text of a file depends on the extractor, its name is part of the file's stored hash, so
 # a file an earlier extractor read (pypdf, for PDFs indexed before pdfium) is read again on re-index.
-EXTRACTOR_TAGS = {".pdf": "pdfium-tables"}  # a new tag when extraction changes: indexed PDFs are read again
+# A new tag when a format's extraction changes: files indexed before are read again. "table-rows":
+# tables as lines naming each cell by its header (ingest/tables.py; HTML also in e-books and mail).
+EXTRACTOR_TAGS = {".pdf": "pdfium-tables", **dict.fromkeys(sorted(HTML_SUFFIXES | EPUB_SUFFIXES | MAIL_SUFFIXES | DOCX_SUFFIXES | ODT_SUFFIXES | SLIDE_SUFFIXES), "table-rows")}
 UNSUPPORTED = "unsupported format"
 OcrProgress = Callable[[int, int], None]  # (scanned page starting, scanned pages) of one file's OCR
 Scanned = tuple[tuple[OcrPage, ...], tuple[str, ...]]  # the pages read by OCR, warnings about those not read

@@ -45,3 +45,51 @@ def grid_lines(grid: Sequence[Sequence[str]], header: bool = True, title: str = 
         return [title] if title else []
     return table_lines(rows[0], rows[1:], title) if header else table_lines((), rows, title)
 
+
+MAX_HEADER_WORDS = 8  # a field's header is short; longer text before ": " is prose
+
+
+def row_fields(line: str) -> list[tuple[int, int, int]] | None:
+    """The fields of a row line (`row_line`'s form) as (start, value start, end) offsets in the
+    line, or None when the line is not a row: two fields or more, each "header: value" with a
+    short header or a short cell without one (a row label), two with headers at least."""
+    fields, start = [], 0
+    while start <= len(line):
+        end = line.find(FIELD_SEPARATOR, start)
+        end = len(line) if end < 0 else end
+        colon = line.find(": ", start, end)
+        if colon >= 0 and len(line[start:colon].split()) <= MAX_HEADER_WORDS:
+            fields.append((start, colon + 2, end))
+        elif len(line[start:end].split()) <= MAX_HEADER_WORDS:
+            fields.append((start, start, end))  # a cell without a header (a row label)
+        else:
+            return None
+        start = end + len(FIELD_SEPARATOR)
+    named = sum(value > start for start, value, _ in fields)
+    return fields if len(fields) >= 2 and named >= 2 else None
+
+
+def cell_span(text: str, start: int, end: int, rows: frozenset[int] | None = None) -> tuple[int, int] | None:
+    """An answer span [start, end) of `text` made to fit a table row: a span inside one cell's
+    value becomes the whole value ("1,000" of "1 in 1,000"); one across cells, onto a header, in
+    the header line, across rows or in a row not among `rows` (`matching_rows`) is no answer
+    (None). A span outside table rows is returned as it is."""
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", start)
+    line_end = len(text) if line_end < 0 else line_end
+    crosses = end > line_end
+    fields = row_fields(text[line_start:line_end])
+    if fields is None and HEADER_SEPARATOR in text[line_start:line_end] and row_fields(text[line_end + 1 :].split("\n", 1)[0]) is not None:
+        return None  # the header line above a table's rows: column names, not an answer
+    if fields is None:
+        if crosses and row_fields(text[text.rfind("\n", 0, end) + 1 : end] + text[end:].split("\n", 1)[0]) is not None:
+            return None  # runs into a table row
+        return (start, end)
+    if crosses or (rows is not None and line_start not in rows):
+        return None  # across rows, or a row the question does not name
+    for field_start, value_start, field_end in fields:
+        if line_start + field_start <= start and end <= line_start + field_end:
+            if end <= line_start + value_start:
+                return None  # the header itself
+            return (line_start + value_start, line_start + field_end)
+    return None

@@ -1,0 +1,116 @@
+"""A table cell answered as a person reads a table: the row the question names, the column it
+asks for (`rag_qa.table_lookup`), put first among the answers by `answer.combine`."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from helpers import READER, needs_shared
+
+from rag_qa.answer import combine
+from rag_qa.config import ScoringConfig
+from rag_qa.reader import PassageReading, Span
+from rag_qa.records import Passage, SearchHit
+from rag_qa.table_lookup import best_cell, terms
+
+STARS = "Table 3. Stars\nStar | Mass | Luminosity\nStar: α Cen A; Mass: 1.10; Luminosity: 1.52\nStar: δ Pav; Mass: 0.99; Luminosity: 1.22\nStar: ε Eri; Mass: 0.82; Luminosity: 0.34"
+PROSE = "The survey measured each star twice. Its luminosity was 0.5 in the first night."
+
+
+def cell_text(question: str, texts: list[str], log_probs: list[dict] | None = None) -> str | None:
+    cell = best_cell(question, texts, log_probs or [{} for _ in texts])
+    return None if cell is None else texts[cell.passage][cell.start : cell.end]
+
+
+def test_the_cell_is_in_the_row_the_question_names_under_the_column_it_asks_for() -> None:
+    assert cell_text("What is the luminosity of δ Pav?", [PROSE, STARS]) == "1.22"
+    assert cell_text("What is the luminosity of delta Pav?", [STARS]) == "1.22"  # a Greek letter spelled out
+    assert cell_text("What mass does alpha Cen A have?", [STARS]) == "1.10"
+    cell = best_cell("What is the luminosity of δ Pav?", [STARS], [{}])
+    assert cell is not None and cell.strong and cell.row_words == 2 and cell.header_words == 1
+
+
+def test_a_question_naming_no_row_gets_no_cell() -> None:
+    assert best_cell("What is the luminosity of the Sun?", [STARS, PROSE], [{}, {}]) is None
+    assert best_cell("What is the luminosity of δ Pav?", [PROSE], [{}]) is None  # no table read at all
+
+
+def test_the_cell_that_names_the_row_is_not_its_answer() -> None:
+    # "Which star has mass 0.82?" names ε Eri's row by its mass; the answer is the star, not 0.82
+    assert cell_text("Which star has a mass of 0.82?", [STARS]) == "ε Eri"
+
+
+def test_a_word_every_row_holds_names_no_row() -> None:
+    types = "GSL | RcppGSL\n" + "\n".join(f"GSL: gsl_vector_{t}; RcppGSL: RcppGSL::vector<{t}>" for t in ("int", "short", "uint", "long"))
+    # "gsl" and "vector" are in every row; "uint" only in one
+    assert cell_text("Which RcppGSL template corresponds to the GSL type gsl_vector_uint?", [types]) == "RcppGSL::vector<uint>"
+
+
+def test_the_readers_score_breaks_a_tie_between_cells() -> None:
+    row_start = STARS.index("Star: δ Pav")
+    mass, luminosity = STARS.index("0.99", row_start), STARS.index("1.22", row_start)
+    question = "What figure is given for δ Pav?"  # names the row, no column
+    assert cell_text(question, [STARS], [{(luminosity, luminosity + 4): -1.0, (mass, mass + 4): -3.0}]) == "1.22"
+    assert cell_text(question, [STARS], [{(luminosity, luminosity + 4): -3.0, (mass, mass + 4): -1.0}]) == "0.99"
+
+
+def test_question_words_are_compared_without_case_plural_or_greek_script() -> None:
+    assert terms("Luminosities of κ Stars") >= {"luminosit", "kappa", "star"}
+    assert "what" not in terms("What is the value?")
+
+
+def _hit(text: str, id_: str, score: float) -> SearchHit:
+    return SearchHit(Passage(id_, text, "stars.pdf", 0, page=1), score)
+
+
+def test_combine_puts_the_named_cell_first_and_leaves_prose_answers_alone() -> None:
+    hits = [_hit(PROSE, "prose", 0.6), _hit(STARS, "stars", 0.5)]
+    wrong = STARS.index("1.52")
+    readings = [
+        PassageReading(0.0, (Span(PROSE.index("0.5"), PROSE.index("0.5") + 3, "0.5", 6.0, math.log(0.6)),)),
+        PassageReading(0.0, (Span(wrong, wrong + 4, "1.52", 5.0, math.log(0.5)),)),
+    ]
+    result = combine("What is the luminosity of δ Pav?", hits, readings, ScoringConfig(answer_threshold=0.0), 0.05)
+    assert [a.text for a in result.answers][:2] == ["1.22", "0.5"]
+    top = result.answers[0]
+    assert STARS[top.start : top.end] == "1.22" and top.page == 1  # offsets index the document's text
+    prose_only = combine("How often was each star measured?", hits[:1], readings[:1], ScoringConfig(answer_threshold=0.0), 0.05)
+    assert [a.text for a in prose_only.answers] == ["0.5"]  # no table read: the reader's ranking as it was
+
+
+@pytest.mark.integration
+def test_a_table_in_a_pdf_is_answered_from_its_cells_and_boxed_there(tmp_path: Path) -> None:
+    """End to end with the offline reader: a PDF page with prose and a ruled table."""
+    needs_shared(READER)
+    pytest.importorskip("reportlab", reason="the PDF is drawn with reportlab (pip install -e '.[dev]')")
+    from pdf_table_pages import new_pdf, prose, table
+
+    from rag_qa import RagQA
+
+    path = tmp_path / "fees.pdf"
+    pdf = new_pdf(path)
+    y = prose(pdf, 800, ["The library opens at nine on weekdays and at ten on Saturdays.", "Table 1. Loan fees by membership type"])
+    rows = [["Membership", "Loan fee", "Deposit"], ["Student", "2.50", "10"], ["Adult", "4.00", "25"], ["Business", "9.75", "60"]]
+    table(pdf, 60, y - 10, [140, 90, 90], rows, rules="grid")
+    pdf.save()
+    with RagQA.open(tmp_path / "index", reader=str(READER), answer_policy="eager") as qa:
+        qa.index([path])
+        deposit, fee, opening = qa.ask_many(["What deposit does a business membership need?", "What loan fee does a student pay?", "When does the library open on Saturdays?"])
+        assert deposit.answers[0].text == "60" and fee.answers[0].text == "2.50"
+        assert "ten" in opening.answers[0].text  # a prose question still gets its prose answer
+        boxes = qa.answer_boxes(deposit.answers[0])
+    width = 595.27  # A4, in points: boxes are fractions of the page
+    assert len(boxes) == 1 and boxes[0].page == 1
+    assert 60 + 140 + 90 <= boxes[0].left * width and boxes[0].right * width <= 60 + 140 + 90 + 90  # inside the Deposit column
+
+
+def test_a_section_line_names_the_rows_under_it_and_numbers_are_whole_words() -> None:
+    steps = (
+        "Start | Step 1 | Step 2\nReported by the authors:\nAIC; Start: 1872.1; Step 1: 407.6; Step 2: 760.4\nBIC; Start: 1882.8; Step 1: 412.9; Step 2: 781.7\n"
+        "Correct calculations:\nAIC; Start: 3915.8; Step 1: 3916.7; Step 2: 3896.5\nBIC; Start: 3947.8; Step 1: 3943.4; Step 2: 3939.2"
+    )
+    assert cell_text("What is the correctly calculated BIC at step 1?", [steps]) == "3943.4"
+    assert cell_text("What AIC did the authors report for step 2?", [steps]) == "760.4"
+    assert "1" not in terms("AIC 1872.1")  # "1872.1" is one word: it names no step 1
