@@ -229,3 +229,12 @@ def test_a_table_set_in_two_halves_under_one_repeated_header_is_read_half_after_
     pdf.save()
     lines = [line for line in lines_of(tmp_path / "halves.pdf") if line.startswith("Element:")]
     assert lines == ["Element: Tin; Share: 12.5", "Element: Zinc; Share: 0.4", "Element: Iron; Share: 7.7", "Element: Lead; Share: 3.0", "Element: Gold; Share: 1.1"]
+
+
+def test_a_two_line_header_close_above_the_midrule_names_each_column_once(tmp_path: Path) -> None:
+    pdf = new_pdf(tmp_path / "two-line-header.pdf")
+    rows = [["Pool\niterations", "Pool\nchains", "Output files"], ["no", "no", "CODAindex.txt"], ["yes", "yes", "CODAtable0.txt"]]
+    table(pdf, 60, 780, [80, 80, 140], rows, rules="booktabs", pitch=12)  # the midrule is not a rule under a spanning cell
+    pdf.save()
+    lines = lines_of(tmp_path / "two-line-header.pdf")
+    assert "Pool iterations: yes; Pool chains: yes; Output files: CODAtable0.txt" in lines, lines

@@ -131,11 +131,15 @@ def _header(header_lines: list[Line], columns: list[tuple[float, float]], layout
     header line over two columns or more names each of them ("Model A" over "Mean" and "SD":
     "Model A Mean", "Model A SD")."""
     names: list[list[str]] = [[] for _ in columns]
+    width = columns[-1][1] - columns[0][0]  # a rule this wide is the table's own, not one under a spanning cell
     bounds = [columns[0][0] - 1e6, *[(a[1] + b[0]) / 2 for a, b in zip(columns, columns[1:])], columns[-1][1] + 1e6]
     for number, line in enumerate(header_lines):
         for segment in segments_of(line.words, layout.vrules):
             left, right = segment[0].box[0], segment[-1].box[2]
-            under = [r for r in layout.hrules if r[0] - 1 <= left and right <= r[2] + 1 and 0 <= segment[0].box[1] - r[3] <= 1.5 * segment[0].size]
+            under = [
+                r for r in layout.hrules
+                if r[0] - 1 <= left and right <= r[2] + 1 and 0 <= segment[0].box[1] - r[3] <= 1.5 * segment[0].size and r[2] - r[0] < 0.9 * width
+            ]  # fmt: skip
             if under:  # a rule under the cell (booktabs' cmidrule) says which columns it spans
                 covered = [i for i, (a, b) in enumerate(columns) if under[0][0] <= (a + b) / 2 <= under[0][2]]
             else:
