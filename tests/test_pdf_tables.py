@@ -238,3 +238,25 @@ def test_a_two_line_header_close_above_the_midrule_names_each_column_once(tmp_pa
     pdf.save()
     lines = lines_of(tmp_path / "two-line-header.pdf")
     assert "Pool iterations: yes; Pool chains: yes; Output files: CODAtable0.txt" in lines, lines
+
+
+def test_formulas_with_spaced_symbols_stay_whole_cells(tmp_path: Path) -> None:
+    """TeX sets a binary operator with wide space around it, so every row leaves the same gaps
+    open inside a column of formulas; and a row of many symbols is not a line of prose."""
+    pdf = new_pdf(tmp_path / "formulas.pdf")
+    rows = [("Formula", "Alternative", "Meaning"), ("(1 | g)", "1 + (1 | g)", "Random intercept"),
+            ("0 + offset(o) + (1 | g)", "-1 + offset(o) + (1 | g)", "Known means"), ("x + (x || g)", "1 + x + (1 | g) + (0 + x | g)", "Uncorrelated slope")]  # fmt: skip
+    pdf.line(60, 790, 520, 790)
+    for number, (formula, alternative, meaning) in enumerate(rows):
+        y = 778 - 16 * number
+        for x, text in ((66, formula), (216, alternative), (400, meaning)):
+            for token in text.split():  # a math token, then a 6-point space
+                pdf.drawString(x, y, token)
+                x += pdf.stringWidth(token, FONT, SIZE) + (6.0 if number else 0.33 * SIZE)
+        if number == 0:
+            pdf.line(60, y - 5, 520, y - 5)
+    pdf.line(60, 778 - 16 * len(rows) + 8, 520, 778 - 16 * len(rows) + 8)
+    pdf.save()
+    lines = lines_of(tmp_path / "formulas.pdf")
+    assert "Formula: 0 + offset(o) + (1 | g); Alternative: -1 + offset(o) + (1 | g); Meaning: Known means" in lines, lines
+    assert "Formula: x + (x || g); Alternative: 1 + x + (1 | g) + (0 + x | g); Meaning: Uncorrelated slope" in lines, lines

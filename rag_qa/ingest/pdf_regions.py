@@ -18,6 +18,7 @@ open (computed on whole words, so a right-aligned number never cuts a header wor
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from dataclasses import dataclass, field
 
 from rag_qa.ingest.pdf_layout import Box, PageLayout, Word
@@ -166,11 +167,17 @@ def _tabular_band(layout: PageLayout, lines: list[Line], box: Box) -> bool:
 
 def _prose(words: list[Word], layout: PageLayout, width: float) -> bool:
     """Whether a line is prose: a cell of many words or across most of the width, or many words
-    beside its first cell."""
+    beside its first cell. Only words of two letters or more count as many: a formula's symbols
+    ("x + (1 | g)") are not prose."""
     segments = segments_of(words, layout.vrules)
     if any(len(s) > MAX_CELL_WORDS and s[-1].box[2] - s[0].box[0] >= 0.75 * width for s in segments):
         return True
-    return max(len(s) for s in segments) > MAX_PROSE_WORDS or len(words) - len(segments[0]) > MAX_PROSE_WORDS
+    wordy = [sum(_is_word(w) for w in s) for s in segments]
+    return max(wordy) > MAX_PROSE_WORDS or sum(wordy) - wordy[0] > MAX_PROSE_WORDS
+
+
+def _is_word(word: Word) -> bool:
+    return sum(ch.isalpha() for ch in word.text) >= 2
 
 
 def _ruled_region(run: list[Box], layout: PageLayout, lines: list[Line]) -> list[Region]:
@@ -250,14 +257,34 @@ def columns_of(body: list[list[Word]], box: Box, layout: PageLayout) -> list[tup
         edges = [box[0], *[c for i, c in enumerate(cuts) if i == 0 or c - cuts[i - 1] > 3], box[2]]
         return list(zip(edges, edges[1:]))
     width = box[2] - box[0]
-    spans = sorted((w.box[0], w.box[2], w.size) for words in body for w in words if not (len(segments_of(words)) == 1 and words[-1].box[2] - words[0].box[0] > 0.5 * width))
+    rows = [words for words in body if not (len(segments_of(words)) == 1 and words[-1].box[2] - words[0].box[0] > 0.5 * width)]
+    spans = sorted((w.box[0], w.box[2], w.size) for words in rows for w in words)
     columns: list[list[float]] = []
     for left, right, size in spans:
         if columns and left - columns[-1][1] < COLUMN_GAP * size:
             columns[-1][1] = max(columns[-1][1], right)
         else:
             columns.append([left, right])
-    return [(c[0], c[1]) for c in columns]
+    return _joined_across_cells(columns, rows)
+
+
+def _joined_across_cells(columns: list[list[float]], rows: list[list[Word]]) -> list[tuple[float, float]]:
+    """Columns with those one cell of a row spans joined: the gaps between a formula's symbols
+    ("0 + offset(o)") are open in every row, yet they are inside a cell, not between columns."""
+    starts = [c[0] for c in columns]
+    with_previous = [False] * len(columns)  # column i is part of the same column as i - 1
+    for words in rows:
+        for cell in segments_of(words):
+            first, last = (bisect_right(starts, w.box[0]) - 1 for w in (cell[0], cell[-1]))
+            for index in range(first + 1, last + 1):
+                with_previous[index] = True
+    merged: list[tuple[float, float]] = []
+    for index, (left, right) in enumerate(columns):
+        if with_previous[index]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], right))
+        else:
+            merged.append((left, right))
+    return merged
 
 
 def column_of(word: Word, columns: list[tuple[float, float]]) -> int:
