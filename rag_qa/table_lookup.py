@@ -26,7 +26,7 @@ from rag_qa.ingest.tables import FIELD_SEPARATOR, row_fields
 QUESTION_WORDS = frozenset(
     "a an and are as at be by can could did do does for from give gives given has have how in is it its listed many much of on "
     "or reported says shown table tables that the their there these this those to value values was were what when where which "
-    "who whose why with column columns row rows example according mean means listed called".split()
+    "who whose why with column columns row rows example according listed called".split()
 )  # words of a question that say nothing about which row or column is meant
 GREEK_NAMES = dict(zip(
     "αβγδεζηθικλμµνξπρστυφχψω",
@@ -146,9 +146,11 @@ class CellMatch:
 
 def best_cell(question: str, texts: Sequence[str], span_log_probs: Sequence[dict[tuple[int, int], float]]) -> CellMatch | None:
     """The cell a person would read for `question` in the table rows of `texts` (the passages
-    read, best first): most question words in its row's other cells, then in its header, then
-    the reader's score for it, then the earlier passage. A cell holding only question words is
-    the row's name, not its answer; a row naming none of the question's words answers nothing."""
+    read, best first): most question words in its row's other cells, then in its header (one
+    less when the cell itself holds some: it is then partly what the question names, not what it
+    asks), then the reader's score for it, then the earlier passage. A cell holding only question
+    words is the row's name, not its answer; a row naming none of the question's words answers
+    nothing."""
     rows_of_passages = [table_rows(text) for text in texts]
     wanted = terms(question) - common_terms(rows_of_passages)
     best, best_key, rows_named = None, None, 0
@@ -163,10 +165,12 @@ def best_cell(question: str, texts: Sequence[str], span_log_probs: Sequence[dict
                     continue
                 start, stop = row.start + value, row.start + end
                 log_prob = span_log_probs[index].get((start, stop))
-                key = (row_words, len(wanted & terms(row.header(column))), -float("inf") if log_prob is None else log_prob, -index)
+                header_words = len(wanted & terms(row.header(column)))
+                names_part = bool(wanted & values[column])  # the cell holds some of what the question names
+                key = (row_words, header_words - names_part, -float("inf") if log_prob is None else log_prob, -index)
                 if best_key is None or key > best_key:
                     best_key = key
-                    best = CellMatch(index, start, stop, row_words, key[1], log_prob, only_row=False)
+                    best = CellMatch(index, start, stop, row_words, header_words, log_prob, only_row=False)
     return replace(best, only_row=rows_named == 1) if best is not None else None
 
 

@@ -114,3 +114,8 @@ def test_a_section_line_names_the_rows_under_it_and_numbers_are_whole_words() ->
     assert cell_text("What is the correctly calculated BIC at step 1?", [steps]) == "3943.4"
     assert cell_text("What AIC did the authors report for step 2?", [steps]) == "760.4"
     assert "1" not in terms("AIC 1872.1")  # "1872.1" is one word: it names no step 1
+
+
+def test_a_question_asking_what_something_means_reads_the_meaning_column() -> None:
+    methods = "Method | Section | Meaning\nMethod: ngrps; Section: 5.2.4; Meaning: Number of levels in each grouping factor\nMethod: VarCorr; Section: 5.2.2; Meaning: Estimated random-effects variances"
+    assert cell_text("What does ngrps mean?", [methods]) == "Number of levels in each grouping factor"
