@@ -77,3 +77,13 @@ def test_ids_are_content_hashes(tokenizer):
     other = chunk_document(Document("b.txt", doc.text, "h"), tokenizer, ChunkingConfig())
     assert [p.id for p in first] == [p.id for p in again]
     assert {p.id for p in first}.isdisjoint(p.id for p in other)
+
+
+def test_a_passage_never_ends_inside_a_table_row(tokenizer):
+    rows = "\n".join(f"Distribution: Family {i}; Density: d{i}; Quantile: q{i} and p{i}" for i in range(40))
+    text = f"Table 6.2: Functions of the distributions\nDistribution | Density | Quantile\n{rows}\nThe end of the table."
+    passages = chunk_document(Document("d", text, "h"), tokenizer, ChunkingConfig(max_tokens=60, overlap_tokens=10))
+    assert len(passages) > 3
+    lines = set(text.split("\n"))
+    for passage in passages:
+        assert all(line in lines for line in passage.text.split("\n")), passage.text  # whole lines: no row cut in two

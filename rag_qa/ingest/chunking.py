@@ -11,6 +11,7 @@ import re
 from typing import Any, Protocol
 
 from rag_qa.config import ChunkingConfig
+from rag_qa.ingest.tables import FIELD_SEPARATOR, row_fields
 from rag_qa.ingest.text import trim_span
 from rag_qa.records import Document, Passage, page_breaks
 
@@ -23,14 +24,31 @@ class Tokenizer(Protocol):
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each sentence, whitespace trimmed, in order and non-overlapping."""
+    """(start, end) of each sentence, whitespace trimmed, in order and non-overlapping. A table's
+    row (`tables.row_fields`) is a sentence of its own, so a passage never ends inside a row."""
     spans = []
     start = 0
     for match in _SENTENCE_END.finditer(text):
         spans.append((start, match.end(1) if match.group(1) is not None else match.start()))
         start = match.end()
     spans.append((start, len(text)))
-    return [trimmed for span in spans if (trimmed := trim_span(text, *span))]
+    return [trimmed for span in spans for part in _row_spans(text, *span) if (trimmed := trim_span(text, *part))]
+
+
+def _row_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """[start, end) cut at each line break next to a table row line (the span as it is when it holds none)."""
+    if FIELD_SEPARATOR not in text[start:end] or "\n" not in text[start:end]:
+        return [(start, end)]
+    lines, position = [], start
+    for line in text[start:end].split("\n"):
+        lines.append((position, position + len(line), row_fields(line) is not None))
+        position += len(line) + 1
+    parts, part_start = [], start
+    for (_, line_end, is_row), (next_start, _, next_is_row) in zip(lines, lines[1:]):
+        if is_row or next_is_row:
+            parts.append((part_start, line_end))
+            part_start = next_start
+    return [*parts, (part_start, end)]
 
 
 class _TokenCounter:
