@@ -260,3 +260,62 @@ def test_formulas_with_spaced_symbols_stay_whole_cells(tmp_path: Path) -> None:
     lines = lines_of(tmp_path / "formulas.pdf")
     assert "Formula: 0 + offset(o) + (1 | g); Alternative: -1 + offset(o) + (1 | g); Meaning: Known means" in lines, lines
     assert "Formula: x + (x || g); Alternative: 1 + x + (1 | g) + (0 + x | g); Meaning: Uncorrelated slope" in lines, lines
+
+
+def test_rows_grouped_between_rules_are_read_row_by_row_with_their_group_label(tmp_path: Path) -> None:
+    """Rules part groups of rows, not rows; a description wraps inside its column, and the group's
+    label ("GLM") stands on the group's first row only."""
+    pdf = new_pdf(tmp_path / "groups.pdf")
+    lines = [
+        ("Type", "Method", "Description"),
+        ("GLM", "ML", "Poisson regression: classical GLM, estimated by"), ("", "", "maximum likelihood"),
+        ("", "quasi", "quasi-Poisson regression: same mean function, but"), ("", "", "with an estimated dispersion"),
+        ("", "adjusted", "adjusted Poisson regression: the same mean, with"), ("", "", "sandwich covariances"),
+        ("zero-augmented", "ML", "zero-inflated Poisson (ZIP), hurdle Poisson"), ("", "ML", "zero-inflated NB (ZINB), hurdle NB"),
+    ]  # fmt: skip
+    y = 780
+    pdf.line(60, y + 12, 500, y + 12)
+    for number, cells in enumerate(lines):
+        for x, text in zip((66, 156, 226), cells):
+            words(pdf, x, y, text)
+        if number in (0, 6):  # under the header, and between the two groups
+            pdf.line(60, y - 4, 500, y - 4)
+        y -= 14
+    pdf.line(60, y + 10, 500, y + 10)
+    pdf.save()
+    rows = [line for line in lines_of(tmp_path / "groups.pdf") if line.startswith("Type:")]
+    assert rows == [
+        "Type: GLM; Method: ML; Description: Poisson regression: classical GLM, estimated by maximum likelihood",
+        "Type: GLM; Method: quasi; Description: quasi-Poisson regression: same mean function, but with an estimated dispersion",
+        "Type: GLM; Method: adjusted; Description: adjusted Poisson regression: the same mean, with sandwich covariances",
+        "Type: zero-augmented; Method: ML; Description: zero-inflated Poisson (ZIP), hurdle Poisson",
+        "Type: zero-augmented; Method: ML; Description: zero-inflated NB (ZINB), hurdle NB",
+    ], rows
+
+
+def test_columns_inside_a_ruled_group_are_split_and_named_by_the_groups_label(tmp_path: Path) -> None:
+    pdf = new_pdf(tmp_path / "ruled-groups.pdf")
+    header = [("Variable", 66, 800), ("GLM", 215, 800), ("Hurdle", 355, 800), ("Poisson", 166, 786), ("NB", 256, 786), ("NB", 356, 786)]
+    for text, x, y in header:
+        words(pdf, x, y, text)
+    for number, (name, *values) in enumerate([("hosp", "0.165", "0.218", "0.212"), ("numchron", "0.147", "0.175", "0.126"), ("school", "0.026", "0.027", "0.021")]):
+        y = 766 - 14 * number
+        for x, text in zip((66, 166, 256, 356), (name, *values)):
+            words(pdf, x, y, text)
+    for y in (812, 778, 724):
+        pdf.line(60, y, 420, y)
+    for x in (60, 150, 320, 420):  # rules around the label column and each group of models
+        pdf.line(x, 812, x, 724)
+    pdf.save()
+    lines = lines_of(tmp_path / "ruled-groups.pdf")
+    assert "Variable: numchron; GLM Poisson: 0.147; GLM NB: 0.175; Hurdle NB: 0.126" in lines, lines
+
+
+def test_a_caption_whose_label_stands_apart_is_read_whole(tmp_path: Path) -> None:
+    pdf = new_pdf(tmp_path / "caption.pdf")
+    table(pdf, 60, 780, [120, 120], [["Element", "Share"], ["Tin", "12.5"], ["Lead", "3.0"]], rules="booktabs")
+    words(pdf, 60, 720, "Table 1:")
+    words(pdf, 110, 720, "Shares of the metals in the")  # TeX sets a wider space after the label
+    words(pdf, 60, 708, "alloy, by weight.")
+    pdf.save()
+    assert "Table 1: Shares of the metals in the alloy, by weight." in lines_of(tmp_path / "caption.pdf")

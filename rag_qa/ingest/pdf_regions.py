@@ -248,15 +248,23 @@ def _unruled_region(run: list[Line], layout: PageLayout, lines: list[Line]) -> l
 
 
 def columns_of(body: list[list[Word]], box: Box, layout: PageLayout) -> list[tuple[float, float]]:
-    """Column extents: between the vertical rules crossing the table, else the runs of x that
-    body rows fill, split where every row leaves a gap (a line of one cell spanning most of the
-    table, a section title, is left out)."""
+    """Column extents: the runs of x that body rows fill, split where every row leaves a gap (a
+    line of one cell spanning most of the table, a section title, is left out); where vertical
+    rules cross the table, the columns between them, each split that way too (a rule around a
+    group of columns, "GLM" over four models' estimates)."""
     height = box[3] - box[1]
     cuts = sorted({round((r[0] + r[2]) / 2, 1) for r in layout.vrules if r[0] > box[0] + 3 and r[2] < box[2] - 3 and min(r[3], box[3]) - max(r[1], box[1]) >= 0.5 * height})
-    if cuts:
-        edges = [box[0], *[c for i, c in enumerate(cuts) if i == 0 or c - cuts[i - 1] > 3], box[2]]
-        return list(zip(edges, edges[1:]))
-    width = box[2] - box[0]
+    if not cuts:
+        return _gap_columns(body, box[2] - box[0])
+    edges = [box[0], *[c for i, c in enumerate(cuts) if i == 0 or c - cuts[i - 1] > 3], box[2]]
+    columns: list[tuple[float, float]] = []
+    for left, right in zip(edges, edges[1:]):
+        parts = _gap_columns([inside for words in body if (inside := [w for w in words if left <= w.centre_x < right])], right - left)
+        columns += parts if len(parts) >= 2 else [(left, right)]
+    return columns
+
+
+def _gap_columns(body: list[list[Word]], width: float) -> list[tuple[float, float]]:
     rows = [words for words in body if not (len(segments_of(words)) == 1 and words[-1].box[2] - words[0].box[0] > 0.5 * width)]
     spans = sorted((w.box[0], w.box[2], w.size) for words in rows for w in words)
     columns: list[list[float]] = []
@@ -297,7 +305,8 @@ def column_of(word: Word, columns: list[tuple[float, float]]) -> int:
 
 def caption_of(lines: list[Line], box: Box) -> list[Line]:
     """The caption ("Table 3. ...") just above or below a table, with the lines that continue
-    it; only the words in its own column (a two-column page's other column is not caption)."""
+    it; only the words within the table's width or the label's (a two-column page's other column
+    is not caption)."""
     for index, line in enumerate(lines):
         for segment in segments_of(line.words):
             start = Line(segment)
@@ -306,7 +315,9 @@ def caption_of(lines: list[Line], box: Box) -> list[Line]:
             reach = (CAPTION_DISTANCE + 2) * start.size
             if not (abs(start.middle - box[3]) <= reach or abs(box[1] - start.middle) <= reach):
                 continue
-            caption, left, right = [start], segment[0].box[0], segment[-1].box[2]
+            left, right = min(segment[0].box[0], box[0]), max(segment[-1].box[2], box[2])
+            start = Line([w for w in line.words if w.box[0] >= segment[0].box[0] and w.centre_x <= right + start.size])  # label and text
+            caption = [start]
             for after in lines[index + 1 : index + 3]:
                 words = [w for w in after.words if left - start.size <= w.centre_x <= right + start.size]
                 if not words or caption[-1].middle - after.middle > 1.6 * start.size or box[1] < after.middle < box[3]:

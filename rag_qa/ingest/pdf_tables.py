@@ -22,6 +22,9 @@ from rag_qa.ingest.pdf_regions import (
 )  # fmt: skip
 from rag_qa.ingest.tables import table_lines
 
+SOFT_HYPHEN = "\x02"  # pdfium's character for a hyphen TeX put at a line end
+MAX_HEADER_LINES = 4  # a header above a table's first inner rule takes at most this many lines
+MAX_BAND_LINES = 4  # a band between two rules with more lines than this holds several rows
 ROW_BREAK = "\u2028"  # between a table's lines until the page is cleaned (cleaning joins lines a PDF wrapped)
 
 
@@ -111,10 +114,10 @@ def _unfolded(header: list[str], rows: list[list[str]]) -> tuple[list[str], list
 
 def _header_count(region: Region, inner: list[Line]) -> int:
     """How many lines the header takes: those above the first rule inside a ruled table (up to
-    three), else one, or two when the first holds a cell spanning columns above words."""
+    MAX_HEADER_LINES), else one, or two when the first holds a cell spanning columns above words."""
     if region.rules:
         above = [line for line in inner if line.middle > region.rules[0]]
-        if 1 <= len(above) <= 3:
+        if 1 <= len(above) <= MAX_HEADER_LINES:
             return len(above)
         return 1
     if len(inner) >= 3 and len(segments_of(inner[0].words)) < len(segments_of(inner[1].words)) and not _has_number(inner[1]):
@@ -140,8 +143,11 @@ def _header(header_lines: list[Line], columns: list[tuple[float, float]], layout
                 r for r in layout.hrules
                 if r[0] - 1 <= left and right <= r[2] + 1 and 0 <= segment[0].box[1] - r[3] <= 1.5 * segment[0].size and r[2] - r[0] < 0.9 * width
             ]  # fmt: skip
+            walls = _walls(segment, line, layout)
             if under:  # a rule under the cell (booktabs' cmidrule) says which columns it spans
                 covered = [i for i, (a, b) in enumerate(columns) if under[0][0] <= (a + b) / 2 <= under[0][2]]
+            elif walls is not None:  # alone between two vertical rules: it names every column between them
+                covered = [i for i, (a, b) in enumerate(columns) if walls[0] <= (a + b) / 2 <= walls[1]]
             else:
                 overlaps = [min(right, bounds[i + 1]) - max(left, bounds[i]) for i in range(len(columns))]
                 covered = [i for i, overlap in enumerate(overlaps) if overlap >= 0.2 * (right - left)]
@@ -157,26 +163,48 @@ def _header(header_lines: list[Line], columns: list[tuple[float, float]], layout
     return [" ".join(parts) for parts in names]
 
 
+def _walls(segment: list[Word], line: Line, layout: PageLayout) -> tuple[float, float] | None:
+    """The vertical rules either side of a header cell that has them to itself on its line."""
+    y = segment[0].centre_y
+    crossing = sorted((r[0] + r[2]) / 2 for r in layout.vrules if r[1] - 1 <= y <= r[3] + 1)
+    left = max((x for x in crossing if x <= segment[0].box[0]), default=None)
+    right = min((x for x in crossing if x >= segment[-1].box[2]), default=None)
+    if left is None or right is None or any(left < w.centre_x < right for w in line.words if w not in segment):
+        return None
+    return left, right
+
+
 def _rows(region: Region, body: list[Line], columns: list[tuple[float, float]]) -> list[list[str]]:
     """Cell texts row by row (see the module docstring for what makes a row)."""
-    bands = _bands(region, body)
+    groups = _row_groups(region, body, columns)
+    by_line = len(groups) == len(body)
     rows: list[list[str]] = []
-    for band in bands:
-        cells: list[list[Word]] = [[] for _ in columns]
-        for line in band:
-            for word in line.words:
-                cells[column_of(word, columns)].append(word)
-        texts = [_joined(words) for words in cells]
-        continues = len(bands) == len(body) and rows and not texts[0] and not any(NUMBER.match(t) for t in texts if t)
-        if continues:
-            rows[-1] = [f"{a} {b}".strip() if b else a for a, b in zip(rows[-1], texts)]
-        else:
-            rows.append(texts)
+    for group in groups:
+        for number, lines in enumerate(group):
+            texts = [_joined(words) for words in _cells(lines, columns)]
+            if number:  # a later row of a group: its empty leading cells are the group's labels above
+                leading = next((i for i, text in enumerate(texts) if text), len(texts))
+                texts = [*rows[-1][:leading], *texts[leading:]]
+            continues = by_line and rows and not texts[0] and not any(NUMBER.match(t) for t in texts if t)
+            if continues:
+                rows[-1] = [f"{a} {b}".strip() if b else a for a, b in zip(rows[-1], texts)]
+            else:
+                rows.append(texts)
     return [row for row in rows if any(row)]
 
 
-def _bands(region: Region, body: list[Line]) -> list[list[Line]]:
-    """Rows as groups of lines: between rules when the rules part every row, else one line each."""
+def _cells(lines: list[Line], columns: list[tuple[float, float]]) -> list[list[Word]]:
+    cells: list[list[Word]] = [[] for _ in columns]
+    for line in lines:
+        for word in line.words:
+            cells[column_of(word, columns)].append(word)
+    return cells
+
+
+def _row_groups(region: Region, body: list[Line], columns: list[tuple[float, float]]) -> list[list[list[Line]]]:
+    """Rows (each a list of lines) in groups: one row per band between rules when the rules part
+    every row; a band of many lines between rules that part groups of rows cut into its rows
+    (`_rows_of_band`); else each line a row of its own."""
     cuts = list(region.rules[1:])
     if cuts:
         bands: list[list[Line]] = [[]]
@@ -187,17 +215,53 @@ def _bands(region: Region, body: list[Line]) -> list[list[Line]]:
                 if bands[-1]:
                     bands.append([])
             bands[-1].append(line)
-        if len(bands) >= 2 and max(len(b) for b in bands) <= 4:
-            return bands
-    return [[line] for line in body]
+        if len(bands) >= 2 and max(len(b) for b in bands) <= MAX_BAND_LINES:
+            return [[band] for band in bands]
+        if len(bands) >= 2:
+            return [_rows_of_band(band, columns) for band in bands]
+    return [[[line]] for line in body]
+
+
+def _rows_of_band(band: list[Line], columns: list[tuple[float, float]]) -> list[list[Line]]:
+    """A band of several rows between two rules cut into rows: a line goes on the row above
+    unless it has words in a column whose text on that row ended short of the column's edge
+    (a cell that did not wrap, so the line starts a new row: "ML" then "quasi"), or fills two
+    columns or more: more than the line above (which held only a wrapped cell's text), or as
+    many as the row's first line."""
+    def filled(line: Line) -> set[int]:
+        return {column_of(word, columns) for word in line.words}
+
+    rows = [[band[0]]]
+    for above, line in zip(band, band[1:]):
+        used = filled(line)
+        full = len(used) >= 2 and (len(used) > len(filled(above)) or len(used) >= len(filled(rows[-1][0])))
+        if full or any(_ended_short(rows[-1], index, columns) for index in used):
+            rows.append([line])
+        else:
+            rows[-1].append(line)
+    return rows
+
+
+def _ended_short(lines: list[Line], index: int, columns: list[tuple[float, float]]) -> bool:
+    """Whether the last text of column `index` on these lines stops short of the column's right
+    edge (by more than a quarter of its width and a font size and a half): a cell that ended there."""
+    words = [w for line in lines for w in line.words if column_of(w, columns) == index]
+    if not words:
+        return False  # an empty cell: a label set lower down may still come
+    left, right = columns[index]
+    last = [w for w in words if w.centre_y <= words[-1].box[3] and w.centre_y >= words[-1].box[1]]
+    return max(w.box[2] for w in last) < right - max(0.25 * (right - left), 1.5 * words[-1].size)
 
 
 def _joined(words: list[Word]) -> str:
-    """Words of a cell as text, a word hyphenated at a line end joined again."""
+    """Words of a cell as text, a word hyphenated at a line end joined again (pdfium reads TeX's
+    soft hyphen as U+0002)."""
     text = ""
     for word in words:
-        if text.endswith("-") and len(text) > 1 and text[-2].isalpha() and word.text[:1].islower() and word.box[3] < words[0].box[1]:
+        if text.endswith(SOFT_HYPHEN):
+            text = text[:-1] + word.text
+        elif text.endswith("-") and len(text) > 1 and text[-2].isalpha() and word.text[:1].islower() and word.box[3] < words[0].box[1]:
             text = text[:-1] + word.text
         else:
             text = f"{text} {word.text}" if text else word.text
-    return text
+    return text.replace(SOFT_HYPHEN, "")
