@@ -7,8 +7,9 @@ of 85 questions). A person asked "What is the luminosity of δ Pav?" looks for t
 "δ Pav" and reads the cell under "Luminosity". `best_cell` does that over the passages read for a
 question: the row whose other cells hold the most of the question's words, then the cell whose
 header holds the most of them, then the reader's own score for the cell; `answer.combine` puts that
-cell first when it is a strong match (both a row and a header named) or when the reader's own top
-answer is in a table row anyway.
+cell first when the question names its row (by most of one cell) and its column, or that row alone
+while the reader is unsure of its own answer, or when the reader's own top answer is in a table
+row anyway.
 
 Words are compared after case folding, with Greek letters spelled out ("κ" is "kappa") and a
 plural or verb ending off; a word that more than half of the rows hold (the table's subject, say
@@ -35,6 +36,7 @@ GREEK_NAMES = dict(zip(
 _WORD = re.compile(r"\d+(?:[.,]\d+)*|\w+")  # a number whole: "1872.1" holds no "1"
 _ENDINGS = ("ing", "ies", "ed", "es", "ly", "s")
 MAX_SECTION_WORDS = 6  # a short line right above rows ("Correct calculations:") names the rows under it
+MIN_LABEL_SHARE = 0.5  # a row is named when the question's words make up at least this much of one of its cells
 COMMON_SHARE = 0.5  # a word held by more than this share of the rows read (four rows or more) names no row
 MIN_ROWS_FOR_COMMON = 4
 
@@ -136,12 +138,23 @@ class CellMatch:
     row_words: int  # question words held by the row's other cells
     header_words: int  # question words held by the cell's header
     reader_log_prob: float | None  # the reader's log P(this cell's value | passage), when among its spans
-    only_row: bool  # no other row read for the question holds any of its words
+    label_share: float  # the most of any other cell of the row that the question's words make up
+    only_row: bool = False  # no other row read for the question holds any of its words
+
+    @property
+    def named(self) -> bool:
+        """The question names the row by most of one of its cells (its label, say "δ Pav"), not by
+        a word that happens to stand in a longer cell ("a day" of "2 dollars a day")."""
+        return self.label_share >= MIN_LABEL_SHARE
 
     @property
     def strong(self) -> bool:
-        """The question names the column as well as the row, or names this row alone."""
-        return self.row_words >= 1 and (self.header_words >= 1 or self.only_row)
+        """The question names the row and the column."""
+        return self.named and self.header_words >= 1
+
+    @property
+    def names_only_this_row(self) -> bool:
+        return self.named and self.only_row
 
 
 def best_cell(question: str, texts: Sequence[str], span_log_probs: Sequence[dict[tuple[int, int], float]]) -> CellMatch | None:
@@ -170,7 +183,8 @@ def best_cell(question: str, texts: Sequence[str], span_log_probs: Sequence[dict
                 key = (row_words, header_words - names_part, -float("inf") if log_prob is None else log_prob, -index)
                 if best_key is None or key > best_key:
                     best_key = key
-                    best = CellMatch(index, start, stop, row_words, header_words, log_prob, only_row=False)
+                    share = max((len(wanted & words) / len(words) for i, words in enumerate(values) if i != column and words), default=0.0)
+                    best = CellMatch(index, start, stop, row_words, header_words, log_prob, share)
     return replace(best, only_row=rows_named == 1) if best is not None else None
 
 

@@ -119,3 +119,25 @@ def test_a_section_line_names_the_rows_under_it_and_numbers_are_whole_words() ->
 def test_a_question_asking_what_something_means_reads_the_meaning_column() -> None:
     methods = "Method | Section | Meaning\nMethod: ngrps; Section: 5.2.4; Meaning: Number of levels in each grouping factor\nMethod: VarCorr; Section: 5.2.2; Meaning: Estimated random-effects variances"
     assert cell_text("What does ngrps mean?", [methods]) == "Number of levels in each grouping factor"
+
+
+def test_a_row_is_named_by_most_of_a_cell_not_by_a_word_in_a_longer_one() -> None:
+    fees = "Tool | Deposit | Late fee\nTool: Drill; Deposit: 20 dollars; Late fee: 2 dollars a day\nTool: Saw; Deposit: 15 dollars; Late fee: 1 dollar a day"
+    days = best_cell("How many days can members borrow tools for?", [fees], [{}])
+    assert days is not None and not days.strong  # "day" stands in the fee cells: no row is named
+    drill = best_cell("What is the late fee for the drill?", [fees], [{}])
+    assert drill is not None and drill.strong and fees[drill.start : drill.end] == "2 dollars a day"
+
+
+def test_a_row_named_without_its_column_overrules_only_an_unsure_reader() -> None:
+    deck = "Tool | Deposit\nTool: Drill; Deposit: 30 euros\nTool: Kayak; Deposit: 80 euros"
+    notes = "Every kayak is lent with a life jacket at no charge."
+    hits = [_hit(notes, "notes", 0.6), _hit(deck, "deck", 0.5)]
+    jacket = notes.index("a life jacket")
+
+    def top(log_prob: float) -> str:
+        readings = [PassageReading(0.0, (Span(jacket, jacket + 13, "a life jacket", 5.0, log_prob),)), PassageReading(0.0, ())]
+        return combine("What is lent with every kayak?", hits, readings, ScoringConfig(answer_threshold=0.0, retrieval_weight=0.0), 0.05).answers[0].text
+
+    assert top(math.log(0.6)) == "a life jacket"  # the reader is sure: the notes answer
+    assert top(math.log(0.01)) == "80 euros"  # the reader is unsure: the only row the question names
