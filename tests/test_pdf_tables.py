@@ -319,3 +319,13 @@ def test_a_caption_whose_label_stands_apart_is_read_whole(tmp_path: Path) -> Non
     words(pdf, 60, 708, "alloy, by weight.")
     pdf.save()
     assert "Table 1: Shares of the metals in the alloy, by weight." in lines_of(tmp_path / "caption.pdf")
+
+
+def test_a_description_column_wider_than_most_of_the_table_is_not_prose(tmp_path: Path) -> None:
+    pdf = new_pdf(tmp_path / "methods.pdf")
+    rows = [["Generic", "Brief description of return value"], ["ngrps", "Number of levels in each grouping factor."],
+            ["VarCorr", "Estimated random-effects variances, standard deviations, and correlations."], ["vcov", "Covariance matrix of the fixed-effect estimates."]]  # fmt: skip
+    table(pdf, 60, 780, [60, 345], rows, rules="booktabs")  # the description runs across most of the table
+    pdf.save()
+    lines = lines_of(tmp_path / "methods.pdf")
+    assert "Generic: VarCorr; Brief description of return value: Estimated random-effects variances, standard deviations, and correlations." in lines, lines

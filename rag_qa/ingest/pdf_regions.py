@@ -166,13 +166,13 @@ def _tabular_band(layout: PageLayout, lines: list[Line], box: Box) -> bool:
 
 
 def _prose(words: list[Word], layout: PageLayout, width: float) -> bool:
-    """Whether a line is prose: a cell of many words or across most of the width, or many words
+    """Whether a line is prose: a cell of many words across most of the width, or many words
     beside its first cell. Only words of two letters or more count as many: a formula's symbols
     ("x + (1 | g)") are not prose."""
     segments = segments_of(words, layout.vrules)
-    if any(len(s) > MAX_CELL_WORDS and s[-1].box[2] - s[0].box[0] >= 0.75 * width for s in segments):
-        return True
     wordy = [sum(_is_word(w) for w in s) for s in segments]
+    if any(n > MAX_CELL_WORDS * (1 if i == 0 else 2) and s[-1].box[2] - s[0].box[0] >= 0.75 * width for i, (s, n) in enumerate(zip(segments, wordy))):
+        return True  # a wide cell of many words: twice as many beside a first cell (a description column)
     return max(wordy) > MAX_PROSE_WORDS or sum(wordy) - wordy[0] > MAX_PROSE_WORDS
 
 
