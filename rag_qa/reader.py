@@ -30,7 +30,7 @@ from rag_qa.ingest.tables import cell_span
 from rag_qa.ingest.text import MappedText, clean_mapped, clean_text, trim_span
 from rag_qa.models import ResolvedModel, resolve_model
 from rag_qa.onnx_models import load_graph, reader_graph
-from rag_qa.table_lookup import has_table_rows, matching_rows, row_matches
+from rag_qa.table_lookup import matching_rows, row_matches, table_rows
 from rag_qa.tokenizer import FastTokenizer, cached_tokenizer, hf_snapshot, padded_arrays
 
 CANDIDATES_PER_WINDOW = 200  # spans decoded per window of a passage with table rows, before those across cells are dropped (`cell_span`)
@@ -355,8 +355,11 @@ class Reader:
         windows_of_pair: list[list[int]] = [[] for _ in pairs]
         for index, pair_index in enumerate(features["overflow_to_sample_mapping"]):
             windows_of_pair[pair_index].append(index)
-        rows = _rows_to_read(pairs, [len(texts) for texts in passages])
-        tabular = {text: has_table_rows(text) for _, text in pairs}
+        tabular = {text: bool(table_rows(text)) for _, text in pairs}
+        rows = [  # per pair, the table rows its answers may come from, decided over all the passages of its question
+            named for q, texts in zip(questions, passages)
+            for named in (matching_rows(row_matches(q, texts)) if any(tabular[t] for t in texts) else [None] * len(texts))
+        ]  # fmt: skip
         readings = [
             merge_windows(
                 text, [self._decoded(features, logits, w, tabular[text]) for w in windows_of_pair[i]], self.config.top_spans, cleaned[i], rows[i],
@@ -370,14 +373,3 @@ class Reader:
             position += len(texts)
         return grouped
 
-
-def _rows_to_read(pairs: Sequence[tuple[str, str]], counts: Sequence[int]) -> list[frozenset[int] | None]:
-    """Per (question, passage) pair, the table rows its answers may come from (`table_lookup.matching_rows`,
-    decided over all the passages read for the same question)."""
-    rows: list[frozenset[int] | None] = []
-    position = 0
-    for count in counts:
-        group = pairs[position : position + count]
-        rows += matching_rows(row_matches(group[0][0], [text for _, text in group])) if group else []
-        position += count
-    return rows

@@ -22,12 +22,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from rag_qa.ingest.tables import FIELD_SEPARATOR, row_fields
+from rag_qa.ingest.tables import FIELD_SEPARATOR, line_bounds, row_fields
 
 QUESTION_WORDS = frozenset(
     "a an and are as at be by can could did do does for from give gives given has have how in is it its listed many much of on "
     "or reported says shown table tables that the their there these this those to value values was were what when where which "
-    "who whose why with column columns row rows example according listed called".split()
+    "who whose why with column columns row rows example according called".split()
 )  # words of a question that say nothing about which row or column is meant
 GREEK_NAMES = dict(zip(
     "αβγδεζηθικλμµνξπρστυφχψω",
@@ -77,6 +77,8 @@ def table_rows(text: str) -> list[TableRow]:
     """The table rows of a passage, in order, each with the section line heading it, if any (a
     short line ending in a colon, such as "Correct calculations:", right above rows)."""
     rows: list[TableRow] = []
+    if FIELD_SEPARATOR not in text:
+        return rows  # no row without a field separator: prose passages cost one search
     start, section = 0, ""
     for line in text.split("\n"):
         fields = row_fields(line)
@@ -90,11 +92,6 @@ def table_rows(text: str) -> list[TableRow]:
 
 def _is_section(line: str) -> bool:
     return 0 < len(line.split()) <= MAX_SECTION_WORDS and line.rstrip().endswith(":")
-
-
-def has_table_rows(text: str) -> bool:
-    """Whether a passage holds a table row (a cheap test first: a row has a field separator)."""
-    return FIELD_SEPARATOR in text and any(FIELD_SEPARATOR in line and row_fields(line) is not None for line in text.split("\n"))
 
 
 def common_terms(rows_of_passages: Sequence[Sequence[TableRow]]) -> frozenset[str]:
@@ -190,6 +187,4 @@ def best_cell(question: str, texts: Sequence[str], span_log_probs: Sequence[dict
 
 def in_table_row(text: str, start: int) -> bool:
     """Whether offset `start` of a passage lies in one of its table rows."""
-    line_start = text.rfind("\n", 0, start) + 1
-    line_end = text.find("\n", start)
-    return row_fields(text[line_start : len(text) if line_end < 0 else line_end]) is not None
+    return row_fields(text[slice(*line_bounds(text, start))]) is not None

@@ -69,14 +69,18 @@ def row_fields(line: str) -> list[tuple[int, int, int]] | None:
     return fields if len(fields) >= 2 and named >= 2 else None
 
 
+def line_bounds(text: str, offset: int) -> tuple[int, int]:
+    """[start, end) of the line of `text` that holds `offset` (its line break left out)."""
+    end = text.find("\n", offset)
+    return text.rfind("\n", 0, offset) + 1, len(text) if end < 0 else end
+
+
 def cell_span(text: str, start: int, end: int, rows: frozenset[int] | None = None) -> tuple[int, int] | None:
     """An answer span [start, end) of `text` made to fit a table row: a span inside one cell's
     value becomes the whole value ("1,000" of "1 in 1,000"); one across cells, onto a header, in
     the header line, across rows or in a row not among `rows` (`matching_rows`) is no answer
     (None). A span outside table rows is returned as it is."""
-    line_start = text.rfind("\n", 0, start) + 1
-    line_end = text.find("\n", start)
-    line_end = len(text) if line_end < 0 else line_end
+    line_start, line_end = line_bounds(text, start)
     crosses = end > line_end
     fields = row_fields(text[line_start:line_end])
     if fields is None and HEADER_SEPARATOR in text[line_start:line_end] and row_fields(text[line_end + 1 :].split("\n", 1)[0]) is not None:
