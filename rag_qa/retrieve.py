@@ -20,6 +20,7 @@ import numpy as np
 
 from rag_qa.config import RETRIEVAL_MODES, RetrievalConfig
 from rag_qa.embed import Embedder
+from rag_qa.ingest.tables import row_line_at
 from rag_qa.records import Passage, SearchHit, page_breaks, page_at
 from rag_qa.store import Store
 
@@ -159,7 +160,21 @@ def widened_range(text: str, start: int, end: int, chars: int, floor: int = 0) -
         sentences = [m.end(1) for m in _SENTENCE_END.finditer(after)]
         spaces = [m.start() for m in _SPACE.finditer(after)]
         high = end + (sentences[-1] if sentences else spaces[-1] if spaces else 0)
-    return min(low, start), max(high, end)
+    return min(_past_row(text, low), start), max(_before_row(text, high), end)
+
+
+def _past_row(text: str, low: int) -> int:
+    """`low`, or the start of the next line when `low` falls inside a table row: a row read
+    without the cells that name it ("0; Meaning: …" of "Command: \\farcm; Output: . 0; …")
+    answers for a row it is not."""
+    row = row_line_at(text, low) if low < len(text) else None
+    return row[1] + 1 if row is not None and row[0] < low else low
+
+
+def _before_row(text: str, high: int) -> int:
+    """`high`, or the end of the line before when `high` falls inside a table row."""
+    row = row_line_at(text, high) if high > 0 else None
+    return row[0] - 1 if row is not None and row[0] < high < row[1] else high
 
 
 _SENTENCE_END = re.compile(r"([.!?][\"')\]]?)\s+")

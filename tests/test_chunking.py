@@ -87,3 +87,12 @@ def test_a_passage_never_ends_inside_a_table_row(tokenizer):
     lines = set(text.split("\n"))
     for passage in passages:
         assert all(line in lines for line in passage.text.split("\n")), passage.text  # whole lines: no row cut in two
+
+
+def test_a_full_stop_inside_a_table_row_does_not_end_a_sentence():
+    """A cell may hold ". " (a symbol's printed form, "Output: . 0"): the row stays one sentence,
+    so no passage starts in the middle of it, cut from the cell naming it."""
+    rows = ["Command: \\fdg; Output: ◦ .; Meaning: fraction of a degree", "Command: \\farcm; Output: . 0; Meaning: fraction of an arcminute"]
+    text = "Table 1. Symbols. See below.\n" + "\n".join(rows) + "\nMore text. The end."
+    sentences = [text[start:end] for start, end in sentence_spans(text)]
+    assert sentences == ["Table 1.", "Symbols.", "See below.", *rows, "More text.", "The end."]

@@ -36,6 +36,19 @@ def test_a_passage_widens_to_whole_sentences_else_whole_words():
     assert widened_range(TEXT, 0, len(TEXT), 50) == (0, len(TEXT))
 
 
+def test_a_passage_never_widens_into_part_of_a_table_row():
+    """A row cut where a cell holds ". " ("Output: . 0") would be read without the cell naming
+    it: its meaning answered for the row after. The widened text starts and ends on whole rows."""
+    rows = ["Command: \\fdg; Output: ◦ .; Meaning: fraction of a degree", "Command: \\farcm; Output: . 0; Meaning: fraction of an arcminute",
+            "Command: \\farcs; Output: 00 .; Meaning: fraction of an arcsecond", "Command: \\fd; Output: d .; Meaning: fraction of a day"]  # fmt: skip
+    text = "\n".join(rows)
+    start, end = text.index(rows[2]), text.index(rows[2]) + len(rows[2])
+    for chars in range(1, 90):
+        low, high = widened_range(text, start, end, chars)
+        lines = text[low:high].split("\n")
+        assert all(line in rows for line in lines), (chars, text[low:high])
+
+
 def test_widened_passages_keep_exact_offsets_and_pages_and_never_read_text_twice():
     page_starts = (0, TEXT.index("Four"))  # page 2 begins at "Four"
     texts = Texts({"a.pdf": (TEXT, page_starts)})

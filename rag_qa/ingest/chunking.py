@@ -25,30 +25,36 @@ class Tokenizer(Protocol):
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
     """(start, end) of each sentence, whitespace trimmed, in order and non-overlapping. A table's
-    row (`tables.row_fields`) is a sentence of its own, so a passage never ends inside a row."""
+    row (`tables.row_fields`) is a sentence of its own, whole even where a cell holds a full stop
+    ("Output: . 0"), so a passage never starts or ends inside a row."""
     spans = []
-    start = 0
-    for match in _SENTENCE_END.finditer(text):
-        spans.append((start, match.end(1) if match.group(1) is not None else match.start()))
-        start = match.end()
-    spans.append((start, len(text)))
-    return [trimmed for span in spans for part in _row_spans(text, *span) if (trimmed := trim_span(text, *part))]
+    for start, end, is_row in _row_blocks(text):
+        if is_row:
+            spans.append((start, end))
+            continue
+        for match in _SENTENCE_END.finditer(text, start, end):
+            spans.append((start, match.end(1) if match.group(1) is not None else match.start()))
+            start = match.end()
+        spans.append((start, end))
+    return [trimmed for span in spans if (trimmed := trim_span(text, *span))]
 
 
-def _row_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    """[start, end) cut at each line break next to a table row line (the span as it is when it holds none)."""
-    if FIELD_SEPARATOR not in text[start:end] or "\n" not in text[start:end]:
-        return [(start, end)]
-    lines, position = [], start
-    for line in text[start:end].split("\n"):
-        lines.append((position, position + len(line), row_fields(line) is not None))
-        position += len(line) + 1
-    parts, part_start = [], start
-    for (_, line_end, is_row), (next_start, _, next_is_row) in zip(lines, lines[1:]):
-        if is_row or next_is_row:
-            parts.append((part_start, line_end))
-            part_start = next_start
-    return [*parts, (part_start, end)]
+def _row_blocks(text: str) -> list[tuple[int, int, bool]]:
+    """(start, end, is a row line) for each table row line of `text` and each run of other text
+    between them (all of `text` as one run when it holds no row)."""
+    if FIELD_SEPARATOR not in text or "\n" not in text:
+        return [(0, len(text), False)]
+    blocks: list[tuple[int, int, bool]] = []
+    position = 0
+    for line in text.split("\n"):
+        end = position + len(line)
+        is_row = row_fields(line) is not None
+        if not is_row and blocks and not blocks[-1][2]:
+            blocks[-1] = (blocks[-1][0], end, False)  # prose runs on: one block
+        else:
+            blocks.append((position, end, is_row))
+        position = end + 1
+    return blocks
 
 
 class _TokenCounter:

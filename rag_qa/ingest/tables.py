@@ -75,6 +75,13 @@ def line_bounds(text: str, offset: int) -> tuple[int, int]:
     return text.rfind("\n", 0, offset) + 1, len(text) if end < 0 else end
 
 
+def row_line_at(text: str, offset: int) -> tuple[int, int] | None:
+    """[start, end) of the table row line of `text` holding `offset`, or None when that line is
+    not a row: where a passage may not begin or end."""
+    start, end = line_bounds(text, offset)
+    return (start, end) if FIELD_SEPARATOR in text[start:end] and row_fields(text[start:end]) is not None else None
+
+
 def cell_span(text: str, start: int, end: int, rows: frozenset[int] | None = None) -> tuple[int, int] | None:
     """An answer span [start, end) of `text` made to fit a table row: a span inside one cell's
     value becomes the whole value ("1,000" of "1 in 1,000"); one across cells, onto a header, in
