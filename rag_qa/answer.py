@@ -185,18 +185,18 @@ def _table_cell_first(
     question: str, hits: Sequence[SearchHit], readings: Sequence[PassageReading], kept: list[Answer], config: ScoringConfig, retrieval_temperature: float
 ) -> list[Answer]:  # fmt: skip
     """`kept` with the table cell a person would read (`table_lookup.best_cell`) first, when the
-    question names both its row and its column; or names only its row, no other, and the reader's
-    own top answer is unsure (below READER_SURE_LOG_PROB: "What is lent with every kayak?" is
-    answered from the notes, not from the kayak's deposit); or when the reader's own top answer is
-    in a table row anyway (it reads a row's cells less well than a person). Scored like a span:
-    the reader's log-probability of the cell, or at most its lowest kept span's when it kept none
-    for the cell."""
+    question names both its row and its column; or names its row, and holds more words of it than
+    of any other row read, while the reader's own top answer is unsure (below
+    READER_SURE_LOG_PROB: "What is lent with every kayak?" is answered from the notes, not from
+    the kayak's deposit); or when the reader's own top answer is in a table row anyway (it reads
+    a row's cells less well than a person). Scored like a span: the reader's log-probability of
+    the cell, or at most its lowest kept span's when it kept none for the cell."""
     cell = best_cell(question, [h.passage.text for h in hits], [{(s.start, s.end): s.log_prob for s in r.spans} for r in readings])
     if cell is None:
         return kept
     top_in_row = bool(kept) and in_table_row(kept[0].passage.text, kept[0].start - kept[0].passage.char_start)
     reader_unsure = not kept or kept[0].score < READER_SURE_LOG_PROB
-    if not (cell.strong or top_in_row or (cell.names_only_this_row and reader_unsure)):
+    if not (cell.strong or top_in_row or (cell.names_best_row and reader_unsure)):
         return kept
     hit, reading = hits[cell.passage], readings[cell.passage]
     log_p_passage = float(log_softmax([h.score for h in hits], retrieval_temperature)[cell.passage])

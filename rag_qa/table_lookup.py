@@ -5,11 +5,12 @@ Luminosity: 1.22", `ingest.tables`). A span reader trained on prose often picks 
 wrong row or column of such a line (on the PDF table benchmark it found the right cell first for 4
 of 85 questions). A person asked "What is the luminosity of δ Pav?" looks for the row holding
 "δ Pav" and reads the cell under "Luminosity". `best_cell` does that over the passages read for a
-question: the row whose other cells hold the most of the question's words, then the cell whose
-header holds the most of them, then the reader's own score for the cell; `answer.combine` puts that
-cell first when the question names its row (by most of one cell) and its column, or that row alone
-while the reader is unsure of its own answer, or when the reader's own top answer is in a table
-row anyway.
+question: a row the question names by most of one of its cells, the row whose other cells hold
+the most of the question's words, then the cell whose header holds the most of them (or
+abbreviates them: "hp" for horsepower), then the reader's own score for the cell;
+`answer.combine` puts that cell first when the question names its row and its column, or a row
+that stands out from the others read while the reader is unsure of its own answer, or when the
+reader's own top answer is in a table row anyway.
 
 Words are compared after case folding, with Greek letters spelled out ("κ" is "kappa") and a
 plural or verb ending off; a word that more than half of the rows hold (the table's subject, say
@@ -22,7 +23,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from rag_qa.ingest.tables import FIELD_SEPARATOR, line_bounds, row_fields
+from rag_qa.ingest.tables import FIELD_SEPARATOR, row_fields, row_line_at
 
 QUESTION_WORDS = frozenset(
     "a an and are as at be by can could did do does for from give gives given has have how in is it its listed many much of on "
@@ -39,6 +40,8 @@ MAX_SECTION_WORDS = 6  # a short line right above rows ("Correct calculations:")
 MIN_LABEL_SHARE = 0.5  # a row is named when the question's words make up at least this much of one of its cells
 COMMON_SHARE = 0.5  # a word held by more than this share of the rows read (four rows or more) names no row
 MIN_ROWS_FOR_COMMON = 4
+MAX_ABBREVIATION = 5  # letters of a header word that may abbreviate a question word
+_LETTERS = re.compile(r"[^\W\d_]+")
 
 
 def terms(text: str) -> frozenset[str]:
@@ -133,10 +136,11 @@ class CellMatch:
     start: int  # the cell's value, as offsets into the passage text
     end: int
     row_words: int  # question words held by the row's other cells
-    header_words: int  # question words held by the cell's header
+    header_words: int  # question words held by the cell's header, or abbreviated there ("hp" horsepower)
     reader_log_prob: float | None  # the reader's log P(this cell's value | passage), when among its spans
     label_share: float  # the most of any other cell of the row that the question's words make up
-    only_row: bool = False  # no other row read for the question holds any of its words
+    header_initials: int = 0  # question words a one-letter header word stands for ("V" visual): a weak sign
+    best_row: bool = False  # its row holds more of the question's words than any other row read
 
     @property
     def named(self) -> bool:
@@ -150,41 +154,80 @@ class CellMatch:
         return self.named and self.header_words >= 1
 
     @property
-    def names_only_this_row(self) -> bool:
-        return self.named and self.only_row
+    def names_best_row(self) -> bool:
+        return self.named and self.best_row
 
 
 def best_cell(question: str, texts: Sequence[str], span_log_probs: Sequence[dict[tuple[int, int], float]]) -> CellMatch | None:
     """The cell a person would read for `question` in the table rows of `texts` (the passages
-    read, best first): most question words in its row's other cells, then in its header (one
-    less when the cell itself holds some: it is then partly what the question names, not what it
-    asks), then the reader's score for it, then the earlier passage. A cell holding only question
-    words is the row's name, not its answer; a row naming none of the question's words answers
-    nothing."""
+    read, best first): in a row the question names by most of one cell (`CellMatch.named`),
+    then with the most question words in its row's other cells, then in its header, spelled out
+    or abbreviated there ("hp" for horsepower; one less when the cell itself holds question words:
+    it is then partly what the question names, not what it asks), then a one-letter header that
+    is a question word's initial ("V" for visual: too loose to count as a header match), then
+    the cell holding the smaller share of question words (of "(1 | g) ; Meaning: Intercept
+    varying among g", the meaning), then the reader's score for it, then the earlier passage. A
+    cell holding only question words is the row's name, not its answer; a row naming none of the
+    question's words answers nothing."""
     rows_of_passages = [table_rows(text) for text in texts]
     wanted = terms(question) - common_terms(rows_of_passages)
-    best, best_key, rows_named = None, None, 0
+    best, best_key, best_row = None, None, (0, 0)
     for index, rows in enumerate(rows_of_passages):
         for row in rows:
             values = row.value_terms()
-            rows_named += bool(wanted & frozenset().union(*values))
             for column, (_, value, end) in enumerate(row.fields):
-                others = frozenset().union(*(words for i, words in enumerate(values) if i != column))
-                row_words = len(wanted & others)
-                if not row_words or (values[column] and values[column] <= wanted):
+                cell = _cell_match(wanted, row, values, column, index, span_log_probs[index])
+                if cell is None:
                     continue
-                start, stop = row.start + value, row.start + end
-                log_prob = span_log_probs[index].get((start, stop))
-                header_words = len(wanted & terms(row.header(column)))
-                names_part = bool(wanted & values[column])  # the cell holds some of what the question names
-                key = (row_words, header_words - names_part, -float("inf") if log_prob is None else log_prob, -index)
+                own_share = len(wanted & values[column]) / len(values[column]) if values[column] else 0.0
+                named_part = bool(wanted & values[column])
+                log_prob = -float("inf") if cell.reader_log_prob is None else cell.reader_log_prob
+                key = (cell.named, cell.row_words, cell.header_words - named_part, cell.header_initials, -own_share, log_prob, -index)
                 if best_key is None or key > best_key:
-                    best_key = key
-                    share = max((len(wanted & words) / len(words) for i, words in enumerate(values) if i != column and words), default=0.0)
-                    best = CellMatch(index, start, stop, row_words, header_words, log_prob, share)
-    return replace(best, only_row=rows_named == 1) if best is not None else None
+                    best, best_key, best_row = cell, key, (index, row.start)
+    if best is None:
+        return None
+    words_per_row = {(i, row.start): len(wanted & frozenset().union(*row.value_terms())) for i, rows in enumerate(rows_of_passages) for row in rows}
+    mine = words_per_row.pop(best_row)
+    return replace(best, best_row=mine > max(words_per_row.values(), default=0))
+
+
+def _cell_match(
+    wanted: frozenset[str], row: TableRow, values: list[frozenset[str]], column: int, passage: int, log_probs: dict[tuple[int, int], float]
+) -> CellMatch | None:  # fmt: skip
+    """Cell `column` of `row` scored against the question's words, or None when it cannot be the
+    answer: its row's other cells hold none of them, or it holds nothing but question words."""
+    others = [words for i, words in enumerate(values) if i != column]
+    row_words = len(wanted & frozenset().union(*others))
+    if not row_words or (values[column] and values[column] <= wanted):
+        return None
+    _, value, end = row.fields[column]
+    header = row.header(column)
+    header_terms = terms(header)
+    header_words = len(wanted & header_terms) + _abbreviated(wanted - header_terms, header, range(2, MAX_ABBREVIATION + 1))
+    initials = _abbreviated(wanted - header_terms, header, range(1, 2))
+    label_share = max((len(wanted & words) / len(words) for words in others if words), default=0.0)
+    start, stop = row.start + value, row.start + end
+    return CellMatch(passage, start, stop, row_words, header_words, log_probs.get((start, stop)), label_share, initials)
+
+
+def _abbreviated(words: frozenset[str], header: str, lengths: range) -> int:
+    """How many of the question's `words` a short word of `header` (of one of `lengths` letters)
+    abbreviates: its letters in order, from the first ("hp" horsepower, "Resid." residual, "Dev"
+    deviance, "V" visual), at least two letters shorter. Words with digits are left out ("PC1"
+    abbreviates no "pc2")."""
+    shorts = [word for word in _LETTERS.findall(header.casefold()) if len(word) in lengths]
+    return sum(
+        word.isalpha() and any(len(word) >= len(short) + 2 and word[0] == short[0] and _in_order(short, word) for short in shorts)
+        for word in words
+    )
+
+
+def _in_order(letters: str, word: str) -> bool:
+    rest = iter(word)
+    return all(letter in rest for letter in letters)
 
 
 def in_table_row(text: str, start: int) -> bool:
     """Whether offset `start` of a passage lies in one of its table rows."""
-    return row_fields(text[slice(*line_bounds(text, start))]) is not None
+    return row_line_at(text, start) is not None

@@ -141,3 +141,42 @@ def test_a_row_named_without_its_column_overrules_only_an_unsure_reader() -> Non
 
     assert top(math.log(0.6)) == "a life jacket"  # the reader is sure: the notes answer
     assert top(math.log(0.01)) == "80 euros"  # the reader is unsure: the only row the question names
+
+
+def test_a_row_named_by_its_label_beats_one_holding_more_loose_words() -> None:
+    generics = (
+        "Generic | Return value\nGeneric: ngrps (5.2.2); Return value: Number of levels in each grouping factor.\n"
+        "Generic: weights; Return value: Prior weights of a fitted model, or the model's working weights.\n"
+        "Generic: nobs; Return value: Number of observations."
+    )
+    # "fitted" and "model" stand in the weights row's long cell; "ngrps" is most of a cell of its own row
+    assert cell_text("What does the ngrps method return for a fitted merMod model?", [generics]) == "Number of levels in each grouping factor."
+
+
+def test_a_header_abbreviating_a_question_word_names_the_column() -> None:
+    cars = "Car | mpg | cyl | hp\nDatsun 710; mpg: 22.8; cyl: 4; hp: 93\nValiant; mpg: 18.1; cyl: 6; hp: 105"
+    assert cell_text("What is the horsepower of the Datsun 710?", [cars]) == "93"
+    deviance = "Term | Df | Deviance | Resid. Df | Resid. Dev\ngrade; Df: 1; Deviance: 1.73; Resid. Df: 95; Resid. Dev: 80.52"
+    assert cell_text("What residual deviance remains after grade is added?", [deviance]) == "80.52"
+    components = "PC1 | PC2\nProportion of Variance; PC1: 0.9655; PC2: 0.0278\nCumulative Proportion; PC1: 0.9655; PC2: 0.9933"
+    assert cell_text("What proportion of the variance does PC2 explain?", [components]) == "0.0278"  # "PC1" abbreviates no "pc2"
+
+
+def test_of_two_cells_under_named_columns_the_one_less_made_of_question_words_answers() -> None:
+    links = (
+        "Link function | Description | Inverse\nLink function: probit(y) <- x; Description: Probit; Inverse: y <- phi(x)\n"
+        "Link function: logit(y) <- x; Description: Logit; Inverse: y <- ilogit(x)"
+    )
+    assert cell_text("What is the inverse of the probit link function?", [links]) == "y <- phi(x)"
+
+
+def test_a_row_standing_out_from_the_others_read_is_the_best_row() -> None:
+    spacings = (
+        "Group | Generator | Description\nGroup: spacing; Generator: spacing_equal(); Description: equal spacing for all dimensions\n"
+        "Group: spacing; Generator: spacing_increase(); Description: increasing spacing for the dimensions\n"
+        "Group: shading; Generator: shading_hsv(); Description: colors of all cells"
+    )
+    cell = best_cell("Which spacing function gives equal spacing for all dimensions?", [spacings], [{}])
+    assert cell is not None and cell.best_row and spacings[cell.start : cell.end] == "spacing_equal()"
+    tie = best_cell("Which generator belongs to the spacing group?", [spacings], [{}])
+    assert tie is not None and not tie.best_row  # two rows hold "spacing" alike: none stands out
