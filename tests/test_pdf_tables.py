@@ -329,3 +329,25 @@ def test_a_description_column_wider_than_most_of_the_table_is_not_prose(tmp_path
     pdf.save()
     lines = lines_of(tmp_path / "methods.pdf")
     assert "Generic: VarCorr; Brief description of return value: Estimated random-effects variances, standard deviations, and correlations." in lines, lines
+
+
+def test_margin_line_numbers_are_not_read_into_the_text_but_a_tables_row_numbers_are(tmp_path: Path) -> None:
+    """A journal's review layout numbers every line in the margin, in small type ("… page. 226 The
+    old way …" ran into the text); a table's own row numbers, leftmost on their page and set in the
+    text's size, are data and stay."""
+    pdf = new_pdf(tmp_path / "review.pdf")
+    lines = ["The old way of measuring the angle used a plumb line.", "The new way uses a digital level on the rail.",
+             "Both agree within half a degree on a dry day.", "On a wet day the plumb line swings in the wind.",
+             "We therefore recommend the digital level.", "It costs less than a replacement ladder."]  # fmt: skip
+    y = 780.0
+    for number, line in enumerate(lines, start=224):
+        words(pdf, 28, y, str(number), size=6)
+        words(pdf, 60, y, line)
+        y -= 1.2 * SIZE
+    pdf.showPage()
+    table(pdf, 60, 780, [40, 60, 60], [["Row", "Angle", "Error"], *[[str(i), f"7{i}.5", f"0.{i}"] for i in range(1, 8)]], rules="none")
+    pdf.save()
+    first, second = page_texts(tmp_path / "review.pdf")
+    assert not any(str(number) in first for number in range(224, 230)), first
+    assert "plumb line. The new way uses" in first, first
+    assert "Row: 3; Angle: 73.5; Error: 0.3" in second.split("\n")

@@ -87,7 +87,7 @@ def _pdfium_page_text(document, index: int, previous: Table | None) -> tuple[str
     finally:
         page.close()
     tables = find_tables(layout, previous)
-    if tables:
+    if tables or layout.furniture:
         text = tables_page_text(layout, tables)
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace(HYPHEN_MARK, "-\n")
     return text, has_image and _too_little_text(text), tables

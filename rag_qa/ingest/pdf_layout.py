@@ -20,6 +20,9 @@ RULE_THICKNESS = 2.5  # points: a line or filled rectangle at most this thick is
 RULE_MIN_LENGTH = 8.0  # points: shorter strokes are marks (bullets, underlines of a letter)
 MAX_PATH_SEGMENTS = 400  # a path with more segments is a drawing (a plot), not a set of rules
 SUPERSCRIPT_SHRINK = 0.8  # a glyph this much smaller than the one before it, and raised, starts a new word (a footnote mark)
+MIN_LINE_NUMBERS = 5  # numbers in a margin, one above the other and rising down the page, that number the lines
+LINE_NUMBER_ALIGN = 2.0  # points: line numbers share a left or a right edge within this
+LINE_NUMBER_SHRINK = 0.8  # line numbers are set smaller than the text: at most this share of its usual size
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class PageLayout:
     graphics: tuple[Box, ...]
     width: float
     height: float
+    furniture: frozenset[int] = frozenset()  # characters that are not the page's text: margin line numbers
 
 
 def read_layout(page, textpage) -> PageLayout:  # type: ignore[no-untyped-def]
@@ -76,8 +80,59 @@ def read_layout(page, textpage) -> PageLayout:  # type: ignore[no-untyped-def]
         hrules, vrules = [_turned(b, turn) for b in vrules], [_turned(b, turn) for b in hrules]
         graphics = [_turned(b, turn) for b in graphics]
         width, height = height, width
-    words = tuple(_words(chars, boxes, sizes))
-    return PageLayout(chars, words, tuple(hrules), tuple(vrules), tuple(graphics), width, height)
+    words = _words(chars, boxes, sizes)
+    numbers = margin_line_numbers(words)
+    furniture = frozenset(i for word in numbers for i in word.chars)
+    text_words = tuple(word for word in words if word.chars[0] not in furniture)
+    return PageLayout(chars, text_words, tuple(hrules), tuple(vrules), tuple(graphics), width, height, furniture)
+
+
+def margin_line_numbers(words: list[Word]) -> list[Word]:
+    """The line numbers of a journal's review layout ("419 D. IAU RECOMMENDATIONS … 420 The IAU"),
+    else none: MIN_LINE_NUMBERS or more numbers sharing a left or right edge, rising from the top
+    of the page down, in a smaller type than the page's text, all in a margin (no other word of
+    the page further out). A column of numbers inside the text (a numbered list's) is not in a
+    margin; a table's row numbers or a contents page's page numbers, leftmost or rightmost on
+    their page, are set in the text's own size: they stay."""
+    numbers = [word for word in words if word.text.isdigit() and len(word.text) <= 5]
+    if len(numbers) < MIN_LINE_NUMBERS:
+        return []
+    found: list[Word] = []
+    for edge in (0, 2):  # left-aligned, then right-aligned numbers
+        groups: dict[int, list[Word]] = {}
+        for word in numbers:
+            groups.setdefault(round(word.box[edge] / LINE_NUMBER_ALIGN), []).append(word)
+        for group in groups.values():
+            if _numbers_lines(group, words):
+                found.extend(word for word in group if word not in found)
+    return found
+
+
+def _usual_size(words: list[Word]) -> float:
+    """The font size most of a page's characters are set in (weighted by characters)."""
+    sizes = sorted((word.size, len(word.chars)) for word in words)
+    half, seen = sum(count for _, count in sizes) / 2, 0
+    for size, count in sizes:
+        seen += count
+        if seen >= half:
+            return size
+    return 0.0
+
+
+def _numbers_lines(group: list[Word], words: list[Word]) -> bool:
+    if len(group) < MIN_LINE_NUMBERS:
+        return False
+    down = sorted(group, key=lambda word: -word.box[3])
+    values = [int(word.text) for word in down]
+    if any(a >= b for a, b in zip(values, values[1:])):
+        return False
+    members = {id(word) for word in group}
+    others = [word for word in words if id(word) not in members]
+    if not others or max(word.size for word in group) > LINE_NUMBER_SHRINK * _usual_size(others):
+        return False
+    left_margin = max(word.box[2] for word in group) <= min(word.box[0] for word in others)
+    right_margin = min(word.box[0] for word in group) >= max(word.box[2] for word in others)
+    return left_margin or right_margin
 
 
 def _quarter_turns(raw, pdfium_c, boxes: list[Box | None]) -> int:  # type: ignore[no-untyped-def]

@@ -64,11 +64,14 @@ def find_tables(layout: PageLayout, previous: Table | None = None) -> list[Table
 
 def page_text(layout: PageLayout, tables: list[Table]) -> str:
     """The page's text in pdfium's order with each table's characters replaced by the table's
-    lines (at the place of its first character), set apart as a paragraph."""
+    lines (at the place of its first character), set apart as a paragraph, and the page's
+    furniture (margin line numbers) left out with the space after it."""
     owner = {index: number for number, table in enumerate(tables) for index in table.chars}
     parts: list[str] = []
     for index, char in enumerate(layout.chars):
         number = owner.get(index)
+        if index in layout.furniture or (char == " " and index - 1 in layout.furniture):
+            continue
         if number is None:
             parts.append(char)
         elif number >= 0:
