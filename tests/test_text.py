@@ -5,7 +5,7 @@ import codecs
 import pytest
 
 from rag_qa.ingest.html import html_to_text
-from rag_qa.ingest.text import DecodeError, clean_text, decode_text, strip_running_lines
+from rag_qa.ingest.text import DecodeError, clean_text, decode_text, kept_hyphens, strip_running_lines
 
 SAMPLE = "Crème brûlée — naïve café, 10 € ✓"
 
@@ -41,6 +41,17 @@ def test_clean_text_normalises_whitespace_and_reflows_pdf_lines():
     assert clean_text(raw) == "A hard-\nwrapped line\ncontinues here.\n\nNew paragraph."
     assert clean_text(raw, join_lines=True) == "A hardwrapped line continues here.\n\nNew paragraph."
     assert clean_text("Items:\n- one\n- two\n1. three", join_lines=True) == "Items:\n- one\n- two\n1. three"
+
+
+def test_a_line_end_hyphen_stays_in_a_word_the_document_writes_hyphenated():
+    """"camera-\nready" is camera-ready where the document writes "camera-ready" on one line and
+    never "cameraready"; "infor-\nmation" is information (acmart's paper had "cameraready")."""
+    document = "Send the camera-ready copy by May. The final camera-\nready version holds more infor-\nmation than the first."
+    hyphens = kept_hyphens(document)
+    assert hyphens == frozenset({"camera-ready"})
+    assert clean_text(document, join_lines=True, hyphens=hyphens).endswith("The final camera-ready version holds more information than the first.")
+    written_whole = "The co-\noperation of cooperation and co-operation."  # written whole too: joined as before
+    assert "The cooperation of" in clean_text(written_whole, join_lines=True, hyphens=kept_hyphens(written_whole))
 
 
 def test_running_headers_and_page_numbers_are_removed():

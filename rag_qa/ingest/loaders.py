@@ -30,7 +30,7 @@ from rag_qa.ingest.pdf_tables import ROW_BREAK
 from rag_qa.ingest.sheets import csv_text, extract_xlsx
 from rag_qa.naming import within
 from rag_qa.ingest.slides import extract_pptx
-from rag_qa.ingest.text import DecodeError, clean_text, decode_text, strip_running_lines
+from rag_qa.ingest.text import DecodeError, clean_text, decode_text, kept_hyphens, strip_running_lines
 from rag_qa.records import Document, OcrPage
 from rag_qa.store.faiss_store import DATABASE, MANIFEST
 
@@ -39,7 +39,7 @@ PAGE_SEPARATOR = "\n\n"
 # a file an earlier extractor read (pypdf, for PDFs indexed before pdfium) is read again on re-index.
 # A new tag when a format's extraction changes: files indexed before are read again. "table-rows":
 # tables as lines naming each cell by its header (ingest/tables.py; HTML also in e-books and mail).
-EXTRACTOR_TAGS = {".pdf": "pdfium-tables", **dict.fromkeys(sorted(HTML_SUFFIXES | EPUB_SUFFIXES | MAIL_SUFFIXES | DOCX_SUFFIXES | ODT_SUFFIXES | SLIDE_SUFFIXES), "table-rows")}
+EXTRACTOR_TAGS = {".pdf": "pdfium-layout", **dict.fromkeys(sorted(HTML_SUFFIXES | EPUB_SUFFIXES | MAIL_SUFFIXES | DOCX_SUFFIXES | ODT_SUFFIXES | SLIDE_SUFFIXES), "table-rows")}
 UNSUPPORTED = "unsupported format"
 OcrProgress = Callable[[int, int], None]  # (scanned page starting, scanned pages) of one file's OCR
 Scanned = tuple[tuple[OcrPage, ...], tuple[str, ...]]  # the pages read by OCR, warnings about those not read
@@ -305,11 +305,12 @@ def _paged_text(pages: list[str], join_lines: bool = False) -> tuple[str, tuple[
     parts: list[str] = []
     page_starts: list[int] = []
     offset = 0
+    hyphens = kept_hyphens("\n".join(pages)) if join_lines else frozenset()
     for page_text in pages:
         if parts:
             offset += len(PAGE_SEPARATOR)
         page_starts.append(offset)
-        cleaned = clean_text(page_text, join_lines=join_lines)
+        cleaned = clean_text(page_text, join_lines=join_lines, hyphens=hyphens)
         parts.append(cleaned)
         offset += len(cleaned)
     return PAGE_SEPARATOR.join(parts), tuple(page_starts)

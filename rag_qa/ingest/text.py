@@ -6,6 +6,7 @@ from __future__ import annotations
 import codecs
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 
 BOMS = (
@@ -85,29 +86,60 @@ _BASE_PASSES = (
     (_SPACES, " "),
     (re.compile(r"[^\S\n]+(?=\n)|(?<=\n)[^\S\n]+"), ""),  # spaces at line edges
 )
-_JOIN_PASSES = (
-    (re.compile(r"(?<=\w)-\n(?=[a-z])"), ""),  # hyphenation at a line end
-    # A lone line break is a soft wrap, unless the next line starts a list item, heading or quote.
-    (re.compile(r"(?<!\n)\n(?!\n|(?:[-*+>#]|\d+[.)])\s)"), " "),
-)
+_LINE_END_HYPHEN = re.compile(r"(?<=\w)-\n(?=[a-z])")
+# A lone line break is a soft wrap, unless the next line starts a list item, heading or quote.
+_SOFT_WRAP = (re.compile(r"(?<!\n)\n(?!\n|(?:[-*+>#]|\d+[.)])\s)"), " ")
+_HYPHENATED = re.compile(r"(?<![\w-])(\w+)-(\w+)(?![\w-])")
+_WORD = re.compile(r"\w+")
+_WORD_BEFORE = re.compile(r"\w+\Z")
 _FINAL_PASSES = (
     (re.compile(r"\n{3,}"), "\n\n"),
     (re.compile(r"\A\s+|\s+\Z"), ""),
 )
 
 
-def _passes(join_lines: bool) -> tuple[tuple[re.Pattern[str], str], ...]:
-    return _BASE_PASSES + (_JOIN_PASSES if join_lines else ()) + _FINAL_PASSES
+Replacement = str | Callable[[re.Match[str]], str]
 
 
-def clean_text(text: str, join_lines: bool = False) -> str:
+def kept_hyphens(text: str) -> frozenset[str]:
+    """Hyphenated words `text` writes within a line ("camera-ready") and never as one word: a
+    hyphen at a line end inside one of them is the word's own and stays. A document's own usage
+    is the only dictionary at hand; a word it never writes whole nor hyphenated on one line is
+    joined ("infor- mation" is "information")."""
+    whole = {word.casefold() for word in _WORD.findall(text)}
+    return frozenset(f"{a}-{b}".casefold() for a, b in _HYPHENATED.findall(text) if (a + b).casefold() not in whole)
+
+
+def _passes(join_lines: bool, hyphens: frozenset[str]) -> tuple[tuple[re.Pattern[str], Replacement], ...]:
+    if not join_lines:
+        return _BASE_PASSES + _FINAL_PASSES
+    return _BASE_PASSES + ((_LINE_END_HYPHEN, _hyphen_rule(hyphens)), _SOFT_WRAP) + _FINAL_PASSES
+
+
+def _hyphen_rule(hyphens: frozenset[str]) -> Replacement:
+    """What a hyphen and line break at a line end become: nothing (the word joined), or the
+    hyphen alone for a word in `hyphens`."""
+    if not hyphens:
+        return ""
+
+    def rule(match: re.Match[str]) -> str:
+        before = _WORD_BEFORE.search(match.string, max(0, match.start() - 64), match.start())
+        after = _WORD.match(match.string, match.end())
+        word = f"{before.group() if before else ''}-{after.group() if after else ''}".casefold()
+        return "-" if word in hyphens else ""
+
+    return rule
+
+
+def clean_text(text: str, join_lines: bool = False, hyphens: frozenset[str] = frozenset()) -> str:
     """Normalise Unicode (NFC) and whitespace so passages embed and read well.
 
     `join_lines` re-flows hard-wrapped lines (PDF extraction, wrapped text) into paragraphs,
-    undoing hyphenation at line ends; blank lines stay paragraph breaks, list items stay lines.
+    undoing hyphenation at line ends, except within the words of `hyphens` (`kept_hyphens` of
+    the whole document); blank lines stay paragraph breaks, list items stay lines.
     """
     text = unicodedata.normalize("NFC", text)
-    for pattern, replacement in _passes(join_lines):
+    for pattern, replacement in _passes(join_lines, hyphens):
         text = pattern.sub(replacement, text)
     return text
 
@@ -126,10 +158,10 @@ class MappedText:
         return self.starts[start], self.ends[end - 1]
 
 
-def clean_mapped(text: str, join_lines: bool = False) -> MappedText:
+def clean_mapped(text: str, join_lines: bool = False, hyphens: frozenset[str] = frozenset()) -> MappedText:
     """`clean_text` for the models, with a map back to `text` so that answers can be quoted from it."""
     chars, starts, ends = _nfc_mapped(text)
-    for pattern, replacement in _passes(join_lines):
+    for pattern, replacement in _passes(join_lines, hyphens):
         chars, starts, ends = _sub_mapped(pattern, replacement, chars, starts, ends)
     return MappedText(chars, tuple(starts), tuple(ends))
 
@@ -158,7 +190,7 @@ def _nfc_mapped(text: str) -> tuple[str, list[int], list[int]]:
     return "".join(out), starts, ends
 
 
-def _sub_mapped(pattern: re.Pattern[str], replacement: str, text: str, starts: list[int], ends: list[int]) -> tuple[str, list[int], list[int]]:
+def _sub_mapped(pattern: re.Pattern[str], rule: Replacement, text: str, starts: list[int], ends: list[int]) -> tuple[str, list[int], list[int]]:
     """`pattern.sub(replacement, text)`, carrying the map: kept characters keep theirs, and a
     replacement's characters map to the whole original range of the match."""
     out: list[str] = []
@@ -170,6 +202,7 @@ def _sub_mapped(pattern: re.Pattern[str], replacement: str, text: str, starts: l
         out.append(text[last:first])
         new_starts += starts[last:first]
         new_ends += ends[last:first]
+        replacement = rule if isinstance(rule, str) else rule(match)
         if replacement:
             out.append(replacement)
             new_starts += [starts[first]] * len(replacement)
