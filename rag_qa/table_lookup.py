@@ -5,12 +5,13 @@ Luminosity: 1.22", `ingest.tables`). A span reader trained on prose often picks 
 wrong row or column of such a line (on the PDF table benchmark it found the right cell first for 4
 of 85 questions). A person asked "What is the luminosity of δ Pav?" looks for the row holding
 "δ Pav" and reads the cell under "Luminosity". `best_cell` does that over the passages read for a
-question: a row the question names by most of one of its cells, the row whose other cells hold
-the most of the question's words, then the cell whose header holds the most of them (or
-abbreviates them: "hp" for horsepower), then the reader's own score for the cell;
-`answer.combine` puts that cell first when the question names its row and its column, or a row
-that stands out from the others read while the reader is unsure of its own answer, or when the
-reader's own top answer is in a table row anyway.
+question: a row whose formula the question quotes ("round(x)"), a row the question names by
+most of one of its cells, the row whose other cells hold the most of the question's words, then
+the cell whose header holds the most of them (or abbreviates them: "hp" for horsepower), then
+the reader's own score for the cell; `answer.combine` puts that cell first when the question
+names its row and its column, or a row that stands out from the others read (or is quoted) while
+the reader is unsure of its own answer, or when the reader's own top answer is in a table row
+anyway.
 
 Words are compared after case folding, with Greek letters spelled out ("κ" is "kappa") and a
 plural or verb ending off; a word that more than half of the rows hold (the table's subject, say
@@ -42,6 +43,8 @@ COMMON_SHARE = 0.5  # a word held by more than this share of the rows read (four
 MIN_ROWS_FOR_COMMON = 4
 MAX_ABBREVIATION = 5  # letters of a header word that may abbreviate a question word
 _LETTERS = re.compile(r"[^\W\d_]+")
+MIN_QUOTE_CHARS = 4  # a shorter cell ("x^2") may stand in a question by chance
+_SYMBOL = re.compile(r"[^\w\s.,;:'\"?!-]|_")
 
 
 def terms(text: str) -> frozenset[str]:
@@ -141,12 +144,14 @@ class CellMatch:
     label_share: float  # the most of any other cell of the row that the question's words make up
     header_initials: int = 0  # question words a one-letter header word stands for ("V" visual): a weak sign
     best_row: bool = False  # its row holds more of the question's words than any other row read
+    quoted: bool = False  # the question quotes another cell of its row whole, symbols and all ("round(x)")
 
     @property
     def named(self) -> bool:
         """The question names the row by most of one of its cells (its label, say "δ Pav"), not by
-        a word that happens to stand in a longer cell ("a day" of "2 dollars a day")."""
-        return self.label_share >= MIN_LABEL_SHARE
+        a word that happens to stand in a longer cell ("a day" of "2 dollars a day"), or quotes
+        one of its cells."""
+        return self.quoted or self.label_share >= MIN_LABEL_SHARE
 
     @property
     def strong(self) -> bool:
@@ -160,8 +165,9 @@ class CellMatch:
 
 def best_cell(question: str, texts: Sequence[str], span_log_probs: Sequence[dict[tuple[int, int], float]]) -> CellMatch | None:
     """The cell a person would read for `question` in the table rows of `texts` (the passages
-    read, best first): in a row the question names by most of one cell (`CellMatch.named`),
-    then with the most question words in its row's other cells, then in its header, spelled out
+    read, best first): in a row whose formula or code name the question quotes ("round(x)":
+    the words of that cell then name the row, not the answer), then in a row the question names
+    by most of one cell (`CellMatch.named`), then with the most question words in its row's other cells, then in its header, spelled out
     or abbreviated there ("hp" for horsepower; one less when the cell itself holds question words:
     it is then partly what the question names, not what it asks), then a one-letter header that
     is a question word's initial ("V" for visual: too loose to count as a header match), then
@@ -171,25 +177,30 @@ def best_cell(question: str, texts: Sequence[str], span_log_probs: Sequence[dict
     question's words answers nothing."""
     rows_of_passages = [table_rows(text) for text in texts]
     wanted = terms(question) - common_terms(rows_of_passages)
+    spoken = _squeezed(question)
     best, best_key, best_row = None, None, (0, 0)
     for index, rows in enumerate(rows_of_passages):
         for row in rows:
             values = row.value_terms()
+            quotes = [_quotes(spoken, row.line[value:end]) for _, value, end in row.fields]
             for column, (_, value, end) in enumerate(row.fields):
                 cell = _cell_match(wanted, row, values, column, index, span_log_probs[index])
                 if cell is None:
                     continue
-                own_share = len(wanted & values[column]) / len(values[column]) if values[column] else 0.0
-                named_part = bool(wanted & values[column])
+                quoted = [values[i] for i, quote in enumerate(quotes) if quote and i != column]
+                cell = replace(cell, quoted=bool(quoted))
+                asked = wanted - frozenset().union(*quoted)  # a quoted cell's words name the row, not this cell
+                own_share = len(asked & values[column]) / len(values[column]) if values[column] else 0.0
+                named_part = bool(asked & values[column])
                 log_prob = -float("inf") if cell.reader_log_prob is None else cell.reader_log_prob
-                key = (cell.named, cell.row_words, cell.header_words - named_part, cell.header_initials, -own_share, log_prob, -index)
+                key = (cell.quoted, cell.named, cell.row_words, cell.header_words - named_part, cell.header_initials, -own_share, log_prob, -index)
                 if best_key is None or key > best_key:
                     best, best_key, best_row = cell, key, (index, row.start)
     if best is None:
         return None
     words_per_row = {(i, row.start): len(wanted & frozenset().union(*row.value_terms())) for i, rows in enumerate(rows_of_passages) for row in rows}
     mine = words_per_row.pop(best_row)
-    return replace(best, best_row=mine > max(words_per_row.values(), default=0))
+    return replace(best, best_row=best.quoted or mine > max(words_per_row.values(), default=0))
 
 
 def _cell_match(
@@ -209,6 +220,18 @@ def _cell_match(
     label_share = max((len(wanted & words) / len(words) for words in others if words), default=0.0)
     start, stop = row.start + value, row.start + end
     return CellMatch(passage, start, stop, row_words, header_words, log_probs.get((start, stop)), label_share, initials)
+
+
+def _squeezed(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+def _quotes(spoken: str, cell: str) -> bool:
+    """Whether a question (`_squeezed`) holds `cell` whole where the cell is a formula, a call or
+    a code name ("round(x)", "x + (x || g)", "legend_resbased()"): symbols a question holds only
+    when quoting. A cell of plain words ("kayak") is named by its words (`terms`), not by this."""
+    cell = _squeezed(cell)
+    return len(cell) >= MIN_QUOTE_CHARS and _SYMBOL.search(cell) is not None and cell in spoken
 
 
 def _abbreviated(words: frozenset[str], header: str, lengths: range) -> int:

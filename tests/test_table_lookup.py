@@ -180,3 +180,17 @@ def test_a_row_standing_out_from_the_others_read_is_the_best_row() -> None:
     assert cell is not None and cell.best_row and spacings[cell.start : cell.end] == "spacing_equal()"
     tie = best_cell("Which generator belongs to the spacing group?", [spacings], [{}])
     assert tie is not None and not tie.best_row  # two rows hold "spacing" alike: none stands out
+
+
+def test_a_row_whose_formula_the_question_quotes_is_named_and_its_words_name_no_column() -> None:
+    functions = (
+        "Usage | Description | Value\nUsage: round(x); Description: Round to integer away from zero; Value: Integer\n"
+        "Usage: trunc(x); Description: Round to integer towards zero; Value: Integer\n"
+        "Usage: pow(x,z); Description: Power function; Value: Real"
+    )
+    cell = best_cell("What does the round(x) function do?", [functions], [{}])
+    assert cell is not None and cell.quoted and cell.best_row  # round(x) is quoted; "round" alone is in two rows
+    assert functions[cell.start : cell.end] == "Round to integer away from zero"  # its "round" names the row, not the value
+    kayaks = "Boat | Deposit\nBoat: kayak; Deposit: 80 euros\nBoat: canoe; Deposit: 120 euros"
+    plain = best_cell("What is lent with every kayak?", [kayaks], [{}])
+    assert plain is not None and not plain.quoted  # a cell of plain words is named by its words, never quoted
