@@ -241,8 +241,10 @@ class RetrievalConfig(_Serialisable):
     top_k: int = 5
     rrf_k: int = 60
     neighbour_chars: int = 200  # characters of the document read on either side of a passage (0: none)
+    table_scan_depth: int = 40  # passages scanned for a table row the question names, read beyond top_k (0: none)
 
     def __post_init__(self) -> None:
+        _require(0 <= self.table_scan_depth <= 1000, f"table_scan_depth must be in [0, 1000], got {self.table_scan_depth}")
         _require(self.mode in RETRIEVAL_MODES, f"retrieval mode must be one of {RETRIEVAL_MODES}, got {self.mode!r}")
         _require(1 <= self.top_k <= 1000, f"top_k must be in [1, 1000], got {self.top_k}")
         _require(self.rrf_k >= 1, "rrf_k must be >= 1")

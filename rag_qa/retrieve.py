@@ -23,6 +23,7 @@ from rag_qa.embed import Embedder
 from rag_qa.ingest.tables import row_line_at
 from rag_qa.records import Passage, SearchHit, page_breaks, page_at
 from rag_qa.store import Store
+from rag_qa.table_lookup import best_cell
 
 
 class Retriever:
@@ -52,15 +53,20 @@ class Retriever:
         mode = mode if mode is not None else self.config.mode
         if mode not in RETRIEVAL_MODES:
             raise ValueError(f"retrieval mode must be one of {', '.join(RETRIEVAL_MODES)}, got {mode!r}")
+        listed = top_k if mode != "hybrid" else 2 * top_k  # each list's length: what fusion reads
+        depth = max(listed, self.config.table_scan_depth)
         vectors = self.embedder.embed(questions) if mode != "bm25" else None
-        dense = self.store.search_many(vectors, top_k if mode == "dense" else 2 * top_k, sources) if vectors is not None else None
-        sparse = [self.store.search_text(q, top_k if mode == "bm25" else 2 * top_k, sources) for q in questions] if mode != "dense" else None
-        if dense is None:
-            return sparse  # type: ignore[return-value]
-        if sparse is None:
-            return dense
-        fused = [self._fuse(d, s, top_k) for d, s in zip(dense, sparse)]
-        return [self._scored_by_similarity(vector, hits, found, sources) for vector, hits, found in zip(vectors, fused, dense)]  # type: ignore[arg-type]
+        dense = self.store.search_many(vectors, depth, sources) if vectors is not None else None
+        sparse = [self.store.search_text(q, depth, sources) for q in questions] if mode != "dense" else None
+        if dense is None or sparse is None:
+            found = dense if dense is not None else sparse
+            return [[*hits[:top_k], *named_row_hit(q, hits, top_k)] for q, hits in zip(questions, found)]  # type: ignore[arg-type]
+        ranked = []
+        for question, vector, d, s in zip(questions, vectors, dense, sparse):  # type: ignore[arg-type]
+            hits = self._fuse(d[:listed], s[:listed], top_k)
+            deeper = self._fuse(d, s, depth) if depth > listed else []
+            ranked.append(self._scored_by_similarity(vector, [*hits, *named_row_hit(question, deeper, 0, hits)], d, sources))
+        return ranked
 
     def _fuse(self, dense: list[SearchHit], sparse: list[SearchHit], top_k: int) -> list[SearchHit]:
         """The two lists fused with equal weights (a heavier BM25 list read no more answers on either
@@ -78,6 +84,18 @@ class Retriever:
             found = self.store.search_many(vector[None, :], len(missing), sources, ids=missing)[0]
             similarity.update((h.passage.id, h.score) for h in found)
         return [SearchHit(h.passage, similarity.get(h.passage.id, -1.0)) for h in hits]
+
+
+def named_row_hit(question: str, candidates: Sequence[SearchHit], top_k: int, read: Sequence[SearchHit] = ()) -> list[SearchHit]:
+    """The candidate holding the table row a question names with the column it asks for, or
+    quotes (`table_lookup.best_cell`), when neither the first `top_k` candidates nor `read` hold
+    it: a person who does not find the row among the first results scans the table for it. The
+    row passage is read besides the top passages, never instead of one ([] when none)."""
+    cell = best_cell(question, [hit.passage.text for hit in candidates], [{} for _ in candidates])
+    if cell is None or cell.passage < top_k or not (cell.strong or cell.quoted):
+        return []
+    hit = candidates[cell.passage]
+    return [] if any(other.passage.id == hit.passage.id for other in read) else [hit]
 
 
 def fuse(rankings: Sequence[Sequence[SearchHit]], top_k: int, k: int = 60, weights: Sequence[float] | None = None) -> list[SearchHit]:

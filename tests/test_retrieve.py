@@ -128,3 +128,24 @@ def test_fusion_weights_let_one_list_count_more():
     assert [h.passage.id for h in fuse([dense, sparse], 3, weights=(1.0, 3.0))] == ["b", "c", "a"]  # the heavier list's first above the other's
     with pytest.raises(ValueError):
         fuse([dense, sparse], 3, weights=(1.0,))  # a weight for every list
+
+
+def test_a_table_row_the_question_names_is_read_besides_the_top_passages(tmp_path, embedder):
+    """The row holding the answer ranks below passages that talk about the question's words: a
+    person scans the table for the row it names. It is read besides the top passages (never
+    instead of one), in every mode, and not when table_scan_depth is 0."""
+    talk = " ".join(f"Note {i}: the loan fee of the Household membership is set by the board each spring." for i in range(8))
+    rows = "\n".join(f"Membership: {name}; Loan fee: {fee}; Deposit: {deposit}" for name, fee, deposit in [("Student", "2.50", "10"), ("Household", "4.00", "25"), ("Business", "9.75", "60")])
+    store = open_store(tmp_path / "index", IndexSettings(chunking=ChunkingConfig(max_tokens=40, overlap_tokens=0)))
+    add_documents([Document("notes.txt", talk, "h1"), Document("fees.txt", "Membership | Loan fee | Deposit\n" + rows, "h2")], store, embedder)
+    qa = RagQA(store, embedder)
+    question = "What is the loan fee of the Household membership?"
+    for mode in ("hybrid", "dense", "bm25"):
+        qa.retriever.config = RetrievalConfig(mode=mode, top_k=1, neighbour_chars=0)
+        hits = qa.retriever.retrieve([question])[0]
+        assert [h.passage.source for h in hits] == ["notes.txt", "fees.txt"], mode
+        assert "Membership: Household; Loan fee: 4.00" in hits[1].passage.text
+        qa.retriever.config = RetrievalConfig(mode=mode, top_k=1, neighbour_chars=0, table_scan_depth=0)
+        assert [h.passage.source for h in qa.retriever.retrieve([question])[0]] == ["notes.txt"], mode
+    qa.retriever.config = RetrievalConfig(top_k=1, neighbour_chars=0)
+    assert [h.passage.source for h in qa.retriever.retrieve(["Who sets the loan fee each spring?"])[0]] == ["notes.txt"]  # no row named: nothing added
