@@ -13,9 +13,9 @@ names its row and its column, or a row that stands out from the others read (or 
 the reader is unsure of its own answer, or when the reader's own top answer is in a table row
 anyway.
 
-Words are compared after case folding, with Greek letters spelled out ("κ" is "kappa") and a
-plural or verb ending off; a word that more than half of the rows hold (the table's subject, say
-"RcppGSL") does not tell rows apart and is not counted.
+Words are compared after case folding, with Greek letters and signs spelled out ("κ" is "kappa",
+"$" is "dollar") and a plural or verb ending off; a word that more than half of the rows hold
+(the table's subject, say "RcppGSL") does not tell rows apart and is not counted.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from rag_qa.ingest.tables import FIELD_SEPARATOR, row_fields, row_line_at
+from rag_qa.ingest.tables import FIELD_SEPARATOR, HEADER_SEPARATOR, row_fields, row_line_at
 
 QUESTION_WORDS = frozenset(
     "a an and are as at be by can could did do does for from give gives given has have how in is it its listed many much of on "
@@ -35,8 +35,11 @@ GREEK_NAMES = dict(zip(
     "αβγδεζηθικλμµνξπρστυφχψω",
     "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu mu nu xi pi rho sigma tau upsilon phi chi psi omega".split(),
 ))  # fmt: skip
+SIGN_NAMES = {"$": "dollar", "€": "euro", "£": "pound", "%": "percent", "&": "ampersand"}  # a sign a question spells out
+_SPELLED = GREEK_NAMES | SIGN_NAMES
 _WORD = re.compile(r"\d+(?:[.,]\d+)*|\w+")  # a number whole: "1872.1" holds no "1"
 _ENDINGS = ("ing", "ies", "ed", "es", "ly", "s")
+MAX_TITLE_WORDS = 25  # a table's caption is one short line
 MAX_SECTION_WORDS = 6  # a short line right above rows ("Correct calculations:") names the rows under it
 MIN_LABEL_SHARE = 0.5  # a row is named when the question's words make up at least this much of one of its cells
 COMMON_SHARE = 0.5  # a word held by more than this share of the rows read (four rows or more) names no row
@@ -49,7 +52,7 @@ _SYMBOL = re.compile(r"[^\w\s.,;:'\"?!-]|_")
 
 def terms(text: str) -> frozenset[str]:
     """The words of `text` that can name a row or a column, in the form they are compared in."""
-    spelled = "".join(f" {GREEK_NAMES[ch]} " if ch in GREEK_NAMES else ch for ch in text.casefold())
+    spelled = "".join(f" {_SPELLED[ch]} " if ch in _SPELLED else ch for ch in text.casefold())
     return frozenset(_without_ending(word) for word in _WORD.findall(spelled) if word not in QUESTION_WORDS)
 
 
@@ -68,6 +71,7 @@ class TableRow:
     line: str
     fields: tuple[tuple[int, int, int], ...]  # (field start, value start, end), as `row_fields` gives them
     section: str = ""  # the short line heading the run of rows this row is in, if any
+    title: str = ""  # the table's caption or title: the short line right above its header line, if any
 
     def value_terms(self) -> list[frozenset[str]]:
         """The words of each cell; the section's words count as the first cell's."""
@@ -81,17 +85,24 @@ class TableRow:
 
 def table_rows(text: str) -> list[TableRow]:
     """The table rows of a passage, in order, each with the section line heading it, if any (a
-    short line ending in a colon, such as "Correct calculations:", right above rows)."""
+    short line ending in a colon, such as "Correct calculations:", right above rows), and its
+    table's title (the short line right above the header line: "Table 5: Numbers Aligned on the
+    Decimal Point") while the passage holds it."""
     rows: list[TableRow] = []
     if FIELD_SEPARATOR not in text:
         return rows  # no row without a field separator: prose passages cost one search
-    start, section = 0, ""
+    start, section, title, above = 0, "", "", ""
     for line in text.split("\n"):
         fields = row_fields(line)
         if fields is not None:
-            rows.append(TableRow(start, line, tuple(fields), section))
+            rows.append(TableRow(start, line, tuple(fields), section, title))
         else:
             section = line.strip() if _is_section(line) else ""
+            if HEADER_SEPARATOR in line:
+                title = above if 0 < len(above.split()) <= MAX_TITLE_WORDS else ""
+            elif not section:
+                title = ""  # prose: the table has ended
+            above = line.strip()
         start += len(line) + 1
     return rows
 
@@ -145,6 +156,7 @@ class CellMatch:
     header_initials: int = 0  # question words a one-letter header word stands for ("V" visual): a weak sign
     best_row: bool = False  # its row holds more of the question's words than any other row read
     quoted: bool = False  # the question quotes another cell of its row whole, symbols and all ("round(x)")
+    title_words: int = 0  # question words held by its table's title and by none of its row's cells
 
     @property
     def named(self) -> bool:
@@ -167,8 +179,10 @@ def best_cell(question: str, texts: Sequence[str], span_log_probs: Sequence[dict
     """The cell a person would read for `question` in the table rows of `texts` (the passages
     read, best first): in a row whose formula or code name the question quotes ("round(x)":
     the words of that cell then name the row, not the answer), then in a row the question names
-    by most of one cell (`CellMatch.named`), then with the most question words in its row's other cells, then in its header, spelled out
-    or abbreviated there ("hp" for horsepower; one less when the cell itself holds question words:
+    by most of one cell (`CellMatch.named`), then with the most question words in its row's
+    other cells, then in its table's title and nowhere in the row (of two tables with the same
+    rows, the one "aligned on the decimal point"), then in its header, spelled out or
+    abbreviated there ("hp" for horsepower; one less when the cell itself holds question words:
     it is then partly what the question names, not what it asks), then a one-letter header that
     is a question word's initial ("V" for visual: too loose to count as a header match), then
     the cell holding the smaller share of question words (of "(1 | g) ; Meaning: Intercept
@@ -193,7 +207,7 @@ def best_cell(question: str, texts: Sequence[str], span_log_probs: Sequence[dict
                 own_share = len(asked & values[column]) / len(values[column]) if values[column] else 0.0
                 named_part = bool(asked & values[column])
                 log_prob = -float("inf") if cell.reader_log_prob is None else cell.reader_log_prob
-                key = (cell.quoted, cell.named, cell.row_words, cell.header_words - named_part, cell.header_initials, -own_share, log_prob, -index)
+                key = (cell.quoted, cell.named, cell.row_words, cell.title_words, cell.header_words - named_part, cell.header_initials, -own_share, log_prob, -index)
                 if best_key is None or key > best_key:
                     best, best_key, best_row = cell, key, (index, row.start)
     if best is None:
@@ -218,8 +232,9 @@ def _cell_match(
     header_words = len(wanted & header_terms) + _abbreviated(wanted - header_terms, header, range(2, MAX_ABBREVIATION + 1))
     initials = _abbreviated(wanted - header_terms, header, range(1, 2))
     label_share = max((len(wanted & words) / len(words) for words in others if words), default=0.0)
+    title_words = len(wanted & terms(row.title) - frozenset().union(*values))
     start, stop = row.start + value, row.start + end
-    return CellMatch(passage, start, stop, row_words, header_words, log_probs.get((start, stop)), label_share, initials)
+    return CellMatch(passage, start, stop, row_words, header_words, log_probs.get((start, stop)), label_share, initials, title_words=title_words)
 
 
 def _squeezed(text: str) -> str:

@@ -13,7 +13,7 @@ from rag_qa.answer import combine
 from rag_qa.config import ScoringConfig
 from rag_qa.reader import PassageReading, Span
 from rag_qa.records import Passage, SearchHit
-from rag_qa.table_lookup import best_cell, terms
+from rag_qa.table_lookup import best_cell, table_rows, terms
 
 STARS = "Table 3. Stars\nStar | Mass | Luminosity\nStar: α Cen A; Mass: 1.10; Luminosity: 1.52\nStar: δ Pav; Mass: 0.99; Luminosity: 1.22\nStar: ε Eri; Mass: 0.82; Luminosity: 0.34"
 PROSE = "The survey measured each star twice. Its luminosity was 0.5 in the first night."
@@ -194,3 +194,18 @@ def test_a_row_whose_formula_the_question_quotes_is_named_and_its_words_name_no_
     kayaks = "Boat | Deposit\nBoat: kayak; Deposit: 80 euros\nBoat: canoe; Deposit: 120 euros"
     plain = best_cell("What is lent with every kayak?", [kayaks], [{}])
     assert plain is not None and not plain.quoted  # a cell of plain words is named by its words, never quoted
+
+
+def test_of_two_tables_with_the_same_rows_the_one_whose_title_the_question_names_answers() -> None:
+    plain = "Table 4: A Table With Vertical Lines\nDataset | Result\nDataset: Data1; Result: 0.12345\nDataset: Data2; Result: 0.67890"
+    aligned = "Table 5: Numbers Aligned on the Decimal Point\nDataset | Result\nDataset: Data1; Result: 0.123 45\nDataset: Data2; Result: 10.6789"
+    assert cell_text("What is Data2's result in the table aligned on the decimal point?", [plain, aligned]) == "10.6789"
+    assert cell_text("What is Data2's result in the table with vertical lines?", [aligned, plain]) == "0.67890"
+    prose_between = "Table 5: Numbers Aligned on the Decimal Point\nDataset | Result\nDataset: Data1; Result: 0.123 45\nThe next table has vertical lines.\nDataset: Data2; Result: 10.6789"
+    assert all(row.title == "" for row in table_rows(prose_between)[1:])  # prose ends a table: its title goes with it
+
+
+def test_a_sign_the_question_spells_out_names_its_row() -> None:
+    characters = "Character | Frequency | Comments\nCharacter: $; Frequency: 4 in 5; Comments: Used in business\nCharacter: π; Frequency: 1 in 5; Comments: Unlikely to be used"
+    assert cell_text("What comment is given for the dollar sign?", [characters]) == "Used in business"
+    assert cell_text("How frequent is the pi character?", [characters]) == "1 in 5"
