@@ -18,6 +18,7 @@ class OcrPage:
     text: str  # words joined by spaces, lines by line breaks, paragraphs by blank lines
     words: tuple[tuple[int, int, float, float, float, float], ...]  # [start, end) in `text`; left, top, right, bottom as fractions of the page
     seconds: float = 0.0
+    tables_text: str = ""  # `text` with its tables as rows naming their cells (what is indexed); "" when it has none. Not kept
 
     def to_dict(self) -> dict[str, Any]:
         return {"page": self.page, "text": self.text, "words": [list(w) for w in self.words]}

@@ -4,15 +4,18 @@ header, one test per trap real files hold (issue 36). The PDFs are drawn in the 
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 from helpers import load_file
+from scans import scanned_pdf
 
 pytest.importorskip("reportlab", reason="the PDF table tests draw their PDFs with reportlab (pip install -e '.[dev]')")
 from pdf_table_pages import FONT, SIZE, new_pdf, prose, table, words  # noqa: E402
 
-from rag_qa.ingest.pdf_tables import find_tables  # noqa: E402
+from rag_qa.ingest.ocr import scanned_tables_text, without_rules  # noqa: E402
+from rag_qa.ingest.pdf_tables import ROW_BREAK, find_tables  # noqa: E402
 from rag_qa.pages import aligned_glyphs  # noqa: E402
 
 LOANS = [["Membership", "Loan fee", "Deposit"], ["Student", "2.50", "10"], ["Adult", "4.00", "25"], ["Business", "9.75", "60"]]
@@ -351,3 +354,48 @@ def test_margin_line_numbers_are_not_read_into_the_text_but_a_tables_row_numbers
     assert not any(str(number) in first for number in range(224, 230)), first
     assert "plumb line. The new way uses" in first, first
     assert "Row: 3; Angle: 73.5; Error: 0.3" in second.split("\n")
+
+
+def test_a_table_among_ocr_words_is_read_as_rows() -> None:
+    """Tesseract gives words with boxes (page fractions, y down) and reads a table column by
+    column, in blocks; the rows come back from the boxes, as on a digital page."""
+    cells = [["Membership", "Deposit"], ["Student", "10"], ["Adult", "25"], ["Business", "60"]]
+    text, words = "", []
+    for column, left in enumerate((0.1, 0.5)):  # column by column, a blank line between blocks
+        for row, line in enumerate(cells):
+            start = len(text)
+            text += line[column] + "\n"
+            top = 0.1 + 0.03 * row
+            words.append((start, start + len(line[column]), left, top, left + 0.015 * len(line[column]), top + 0.018))
+        text += "\n"
+    tables_text = scanned_tables_text(text.strip(), tuple(words), 595.0, 842.0)
+    assert "Membership: Adult; Deposit: 25" in tables_text.replace(ROW_BREAK, "\n").split("\n"), tables_text
+    assert scanned_tables_text("Just one line of prose.", ((0, 4, 0.1, 0.1, 0.15, 0.12),), 595.0, 842.0) == ""
+
+
+def test_ruling_lines_are_erased_before_ocr_and_strokes_of_letters_stay() -> None:
+    """Tesseract takes a ruled table's cells for pictures and reads none of their words."""
+    np = pytest.importorskip("numpy")
+    from PIL import Image
+
+    pixels = np.full((200, 300), 255, dtype=np.uint8)
+    pixels[50:52, 10:290] = 0  # a rule across the table
+    pixels[20:180, 150:152] = 0  # a rule down it
+    pixels[100:130, 40:43] = 0  # the stem of a letter, 30 pixels tall
+    pixels[140:142, 60:80] = 0  # the bar of a "T"
+    cleaned = np.asarray(without_rules(Image.fromarray(pixels), 100))
+    assert (cleaned[50:52, 10:290] == 255).all() and (cleaned[20:180, 150:152] == 255).all()
+    assert (cleaned[100:130, 40:43] == 0).all() and (cleaned[140:142, 60:80] == 0).all()
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="Tesseract is not installed (apt-get install tesseract-ocr tesseract-ocr-eng)")
+@pytest.mark.parametrize("rules", ["none", "grid"])
+def test_a_scanned_table_keeps_its_rows(tmp_path: Path, rules: str) -> None:
+    pdf = new_pdf(tmp_path / "fees.pdf")
+    y = prose(pdf, 780, ["The library charges a fee for each loan and keeps a deposit until the tool is back."])
+    table(pdf, 60, y - 20, [140, 90, 90], LOANS, rules=rules)
+    pdf.save()
+    lines = lines_of(scanned_pdf(tmp_path / "fees.pdf", tmp_path / "scan.pdf"))
+    assert "Membership: Adult; Loan fee: 4.00; Deposit: 25" in lines, lines
+    assert any(line.startswith("The library charges a fee") for line in lines), lines

@@ -11,13 +11,16 @@ page: the page's time limit applies, and the worker's memory limit holds for its
 
 from __future__ import annotations
 
+import bisect
 import functools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rag_qa.ingest.guard import GuardedWorker, ParseError
+from rag_qa.ingest.pdf_layout import PageLayout, Word
+from rag_qa.ingest.pdf_tables import find_tables, page_text
 from rag_qa.records import Document, OcrPage
 
 if TYPE_CHECKING:
@@ -26,6 +29,9 @@ if TYPE_CHECKING:
 
 RENDER_DPI = 300  # Tesseract's recommended resolution for printed text
 MAX_PIXELS = 40_000_000  # a page bigger than this (a poster) is rendered smaller: bounds memory and time
+RULE_POINTS = 36  # a dark run this long (a ruling line) is erased before OCR; the strokes of letters up to ~50 pt are shorter
+RULE_REMNANTS = "_|"  # a "word" of only these is what is left of a ruling line, not text
+DARK = 128  # grey level below which a pixel is ink
 MIN_WORD_CONFIDENCE = 40  # Tesseract's confidence (0-100) below which a "word" is most likely specks or a smudge
 METADATA_PREFIX = "ocr/"
 INSTALL_HINT = "install Tesseract (Debian/Ubuntu: apt-get install tesseract-ocr tesseract-ocr-eng; macOS: brew install tesseract) or index with --no-ocr"
@@ -53,7 +59,7 @@ def read_scanned_pages(
                 break
             continue
         if page.text.strip():  # (a photo without words gives none)
-            pages[index] = page.text
+            pages[index] = page.tables_text or page.text
             read.append(page)
     warnings = tuple(f"{_page_list(indices)} scanned without a text layer and not read: {reason}" for reason, indices in failed.items())
     return pages, tuple(read), warnings
@@ -72,7 +78,8 @@ def recognise_page(path: str, index: int, languages: str, timeout_s: float) -> O
     # its default threads and 3.7 s with one (3.3 s with two, for 40% more CPU) on 2 cores.
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
     started = time.perf_counter()
-    image = _render(path, index)
+    image, scale = _render(path, index)
+    image = without_rules(image, round(RULE_POINTS * scale))
     try:
         _check_languages(languages)
         data = pytesseract.image_to_data(image, lang=languages, output_type=pytesseract.Output.DICT, timeout=timeout_s)
@@ -83,11 +90,71 @@ def recognise_page(path: str, index: int, languages: str, timeout_s: float) -> O
     except RuntimeError as exc:  # pytesseract's timeout
         raise ParseError(f"OCR of page {index + 1} took longer than {timeout_s:g} s ({exc})") from None
     text, words = layout(data, image.width, image.height)
-    return OcrPage(index + 1, text, words, time.perf_counter() - started)
+    tables_text = scanned_tables_text(text, words, image.width / scale, image.height / scale)
+    return OcrPage(index + 1, text, words, time.perf_counter() - started, tables_text)
+
+
+def scanned_tables_text(text: str, words: Sequence[tuple[int, int, float, float, float, float]], width: float, height: float) -> str:
+    """`text` of a scanned page with each table found among its words (`pdf_tables.find_tables`,
+    from the words' boxes: a scan has no ruling lines to read, so tables are found as unruled
+    ones) written as rows naming every cell by its column's header, as on a digital page; "" when
+    the page holds no table. `width` and `height`: the page's size in points."""
+    page = scanned_layout(text, words, width, height)
+    tables = find_tables(page)
+    return page_text(page, tables) if tables else ""
+
+
+def scanned_layout(text: str, words: Sequence[tuple[int, int, float, float, float, float]], width: float, height: float) -> PageLayout:
+    """Tesseract's words as a page layout in points (y upwards, as PDF page space), each word's
+    size the height of the tallest word on its line (a font size's worth: ascenders to descenders)."""
+    breaks = [i for i, char in enumerate(text) if char == "\n"]
+    line_of = [bisect.bisect(breaks, start) for start, *_ in words]
+    tallest: dict[int, float] = {}
+    for line, (_, _, _, top, _, bottom) in zip(line_of, words):
+        tallest[line] = max(tallest.get(line, 0.0), (bottom - top) * height)
+    placed = tuple(
+        Word(text[start:end], (left * width, (1 - bottom) * height, right * width, (1 - top) * height), tallest[line], tuple(range(start, end)))
+        for line, (start, end, left, top, right, bottom) in zip(line_of, words)
+    )
+    return PageLayout(text, placed, (), (), (), width, height)
+
+
+def without_rules(image, length: int):  # type: ignore[no-untyped-def]
+    """The picture with its ruling lines (dark runs of `length` pixels or more, across or down)
+    painted white: Tesseract takes a ruled table's cells for pictures and reads none of their
+    words. Letters' strokes are shorter; an underline goes with the rules."""
+    import numpy as np
+    from PIL import Image
+
+    dark = np.asarray(image) < DARK
+    rules = _long_runs(dark, length) | _long_runs(dark.T, length).T
+    if not rules.any():
+        return image
+    pixels = np.array(image)
+    pixels[rules] = 255
+    return Image.fromarray(pixels)
+
+
+def _long_runs(dark, length: int):  # type: ignore[no-untyped-def]
+    """Which pixels lie in a run of `length` or more dark pixels along a row."""
+    import numpy as np
+
+    rows, columns = dark.shape
+    if columns < length:
+        return np.zeros_like(dark)
+    counts = np.zeros((rows, columns + 1), dtype=np.int32)
+    np.cumsum(dark, axis=1, out=counts[:, 1:])
+    full = (counts[:, length:] - counts[:, :-length]) == length  # a run of `length` starts at each True
+    starts = np.zeros((rows, columns + 1), dtype=np.int32)
+    np.cumsum(full, axis=1, out=starts[:, 1 : full.shape[1] + 1])
+    starts[:, full.shape[1] + 1 :] = starts[:, full.shape[1] : full.shape[1] + 1]
+    ends = np.arange(columns)
+    low = np.maximum(ends - length + 1, 0)
+    return (starts[:, ends + 1] - starts[:, low]) > 0
 
 
 def _render(path: str, index: int):  # type: ignore[no-untyped-def]
-    """The page as a greyscale picture at RENDER_DPI (less for a huge page)."""
+    """The page as a greyscale picture at RENDER_DPI (less for a huge page), and its pixels per point."""
     import pypdfium2 as pdfium
 
     document = pdfium.PdfDocument(path)
@@ -97,7 +164,7 @@ def _render(path: str, index: int):  # type: ignore[no-untyped-def]
         pixels = page.get_width() * page.get_height() * scale * scale
         if pixels > MAX_PIXELS:
             scale *= (MAX_PIXELS / pixels) ** 0.5
-        return page.render(scale=scale, grayscale=True).to_pil()
+        return page.render(scale=scale, grayscale=True).to_pil(), scale
     finally:
         document.close()
 
@@ -124,7 +191,7 @@ def layout(data: dict[str, list[Any]], width: int, height: int) -> tuple[str, tu
     text, words, previous = "", [], None
     for i, word in enumerate(data["text"]):
         word = word.strip()
-        if not word or _is_noise(float(data["conf"][i])):
+        if not word or _is_noise(float(data["conf"][i])) or not word.strip(RULE_REMNANTS):
             continue
         line = (data["page_num"][i], data["block_num"][i], data["par_num"][i], data["line_num"][i])
         if previous is not None:
