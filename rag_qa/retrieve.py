@@ -64,7 +64,7 @@ class Retriever:
         ranked = []
         for question, vector, d, s in zip(questions, vectors, dense, sparse):  # type: ignore[arg-type]
             hits = self._fuse(d[:listed], s[:listed], top_k)
-            deeper = self._fuse(d, s, depth) if depth > listed else []
+            deeper = self._fuse(d, s, depth) if self.config.table_scan_depth else []  # (2k deep at least: ranks k+1.. are scanned too)
             ranked.append(self._scored_by_similarity(vector, [*hits, *named_row_hit(question, deeper, 0, hits)], d, sources))
         return ranked
 

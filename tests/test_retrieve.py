@@ -149,3 +149,17 @@ def test_a_table_row_the_question_names_is_read_besides_the_top_passages(tmp_pat
         assert [h.passage.source for h in qa.retriever.retrieve([question])[0]] == ["notes.txt"], mode
     qa.retriever.config = RetrievalConfig(top_k=1, neighbour_chars=0)
     assert [h.passage.source for h in qa.retriever.retrieve(["Who sets the loan fee each spring?"])[0]] == ["notes.txt"]  # no row named: nothing added
+
+
+def test_a_named_table_row_is_scanned_for_at_every_top_k(tmp_path, embedder):
+    """Hybrid fuses 2k of each list: with k of 20 or more that is the scan's depth already, and
+    the row must still be looked for among ranks k+1 and below (found in review)."""
+    talk = " ".join(f"Note {i}: the loan fee of the Household membership is set by the board each spring." for i in range(70))
+    store = open_store(tmp_path / "index", IndexSettings(chunking=ChunkingConfig(max_tokens=40, overlap_tokens=0)))
+    fees = "Membership | Loan fee\nMembership: Student; Loan fee: 2.50\nMembership: Household; Loan fee: 4.00"
+    add_documents([Document("notes.txt", talk, "h1"), Document("fees.txt", fees, "h2")], store, embedder)
+    qa = RagQA(store, embedder)
+    for top_k in (19, 20, 25):
+        qa.retriever.config = RetrievalConfig(top_k=top_k, neighbour_chars=0)
+        hits = qa.retriever.retrieve(["What is the loan fee of the Household membership?"])[0]
+        assert "fees.txt" in [h.passage.source for h in hits] and len(hits) <= top_k + 1, top_k

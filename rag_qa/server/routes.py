@@ -45,13 +45,13 @@ class Filters(BaseModel):
 
 class AskRequest(BaseModel):
     question: str = Field(..., description="the question, in plain language")
-    top_k: int | None = Field(None, description="passages to read (default: the service's setting)")
+    top_k: int | None = Field(None, description="passages to read (default: the service's setting), and one more when a table row the question names ranks below them")
     filters: Filters | None = None
 
 
 class SearchRequest(BaseModel):
     query: str = Field(..., description="what to look for")
-    top_k: int | None = Field(None, description="passages to return (default: the service's setting)")
+    top_k: int | None = Field(None, description="passages to return (default: the service's setting), and one more when a table row the query names ranks below them")
     retrieval: Literal["dense", "bm25", "hybrid"] | None = Field(None, description="how to search (default: the service's `--retrieval`)")
     filters: Filters | None = None
 
