@@ -139,14 +139,19 @@ def test_two_tables_side_by_side_stay_two_tables(tmp_path: Path) -> None:
     assert "Tool: Saw; Deposit: 20" in lines and "Room: Lab; Capacity: 16" in lines, lines
 
 
-def test_a_rotated_table_is_read_in_its_own_direction(tmp_path: Path) -> None:
+@pytest.mark.parametrize("rules", ["grid", "booktabs"])
+@pytest.mark.parametrize("turn", [90, -90])
+def test_a_rotated_table_is_read_in_its_own_direction(tmp_path: Path, turn: int, rules: str) -> None:
+    """Text running up or down the page (LaTeX's sidewaystable) is read in its own frame; its
+    rules must be found in that frame too (a turned frame below the page's origin lost them)."""
     pdf = new_pdf(tmp_path / "landscape.pdf")
-    pdf.translate(550, 60)
-    pdf.rotate(90)  # a sideways table on a portrait page, as LaTeX's sidewaystable draws it
-    table(pdf, 0, 0, [160, 90, 90], LOANS, rules="grid")
+    pdf.translate(400, 100) if turn == 90 else pdf.translate(100, 700)
+    pdf.rotate(turn)
+    table(pdf, 0, 0, [160, 90, 90], [["Membership type", "Loan fee", "Deposit"], *LOANS[1:], ["Family of four or more", "6.00", "40"]], rules=rules)
     pdf.save()
     lines = lines_of(tmp_path / "landscape.pdf")
-    assert "Membership: Adult; Loan fee: 4.00; Deposit: 25" in lines, lines
+    assert "Membership type: Adult; Loan fee: 4.00; Deposit: 25" in lines, lines
+    assert "Membership type: Family of four or more; Loan fee: 6.00; Deposit: 40" in lines, lines
 
 
 def test_prose_in_two_columns_is_not_a_table(tmp_path: Path) -> None:

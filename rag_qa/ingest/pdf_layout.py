@@ -76,9 +76,9 @@ def read_layout(page, textpage) -> PageLayout:  # type: ignore[no-untyped-def]
     width, height = page.get_width(), page.get_height()
     turn = _quarter_turns(textpage.raw, pdfium_c, boxes)
     if turn:  # text set sideways (a landscape table on a portrait page): read it in its own direction
-        boxes = [None if b is None else _turned(b, turn) for b in boxes]
-        hrules, vrules = [_turned(b, turn) for b in vrules], [_turned(b, turn) for b in hrules]
-        graphics = [_turned(b, turn) for b in graphics]
+        boxes = [None if b is None else _turned(b, turn, width, height) for b in boxes]
+        hrules, vrules = [_turned(b, turn, width, height) for b in vrules], [_turned(b, turn, width, height) for b in hrules]
+        graphics = [_turned(b, turn, width, height) for b in graphics]
         width, height = height, width
     words = _words(chars, boxes, sizes)
     numbers = margin_line_numbers(words)
@@ -147,12 +147,14 @@ def _quarter_turns(raw, pdfium_c, boxes: list[Box | None]) -> int:  # type: igno
     return best if best in (1, 3) and votes[best] > sum(votes) / 2 else 0
 
 
-def _turned(box: Box, turn: int) -> Box:
-    """A box in the frame of text turned `turn` quarters anticlockwise (so it reads left to right)."""
+def _turned(box: Box, turn: int, width: float, height: float) -> Box:
+    """A box of a `width` x `height` page in the frame of text turned `turn` quarters
+    anticlockwise (so it reads left to right), the turned page's corner at the origin as the
+    page's is: a table's bounds are checked against the page's."""
     left, bottom, right, top = box
-    if turn == 3:  # pdfium measures the angle clockwise: text running upwards; x' = y, y' = -x
-        return (bottom, -right, top, -left)
-    return (-top, left, -bottom, right)  # turn == 1, text running downwards: x' = -y, y' = x
+    if turn == 3:  # pdfium measures the angle clockwise: text running upwards; x' = y, y' = width - x
+        return (bottom, width - right, top, width - left)
+    return (height - top, left, height - bottom, right)  # turn == 1, text running downwards: x' = height - y, y' = x
 
 
 def read_characters(raw) -> tuple[str, list[Box | None], list[float]]:  # type: ignore[no-untyped-def]
