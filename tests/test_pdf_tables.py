@@ -404,3 +404,30 @@ def test_a_scanned_table_keeps_its_rows(tmp_path: Path, rules: str) -> None:
     lines = lines_of(scanned_pdf(tmp_path / "fees.pdf", tmp_path / "scan.pdf"))
     assert "Membership: Adult; Loan fee: 4.00; Deposit: 25" in lines, lines
     assert any(line.startswith("The library charges a fee") for line in lines), lines
+
+
+JOURNALS = [["\\aj", "AJ", "The Astronomical Journal"], ["\\apj", "ApJ", "The Astrophysical Journal"], ["\\mnras", "MNRAS", "Monthly Notices"],
+            ["\\pasp", "PASP", "Publications of the ASP"], ["\\sci", "Science", "Science"], ["\\nat", "Nature", "Nature"]]  # fmt: skip
+
+
+def test_a_tight_table_keeps_a_column_one_cell_nearly_touches(tmp_path: Path) -> None:
+    """LaTeX's tabular leaves little between columns: one row's "J. Quant. Spectrosc. Radiative
+    Transfer" ends 4 pt before the next column, less than a column gap (mnras' journal table).
+    Every other row starts a word at that column's left edge: it is still a column."""
+    pdf = new_pdf(tmp_path / "tight.pdf")
+    long = "J. Quant. Spectrosc. Radiative Transfer"
+    rows = [["Command", "Output", "Journal name"], *JOURNALS[:3], ["\\jqsrt", long, "Journal of Quantitative Spectroscopy"], *JOURNALS[3:]]
+    table(pdf, 60, 780, [60, pdf.stringWidth(long, FONT, SIZE) + 4, 200], rows, rules="booktabs")
+    pdf.save()
+    lines = lines_of(tmp_path / "tight.pdf")
+    assert f"Command: \\jqsrt; Output: {long}; Journal name: Journal of Quantitative Spectroscopy" in lines, lines
+    assert "Command: \\apj; Output: ApJ; Journal name: The Astrophysical Journal" in lines, lines
+
+
+def test_a_ruled_table_taller_than_half_the_page_is_a_table(tmp_path: Path) -> None:
+    pdf = new_pdf(tmp_path / "long.pdf")
+    rows = [["Command", "Output", "Journal name"], *[[f"\\j{i}", f"J{i}", f"Journal number {i}"] for i in range(45)]]
+    table(pdf, 60, 800, [80, 80, 200], rows, rules="booktabs")
+    pdf.save()
+    lines = lines_of(tmp_path / "long.pdf")
+    assert "Command: \\j30; Output: J30; Journal name: Journal number 30" in lines, lines[:5]

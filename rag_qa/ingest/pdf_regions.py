@@ -29,6 +29,9 @@ ROW_PITCH = 2.2  # font sizes: the most from one row's middle to the next in an 
 MAX_CELL_WORDS = 6  # an unruled table's cells are short; prose is longer
 MAX_PROSE_WORDS = 14  # a line with more words than this beside its first cell is prose (a table's text cells are narrower)
 MIN_UNRULED_ROWS = 3
+ALIGNED_SHARE = 0.8  # of a table's rows with a word starting at one x: a column's left edge
+MIN_ALIGNED_ROWS = 5
+MAX_BAND_SHARE = 0.95  # of the page's height: a taller band between two rules is the page's body, not a table's rows (a long table takes most of a page)
 CAPTION_DISTANCE = 3.0  # font sizes between a table and its caption
 CAPTION = re.compile(r"^(?:Table|TABLE|Tab\.)\s*[0-9IVXLA-Z][0-9.\-]*[.:]?(?:\s|$)")
 BRACKET_PIECE = re.compile("[\u239b-\u23ad\uf8e5-\uf8ff]")  # pieces of tall brackets (Unicode's, and TeX symbol fonts' private ones)
@@ -154,7 +157,7 @@ def _tabular_band(layout: PageLayout, lines: list[Line], box: Box) -> bool:
     """Whether the lines between two rules are table rows: their words fall into two columns or
     more (split by a vertical rule or a gap no line bridges; a cell may take several lines, its
     label set between them), or it is one short line (a section row)."""
-    if box[3] - box[1] > 0.6 * layout.height:
+    if box[3] - box[1] > MAX_BAND_SHARE * layout.height:
         return False
     band = [[w for w in line.words if inside(w, box)] for line in lines]
     band = [words for words in band if words]
@@ -267,25 +270,42 @@ def columns_of(body: list[list[Word]], box: Box, layout: PageLayout) -> list[tup
 def _gap_columns(body: list[list[Word]], width: float) -> list[tuple[float, float]]:
     rows = [words for words in body if not (len(segments_of(words)) == 1 and words[-1].box[2] - words[0].box[0] > 0.5 * width)]
     spans = sorted((w.box[0], w.box[2], w.size) for words in rows for w in words)
+    aligned = _aligned_starts(rows)
     columns: list[list[float]] = []
     for left, right, size in spans:
-        if columns and left - columns[-1][1] < COLUMN_GAP * size:
+        gap = left - columns[-1][1] if columns else 0.0
+        if columns and gap < COLUMN_GAP * size and not (gap > 0 and round(left) in aligned):
             columns[-1][1] = max(columns[-1][1], right)
         else:
             columns.append([left, right])
-    return _joined_across_cells(columns, rows)
+    return _joined_across_cells(columns, rows, aligned)
 
 
-def _joined_across_cells(columns: list[list[float]], rows: list[list[Word]]) -> list[tuple[float, float]]:
+def _aligned_starts(rows: list[list[Word]]) -> frozenset[int]:
+    """The x (whole points) where nearly every row starts a word after a column's gap: a
+    left-aligned column's edge, a column even where a row's cell before it ends closer than
+    that (a tight `tabular`: "Radiative Transfer" 2 pt short of the next column's "Journal").
+    Words after a word space ("Level 1", "Level 2") make no edge."""
+    if len(rows) < MIN_ALIGNED_ROWS:
+        return frozenset()
+    counts: dict[int, int] = {}
+    for words in rows:
+        for x in {round(b.box[0]) for a, b in zip(words, words[1:]) if b.box[0] - a.box[2] >= COLUMN_GAP * b.size}:
+            counts[x] = counts.get(x, 0) + 1
+    return frozenset(x for x, count in counts.items() if count >= ALIGNED_SHARE * len(rows))
+
+
+def _joined_across_cells(columns: list[list[float]], rows: list[list[Word]], aligned: frozenset[int] = frozenset()) -> list[tuple[float, float]]:
     """Columns with those one cell of a row spans joined: the gaps between a formula's symbols
-    ("0 + offset(o)") are open in every row, yet they are inside a cell, not between columns."""
+    ("0 + offset(o)") are open in every row, yet they are inside a cell, not between columns;
+    never across a column's `aligned` left edge (a word space apart is not one cell there)."""
     starts = [c[0] for c in columns]
     with_previous = [False] * len(columns)  # column i is part of the same column as i - 1
     for words in rows:
         for cell in segments_of(words):
             first, last = (bisect_right(starts, w.box[0]) - 1 for w in (cell[0], cell[-1]))
             for index in range(first + 1, last + 1):
-                with_previous[index] = True
+                with_previous[index] = with_previous[index] or round(starts[index]) not in aligned
     merged: list[tuple[float, float]] = []
     for index, (left, right) in enumerate(columns):
         if with_previous[index]:
