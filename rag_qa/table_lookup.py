@@ -198,11 +198,10 @@ def best_cell(question: str, texts: Sequence[str], span_log_probs: Sequence[dict
             values = row.value_terms()
             quotes = [_quotes(spoken, row.line[value:end]) for _, value, end in row.fields]
             for column, (_, value, end) in enumerate(row.fields):
-                cell = _cell_match(wanted, row, values, column, index, span_log_probs[index])
+                quoted = [values[i] for i, quote in enumerate(quotes) if quote and i != column]
+                cell = _cell_match(wanted, row, values, column, index, span_log_probs[index], bool(quoted))
                 if cell is None:
                     continue
-                quoted = [values[i] for i, quote in enumerate(quotes) if quote and i != column]
-                cell = replace(cell, quoted=bool(quoted))
                 asked = wanted - frozenset().union(*quoted)  # a quoted cell's words name the row, not this cell
                 own_share = len(asked & values[column]) / len(values[column]) if values[column] else 0.0
                 named_part = bool(asked & values[column])
@@ -218,13 +217,15 @@ def best_cell(question: str, texts: Sequence[str], span_log_probs: Sequence[dict
 
 
 def _cell_match(
-    wanted: frozenset[str], row: TableRow, values: list[frozenset[str]], column: int, passage: int, log_probs: dict[tuple[int, int], float]
+    wanted: frozenset[str], row: TableRow, values: list[frozenset[str]], column: int, passage: int, log_probs: dict[tuple[int, int], float],
+    quoted: bool = False,
 ) -> CellMatch | None:  # fmt: skip
     """Cell `column` of `row` scored against the question's words, or None when it cannot be the
-    answer: its row's other cells hold none of them, or it holds nothing but question words."""
+    answer: its row's other cells hold none of them and none is `quoted` ("\\table*" names a row
+    with no word), or it holds nothing but question words."""
     others = [words for i, words in enumerate(values) if i != column]
     row_words = len(wanted & frozenset().union(*others))
-    if not row_words or (values[column] and values[column] <= wanted):
+    if not (row_words or quoted) or (values[column] and values[column] <= wanted):
         return None
     _, value, end = row.fields[column]
     header = row.header(column)
@@ -234,7 +235,7 @@ def _cell_match(
     label_share = max((len(wanted & words) / len(words) for words in others if words), default=0.0)
     title_words = len(wanted & terms(row.title) - frozenset().union(*values))
     start, stop = row.start + value, row.start + end
-    return CellMatch(passage, start, stop, row_words, header_words, log_probs.get((start, stop)), label_share, initials, title_words=title_words)
+    return CellMatch(passage, start, stop, row_words, header_words, log_probs.get((start, stop)), label_share, initials, quoted=quoted, title_words=title_words)
 
 
 def _squeezed(text: str) -> str:
@@ -246,7 +247,9 @@ def _quotes(spoken: str, cell: str) -> bool:
     a code name ("round(x)", "x + (x || g)", "legend_resbased()"): symbols a question holds only
     when quoting. A cell of plain words ("kayak") is named by its words (`terms`), not by this."""
     cell = _squeezed(cell)
-    return len(cell) >= MIN_QUOTE_CHARS and _SYMBOL.search(cell) is not None and cell in spoken
+    if len(cell) < MIN_QUOTE_CHARS or _SYMBOL.search(cell) is None:
+        return False
+    return re.search(rf"(?:^|(?<=[\s\"'“‘(])){re.escape(cell)}(?=$|[\s\"'”’?.,;:!)])", spoken) is not None  # whole: "\\table" is not in "\\table*"
 
 
 def _abbreviated(words: frozenset[str], header: str, lengths: range) -> int:

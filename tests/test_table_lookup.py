@@ -209,3 +209,13 @@ def test_a_sign_the_question_spells_out_names_its_row() -> None:
     characters = "Character | Frequency | Comments\nCharacter: $; Frequency: 4 in 5; Comments: Used in business\nCharacter: π; Frequency: 1 in 5; Comments: Unlikely to be used"
     assert cell_text("What comment is given for the dollar sign?", [characters]) == "Used in business"
     assert cell_text("How frequent is the pi character?", [characters]) == "1 in 5"
+
+
+def test_a_quoted_command_names_its_row_even_without_a_word_and_only_when_whole() -> None:
+    commands = (
+        "Command | A Number | Comments\nCommand: \\author; A Number: 100; Comments: Author\n"
+        "Command: \\table; A Number: 300; Comments: For tables\nCommand: \\table*; A Number: 400; Comments: For wider tables"
+    )
+    # "table" is a question word here, so no row holds a word of the question: the quote alone names it
+    assert cell_text("What number is listed for the \\table* command?", [commands]) == "400"
+    assert cell_text("What number is listed for the \\table command?", [commands]) == "300"  # "\table" is not "\table*"
