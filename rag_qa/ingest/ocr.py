@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 RENDER_DPI = 300  # Tesseract's recommended resolution for printed text
 MAX_PIXELS = 40_000_000  # a page bigger than this (a poster) is rendered smaller: bounds memory and time
 RULE_POINTS = 36  # a dark run this long (a ruling line) is erased before OCR; the strokes of letters up to ~50 pt are shorter
-RULE_REMNANTS = "_|"  # a "word" of only these is what is left of a ruling line, not text
+RULE_REMNANTS = "_"  # a "word" of only these is what is left of an erased ruling line, not text
 DARK = 128  # grey level below which a pixel is ink
 MIN_WORD_CONFIDENCE = 40  # Tesseract's confidence (0-100) below which a "word" is most likely specks or a smudge
 METADATA_PREFIX = "ocr/"
