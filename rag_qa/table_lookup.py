@@ -48,6 +48,7 @@ MAX_ABBREVIATION = 5  # letters of a header word that may abbreviate a question 
 _LETTERS = re.compile(r"[^\W\d_]+")
 MIN_QUOTE_CHARS = 4  # a shorter cell ("x^2") may stand in a question by chance
 _SYMBOL = re.compile(r"[^\w\s.,;:'\"?!-]|_")
+_DEFINING = re.compile(r"\bstands? for\b|\bmeans?\??$|\bwhat (?:does|do) .+ do\??$")  # asks what something is: a phrase answers
 
 
 def terms(text: str) -> frozenset[str]:
@@ -184,14 +185,16 @@ def best_cell(question: str, texts: Sequence[str], span_log_probs: Sequence[dict
     rows, the one "aligned on the decimal point"), then in its header, spelled out or
     abbreviated there ("hp" for horsepower; one less when the cell itself holds question words:
     it is then partly what the question names, not what it asks), then a one-letter header that
-    is a question word's initial ("V" for visual: too loose to count as a header match), then
-    the cell holding the smaller share of question words (of "(1 | g) ; Meaning: Intercept
+    is a question word's initial ("V" for visual: too loose to count as a header match), then,
+    for a question asking what something stands for, means or does, a cell of words ("fraction
+    of an arcsecond", not the symbol "00 ."), then the cell holding the smaller share of question words (of "(1 | g) ; Meaning: Intercept
     varying among g", the meaning), then the reader's score for it, then the earlier passage. A
     cell holding only question words is the row's name, not its answer; a row naming none of the
     question's words answers nothing."""
     rows_of_passages = [table_rows(text) for text in texts]
     wanted = terms(question) - common_terms(rows_of_passages)
     spoken = _squeezed(question)
+    defining = _DEFINING.search(spoken) is not None
     best, best_key, best_row = None, None, (0, 0)
     for index, rows in enumerate(rows_of_passages):
         for row in rows:
@@ -206,7 +209,8 @@ def best_cell(question: str, texts: Sequence[str], span_log_probs: Sequence[dict
                 own_share = len(asked & values[column]) / len(values[column]) if values[column] else 0.0
                 named_part = bool(asked & values[column])
                 log_prob = -float("inf") if cell.reader_log_prob is None else cell.reader_log_prob
-                key = (cell.quoted, cell.named, cell.row_words, cell.title_words, cell.header_words - named_part, cell.header_initials, -own_share, log_prob, -index)
+                worded = defining and _is_worded(row.line[value:end])
+                key = (cell.quoted, cell.named, cell.row_words, cell.title_words, cell.header_words - named_part, cell.header_initials, worded, -own_share, log_prob, -index)
                 if best_key is None or key > best_key:
                     best, best_key, best_row = cell, key, (index, row.start)
     if best is None:
@@ -236,6 +240,11 @@ def _cell_match(
     title_words = len(wanted & terms(row.title) - frozenset().union(*values))
     start, stop = row.start + value, row.start + end
     return CellMatch(passage, start, stop, row_words, header_words, log_probs.get((start, stop)), label_share, initials, quoted=quoted, title_words=title_words)
+
+
+def _is_worded(cell: str) -> bool:
+    """Whether a cell is a phrase of words ("fraction of an arcsecond"), not a symbol or a number."""
+    return sum(len(word) >= 2 for word in _LETTERS.findall(cell)) >= 2
 
 
 def _squeezed(text: str) -> str:

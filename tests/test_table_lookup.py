@@ -219,3 +219,15 @@ def test_a_quoted_command_names_its_row_even_without_a_word_and_only_when_whole(
     # "table" is a question word here, so no row holds a word of the question: the quote alone names it
     assert cell_text("What number is listed for the \\table* command?", [commands]) == "400"
     assert cell_text("What number is listed for the \\table command?", [commands]) == "300"  # "\table" is not "\table*"
+
+
+def test_a_question_asking_what_something_stands_for_is_answered_by_a_phrase() -> None:
+    symbols = (
+        "Command | Output | Meaning\nCommand: \\farcm; Output: . 0; Meaning: fraction of an arcminute\n"
+        "Command: \\farcs; Output: 00 .; Meaning: fraction of an arcsecond"
+    )
+    reader = [{(symbols.index("00 ."), symbols.index("00 .") + 4): -0.5}]  # the reader is sure of the symbol
+    cell = best_cell("What does the \\farcs symbol command stand for?", [symbols], reader)
+    assert cell is not None and symbols[cell.start : cell.end] == "fraction of an arcsecond"
+    cell = best_cell("What output does the \\farcs command give?", [symbols], reader)
+    assert cell is not None and symbols[cell.start : cell.end] == "00 ."  # the column named: no phrase wanted
