@@ -187,18 +187,20 @@ def best_cell(question: str, texts: Sequence[str], span_log_probs: Sequence[dict
     it is then partly what the question names, not what it asks), then a one-letter header that
     is a question word's initial ("V" for visual: too loose to count as a header match), then,
     for a question asking what something stands for, means or does, a cell of words ("fraction
-    of an arcsecond", not the symbol "00 ."), then the cell holding the smaller share of question words (of "(1 | g) ; Meaning: Intercept
-    varying among g", the meaning), then the reader's score for it, then the earlier passage. A
-    cell holding only question words is the row's name, not its answer; a row naming none of the
-    question's words answers nothing."""
+    of an arcsecond", not the symbol "00 ."), then the cell holding the smaller share of question
+    words (of "(1 | g) ; Meaning: Intercept varying among g", the meaning), then the reader's
+    score for it, then the earlier passage. A cell holding only question words is the row's name,
+    not its answer; a row naming none of the question's words answers nothing."""
     rows_of_passages = [table_rows(text) for text in texts]
     wanted = terms(question) - common_terms(rows_of_passages)
     spoken = _squeezed(question)
     defining = _DEFINING.search(spoken) is not None
     best, best_key, best_row = None, None, (0, 0)
+    words_per_row: dict[tuple[int, int], int] = {}  # question words each row read holds, by (passage, row start)
     for index, rows in enumerate(rows_of_passages):
         for row in rows:
             values = row.value_terms()
+            words_per_row[index, row.start] = len(wanted & frozenset().union(*values))
             quotes = [_quotes(spoken, row.line[value:end]) for _, value, end in row.fields]
             for column, (_, value, end) in enumerate(row.fields):
                 quoted = [values[i] for i, quote in enumerate(quotes) if quote and i != column]
@@ -215,7 +217,6 @@ def best_cell(question: str, texts: Sequence[str], span_log_probs: Sequence[dict
                     best, best_key, best_row = cell, key, (index, row.start)
     if best is None:
         return None
-    words_per_row = {(i, row.start): len(wanted & frozenset().union(*row.value_terms())) for i, rows in enumerate(rows_of_passages) for row in rows}
     mine = words_per_row.pop(best_row)
     return replace(best, best_row=best.quoted or mine > max(words_per_row.values(), default=0))
 
