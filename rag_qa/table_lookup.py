@@ -7,14 +7,15 @@ of 85 questions). A person asked "What is the luminosity of δ Pav?" looks for t
 "δ Pav" and reads the cell under "Luminosity". `best_cell` does that over the passages read for a
 question: a row whose formula the question quotes ("round(x)"), a row the question names by
 most of one of its cells, the row whose other cells hold the most of the question's words, then
-the cell whose header holds the most of them (or abbreviates them: "hp" for horsepower), then
+the cell whose header holds the most of them (or abbreviates them: "hp" for horsepower, "NB"
+for negative binomial), then
 the reader's own score for the cell; `answer.combine` puts that cell first when the question
 names its row and its column, or a row that stands out from the others read (or is quoted) while
 the reader is unsure of its own answer, or when the reader's own top answer is in a table row
 anyway.
 
 Words are compared after case folding, with Greek letters and signs spelled out ("κ" is "kappa",
-"$" is "dollar") and a plural or verb ending off; a word that more than half of the rows hold
+"$" is "dollar", σ and µ also "standard deviation" and "mean") and a plural or verb ending off; a word that more than half of the rows hold
 (the table's subject, say "RcppGSL") does not tell rows apart and is not counted.
 """
 
@@ -36,7 +37,9 @@ GREEK_NAMES = dict(zip(
     "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu mu nu xi pi rho sigma tau upsilon phi chi psi omega".split(),
 ))  # fmt: skip
 SIGN_NAMES = {"$": "dollar", "€": "euro", "£": "pound", "%": "percent", "&": "ampersand"}  # a sign a question spells out
-_SPELLED = GREEK_NAMES | SIGN_NAMES
+STATISTIC_NAMES = {"σ": "sigma standard deviation", "µ": "mu mean", "μ": "mu mean"}  # what a table of statistics means by them
+_SPELLED = GREEK_NAMES | SIGN_NAMES | STATISTIC_NAMES
+ORDINALS = {word: str(number) for number, word in enumerate("first second third fourth fifth sixth seventh eighth ninth tenth".split(), 1)}
 _WORD = re.compile(r"\d+(?:[.,]\d+)*|\w+")  # a number whole: "1872.1" holds no "1"
 _ENDINGS = ("ing", "ies", "ed", "es", "ly", "s")
 MAX_TITLE_WORDS = 25  # a table's caption is one short line
@@ -48,6 +51,7 @@ MAX_ABBREVIATION = 5  # letters of a header word that may abbreviate a question 
 _LETTERS = re.compile(r"[^\W\d_]+")
 MIN_QUOTE_CHARS = 4  # a shorter cell ("x^2") may stand in a question by chance
 _SYMBOL = re.compile(r"[^\w\s.,;:'\"?!-]|_")
+_ACRONYM = re.compile(r"^([A-Z]{1,5})(\d{0,2})$")  # a header word of initials, maybe with a number: "NB", "PC2", "Q3"
 _DEFINING = re.compile(r"\bstands? for\b|\bmeans?\??$|\bwhat (?:does|do) .+ do\??$")  # asks what something is: a phrase answers
 
 
@@ -181,10 +185,12 @@ def best_cell(question: str, texts: Sequence[str], span_log_probs: Sequence[dict
     read, best first): in a row whose formula or code name the question quotes ("round(x)":
     the words of that cell then name the row, not the answer), then in a row the question names
     by most of one cell (`CellMatch.named`), then with the most question words in its row's
-    other cells, then in its table's title and nowhere in the row (of two tables with the same
-    rows, the one "aligned on the decimal point"), then in its header, spelled out or
-    abbreviated there ("hp" for horsepower; one less when the cell itself holds question words:
-    it is then partly what the question names, not what it asks), then a one-letter header that
+    other cells, then in its header, spelled out or abbreviated there ("hp" for horsepower, "NB"
+    for negative binomial, "PC2" for the second principal component, σ for a standard deviation;
+    one less when the cell itself holds question words: it is then partly what the question
+    names, not what it asks), then the header most made of question words ("σ", not "(T − µ)/σ"),
+    then in its table's title and nowhere in the row (of two tables with the same rows, the one
+    "aligned on the decimal point"), then a one-letter header that
     is a question word's initial ("V" for visual: too loose to count as a header match), then,
     for a question asking what something stands for, means or does, a cell of words ("fraction
     of an arcsecond", not the symbol "00 ."), then the cell holding the smaller share of question
@@ -204,15 +210,16 @@ def best_cell(question: str, texts: Sequence[str], span_log_probs: Sequence[dict
             quotes = [_quotes(spoken, row.line[value:end]) for _, value, end in row.fields]
             for column, (_, value, end) in enumerate(row.fields):
                 quoted = [values[i] for i, quote in enumerate(quotes) if quote and i != column]
-                cell = _cell_match(wanted, row, values, column, index, span_log_probs[index], bool(quoted))
+                cell = _cell_match(wanted, row, values, column, index, span_log_probs[index], bool(quoted), spoken)
                 if cell is None:
                     continue
                 asked = wanted - frozenset().union(*quoted)  # a quoted cell's words name the row, not this cell
-                own_share = len(asked & values[column]) / len(values[column]) if values[column] else 0.0
+                own_share = _share(asked, values[column])
                 named_part = bool(asked & values[column])
                 log_prob = -float("inf") if cell.reader_log_prob is None else cell.reader_log_prob
                 worded = defining and _is_worded(row.line[value:end])
-                key = (cell.quoted, cell.named, cell.row_words, cell.title_words, cell.header_words - named_part, cell.header_initials, worded, -own_share, log_prob, -index)
+                header_share = _share(wanted, terms(row.header(column)))
+                key = (cell.quoted, cell.named, cell.row_words, cell.header_words - named_part, header_share, cell.title_words, cell.header_initials, worded, -own_share, log_prob, -index)
                 if best_key is None or key > best_key:
                     best, best_key, best_row = cell, key, (index, row.start)
     if best is None:
@@ -223,7 +230,7 @@ def best_cell(question: str, texts: Sequence[str], span_log_probs: Sequence[dict
 
 def _cell_match(
     wanted: frozenset[str], row: TableRow, values: list[frozenset[str]], column: int, passage: int, log_probs: dict[tuple[int, int], float],
-    quoted: bool = False,
+    quoted: bool = False, spoken: str = "",
 ) -> CellMatch | None:  # fmt: skip
     """Cell `column` of `row` scored against the question's words, or None when it cannot be the
     answer: its row's other cells hold none of them and none is `quoted` ("\\table*" names a row
@@ -235,12 +242,18 @@ def _cell_match(
     _, value, end = row.fields[column]
     header = row.header(column)
     header_terms = terms(header)
-    header_words = len(wanted & header_terms) + _abbreviated(wanted - header_terms, header, range(2, MAX_ABBREVIATION + 1))
-    initials = _abbreviated(wanted - header_terms, header, range(1, 2))
-    label_share = max((len(wanted & words) / len(words) for words in others if words), default=0.0)
+    acronym = _acronym_words(spoken, header)
+    header_words = len(wanted & header_terms) + _abbreviated(wanted - header_terms, header, range(2, MAX_ABBREVIATION + 1)) + (acronym if acronym >= 2 else 0)
+    initials = _abbreviated(wanted - header_terms, header, range(1, 2)) + (acronym if acronym == 1 else 0)
+    label_share = max((_share(wanted, words) for words in others), default=0.0)
     title_words = len(wanted & terms(row.title) - frozenset().union(*values))
     start, stop = row.start + value, row.start + end
     return CellMatch(passage, start, stop, row_words, header_words, log_probs.get((start, stop)), label_share, initials, quoted=quoted, title_words=title_words)
+
+
+def _share(wanted: frozenset[str], words: frozenset[str]) -> float:
+    """The share of `words` that the question's words make up."""
+    return len(wanted & words) / len(words) if words else 0.0
 
 
 def _is_worded(cell: str) -> bool:
@@ -272,6 +285,24 @@ def _abbreviated(words: frozenset[str], header: str, lengths: range) -> int:
         word.isalpha() and any(len(word) >= len(short) + 2 and word[0] == short[0] and _in_order(short, word) for short in shorts)
         for word in words
     )
+
+
+def _acronym_words(spoken: str, header: str) -> int:
+    """How many question words the acronyms of a header stand for: "NB" for "negative binomial",
+    "PC2" for "second principal component", "Q3" for "the third quarter" (the initials of words
+    in a row of the question, and the number said there as a digit or an ordinal). A lone
+    capital with a number ("Q3") is a weak sign; one without, none."""
+    words = re.findall(r"[^\W\d_]+|\d+", spoken)
+    numbers = {ORDINALS.get(word, word) for word in words}
+    count = 0
+    for token in _WORD.findall(header):
+        match = _ACRONYM.match(token)
+        if match is None or (match.group(2) and match.group(2) not in numbers) or len(match.group()) < 2:
+            continue
+        letters = match.group(1).casefold()
+        if any("".join(word[0] for word in words[i : i + len(letters)]) == letters for i in range(len(words) - len(letters) + 1)):
+            count += len(letters)
+    return count
 
 
 def _in_order(letters: str, word: str) -> bool:

@@ -231,3 +231,27 @@ def test_a_question_asking_what_something_stands_for_is_answered_by_a_phrase() -
     assert cell is not None and symbols[cell.start : cell.end] == "fraction of an arcsecond"
     cell = best_cell("What output does the \\farcs command give?", [symbols], reader)
     assert cell is not None and symbols[cell.start : cell.end] == "00 ."  # the column named: no phrase wanted
+
+
+def test_an_acronym_in_a_header_names_the_column_its_words_spell() -> None:
+    """"PC2" is the second principal component and "NB" the negative binomial: the initials of
+    question words in a row (and the number it says, as a digit or an ordinal)."""
+    loadings = "PC1 | PC2 | PC3\nUrbanPop; PC1: 0.0463; PC2: 0.9769; PC3: -0.2005\nMurder; PC1: 0.5359; PC2: -0.4182; PC3: 0.3412"
+    assert cell_text("What is the loading of UrbanPop on the second principal component?", [loadings]) == "0.9769"
+    assert cell_text("What is the loading of UrbanPop on principal component 3?", [loadings]) == "-0.2005"
+    models = "Object | GLM Poisson | GLM NB\nObject: log L; GLM Poisson: −17971.6; GLM NB: −12170.6\nObject: AIC; GLM Poisson: 35959.2; GLM NB: 24359.1"
+    assert cell_text("What is the log L of the negative binomial GLM?", [models]) == "−12170.6"
+
+
+def test_a_statistics_symbol_names_the_column_of_what_it_means() -> None:
+    """σ is a standard deviation and µ a mean; of two headers holding σ, the one that is σ alone
+    ("(T − µ)/σ" holds more than the question asks)."""
+    stats = "Model | T | µ | σ | (T − µ)/σ\nadditive; T: 438; µ: 404.0265; σ: 10.1618; (T − µ)/σ: 3.3433\nrecessive; T: 101; µ: 83.5979; σ: 5.2912; (T − µ)/σ: 3.2889"
+    assert cell_text("What is the standard deviation of the additive statistic?", [stats]) == "10.1618"
+    assert cell_text("What is the mean of the recessive statistic?", [stats]) == "83.5979"
+
+
+def test_a_column_the_question_names_outranks_a_title_holding_one_of_its_words() -> None:
+    other = "Table 4: MAX test for melanoma data\nModel | p-value\nadditive; p-value: < 0.0001\nrecessive; p-value: 0.43"
+    stats = "additive; µ: 404.0265; σ: 10.1618\nrecessive; µ: 83.5979; σ: 5.2912"  # a passage that starts inside its table
+    assert cell_text("What is the standard deviation of the additive statistic for the diabetes data?", [other, stats]) == "10.1618"

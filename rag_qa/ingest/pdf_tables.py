@@ -13,6 +13,7 @@ and caption.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 
 from rag_qa.ingest.pdf_layout import Box, PageLayout, Word
@@ -20,11 +21,12 @@ from rag_qa.ingest.pdf_regions import (
     NUMBER, Line, Region, caption_of, column_halves, column_of, columns_of, inside, is_figure, merged_vrules, page_lines, ruled_regions,
     segments_of, shaded, unruled_regions,
 )  # fmt: skip
-from rag_qa.ingest.tables import table_lines
+from rag_qa.ingest.tables import row_line, table_lines
 
 SOFT_HYPHEN = "\x02"  # pdfium's character for a hyphen TeX put at a line end
 MAX_HEADER_LINES = 4  # a header above a table's first inner rule takes at most this many lines
 MAX_BAND_LINES = 4  # a band between two rules with more lines than this holds several rows
+COLUMN_NUMBER = re.compile(r"^\(\d{1,2}\)$")
 ROW_BREAK = "\u2028"  # between a table's lines until the page is cleaned (cleaning joins lines a PDF wrapped)
 
 
@@ -40,7 +42,28 @@ class Table:
     chars: frozenset[int]
 
     def lines(self) -> list[str]:
-        return table_lines(self.header, self.rows, self.caption)
+        """`tables.table_lines`, with a row that heads the rows under it (`_section_label`) as a
+        short line ending in a colon ("Female:"), the form a section takes in a passage."""
+        lines = table_lines(self.header, (), self.caption)
+        for row in self.rows:
+            label = _section_label(self.header, row)
+            if label is None:
+                lines += [line] if (line := row_line(self.header, row)) else []
+            elif label:
+                lines.append(f"{label}:")
+        return lines
+
+
+def _section_label(header: tuple[str, ...], row: tuple[str, ...]) -> str | None:
+    """The label of a row that heads the rows under it, or None for a row of data: a row of its
+    first cell alone (a group's name, a centred title), or the header repeated with another first
+    cell ("Female" over "Control | Early Onset", the label; "" when it has none)."""
+    rest = [(cell, name) for cell, name in zip(row[1:], header[1:]) if cell]
+    if row[0] and not rest:
+        return row[0]
+    if len(rest) >= 2 and all(cell == name for cell, name in rest):
+        return row[0]
+    return None
 
 
 def find_tables(layout: PageLayout, previous: Table | None = None) -> list[Table]:
@@ -90,7 +113,7 @@ def _table(region: Region, layout: PageLayout, lines: list[Line], previous: Tabl
         return None
     caption_lines = caption_of(lines, region.box)
     caption = " ".join(line.text for line in caption_lines)
-    header = _header(inner[:header_count], columns, layout)
+    header = _header([line for line in inner[:header_count] if not _numbering(line)], columns, layout)
     body_lines = inner[header_count:]
     continued = previous is not None and len(previous.header) == len(columns) and region.box[3] > 0.6 * layout.height and _has_number(inner[0])
     if continued:
@@ -116,16 +139,22 @@ def _unfolded(header: list[str], rows: list[list[str]]) -> tuple[list[str], list
 
 
 def _header_count(region: Region, inner: list[Line]) -> int:
-    """How many lines the header takes: those above the first rule inside a ruled table (up to
-    MAX_HEADER_LINES), else one, or two when the first holds a cell spanning columns above words."""
+    """How many lines the header takes: those above the first rule inside a ruled table with
+    lines above it (up to MAX_HEADER_LINES), else one, or two when the first holds a cell spanning columns above words."""
+    for rule in region.rules:  # the first with lines above it (a double top rule has none)
+        above = [line for line in inner if line.middle > rule]
+        if above:
+            return len(above) if len(above) <= MAX_HEADER_LINES else 1
     if region.rules:
-        above = [line for line in inner if line.middle > region.rules[0]]
-        if 1 <= len(above) <= MAX_HEADER_LINES:
-            return len(above)
         return 1
     if len(inner) >= 3 and len(segments_of(inner[0].words)) < len(segments_of(inner[1].words)) and not _has_number(inner[1]):
         return 2
     return 1
+
+
+def _numbering(line: Line) -> bool:
+    """Whether a header line only numbers the columns ("(1) (2) (3)"): no part of their names."""
+    return all(COLUMN_NUMBER.match(word.text) for word in line.words)
 
 
 def _has_number(line: Line) -> bool:
@@ -189,11 +218,23 @@ def _rows(region: Region, body: list[Line], columns: list[tuple[float, float]]) 
                 leading = next((i for i, text in enumerate(texts) if text), len(texts))
                 texts = [*rows[-1][:leading], *texts[leading:]]
             continues = by_line and rows and not texts[0] and not any(NUMBER.match(t) for t in texts if t)
-            if continues:
+            if _spanning_title(lines, columns):  # a centred title over several columns ("TNFA_238 locus") heads the rows under it
+                rows.append([_joined([w for line in lines for w in line.words]), *[""] * (len(columns) - 1)])
+            elif continues:
                 rows[-1] = [f"{a} {b}".strip() if b else a for a, b in zip(rows[-1], texts)]
             else:
                 rows.append(texts)
     return [row for row in rows if any(row)]
+
+
+def _spanning_title(lines: list[Line], columns: list[tuple[float, float]]) -> bool:
+    """Whether a row is one line of one cell over two columns or more, not the first: a title
+    over the rows under it, not a cell wrapped from the row above."""
+    if len(lines) != 1 or len(segments_of(lines[0].words)) != 1:
+        return False
+    left, right = lines[0].words[0].box[0], lines[0].words[-1].box[2]
+    bounds = [(a[1] + b[0]) / 2 for a, b in zip(columns, columns[1:])]  # the middles of the gaps between columns
+    return bool(bounds) and left > bounds[0] and any(left < bound < right for bound in bounds)
 
 
 def _cells(lines: list[Line], columns: list[tuple[float, float]]) -> list[list[Word]]:
@@ -230,7 +271,8 @@ def _rows_of_band(band: list[Line], columns: list[tuple[float, float]]) -> list[
     unless it has words in a column whose text on that row ended short of the column's edge
     (a cell that did not wrap, so the line starts a new row: "ML" then "quasi"), or fills two
     columns or more: more than the line above (which held only a wrapped cell's text), or as
-    many as the row's first line."""
+    many as the row's first line, or is a title over columns (`_spanning_title`), or a label with
+    numbers beside it under a labelled row."""
     def filled(line: Line) -> set[int]:
         return {column_of(word, columns) for word in line.words}
 
@@ -238,11 +280,19 @@ def _rows_of_band(band: list[Line], columns: list[tuple[float, float]]) -> list[
     for above, line in zip(band, band[1:]):
         used = filled(line)
         full = len(used) >= 2 and (len(used) > len(filled(above)) or len(used) >= len(filled(rows[-1][0])))
-        if full or any(_ended_short(rows[-1], index, columns) for index in used):
+        starts = full or _spanning_title([line], columns) or _labelled_numbers(line, columns) and 0 in filled(rows[-1][0])
+        if starts or any(_ended_short(rows[-1], index, columns) for index in used):
             rows.append([line])
         else:
             rows[-1].append(line)
     return rows
+
+
+def _labelled_numbers(line: Line, columns: list[tuple[float, float]]) -> bool:
+    """Whether a line is a label in the first column and numbers beside it ("log L  −17971.6"):
+    a row of its own, not more of the row above, when that row has its own label."""
+    cells = [_joined(words) for words in _cells([line], columns)]
+    return bool(cells[0]) and any(cells[1:]) and all(NUMBER.match(cell) for cell in cells[1:] if cell)
 
 
 def _ended_short(lines: list[Line], index: int, columns: list[tuple[float, float]]) -> bool:

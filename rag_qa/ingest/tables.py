@@ -46,7 +46,7 @@ def grid_lines(grid: Sequence[Sequence[str]], header: bool = True, title: str = 
     return table_lines(rows[0], rows[1:], title) if header else table_lines((), rows, title)
 
 
-MAX_HEADER_WORDS = 8  # a field's header is short; longer text before ": " is prose
+MAX_HEADER_WORDS = 8  # a field's header is short; longer text before ": " is prose (units and numbers, "(km s −1 )", do not count)
 
 
 def row_fields(line: str) -> list[tuple[int, int, int]] | None:
@@ -58,7 +58,7 @@ def row_fields(line: str) -> list[tuple[int, int, int]] | None:
         end = line.find(FIELD_SEPARATOR, start)
         end = len(line) if end < 0 else end
         colon = line.find(": ", start, end)
-        if colon >= 0 and len(line[start:colon].split()) <= MAX_HEADER_WORDS:
+        if colon >= 0 and _wordy(line[start:colon]) <= MAX_HEADER_WORDS:
             fields.append((start, colon + 2, end))
         elif len(line[start:end].split()) <= MAX_HEADER_WORDS:
             fields.append((start, start, end))  # a cell without a header (a row label)
@@ -67,6 +67,11 @@ def row_fields(line: str) -> list[tuple[int, int, int]] | None:
         start = end + len(FIELD_SEPARATOR)
     named = sum(value > start for start, value, _ in fields)
     return fields if len(fields) >= 2 and named >= 2 else None
+
+
+def _wordy(text: str) -> int:
+    """How many words of two letters or more `text` holds."""
+    return sum(sum(ch.isalpha() for ch in word) >= 2 for word in text.split())
 
 
 def line_bounds(text: str, offset: int) -> tuple[int, int]:
