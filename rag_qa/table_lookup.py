@@ -52,6 +52,7 @@ _LETTERS = re.compile(r"[^\W\d_]+")
 MIN_QUOTE_CHARS = 4  # a shorter cell ("x^2") may stand in a question by chance
 _SYMBOL = re.compile(r"[^\w\s.,;:'\"?!-]|_")
 _ACRONYM = re.compile(r"^([A-Z]{1,5})(\d{0,2})$")  # a header word of initials, maybe with a number: "NB", "PC2", "Q3"
+_FOOTNOTE_MARK = re.compile(r"(?<=\d) (?:\d|[a-z†‡*§])$")  # "760.4 2": a value's footnote mark, not a word of the cell
 _DEFINING = re.compile(r"\bstands? for\b|\bmeans?\??$|\bwhat (?:does|do) .+ do\??$")  # asks what something is: a phrase answers
 
 
@@ -79,8 +80,9 @@ class TableRow:
     title: str = ""  # the table's caption or title: the short line right above its header line, if any
 
     def value_terms(self) -> list[frozenset[str]]:
-        """The words of each cell; the section's words count as the first cell's."""
-        values = [terms(self.line[value:end]) for _, value, end in self.fields]
+        """The words of each cell (a footnote mark after a value, "760.4 2", is none of them); the
+        section's words count as the first cell's."""
+        values = [terms(_FOOTNOTE_MARK.sub("", self.line[value:end])) for _, value, end in self.fields]
         return [values[0] | terms(self.section), *values[1:]] if self.section else values
 
     def header(self, index: int) -> str:
@@ -162,6 +164,7 @@ class CellMatch:
     best_row: bool = False  # its row holds more of the question's words than any other row read
     quoted: bool = False  # the question quotes another cell of its row whole, symbols and all ("round(x)")
     title_words: int = 0  # question words held by its table's title and by none of its row's cells
+    numbered_column: bool = False  # the question names its column by a word and the column's number ("step 3")
 
     @property
     def named(self) -> bool:
@@ -184,8 +187,10 @@ def best_cell(question: str, texts: Sequence[str], span_log_probs: Sequence[dict
     """The cell a person would read for `question` in the table rows of `texts` (the passages
     read, best first): in a row whose formula or code name the question quotes ("round(x)":
     the words of that cell then name the row, not the answer), then in a row the question names
-    by most of one cell (`CellMatch.named`), then with the most question words in its row's
-    other cells, then in its header, spelled out or abbreviated there ("hp" for horsepower, "NB"
+    by most of one cell (`CellMatch.named`), then under a column the question names by a word and
+    its number ("step 3": of two tables with an AIC row, the one with a step 3), then with the
+    most question words in its row's other cells (a word naming the column names no row), then
+    in its header, spelled out or abbreviated there ("hp" for horsepower, "NB"
     for negative binomial, "PC2" for the second principal component, σ for a standard deviation;
     one less when the cell itself holds question words: it is then partly what the question
     names, not what it asks), then the header most made of question words ("σ", not "(T − µ)/σ"),
@@ -219,7 +224,7 @@ def best_cell(question: str, texts: Sequence[str], span_log_probs: Sequence[dict
                 log_prob = -float("inf") if cell.reader_log_prob is None else cell.reader_log_prob
                 worded = defining and _is_worded(row.line[value:end])
                 header_share = _share(wanted, terms(row.header(column)))
-                key = (cell.quoted, cell.named, cell.row_words, cell.header_words - named_part, header_share, cell.title_words, cell.header_initials, worded, -own_share, log_prob, -index)
+                key = (cell.quoted, cell.named, cell.numbered_column, cell.row_words, cell.header_words - named_part, header_share, cell.title_words, cell.header_initials, worded, -own_share, log_prob, -index)
                 if best_key is None or key > best_key:
                     best, best_key, best_row = cell, key, (index, row.start)
     if best is None:
@@ -236,19 +241,24 @@ def _cell_match(
     answer: its row's other cells hold none of them and none is `quoted` ("\\table*" names a row
     with no word), or it holds nothing but question words."""
     others = [words for i, words in enumerate(values) if i != column]
-    row_words = len(wanted & frozenset().union(*others))
+    header = row.header(column)
+    header_terms = terms(header)
+    row_words = len((wanted - header_terms) & frozenset().union(*others))  # a word naming the column ("step 2") names no row
     if not (row_words or quoted) or (values[column] and values[column] <= wanted):
         return None
     _, value, end = row.fields[column]
-    header = row.header(column)
-    header_terms = terms(header)
     acronym = _acronym_words(spoken, header)
     header_words = len(wanted & header_terms) + _abbreviated(wanted - header_terms, header, range(2, MAX_ABBREVIATION + 1)) + (acronym if acronym >= 2 else 0)
     initials = _abbreviated(wanted - header_terms, header, range(1, 2)) + (acronym if acronym == 1 else 0)
     label_share = max((_share(wanted, words) for words in others), default=0.0)
     title_words = len(wanted & terms(row.title) - frozenset().union(*values))
+    named_in_header = wanted & header_terms
+    numbered = any(word.isdigit() for word in named_in_header) and any(not word.isdigit() for word in named_in_header)
     start, stop = row.start + value, row.start + end
-    return CellMatch(passage, start, stop, row_words, header_words, log_probs.get((start, stop)), label_share, initials, quoted=quoted, title_words=title_words)
+    return CellMatch(
+        passage, start, stop, row_words, header_words, log_probs.get((start, stop)), label_share, initials, quoted=quoted, title_words=title_words,
+        numbered_column=numbered,
+    )  # fmt: skip
 
 
 def _share(wanted: frozenset[str], words: frozenset[str]) -> float:

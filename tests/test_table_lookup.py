@@ -255,3 +255,18 @@ def test_a_column_the_question_names_outranks_a_title_holding_one_of_its_words()
     other = "Table 4: MAX test for melanoma data\nModel | p-value\nadditive; p-value: < 0.0001\nrecessive; p-value: 0.43"
     stats = "additive; µ: 404.0265; σ: 10.1618\nrecessive; µ: 83.5979; σ: 5.2912"  # a passage that starts inside its table
     assert cell_text("What is the standard deviation of the additive statistic for the diabetes data?", [other, stats]) == "10.1618"
+
+
+def test_a_number_naming_the_column_names_no_row_and_a_footnote_mark_is_no_word_of_its_cell() -> None:
+    """"step 2" names the column: the "2" in another row's cells does not name that row, and the
+    footnote mark of "760.4 2" does not make the AIC cell part of what the question names."""
+    steps = "Start | Step 1 | Step 2\ndim(θ); Start: 2; Step 1: 1; Step 2: 4\nAIC; Start: 1872.1; Step 1: 407.6; Step 2: 760.4 2\nBIC; Start: 1882.8; Step 1: 412.9; Step 2: 781.7 2"
+    assert cell_text("What AIC was reported for step 2?", [steps]) == "760.4 2"
+
+
+def test_a_column_named_with_its_number_picks_the_table_that_has_it() -> None:
+    """Two tables with an AIC row: the one with a "Step 3" column answers "the AIC at step 3",
+    though the other's section line holds more of the question's words."""
+    first = "Correct calculations:\nAIC; Start: 3915.8; Step 1: 3916.7; Step 2: 3896.5\nBIC; Start: 3947.8; Step 1: 3943.4; Step 2: 3939.2"
+    forward = "Start | Step 1 | Step 2 | Step 3\nAIC; Start: 3915.8; Step 1: 3916.7; Step 2: 3837.0; Step 3: 3800.0\nBIC; Start: 3947.8; Step 1: 3943.4; Step 2: 3890.4; Step 3: 3858.7"
+    assert cell_text("With correctly calculated criteria, what is the AIC at step 3?", [first, forward]) == "3800.0"
