@@ -309,7 +309,8 @@ def run(args: argparse.Namespace) -> dict:
         with RagQA.open(Path(work) / "index", reader=args.reader, answer_policy="eager", threads=args.threads) as qa:
             timings = index_files(qa, pdfs)
             texts = {file_id: qa.show(pdf).text for file_id, pdf in pdfs.items()}
-            results = score(spec["questions"], ask_all(qa, spec["questions"], pdfs))
+            questions = json.loads(Path(args.questions).read_text(encoding="utf-8"))["questions"] if args.questions else spec["questions"]
+            results = score(questions, ask_all(qa, questions, pdfs))
         finder, why_not = table_finder(args.finder)
         detection = detection_scores(finder, pdfs, spec) if finder else {"not_measured": why_not}
     glued = {file_id: glued_words(text, words) for file_id, text in texts.items()}
@@ -367,6 +368,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per model (default: one per core)")
     parser.add_argument("--finder", default=FINDER, help="table detector to score, module:function taking a PDF path and returning {page: tables} (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print the full result as JSON (per question too)")
+    parser.add_argument("--questions", default=None, help="ask these questions instead of the set's (a JSON file like questions.json; the held-out check: benchmarks/pdf_tables/heldout.json)")
     args = parser.parse_args()
     if Path(args.cache).expanduser().resolve().is_relative_to(Path(__file__).resolve().parent.parent):
         sys.exit("--cache must be outside the repository")
