@@ -149,11 +149,14 @@ class ReaderConfig(_Serialisable):
     # itself (indexing, evaluation), slower when other work needs them (`rag-qa serve` turns it off)
     spin: bool = True
     int8: bool = False  # int8 weights and activations (ONNX Runtime): faster, its own fitted scoring
+    bf16: bool = False  # bfloat16 matrix products, the QA head in fp32 (PyTorch autocast; `rag_qa.precision`)
 
     def __post_init__(self) -> None:
         _require(bool(self.model), "reader model must be a Hub id or a local path")
         _require_runtime(self.runtime, self.threads)
         _require(not (self.int8 and self.runtime == "torch"), "int8 runs on ONNX Runtime: use runtime 'onnx' or 'auto', not 'torch'")
+        _require(not (self.bf16 and self.runtime == "onnx"), "bf16 runs on PyTorch: use runtime 'torch' or 'auto', not 'onnx'")
+        _require(not (self.bf16 and self.int8), "choose one precision: bf16 or int8")
         _require_windows(self.max_seq_len, self.doc_stride, self.max_query_tokens)
         _require(self.max_query_tokens >= 4, "max_query_tokens must be >= 4")
         _require(self.max_answer_tokens >= 1, "max_answer_tokens must be >= 1")
@@ -165,8 +168,8 @@ class ReaderConfig(_Serialisable):
 
     @property
     def precision(self) -> str:
-        """"int8" or "fp32": what fitted scoring depends on (fp32 logits agree across runtimes)."""
-        return "int8" if self.int8 else "fp32"
+        """"int8", "bf16" or "fp32": what fitted scoring depends on (fp32 logits agree across runtimes)."""
+        return "int8" if self.int8 else "bf16" if self.bf16 else "fp32"
 
 
 # Answer policies: the least confidence (the top answer's calibrated expected F1) for an answer to be

@@ -222,18 +222,45 @@ def padded_batch(features: Any, rows: Sequence[int], pad_id: int, device: Any = 
 Forward = Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray]]
 
 
-def torch_forward(model: Any) -> Forward:
-    """Start and end logits of one padded batch from an eager PyTorch model."""
+def torch_forward(model: Any, bf16: bool = False) -> Forward:
+    """Start and end logits of one padded batch from an eager PyTorch model; with `bf16`, its
+    matrix products in bfloat16 (autocast) and its QA head in fp32 (`fp32_head`)."""
     import torch
 
     device = next(model.parameters()).device
+    if bf16:
+        fp32_head(model)
 
     def forward(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             output = model(**{name: torch.from_numpy(array).to(device) for name, array in arrays.items()})
         return output.start_logits.float().cpu().numpy(), output.end_logits.float().cpu().numpy()
 
     return forward
+
+
+def fp32_head(model: Any) -> None:
+    """Run the model's span head (`qa_outputs`, a linear layer over the last hidden states) in fp32
+    under autocast: it is a sliver of the compute, and the start, end and null logits it makes
+    decide between near-tied spans and no answer."""
+    import torch
+
+    head = getattr(model, "qa_outputs", None)
+    if head is None or getattr(head, "in_fp32", False):
+        return
+
+    class Fp32Head(torch.nn.Module):
+        in_fp32 = True
+
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, hidden: Any) -> Any:
+            with torch.autocast(hidden.device.type, enabled=False):
+                return self.inner(hidden.float())
+
+    model.qa_outputs = Fp32Head(head)
 
 
 class Reader:
@@ -257,11 +284,12 @@ class Reader:
     def _load(self) -> None:
         self.resolved = resolve_model(self.config.model, self.config.revision, "reader")
         config = self.config
-        graph = load_graph(config.runtime, config.model, lambda: reader_graph(self.resolved, config.int8, config.threads, config.device, config.spin))
+        runtime = "torch" if config.bf16 else config.runtime  # bf16 is PyTorch's autocast
+        graph = load_graph(runtime, config.model, lambda: reader_graph(self.resolved, config.int8, config.threads, config.device, config.spin))
         if graph is not None:  # ONNX: neither transformers nor torch is imported once the graph is cached
             self._tokenizer, self._forward = self._snapshot_tokenizer(), graph.run
         else:
-            self._tokenizer, self._forward = self._hf_tokenizer(), torch_forward(self._torch_model())
+            self._tokenizer, self._forward = self._hf_tokenizer(), torch_forward(self._torch_model(), bf16=config.bf16)
 
     def _hf_tokenizer(self) -> Any:
         from transformers import AutoTokenizer

@@ -15,8 +15,9 @@ the reader is unsure of its own answer, or when the reader's own top answer is i
 anyway.
 
 Words are compared after case folding, with Greek letters and signs spelled out ("κ" is "kappa",
-"$" is "dollar", σ and µ also "standard deviation" and "mean") and a plural or verb ending off; a word that more than half of the rows hold
-(the table's subject, say "RcppGSL") does not tell rows apart and is not counted.
+"$" is "dollar", σ and µ also "standard deviation" and "mean") and a plural or verb ending off; a
+word that more than half of the rows hold (the table's subject, say "RcppGSL") does not tell rows
+apart and is not counted.
 """
 
 from __future__ import annotations
@@ -190,17 +191,17 @@ def best_cell(question: str, texts: Sequence[str], span_log_probs: Sequence[dict
     by most of one cell (`CellMatch.named`), then under a column the question names by a word and
     its number ("step 3": of two tables with an AIC row, the one with a step 3), then with the
     most question words in its row's other cells (a word naming the column names no row), then
-    in its header, spelled out or abbreviated there ("hp" for horsepower, "NB"
-    for negative binomial, "PC2" for the second principal component, σ for a standard deviation;
-    one less when the cell itself holds question words: it is then partly what the question
-    names, not what it asks), then the header most made of question words ("σ", not "(T − µ)/σ"),
-    then in its table's title and nowhere in the row (of two tables with the same rows, the one
-    "aligned on the decimal point"), then a one-letter header that
-    is a question word's initial ("V" for visual: too loose to count as a header match), then,
-    for a question asking what something stands for, means or does, a cell of words ("fraction
-    of an arcsecond", not the symbol "00 ."), then the cell holding the smaller share of question
-    words (of "(1 | g) ; Meaning: Intercept varying among g", the meaning), then the reader's
-    score for it, then the earlier passage. A cell holding only question words is the row's name,
+    in its header, spelled out or abbreviated there ("hp" for horsepower, "NB" for negative
+    binomial, "PC2" for the second principal component, σ for a standard deviation; one less when
+    the cell itself holds question words: it is then partly what the question names, not what it
+    asks), then the header most made of question words ("σ", not "(T − µ)/σ"), then in its
+    table's title and nowhere in the row (of two tables with the same rows, the one "aligned on
+    the decimal point"), then a one-letter header that is a question word's initial ("V" for
+    visual: too loose to count as a header match), then, for a question asking what something
+    stands for, means or does, a cell of words ("fraction of an arcsecond", not the symbol "00
+    ."), then the cell holding the smaller share of question words (of "(1 | g) ; Meaning:
+    Intercept varying among g", the meaning), then the reader's score for it, then the earlier
+    passage. A cell holding only question words is the row's name,
     not its answer; a row naming none of the question's words answers nothing."""
     rows_of_passages = [table_rows(text) for text in texts]
     wanted = terms(question) - common_terms(rows_of_passages)

@@ -6,7 +6,7 @@ index every paragraph of the shared SQuAD files, read the dev-eval questions onc
 precision, fit on two articles, report on the third (held out), and compare the objectives on the
 held-out questions. The fits for `--objective` are written to the JSON file.
 
-Usage: python scripts/fit_shipped_scoring.py [--reader DIR] [--objective O] [--modes ...] [--int8-modes ...] [--runs JSON] [--write]
+Usage: python scripts/fit_shipped_scoring.py [--reader DIR] [--objective O] [--modes ...] [--int8-modes ...] [--bf16-modes ...] [--runs JSON] [--write]
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def fits_for(qa, mode: str, objectives: tuple[str, ...]) -> dict[str, dict]:
     return found
 
 
-def read_and_fit(reader_folder: str, modes: list[str], int8_modes: list[str], objectives: tuple[str, ...]) -> list[dict]:
+def read_and_fit(reader_folder: str, modes: list[str], int8_modes: list[str], objectives: tuple[str, ...], bf16_modes: list[str] = ()) -> list[dict]:
     """Every (mode, precision) run with the fits of every objective."""
     from rag_qa import RagQA
     from rag_qa.config import ReaderConfig, RetrievalConfig, ScoringConfig
@@ -55,8 +55,9 @@ def read_and_fit(reader_folder: str, modes: list[str], int8_modes: list[str], ob
     with tempfile.TemporaryDirectory() as folder:
         with RagQA.open(folder) as qa:
             index_squad_corpus(qa, [str(SQUAD / "dev-eval.json"), str(SQUAD / "reader-train.json"), str(SQUAD / "distractor-passages.jsonl")])
-        for mode, int8 in [(m, False) for m in modes] + [(m, True) for m in int8_modes]:
-            reader = ReaderConfig(model=reader_folder, int8=int8, runtime="onnx" if int8 else "auto")
+        for mode, precision in [(m, "fp32") for m in modes] + [(m, "int8") for m in int8_modes] + [(m, "bf16") for m in bf16_modes]:
+            runtime = {"int8": "onnx", "bf16": "torch"}.get(precision, "auto")
+            reader = ReaderConfig(model=reader_folder, int8=precision == "int8", bf16=precision == "bf16", runtime=runtime)
             with RagQA.open(folder, reader=reader, retrieval=RetrievalConfig(mode=mode), scoring=ScoringConfig()) as qa:
                 runs.append({"precision": reader.precision, "retrieval_mode": mode, "fits": fits_for(qa, mode, objectives)})
     return runs
@@ -66,26 +67,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reader", default=str(READER), help="reader folder (default: %(default)s)")
     parser.add_argument("--objective", default="f1", help="the objective whose fits are shipped (default: %(default)s)")
-    parser.add_argument("--modes", nargs="+", default=["dense", "bm25", "hybrid"], help="retrieval modes fitted in fp32")
+    parser.add_argument("--modes", nargs="*", default=["dense", "bm25", "hybrid"], help="retrieval modes fitted in fp32 (none: `--modes` alone)")
     parser.add_argument("--int8-modes", nargs="*", default=[], help="retrieval modes fitted for the int8 reader too")
+    parser.add_argument("--bf16-modes", nargs="*", default=[], help="retrieval modes fitted for the bf16 reader too (on a processor with native bf16)")
     parser.add_argument("--runs", metavar="JSON", help="reuse the fits a previous run printed (its JSON output) instead of reading again")
-    parser.add_argument("--write", action="store_true", help="write the fits for --objective into rag_qa/shipped_scoring.json")
+    parser.add_argument("--write", action="store_true", help="write the fits for --objective into rag_qa/shipped_scoring.json (the reader's fits for other precisions and modes stay)")
     args = parser.parse_args()
     from rag_qa.onnx_models import file_sha256
 
     objectives = tuple(dict.fromkeys([args.objective, *OBJECTIVES]))
-    runs = json.loads(Path(args.runs).read_text()) if args.runs else read_and_fit(args.reader, args.modes, args.int8_modes, objectives)
+    runs = json.loads(Path(args.runs).read_text()) if args.runs else read_and_fit(args.reader, args.modes, args.int8_modes, objectives, args.bf16_modes)
     for run in runs:
         print(f"\n{run['retrieval_mode']} {run['precision']}: held-out " + " ".join(SHOWN), file=sys.stderr)
         for objective, fit in run["fits"].items():
             print(f"  {objective:14} " + " ".join(f"{fit['reported_on'][k]:.3f}" for k in SHOWN) + ("" if fit["objective_met"] else "  (not met)"), file=sys.stderr)
     print(json.dumps(runs, indent=1))
     if args.write:
-        command = f"python scripts/fit_shipped_scoring.py --objective {args.objective} --modes {' '.join(args.modes)} --int8-modes {' '.join(args.int8_modes)} --write"
+        command = f"python scripts/fit_shipped_scoring.py --objective {args.objective} --modes {' '.join(args.modes)} --int8-modes {' '.join(args.int8_modes)} --bf16-modes {' '.join(args.bf16_modes)} --write"
         fits = [{"precision": r["precision"], "retrieval_mode": r["retrieval_mode"], **r["fits"][args.objective], "command": command} for r in runs]
-        entry = {"name": Path(args.reader).name, "weights_sha256": file_sha256(Path(args.reader) / "model.safetensors"), "fits": fits}
+        weights = file_sha256(Path(args.reader) / "model.safetensors")
         target = REPO / "rag_qa" / "shipped_scoring.json"
         shipped = json.loads(target.read_text("utf-8"))
+        refitted = {(f["precision"], f["retrieval_mode"]) for f in fits}
+        kept = [f for r in shipped["readers"] if r["weights_sha256"] == weights for f in r["fits"] if (f["precision"], f["retrieval_mode"]) not in refitted]
+        entry = {"name": Path(args.reader).name, "weights_sha256": weights, "fits": kept + fits}
         shipped["readers"] = [r for r in shipped["readers"] if r["weights_sha256"] != entry["weights_sha256"]] + [entry]
         target.write_text(json.dumps(shipped, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {target}", file=sys.stderr)

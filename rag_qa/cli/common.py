@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from rag_qa.config import ANSWER_POLICIES, DEFAULT_ANSWER_POLICY, DEFAULT_READER_MODEL, DEFAULT_READER_REVISION, RETRIEVAL_MODES, RUNTIMES, ReaderConfig, RetrievalConfig
+from rag_qa.errors import RagQAError
 from rag_qa.pipeline import DEFAULT_INDEX
+from rag_qa.precision import PRECISIONS, chosen_precision
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,12 @@ def shared_options() -> SharedOptions:
     reader_options.add_argument("--reader", default=os.environ.get("RAG_QA_READER", DEFAULT_READER_MODEL), metavar="MODEL", help="question-answering model: Hub id or local folder (default: $RAG_QA_READER or %(default)s)")
     reader_options.add_argument("--reader-revision", default=DEFAULT_READER_REVISION, metavar="REV", help="Hub revision of the reader")
     reader_options.add_argument("--max-answer-tokens", type=int, metavar="N", help=f"longest answer in reader tokens (default: the cap the index's scoring was fitted with, else {ReaderConfig.max_answer_tokens}); raise it for long answers")
-    reader_options.add_argument("--int8", action="store_true", help="int8 reader on ONNX Runtime (implies --runtime onnx): faster, the same accuracy within 1%% on dev-eval; calibrate it on its own")
+    reader_options.add_argument(
+        "--precision", choices=PRECISIONS, default=None,
+        help="number format the reader computes in: fp32 (the exact reference), bf16 (matrix products in bfloat16 on PyTorch, where the processor has native bf16 instructions, else fp32 with a notice), "
+             "int8 (ONNX Runtime), auto (bf16 where native, else fp32) (default: fp32)",
+    )  # fmt: skip
+    reader_options.add_argument("--int8", action="store_true", help="the same as --precision int8: int8 reader on ONNX Runtime (implies --runtime onnx): faster, the same accuracy within 1%% on dev-eval; calibrate it on its own")
     runtime_options = argparse.ArgumentParser(add_help=False)
     runtime_options.add_argument("--runtime", choices=RUNTIMES, help="run the models on ONNX Runtime (the onnx extra: same answers, faster; each model's graph is exported and cached on first use) or on eager PyTorch; auto: $RAG_QA_RUNTIME when set, else onnx when installed, else torch (default: auto)")
     runtime_options.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime threads per model (default: one per core)")
@@ -53,9 +61,21 @@ def add_answer_policy(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--answer-policy", choices=list(ANSWER_POLICIES), metavar="POLICY", help=f"when to answer rather than abstain: {choices}; default: the index's own fit (`calibrate`), else the fit rag-qa ships for the reader ({DEFAULT_ANSWER_POLICY}), else the reader's own no-answer rule")
 
 
-def runtime(args: argparse.Namespace) -> str:
-    """The runtime the command line asks for: --runtime, else onnx for --int8, else auto."""
-    return args.runtime or ("onnx" if getattr(args, "int8", False) else "auto")
+def precision(args: argparse.Namespace) -> str:
+    """The precision the reader runs in on this processor (`rag_qa.precision.chosen_precision`);
+    a one-line notice on stderr when it is not the one asked for."""
+    requested = getattr(args, "precision", None) or ("int8" if getattr(args, "int8", False) else "fp32")
+    if getattr(args, "int8", False) and requested != "int8":
+        raise RagQAError(f"--int8 and --precision {requested} contradict each other")
+    chosen, notice = chosen_precision(requested)
+    if notice:
+        print(notice, file=sys.stderr)
+    return chosen
+
+
+def runtime(args: argparse.Namespace, chosen: str = "fp32") -> str:
+    """The runtime the command line asks for: --runtime, else onnx for int8, torch for bf16, else auto."""
+    return args.runtime or {"int8": "onnx", "bf16": "torch"}.get(chosen, "auto")
 
 
 def reader_config(args: argparse.Namespace, **windows: int) -> ReaderConfig:
@@ -63,8 +83,9 @@ def reader_config(args: argparse.Namespace, **windows: int) -> ReaderConfig:
     `windows` as given)."""
     if args.max_answer_tokens is not None:
         windows["max_answer_tokens"] = args.max_answer_tokens
+    chosen = precision(args)
     return ReaderConfig(
-        model=args.reader, revision=args.reader_revision, int8=args.int8, runtime=runtime(args), threads=args.threads, **windows
+        model=args.reader, revision=args.reader_revision, int8=chosen == "int8", bf16=chosen == "bf16", runtime=runtime(args, chosen), threads=args.threads, **windows
     )
 
 

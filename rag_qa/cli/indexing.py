@@ -26,6 +26,7 @@ from rag_qa.indexer import IndexReport
 from rag_qa.naming import display_name
 from rag_qa.store.pg_schema import is_database_url
 from rag_qa.pipeline import RagQA
+from rag_qa.precision import processor_summary
 from rag_qa.sync import needs_force
 
 
@@ -105,7 +106,7 @@ def print_report(args: argparse.Namespace, report: IndexReport, prune: bool) -> 
 
 def cmd_info(args: argparse.Namespace) -> int:
     with RagQA.open(args.index, read_only=True) as qa:
-        info = qa.info().to_dict()
+        info = qa.info().to_dict() | processor_summary()
         if args.files:
             info["file_list"] = [{k: f[k] for k in ("source", "passages", "content_hash", "groups")} for f in qa.store.files()]
 

@@ -69,7 +69,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config = replace(config, auth=startup_mode(args.host, args.no_auth, KeyRing(qa.store).any_key(), config.allowed_hosts))  # server.auth decides
         qa.embedder.warm_up()  # load both models now, not on the first request
         qa.reader.warm_up()
-        print(f"rag-qa serving {qa.store.path} on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
+        print(f"rag-qa serving {qa.store.path} on http://{args.host}:{args.port}/ (API docs at /docs); reader {qa.reader.config.model} in {qa.reader.config.precision}", file=sys.stderr)
         stop = threading.Event()
         if args.watch:  # the index follows these folders while the service answers
             watcher = threading.Thread(target=qa.watch, args=(args.watch, log_sync, stop), name="rag-qa-watch", daemon=True)

@@ -140,7 +140,8 @@ def _unfolded(header: list[str], rows: list[list[str]]) -> tuple[list[str], list
 
 def _header_count(region: Region, inner: list[Line]) -> int:
     """How many lines the header takes: those above the first rule inside a ruled table with
-    lines above it (up to MAX_HEADER_LINES), else one, or two when the first holds a cell spanning columns above words."""
+    lines above it (up to MAX_HEADER_LINES), else one, or two when the first holds a cell
+    spanning columns above words."""
     for rule in region.rules:  # the first with lines above it (a double top rule has none)
         above = [line for line in inner if line.middle > rule]
         if above:

@@ -1,0 +1,167 @@
+"""The reference reader's shape on this CPU: seconds per question for each precision.
+
+deepset/roberta-large-squad2 cannot be downloaded here; its compute can. This builds a
+`RobertaForQuestionAnswering` of its exact shape (24 layers, hidden 1024, 16 heads, FFN 4096,
+vocabulary 50265; `--shape base`: 12 layers, 768, 12, 3072) with random weights, and a byte-level BPE
+tokenizer of that vocabulary trained on the shared SQuAD text, saved once under `--cache`. Its
+answers are meaningless; the time is the real one (every weight is multiplied all the same).
+
+Each question is read with 5 passages, as `ask` reads the 5 it retrieves: its own SQuAD paragraph
+and the next 4 of its article (about 700 words in all). Timed per question, one at a time, as a
+person at the CLI or the web page asks (not a batched throughput): `Reader.read` of the question
+over its 5 passages, after one question read to warm up; p50 and p90 over `--questions`.
+Retrieval, which `ask` adds, takes about 20 ms (docs/benchmarks.md section 17).
+
+Precisions: fp32 and bf16 (PyTorch; bf16 only where the processor has native bf16 instructions),
+`--onnx` adds ONNX Runtime fp32 and int8 (exporting the large graph takes minutes and 1.4 GB).
+
+`--reader DIR` times a real reader instead (the offline readers: their per-question speed).
+`--haystack` adds Haystack's `TransformersExtractiveReader` (fp32) over the same passages, first.
+
+Usage: python benchmarks/seed_shape.py [--shape large|base] [--questions 10] [--onnx] [--haystack] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+from common import PEER_PACKAGES, SQUAD, machine, require_peer, require_shared, table
+
+SHAPES = {  # (layers, hidden, heads, FFN): deepset/roberta-large-squad2 and roberta-base
+    "large": (24, 1024, 16, 4096),
+    "base": (12, 768, 12, 3072),
+}
+VOCAB = 50265
+PASSAGES = 5
+DEFAULT_CACHE = Path.home() / ".cache" / "rag-qa" / "seed-shape"
+
+
+def build_model(shape: str, cache: Path) -> Path:
+    """The random-weight reader of `shape` with its tokenizer (built once, then reused)."""
+    folder = cache / f"roberta-{shape}-random"
+    if (folder / "model.safetensors").is_file():
+        return folder
+    import torch
+    from tokenizers import ByteLevelBPETokenizer, processors
+    from transformers import RobertaConfig, RobertaForQuestionAnswering, RobertaTokenizerFast
+
+    from rag_qa.squad import load_squad
+
+    folder.mkdir(parents=True, exist_ok=True)
+    texts = sorted({q.context for name in ("dev-eval.json", "reader-train.json") for q in load_squad(SQUAD / name)})
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(texts, vocab_size=VOCAB, min_frequency=1, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"], show_progress=False)
+    bpe.post_processor = processors.RobertaProcessing(("</s>", bpe.token_to_id("</s>")), ("<s>", bpe.token_to_id("<s>")), trim_offsets=True, add_prefix_space=False)
+    tokenizer = RobertaTokenizerFast(tokenizer_object=bpe._tokenizer, model_max_length=512)
+    tokenizer.save_pretrained(folder)
+    layers, hidden, heads, ffn = SHAPES[shape]
+    config = RobertaConfig(
+        vocab_size=VOCAB, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=ffn,
+        max_position_embeddings=514, pad_token_id=1, bos_token_id=0, eos_token_id=2, type_vocab_size=1,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    RobertaForQuestionAnswering(config).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def question_sets(count: int) -> list[tuple[str, list[str]]]:
+    """`count` dev-eval questions, each with its paragraph and the next 4 of its article."""
+    from rag_qa.squad import load_squad
+
+    questions = load_squad(SQUAD / "dev-eval.json")
+    by_article: dict[int, list[str]] = {}
+    for q in questions:
+        paragraphs = by_article.setdefault(q.article, [])
+        if q.context not in paragraphs:
+            paragraphs.append(q.context)
+    step = max(1, len(questions) // count)
+    chosen = questions[::step][:count]
+    sets = []
+    for q in chosen:
+        paragraphs = by_article[q.article]
+        first = paragraphs.index(q.context)
+        sets.append((q.question, [paragraphs[(first + i) % len(paragraphs)] for i in range(PASSAGES)]))
+    return sets
+
+
+def time_reader(reader, sets: list[tuple[str, list[str]]]) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """p50 and p90 seconds per question, and the tokens read per question (windows as batched)."""
+    reader.read([sets[0][0]], [sets[0][1]])  # warm up: load, first allocations
+    seconds, tokens = [], []
+    for question, passages in sets:
+        start = time.perf_counter()
+        reader.read([question], [passages])
+        seconds.append(time.perf_counter() - start)
+        features = reader._features([question] * len(passages), passages)
+        tokens.append(sum(len(ids) for ids in features["input_ids"]))
+    ordered = sorted(seconds)
+    return {"p50_s": statistics.median(seconds), "p90_s": ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], "tokens_per_question": statistics.mean(tokens)}
+
+
+def time_haystack(folder: str, sets: list[tuple[str, list[str]]]) -> dict[str, float]:
+    """The same timing for Haystack's `TransformersExtractiveReader` over the same passages (fp32,
+    its defaults: 384-token windows, stride 128)."""
+    from haystack import Document
+    from haystack_integrations.components.readers.transformers import TransformersExtractiveReader
+
+    reader = TransformersExtractiveReader(model=folder, top_k=5)
+    reader.warm_up()
+
+    def read(question: str, passages: list[str]) -> None:
+        reader.run(query=question, documents=[Document(content=p) for p in passages])
+
+    read(*sets[0])
+    seconds = []
+    for question, passages in sets:
+        start = time.perf_counter()
+        read(question, passages)
+        seconds.append(time.perf_counter() - start)
+    ordered = sorted(seconds)
+    return {"p50_s": statistics.median(seconds), "p90_s": ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], "tokens_per_question": None}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="large", help="model shape (default: %(default)s, deepset/roberta-large-squad2's)")
+    parser.add_argument("--questions", type=int, default=10, help="questions timed (default: %(default)s)")
+    parser.add_argument("--onnx", action="store_true", help="also ONNX Runtime fp32 and int8 (exports the graph first: minutes)")
+    parser.add_argument("--haystack", action="store_true", help=f"also Haystack's TransformersExtractiveReader, fp32 (pip install --no-deps {PEER_PACKAGES})")
+    parser.add_argument("--reader", metavar="DIR", help="time this reader folder instead of the random-weight shape (the offline v2 reader: ../shared/models/minilm-squad2-reader-v2)")
+    parser.add_argument("--cache", default=str(DEFAULT_CACHE), help="where the random-weight model is kept (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    args = parser.parse_args()
+    require_shared()
+    from rag_qa.config import ReaderConfig
+    from rag_qa.precision import native_bf16
+    from rag_qa.reader import Reader
+
+    folder = args.reader or str(build_model(args.shape, Path(args.cache).expanduser()))
+    sets = question_sets(args.questions)
+    runs = {"torch fp32": ReaderConfig(model=folder, runtime="torch")}
+    if native_bf16():
+        runs["torch bf16"] = ReaderConfig(model=folder, runtime="torch", bf16=True)
+    if args.onnx:
+        runs["onnx fp32"] = ReaderConfig(model=folder, runtime="onnx")
+        runs["onnx int8"] = ReaderConfig(model=folder, runtime="onnx", int8=True)
+    results = {}
+    if args.haystack:
+        require_peer()
+        results["haystack fp32"] = time_haystack(folder, sets)
+    results |= {name: time_reader(Reader(config), sets) for name, config in runs.items()}
+    baseline = results["haystack fp32" if args.haystack else "torch fp32"]["p50_s"]
+    report = {"shape": args.reader or args.shape, "questions": len(sets), "machine": machine(), "threads": os.cpu_count(), "results": results}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    rows = [[name, r["p50_s"], r["p90_s"], baseline / r["p50_s"], r["tokens_per_question"] or "not counted"] for name, r in results.items()]
+    print(table(["reader", "p50 s/question", "p90 s/question", f"speed vs {'haystack' if args.haystack else 'torch'} fp32", "tokens read/question"], rows))
+    print(f"\n{report['shape']}, {len(sets)} questions x {PASSAGES} passages, one at a time; {report['machine']}")
+
+
+if __name__ == "__main__":
+    main()
