@@ -10,15 +10,18 @@ Each question is read with 5 passages, as `ask` reads the 5 it retrieves: its ow
 and the next 4 of its article (about 700 words in all). Timed per question, one at a time, as a
 person at the CLI or the web page asks (not a batched throughput): `Reader.read` of the question
 over its 5 passages, after one question read to warm up; p50 and p90 over `--questions`.
-Retrieval, which `ask` adds, takes about 20 ms (docs/benchmarks.md section 17).
+`ask` adds retrieval to this (`--ask` times it too).
 
 Precisions: fp32 and bf16 (PyTorch; bf16 only where the processor has native bf16 instructions),
 `--onnx` adds ONNX Runtime fp32 and int8 (exporting the large graph takes minutes and 1.4 GB).
 
+`--ask` also times `RagQA.ask` end to end: an index of every passage of the questions (one text file
+each), the top 5 retrieved, then read (the index's passages are those the question sets hold, so
+retrieval finds mostly the same ones).
 `--reader DIR` times a real reader instead (the offline readers: their per-question speed).
 `--haystack` adds Haystack's `TransformersExtractiveReader` (fp32) over the same passages, first.
 
-Usage: python benchmarks/seed_shape.py [--shape large|base] [--questions 10] [--onnx] [--haystack] [--json]
+Usage: python benchmarks/seed_shape.py [--shape large|base] [--questions 10] [--onnx] [--haystack] [--ask] [--json]
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import argparse
 import json
 import os
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -103,6 +107,29 @@ def time_reader(reader, sets: list[tuple[str, list[str]]]) -> dict[str, float]: 
     return {"p50_s": statistics.median(seconds), "p90_s": ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], "tokens_per_question": statistics.mean(tokens)}
 
 
+def time_ask(config, sets: list[tuple[str, list[str]]], index: Path) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """p50 and p90 seconds per question of `RagQA.ask` over an index of every passage of `sets`
+    (each a text file): retrieval of the top 5 included, one question at a time."""
+    from rag_qa import RagQA
+
+    if not index.exists():
+        folder = index.parent / "passages"
+        folder.mkdir(parents=True, exist_ok=True)
+        for number, text in enumerate(sorted({p for _, passages in sets for p in passages})):
+            (folder / f"passage-{number:03d}.txt").write_text(text, encoding="utf-8")
+        with RagQA.open(index) as qa:
+            qa.index([folder])
+    with RagQA.open(index, reader=config, runtime=config.runtime, answer_policy="eager") as qa:
+        qa.ask(sets[0][0], top_k=PASSAGES)
+        seconds = []
+        for question, _ in sets:
+            start = time.perf_counter()
+            qa.ask(question, top_k=PASSAGES)
+            seconds.append(time.perf_counter() - start)
+    ordered = sorted(seconds)
+    return {"ask_p50_s": statistics.median(seconds), "ask_p90_s": ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]}
+
+
 def time_haystack(folder: str, sets: list[tuple[str, list[str]]]) -> dict[str, float]:
     """The same timing for Haystack's `TransformersExtractiveReader` over the same passages (fp32,
     its defaults: 384-token windows, stride 128)."""
@@ -131,6 +158,7 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=10, help="questions timed (default: %(default)s)")
     parser.add_argument("--onnx", action="store_true", help="also ONNX Runtime fp32 and int8 (exports the graph first: minutes)")
     parser.add_argument("--haystack", action="store_true", help=f"also Haystack's TransformersExtractiveReader, fp32 (pip install --no-deps {PEER_PACKAGES})")
+    parser.add_argument("--ask", action="store_true", help="also time RagQA.ask (retrieval of the top 5 from an index of every passage, then reading)")
     parser.add_argument("--reader", metavar="DIR", help="time this reader folder instead of the random-weight shape (the offline v2 reader: ../shared/models/minilm-squad2-reader-v2)")
     parser.add_argument("--cache", default=str(DEFAULT_CACHE), help="where the random-weight model is kept (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -152,14 +180,17 @@ def main() -> None:
     if args.haystack:
         require_peer()
         results["haystack fp32"] = time_haystack(folder, sets)
-    results |= {name: time_reader(Reader(config), sets) for name, config in runs.items()}
+    with tempfile.TemporaryDirectory(prefix="rag-qa-seed-shape-") as work:
+        for name, config in runs.items():
+            results[name] = time_reader(Reader(config), sets) | (time_ask(config, sets, Path(work) / "index") if args.ask else {})
     baseline = results["haystack fp32" if args.haystack else "torch fp32"]["p50_s"]
     report = {"shape": args.reader or args.shape, "questions": len(sets), "machine": machine(), "threads": os.cpu_count(), "results": results}
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    rows = [[name, r["p50_s"], r["p90_s"], baseline / r["p50_s"], r["tokens_per_question"] or "not counted"] for name, r in results.items()]
-    print(table(["reader", "p50 s/question", "p90 s/question", f"speed vs {'haystack' if args.haystack else 'torch'} fp32", "tokens read/question"], rows))
+    rows = [[name, r["p50_s"], r["p90_s"], baseline / r["p50_s"], r["tokens_per_question"] or "not counted", r.get("ask_p50_s", ""), r.get("ask_p90_s", "")] for name, r in results.items()]
+    headers = ["reader", "read p50 s/question", "read p90 s/question", f"read speed vs {'haystack' if args.haystack else 'torch'} fp32", "tokens read/question", "ask p50 s", "ask p90 s"]
+    print(table(headers, rows))
     print(f"\n{report['shape']}, {len(sets)} questions x {PASSAGES} passages, one at a time; {report['machine']}")
 
 
