@@ -93,18 +93,28 @@ def question_sets(count: int) -> list[tuple[str, list[str]]]:
     return sets
 
 
-def time_reader(reader, sets: list[tuple[str, list[str]]]) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    """p50 and p90 seconds per question, and the tokens read per question (windows as batched)."""
-    reader.read([sets[0][0]], [sets[0][1]])  # warm up: load, first allocations
-    seconds, tokens = [], []
+def timed(read, sets: list[tuple[str, list[str]]]) -> list[float]:  # type: ignore[no-untyped-def]
+    """Seconds of `read(question, passages)` for each question, after one question read to warm up
+    (loading, first allocations)."""
+    read(*sets[0])
+    seconds = []
     for question, passages in sets:
         start = time.perf_counter()
-        reader.read([question], [passages])
+        read(question, passages)
         seconds.append(time.perf_counter() - start)
-        features = reader._features([question] * len(passages), passages)
-        tokens.append(sum(len(ids) for ids in features["input_ids"]))
+    return seconds
+
+
+def percentiles(seconds: list[float], prefix: str = "") -> dict[str, float]:
     ordered = sorted(seconds)
-    return {"p50_s": statistics.median(seconds), "p90_s": ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], "tokens_per_question": statistics.mean(tokens)}
+    return {f"{prefix}p50_s": statistics.median(seconds), f"{prefix}p90_s": ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]}
+
+
+def time_reader(reader, sets: list[tuple[str, list[str]]]) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """p50 and p90 seconds per question, and the tokens read per question (windows as batched)."""
+    seconds = timed(lambda question, passages: reader.read([question], [passages]), sets)
+    tokens = [sum(len(ids) for ids in reader._features([q] * len(passages), passages)["input_ids"]) for q, passages in sets]
+    return percentiles(seconds) | {"tokens_per_question": statistics.mean(tokens)}
 
 
 def time_ask(config, sets: list[tuple[str, list[str]]], index: Path) -> dict[str, float]:  # type: ignore[no-untyped-def]
@@ -120,17 +130,10 @@ def time_ask(config, sets: list[tuple[str, list[str]]], index: Path) -> dict[str
         with RagQA.open(index) as qa:
             qa.index([folder])
     with RagQA.open(index, reader=config, runtime=config.runtime, answer_policy="eager") as qa:
-        qa.ask(sets[0][0], top_k=PASSAGES)
-        seconds = []
-        for question, _ in sets:
-            start = time.perf_counter()
-            qa.ask(question, top_k=PASSAGES)
-            seconds.append(time.perf_counter() - start)
-    ordered = sorted(seconds)
-    return {"ask_p50_s": statistics.median(seconds), "ask_p90_s": ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]}
+        return percentiles(timed(lambda question, _: qa.ask(question, top_k=PASSAGES), sets), prefix="ask_")
 
 
-def time_haystack(folder: str, sets: list[tuple[str, list[str]]]) -> dict[str, float]:
+def time_haystack(folder: str, sets: list[tuple[str, list[str]]]) -> dict[str, float | None]:
     """The same timing for Haystack's `TransformersExtractiveReader` over the same passages (fp32,
     its defaults: 384-token windows, stride 128)."""
     from haystack import Document
@@ -138,18 +141,8 @@ def time_haystack(folder: str, sets: list[tuple[str, list[str]]]) -> dict[str, f
 
     reader = TransformersExtractiveReader(model=folder, top_k=5)
     reader.warm_up()
-
-    def read(question: str, passages: list[str]) -> None:
-        reader.run(query=question, documents=[Document(content=p) for p in passages])
-
-    read(*sets[0])
-    seconds = []
-    for question, passages in sets:
-        start = time.perf_counter()
-        read(question, passages)
-        seconds.append(time.perf_counter() - start)
-    ordered = sorted(seconds)
-    return {"p50_s": statistics.median(seconds), "p90_s": ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], "tokens_per_question": None}
+    seconds = timed(lambda question, passages: reader.run(query=question, documents=[Document(content=p) for p in passages]), sets)
+    return percentiles(seconds) | {"tokens_per_question": None}
 
 
 def main() -> None:
