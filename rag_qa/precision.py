@@ -54,6 +54,11 @@ def chosen_precision(requested: str, has_bf16: Callable[[], bool] | None = None)
     return "fp32", (notice if requested == "bf16" else f"{notice} (--precision auto)")
 
 
+def runtime_for(precision: str) -> str:
+    """The runtime a precision runs on: int8 on ONNX Runtime, bf16 on PyTorch (autocast), fp32 on either."""
+    return {"int8": "onnx", "bf16": "torch"}.get(precision, "auto")
+
+
 def processor_summary() -> dict[str, str]:
     """What `rag-qa info` says of this processor: its bf16 instructions and what auto reads in."""
     found = sorted(cpu_flags() & BF16_FLAGS)

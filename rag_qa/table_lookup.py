@@ -166,6 +166,7 @@ class CellMatch:
     quoted: bool = False  # the question quotes another cell of its row whole, symbols and all ("round(x)")
     title_words: int = 0  # question words held by its table's title and by none of its row's cells
     numbered_column: bool = False  # the question names its column by a word and the column's number ("step 3")
+    header_share: float = 0.0  # the share of its header's words that are question words ("σ" 1, "(T − µ)/σ" less)
 
     @property
     def named(self) -> bool:
@@ -201,8 +202,8 @@ def best_cell(question: str, texts: Sequence[str], span_log_probs: Sequence[dict
     stands for, means or does, a cell of words ("fraction of an arcsecond", not the symbol "00
     ."), then the cell holding the smaller share of question words (of "(1 | g) ; Meaning:
     Intercept varying among g", the meaning), then the reader's score for it, then the earlier
-    passage. A cell holding only question words is the row's name,
-    not its answer; a row naming none of the question's words answers nothing."""
+    passage. A cell holding only question words is the row's name, not its answer; a row naming
+    none of the question's words answers nothing."""
     rows_of_passages = [table_rows(text) for text in texts]
     wanted = terms(question) - common_terms(rows_of_passages)
     spoken = _squeezed(question)
@@ -224,8 +225,7 @@ def best_cell(question: str, texts: Sequence[str], span_log_probs: Sequence[dict
                 named_part = bool(asked & values[column])
                 log_prob = -float("inf") if cell.reader_log_prob is None else cell.reader_log_prob
                 worded = defining and _is_worded(row.line[value:end])
-                header_share = _share(wanted, terms(row.header(column)))
-                key = (cell.quoted, cell.named, cell.numbered_column, cell.row_words, cell.header_words - named_part, header_share, cell.title_words, cell.header_initials, worded, -own_share, log_prob, -index)
+                key = (cell.quoted, cell.named, cell.numbered_column, cell.row_words, cell.header_words - named_part, cell.header_share, cell.title_words, cell.header_initials, worded, -own_share, log_prob, -index)
                 if best_key is None or key > best_key:
                     best, best_key, best_row = cell, key, (index, row.start)
     if best is None:
@@ -258,7 +258,7 @@ def _cell_match(
     start, stop = row.start + value, row.start + end
     return CellMatch(
         passage, start, stop, row_words, header_words, log_probs.get((start, stop)), label_share, initials, quoted=quoted, title_words=title_words,
-        numbered_column=numbered,
+        numbered_column=numbered, header_share=_share(wanted, header_terms),
     )  # fmt: skip
 
 

@@ -49,6 +49,7 @@ def read_and_fit(reader_folder: str, modes: list[str], int8_modes: list[str], ob
     """Every (mode, precision) run with the fits of every objective."""
     from rag_qa import RagQA
     from rag_qa.config import ReaderConfig, RetrievalConfig, ScoringConfig
+    from rag_qa.precision import runtime_for
     from rag_qa.evaluate import index_squad_corpus
 
     runs = []
@@ -56,8 +57,7 @@ def read_and_fit(reader_folder: str, modes: list[str], int8_modes: list[str], ob
         with RagQA.open(folder) as qa:
             index_squad_corpus(qa, [str(SQUAD / "dev-eval.json"), str(SQUAD / "reader-train.json"), str(SQUAD / "distractor-passages.jsonl")])
         for mode, precision in [(m, "fp32") for m in modes] + [(m, "int8") for m in int8_modes] + [(m, "bf16") for m in bf16_modes]:
-            runtime = {"int8": "onnx", "bf16": "torch"}.get(precision, "auto")
-            reader = ReaderConfig(model=reader_folder, int8=precision == "int8", bf16=precision == "bf16", runtime=runtime)
+            reader = ReaderConfig(model=reader_folder, int8=precision == "int8", bf16=precision == "bf16", runtime=runtime_for(precision))
             with RagQA.open(folder, reader=reader, retrieval=RetrievalConfig(mode=mode), scoring=ScoringConfig()) as qa:
                 runs.append({"precision": reader.precision, "retrieval_mode": mode, "fits": fits_for(qa, mode, objectives)})
     return runs

@@ -13,7 +13,7 @@ from typing import Any
 from rag_qa.config import ANSWER_POLICIES, DEFAULT_ANSWER_POLICY, DEFAULT_READER_MODEL, DEFAULT_READER_REVISION, RETRIEVAL_MODES, RUNTIMES, ReaderConfig, RetrievalConfig
 from rag_qa.errors import RagQAError
 from rag_qa.pipeline import DEFAULT_INDEX
-from rag_qa.precision import PRECISIONS, chosen_precision
+from rag_qa.precision import PRECISIONS, chosen_precision, runtime_for
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def precision(args: argparse.Namespace) -> str:
 
 def runtime(args: argparse.Namespace, chosen: str = "fp32") -> str:
     """The runtime the command line asks for: --runtime, else onnx for int8, torch for bf16, else auto."""
-    return args.runtime or {"int8": "onnx", "bf16": "torch"}.get(chosen, "auto")
+    return args.runtime or runtime_for(chosen)
 
 
 def reader_config(args: argparse.Namespace, **windows: int) -> ReaderConfig:

@@ -268,8 +268,9 @@ def columns_of(body: list[list[Word]], box: Box, layout: PageLayout) -> list[tup
 
 
 def _gap_columns(body: list[list[Word]], width: float) -> list[tuple[float, float]]:
-    rows = [words for words in body if not (len(segments_of(words)) == 1 and words[-1].box[2] - words[0].box[0] > 0.5 * width)]
-    cells = [words for words in rows if len(segments_of(words)) >= 2]
+    counted = [(words, len(segments_of(words))) for words in body]
+    rows = [words for words, count in counted if not (count == 1 and words[-1].box[2] - words[0].box[0] > 0.5 * width)]
+    cells = [words for words, count in counted if count >= 2]
     if len(cells) >= MIN_ALIGNED_ROWS:
         rows = cells  # a line of one cell (a sub-table's centred title) does not bridge the columns the rows leave open
     spans = sorted((w.box[0], w.box[2], w.size) for words in rows for w in words)
