@@ -46,7 +46,8 @@ class Embedder:
     def _load(self) -> None:
         self.resolved = resolve_model(self.config.model, self.config.revision, "embedder")
         config = self.config
-        self._graph = load_graph(config.runtime, config.model, lambda: embedder_graph(self.resolved, self._sentence_transformer, config.threads, config.device, config.spin))
+        runtime = "torch" if config.bf16 else config.runtime  # bf16 is autocast: "auto" means PyTorch
+        self._graph = load_graph(runtime, config.model, lambda: embedder_graph(self.resolved, self._sentence_transformer, config.threads, config.device, config.spin))
         if self._graph is not None:  # ONNX: no torch, transformers or sentence-transformers once graph and snapshot are cached
             snapshot = self._snapshot()
             self._tokenizer = FastTokenizer.from_dict(snapshot["tokenizer"])
@@ -108,14 +109,18 @@ class Embedder:
         with self._lock:
             if self._graph is not None:
                 return self._encode_onnx(texts, progress)
-            vectors = self._sentence_transformer().encode(
-                list(texts),
-                batch_size=self.config.texts_per_batch,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=progress,
-            )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+            import torch
+
+            model = self._sentence_transformer()
+            with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=self.config.bf16):
+                vectors = model.encode(
+                    list(texts),
+                    batch_size=self.config.texts_per_batch,
+                    normalize_embeddings=True,
+                    convert_to_tensor=True,
+                    show_progress_bar=progress,
+                )
+        return np.ascontiguousarray(vectors.float().cpu().numpy(), dtype=np.float32)  # numpy has no bfloat16
 
     def _encode_onnx(self, texts: Sequence[str], progress: bool) -> np.ndarray:
         """What `encode` does (longest texts first, so batches pad little), on the ONNX graph:

@@ -285,16 +285,19 @@ EMBEDDER_PROBE = ("A short probe.", "A longer probe sentence, so that the batch 
 
 def reader_graph(resolved: ResolvedModel, int8: bool, threads: int | None, device: str | None, spin: bool = True) -> OnnxGraph:
     """The reader's cached ONNX graph (exported on first use), fp32 or int8, in a session."""
-    folder = cache_dir()
-    weights = weights_digest(model_files(resolved))
-    fp32 = cached_graph(folder, "reader-fp32", {"graph": "reader", "weights": weights}, lambda path: _export_reader(resolved, path))
-    path = fp32
+    path = fp32 = reader_fp32_graph(resolved)
     if int8:
         path = cached_graph(
-            folder, "reader-int8", {"graph": "reader-int8", "weights": weights, "keep_fp32": list(INT8_KEEP_FP32)},
+            cache_dir(), "reader-int8", {"graph": "reader-int8", "weights": weights_digest(model_files(resolved)), "keep_fp32": list(INT8_KEEP_FP32)},
             lambda out: quantize_int8(fp32, out, INT8_KEEP_FP32),
         )  # fmt: skip
     return open_graph(path, threads, device, spin)
+
+
+def reader_fp32_graph(resolved: ResolvedModel) -> Path:
+    """The path of the reader's fused fp32 graph, exported on first use: what int8 quantizes."""
+    weights = weights_digest(model_files(resolved))
+    return cached_graph(cache_dir(), "reader-fp32", {"graph": "reader", "weights": weights}, lambda path: _export_reader(resolved, path))
 
 
 def open_graph(path: Path, threads: int | None, device: str | None, spin: bool = True) -> OnnxGraph:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from rag_qa.access import AccessDenied, check_regroup, readable_sources
 from rag_qa.answer import combine
+from rag_qa.cascade import read_in_stages
 from rag_qa.config import (
     DEFAULT_RETRIEVAL_TEMPERATURE,
     EmbedderConfig,
@@ -93,6 +94,7 @@ class RagQA:
         threads: int | None = None,
         spin: bool | None = None,
         answer_policy: str | None = None,
+        embedder_bf16: bool | None = None,
     ) -> "RagQA":
         """Open (or create, with `settings`) the index at `path`: a folder, or a `postgresql://` URL.
 
@@ -106,12 +108,14 @@ class RagQA:
         (the offline reader's), else to ScoringConfig(). A fit made with another answer cap
         (`max_answer_tokens`) sets the reader's cap, unless `reader` sets one other than the default.
         `answer_policy` ("careful", "balanced", "eager"), when given, replaces the scoring's answer
-        threshold: when an answer is shown rather than "no answer".
+        threshold: when an answer is shown rather than "no answer". The embedder computes in bf16
+        when `embedder_bf16` says so, else when the reader does (`ReaderConfig.bf16`).
         """
         if isinstance(reader, str):
             reader = ReaderConfig(model=reader)
         reader = reader if reader is not None else ReaderConfig()
         how = {"runtime": runtime or EmbedderConfig.runtime, "threads": threads, "spin": EmbedderConfig.spin if spin is None else spin}
+        how["bf16"] = reader.bf16 if embedder_bf16 is None else embedder_bf16
         if runtime is not None:
             reader = replace(reader, runtime=runtime, threads=threads)
         if spin is not None:
@@ -257,7 +261,8 @@ class RagQA:
     ) -> list[QAResult]:  # fmt: skip
         """Answer many questions; retrieval and the reader run in batches across questions."""
         questions = [checked_question(q) for q in questions]
-        return [self._combine(q, h, r) for q, h, r in self.retrieve_and_read(questions, top_k, sources, progress, groups)]
+        found = self.retrieve_and_read(questions, top_k, sources, progress, groups, in_stages=self.reader.config.read_in_stages)
+        return [self._combine(q, h, r) for q, h, r in found]
 
     def ask_each(
         self, questions: Sequence[str], top_k: int | None, sources_each: Sequence[Sequence[str] | None],
@@ -279,14 +284,15 @@ class RagQA:
             allowed = self.visible(sources, groups) if groups is not None else sources
             for i, found in zip(members, self._retrieve([questions[i] for i in members], top_k, allowed, groups)):
                 hits[i] = found
-        readings = self.reader.read(questions, [[h.passage.text for h in found] for found in hits])
+        readings = self._read(questions, hits, self.reader.config.read_in_stages)
         return [self._combine(q, h, r) for q, h, r in zip(questions, hits, readings)]
 
     def retrieve_and_read(
         self, questions: Sequence[str], top_k: int | None = None, sources: Sequence[str] | None = None, progress: bool = False,
-        groups: Sequence[str] | None = None,
+        groups: Sequence[str] | None = None, in_stages: bool = False,
     ) -> Iterator[tuple[str, list[SearchHit], list[PassageReading]]]:  # fmt: skip
-        """(question, hits, readings) per question, before scoring: the expensive part, batched."""
+        """(question, hits, readings) per question, before scoring: the expensive part, batched.
+        Every passage is read (what a fit of the scoring needs), unless `in_stages` (`_read`)."""
         self._check_embedder()
         sources = self.visible(sources, groups)
         from tqdm import tqdm
@@ -295,7 +301,7 @@ class RagQA:
             for first in range(0, len(questions), ASK_BATCH):
                 batch = list(questions[first : first + ASK_BATCH])
                 hits = self._retrieve(batch, top_k, sources, groups)
-                readings = self.reader.read(batch, [[h.passage.text for h in found] for found in hits])
+                readings = self._read(batch, hits, in_stages)
                 yield from zip(batch, hits, readings)
                 bar.update(len(batch))
 
@@ -311,11 +317,20 @@ class RagQA:
         readable = set(self.readable_sources(groups) or ())
         return [[hit for hit in hits if hit.passage.source in readable] for hits in found]
 
+    def _read(self, questions: Sequence[str], hits: list[list[SearchHit]], in_stages: bool) -> list[list[PassageReading]]:
+        """Each question's passages read: all of them, or `in_stages` only those that could change
+        the top answer or the decision to answer under this scoring (`rag_qa.cascade`)."""
+        if not in_stages:
+            return self.reader.read(questions, [[h.passage.text for h in found] for found in hits])
+        return read_in_stages(self.reader.read, questions, hits, self.scoring, self._temperature())[0]
+
     def _combine(self, question: str, hits: list[SearchHit], readings: list[PassageReading]) -> QAResult:
+        return combine(question, hits, readings, self.scoring, self._temperature())
+
+    def _temperature(self) -> float:
+        """The retrieval temperature answers are scored with: the scoring's, else the retrieval mode's default."""
         temperature = self.scoring.retrieval_temperature
-        if temperature is None:
-            temperature = DEFAULT_RETRIEVAL_TEMPERATURE[self.retriever.config.mode]
-        return combine(question, hits, readings, self.scoring, temperature)
+        return DEFAULT_RETRIEVAL_TEMPERATURE[self.retriever.config.mode] if temperature is None else temperature
 
     def stored_source(self, source: str | os.PathLike[str]) -> str:
         """The name a document is stored under, from that name or a path to the file."""

@@ -106,3 +106,54 @@ def test_the_offline_reader_ships_a_fit_for_bf16_beside_fp32() -> None:
     for mode in ("dense", "bm25", "hybrid"):
         bf16, fp32 = shipped_scoring(str(READER), mode, precision="bf16"), shipped_scoring(str(READER), mode, precision="fp32")
         assert bf16 is not None and fp32 is not None and bf16 != fp32
+
+
+def test_the_embedder_computes_in_bf16_with_the_reader_or_when_told(embedder, tmp_path: Path) -> None:
+    """bf16 embeddings stay close to fp32's (retrieval finds the same passages:
+    benchmarks/embedder_precision.py), are not identical (bf16 really ran), and are float32 vectors."""
+    from dataclasses import replace
+
+    from rag_qa import RagQA
+    from rag_qa.config import EmbedderConfig
+    from rag_qa.embed import Embedder
+
+    texts = ["The library opens at nine on weekdays.", "Late returns cost two dollars a day, at most twenty dollars per item."]
+    exact = Embedder(replace(embedder.config, runtime="torch")).embed(texts)
+    bf16 = Embedder(replace(embedder.config, runtime="auto", bf16=True)).embed(texts)
+    assert bf16.dtype == np.float32 and bf16.shape == exact.shape
+    cosines = (bf16 * exact).sum(axis=1)
+    assert 0.99 < cosines.min() and not np.array_equal(bf16, exact)
+    with pytest.raises(ConfigError, match="bf16 runs on PyTorch"):
+        EmbedderConfig(bf16=True, runtime="onnx")
+    with RagQA.open(tmp_path / "a", reader=ReaderConfig(bf16=True)) as qa:
+        assert qa.embedder.config.bf16  # one precision for the process
+    with RagQA.open(tmp_path / "b", embedder_bf16=True) as qa:
+        assert qa.embedder.config.bf16 and not qa.reader.config.bf16
+    with RagQA.open(tmp_path / "c") as qa:
+        assert not qa.embedder.config.bf16  # fp32 stays the default
+
+
+def test_int8_reads_each_window_alone_so_its_answer_does_not_move_with_its_neighbours(tiny_roberta: str) -> None:
+    """Dynamic int8 scales activations per forward pass: batched with other windows (and their
+    padding), a window's logits would depend on what else is read with it."""
+    assert ReaderConfig(int8=True).windows_per_batch == 1
+    assert ReaderConfig(int8=True, batch_size=8).windows_per_batch == 8  # asked for: kept
+    assert ReaderConfig().windows_per_batch > 1
+    reader = Reader(ReaderConfig(model=tiny_roberta, runtime="onnx", int8=True))
+    question, passage = "Who runs the library?", "The library is run by volunteers from the town."
+    alone = reader.read([question], [[passage]])[0][0]
+    beside_others = reader.read([question, "When does it open?"], [[passage], ["It opens at nine, " * 20 + "on weekdays."]])[0][0]
+    assert alone == beside_others
+
+
+def test_the_haystack_span_reader_takes_bf16_as_the_command_line_does(tiny_roberta: str, tmp_path: Path, monkeypatch, caplog) -> None:
+    from rag_qa.integrations.haystack import SpanReader
+
+    monkeypatch.setattr(precision, "CPUINFO", cpuinfo(tmp_path, SAPPHIRE_RAPIDS))
+    component = SpanReader(model=tiny_roberta, revision=None, bf16=True)
+    assert component.reader.config.precision == "bf16"
+    assert SpanReader.from_dict(component.to_dict()).reader.config.bf16  # kept through a saved pipeline
+    monkeypatch.setattr(precision, "CPUINFO", cpuinfo(tmp_path, SKYLAKE))  # the check forced off
+    with caplog.at_level("WARNING"):
+        assert SpanReader(model=tiny_roberta, revision=None, bf16=True).reader.config.precision == "fp32"
+    assert "no native bf16" in caplog.text

@@ -9,7 +9,7 @@ from typing import Any
 
 from rag_qa import audit
 from rag_qa.audit import command_line_user
-from rag_qa.cli.common import SharedOptions, emit, runtime, split_groups
+from rag_qa.cli.common import SharedOptions, emit, precision, runtime, split_groups
 from rag_qa.config import (
     DEFAULT_EMBEDDING_MODEL,
     DEFAULT_EMBEDDING_REVISION,
@@ -53,7 +53,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     )
     groups = split_groups(args.groups)
     check_force(args)
-    with RagQA.open(args.index, _settings(args), ingest, runtime=runtime(args), threads=args.threads) as qa:
+    chosen = precision(args)
+    with RagQA.open(args.index, _settings(args), ingest, runtime=runtime(args, chosen), threads=args.threads, embedder_bf16=chosen == "bf16") as qa:
         if args.watch:
             if args.ray:
                 raise RagQAError("--watch runs on this machine; leave out --ray")
@@ -219,6 +220,7 @@ def add_index(sub: Any, o: SharedOptions) -> None:
     p.add_argument("--ocr-lang", default=IngestConfig.ocr_languages, metavar="LANGS", help="Tesseract languages of scanned pages, joined by '+', such as eng+deu (each needs its tesseract-ocr-LANG package; default: %(default)s)")
     p.add_argument("--commit-every", type=int, default=IngestConfig.commit_passages, metavar="N", help="commit to the index every N passages: an interrupted run loses at most this many (default: %(default)s)")
     p.add_argument("--save-every", type=float, default=IngestConfig.save_interval_s, metavar="S", help="save the FAISS file at least every S seconds (default: %(default)s)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default=None, help="number format the embedder computes in: fp32 (exact), bf16 (matrix products in bfloat16 on PyTorch, where the processor has native bf16 instructions, else fp32 with a notice), auto (bf16 where native) (default: fp32)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--watch", action="store_true", help="keep syncing (as --prune) whenever files under PATHs change, until Ctrl-C; a changed file is read once it has held still for a second")
     p.add_argument("--prune", action="store_true", help="make the index mirror PATHs: remove files gone from them (deleted, moved away, now excluded) and re-point a moved file's passages without re-embedding. "

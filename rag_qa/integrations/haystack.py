@@ -11,6 +11,7 @@ pipelines. Thin wrappers over the same code the rag-qa CLI runs, so an index bui
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from types import MappingProxyType
@@ -40,9 +41,12 @@ from rag_qa.config import (
 from rag_qa.keys import check_groups
 from rag_qa.naming import resolve_sources
 from rag_qa.pipeline import RagQA
+from rag_qa.precision import chosen_precision
 from rag_qa.reader import Reader
 from rag_qa.records import Answer, Passage, SearchHit
 from rag_qa.store import DuplicatePassageError, open_store
+
+LOG = logging.getLogger(__name__)
 
 # Haystack fields with no column of their own travel inside the metadata under this key.
 EXTRAS_KEY = "__haystack__"
@@ -278,15 +282,21 @@ class SpanReader:
         runtime: str = "auto",
         int8: bool = False,
         scoring: dict[str, Any] | None = None,
+        bf16: bool = False,
     ):
         """`scoring`, a whole `ScoringConfig.to_dict()` (e.g. the fit `rag-qa calibrate` saved with
-        an index, as `query_pipeline` passes), replaces tau, the retrieval weight and temperature."""
-        self.model, self.revision, self.top_k = model, revision, top_k
+        an index, as `query_pipeline` passes), replaces tau, the retrieval weight and temperature.
+        `int8` or `bf16` set the precision as `--precision` does (bf16 only where the processor
+        has native bf16 instructions, else fp32 with a logged notice)."""
+        self.model, self.revision, self.top_k, self.bf16 = model, revision, top_k, bf16
         if scoring is not None:
             self.scoring = replace(ScoringConfig.from_dict(scoring), max_answers=top_k)
         else:
             self.scoring = ScoringConfig(tau=tau, retrieval_weight=retrieval_weight, retrieval_temperature=retrieval_temperature, max_answers=top_k)
-        self.reader = Reader(ReaderConfig(model=model, revision=revision, runtime=runtime, int8=int8))
+        chosen, notice = chosen_precision("bf16" if bf16 else "int8" if int8 else "fp32")
+        if notice:
+            LOG.warning(notice)
+        self.reader = Reader(ReaderConfig(model=model, revision=revision, runtime=runtime, int8=int8, bf16=chosen == "bf16"))
 
     def warm_up(self) -> None:
         self.reader.warm_up()
@@ -294,7 +304,7 @@ class SpanReader:
     def to_dict(self) -> dict[str, Any]:
         return default_to_dict(
             self, model=self.model, revision=self.revision, top_k=self.top_k,
-            runtime=self.reader.config.runtime, int8=self.reader.config.int8, scoring=self.scoring.to_dict(),
+            runtime=self.reader.config.runtime, int8=self.reader.config.int8, bf16=self.bf16, scoring=self.scoring.to_dict(),
         )  # fmt: skip
 
     @classmethod
