@@ -1,6 +1,6 @@
 """Ingestion benchmark on real PDFs: the SQuAD articles of ../shared rendered one article per PDF
 (two paragraphs a page, 11 PDFs, 222 pages), indexed from scratch by rag-qa (the embedder on
-PyTorch, and on ONNX Runtime) and by the Haystack
+PyTorch, on ONNX Runtime, and on PyTorch in bf16) and by the Haystack
 indexing pipeline (PyPDFToDocument -> DocumentSplitter -> SentenceTransformersDocumentEmbedder ->
 FAISSDocumentStore) with the same embedder. Each run is a fresh process (so peak memory is its
 own); runs alternate between systems and medians are reported.
@@ -30,7 +30,8 @@ def folder_size(path: Path) -> int:
 def ingest_ours(pdfs: Path, work: Path, runtime: str) -> dict:
     from rag_qa import RagQA
 
-    with RagQA.open(work / "index", runtime=runtime) as qa:
+    runtime, _, precision = runtime.partition(" ")
+    with RagQA.open(work / "index", runtime=runtime, embedder_bf16=precision == "bf16") as qa:
         qa.embedder.warm_up()
         started = time.perf_counter()
         report = qa.index([pdfs])
@@ -75,7 +76,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-SYSTEMS = {"rag-qa torch": "torch", "rag-qa onnx": "onnx", "Haystack 3 pipeline": None}  # name: rag-qa runtime
+SYSTEMS = {"rag-qa torch": "torch", "rag-qa onnx": "onnx", "rag-qa torch bf16": "torch bf16", "Haystack 3 pipeline": None}  # name: rag-qa runtime and precision
 
 
 def one_run(system: str, pdfs: Path) -> dict:

@@ -5,7 +5,8 @@ For each corpus, the same questions over the same retrieved passages (rag-qa's d
 retrieval mode, top 5 passages widened into their neighbours, the shipped scoring of the v2
 reader), read twice: every passage, and in stages. Reported: reader tokens read per question
 (question and passage windows, as batched), the share of questions settled by their first
-passage, seconds per question, and agreement with reading everything: the same decision (answer
+passage, seconds per question (all questions read in one batch; and the p50 of 100 read one at a
+time), and agreement with reading everything: the same decision (answer
 or abstain) and the same top answer text, and how far the top answer's confidence moved.
 
 Corpora: SQuAD dev-eval over the open-domain corpus (dev-eval, reader-train and the distractor
@@ -25,6 +26,7 @@ import time
 
 from common import READER, SHARED, SQUAD, SQUAD_CORPUS, require_shared, table
 
+ONE_AT_A_TIME = 100  # questions also read one at a time, as a person asks
 CORPORA = {
     "SQuAD dev-eval (open)": (SQUAD / "dev-eval.json", SQUAD_CORPUS),
     "COVID-QA papers": (SHARED / "data" / "covidqa" / "dev.json", [SHARED / "data" / "covidqa" / "dev.json"]),
@@ -56,6 +58,17 @@ def timed(read, *args):  # noqa: ANN001, ANN002, ANN201
     return read(*args), time.perf_counter() - started
 
 
+def one_at_a_time(qa, questions: list[str], hits, texts) -> tuple[float, float]:  # noqa: ANN001
+    """p50 seconds of reading one question at a time: every passage, and in stages."""
+    from rag_qa.cascade import read_in_stages
+
+    every, staged = [], []
+    for question, found, passages in zip(questions, hits, texts):
+        every.append(timed(qa.reader.read, [question], [passages])[1])
+        staged.append(timed(read_in_stages, qa.reader.read, [question], [found], qa.scoring, qa._temperature())[1])
+    return statistics.median(every), statistics.median(staged)
+
+
 def compare(qa, questions: list[str]) -> dict:  # noqa: ANN001
     from rag_qa.cascade import UNREAD, read_in_stages
 
@@ -73,13 +86,14 @@ def compare(qa, questions: list[str]) -> dict:  # noqa: ANN001
         top_a, top_b = (a.answers[0] if a.answers else None), (b.answers[0] if b.answers else None)
         same_top += (top_a and top_a.text) == (top_b and top_b.text)
         moved.append(abs((top_a.confidence if top_a else 0.0) - (top_b.confidence if top_b else 0.0)))
+    one_all, one_staged = one_at_a_time(qa, questions[:ONE_AT_A_TIME], hits[:ONE_AT_A_TIME], texts[:ONE_AT_A_TIME])
     read_texts = [[t for t, r in zip(ts, rs) if r is not UNREAD] for ts, rs in zip(texts, staged)]
     before, after = tokens_read(qa.reader, questions, texts), tokens_read(qa.reader, questions, read_texts)
     n = len(questions)
     return {
         "questions": n, "tokens_before": statistics.mean(before), "tokens_after": statistics.mean(after),
         "settled_by_first": sum(all(r is UNREAD for r in rs[1:]) for rs in staged if rs) / n, "passages_unread": unread,
-        "seconds_before": full_s / n, "seconds_after": staged_s / n,
+        "seconds_before": full_s / n, "seconds_after": staged_s / n, "one_at_a_time_p50_before": one_all, "one_at_a_time_p50_after": one_staged,
         "text_read_twice": read_twice_share(hits), "same_decision": same_decision / n, "same_top_answer": same_top / n,
         "confidence_moved_max": max(moved), "confidence_moved_mean": statistics.mean(moved),
     }  # fmt: skip
@@ -105,7 +119,7 @@ def run(limit: int) -> dict:
 
 
 def markdown(result: dict) -> str:
-    keys = ["questions", "tokens_before", "tokens_after", "settled_by_first", "text_read_twice", "seconds_before", "seconds_after", "same_decision", "same_top_answer", "confidence_moved_max", "confidence_moved_mean"]
+    keys = ["questions", "tokens_before", "tokens_after", "settled_by_first", "text_read_twice", "seconds_before", "seconds_after", "one_at_a_time_p50_before", "one_at_a_time_p50_after", "same_decision", "same_top_answer", "confidence_moved_max", "confidence_moved_mean"]
     return table(["corpus", *keys], [[corpus, *(row[k] for k in keys)] for corpus, row in result.items()])
 
 

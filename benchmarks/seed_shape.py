@@ -17,11 +17,12 @@ Precisions: fp32 and bf16 (PyTorch; bf16 only where the processor has native bf1
 
 `--ask` also times `RagQA.ask` end to end: an index of every passage of the questions (one text file
 each), the top 5 retrieved, then read (the index's passages are those the question sets hold, so
-retrieval finds mostly the same ones).
+retrieval finds mostly the same ones); with `--haystack`, Haystack's reader is timed over the
+passages `ask` reads too (a row of its own, to set beside `ask`'s column).
 `--reader DIR` times a real reader instead (the offline readers: their per-question speed).
 `--haystack` adds Haystack's `TransformersExtractiveReader` (fp32) over the same passages, first.
 
-Usage: python benchmarks/seed_shape.py [--shape large|base] [--questions 10] [--onnx] [--haystack] [--ask] [--json]
+Usage: python benchmarks/seed_shape.py [--shape large|base] [--questions 10] [--onnx] [--haystack] [--ask] [--autocast-alone] [--json]
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import os
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from common import PEER_PACKAGES, SQUAD, machine, require_peer, require_shared, table
@@ -117,20 +119,37 @@ def time_reader(reader, sets: list[tuple[str, list[str]]]) -> dict[str, float]: 
     return percentiles(seconds) | {"tokens_per_question": statistics.mean(tokens)}
 
 
-def time_ask(config, sets: list[tuple[str, list[str]]], index: Path) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    """p50 and p90 seconds per question of `RagQA.ask` over an index of every passage of `sets`
-    (each a text file): retrieval of the top 5 included, one question at a time."""
+def build_index(sets: list[tuple[str, list[str]]], index: Path) -> list[tuple[str, list[str]]]:
+    """An index of every passage of `sets` (each a text file), and each question with the 5
+    passages `ask` reads from it (retrieved, widened into their neighbours: `RagQA.search`)."""
     from rag_qa import RagQA
 
-    if not index.exists():
-        folder = index.parent / "passages"
-        folder.mkdir(parents=True, exist_ok=True)
-        for number, text in enumerate(sorted({p for _, passages in sets for p in passages})):
-            (folder / f"passage-{number:03d}.txt").write_text(text, encoding="utf-8")
-        with RagQA.open(index) as qa:
-            qa.index([folder])
+    folder = index.parent / "passages"
+    folder.mkdir(parents=True, exist_ok=True)
+    for number, text in enumerate(sorted({p for _, passages in sets for p in passages})):
+        (folder / f"passage-{number:03d}.txt").write_text(text, encoding="utf-8")
+    with RagQA.open(index) as qa:
+        qa.index([folder])
+        return [(question, [hit.passage.text for hit in qa.search(question, top_k=PASSAGES)]) for question, _ in sets]
+
+
+def time_ask(config, sets: list[tuple[str, list[str]]], index: Path) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """p50 and p90 seconds per question of `RagQA.ask` over `build_index`'s index: retrieval of
+    the top 5 included, one question at a time."""
+    from rag_qa import RagQA
+
     with RagQA.open(index, reader=config, runtime=config.runtime, answer_policy="eager") as qa:
         return percentiles(timed(lambda question, _: qa.ask(question, top_k=PASSAGES), sets), prefix="ask_")
+
+
+def autocast_alone(config):  # type: ignore[no-untyped-def]
+    """A bf16 reader whose weights stay fp32: autocast casts them at every forward pass."""
+    from rag_qa.reader import Reader, torch_forward
+
+    reader = Reader(config)
+    reader.warm_up()
+    reader._forward = torch_forward(reader._torch_model(), bf16=True, store_bf16=False)
+    return reader
 
 
 def time_haystack(folder: str, sets: list[tuple[str, list[str]]]) -> dict[str, float | None]:
@@ -152,6 +171,7 @@ def main() -> None:
     parser.add_argument("--onnx", action="store_true", help="also ONNX Runtime fp32 and int8 (exports the graph first: minutes)")
     parser.add_argument("--haystack", action="store_true", help=f"also Haystack's TransformersExtractiveReader, fp32 (pip install --no-deps {PEER_PACKAGES})")
     parser.add_argument("--ask", action="store_true", help="also time RagQA.ask (retrieval of the top 5 from an index of every passage, then reading)")
+    parser.add_argument("--autocast-alone", action="store_true", help="also bf16 with the weights kept in fp32 (autocast casts them at every forward pass), as rag-qa read before it stored them in bf16")
     parser.add_argument("--reader", metavar="DIR", help="time this reader folder instead of the random-weight shape (the offline v2 reader: ../shared/models/minilm-squad2-reader-v2)")
     parser.add_argument("--cache", default=str(DEFAULT_CACHE), help="where the random-weight model is kept (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -174,14 +194,23 @@ def main() -> None:
         require_peer()
         results["haystack fp32"] = time_haystack(folder, sets)
     with tempfile.TemporaryDirectory(prefix="rag-qa-seed-shape-") as work:
+        index = Path(work) / "index"
+        if args.ask:
+            retrieved = build_index(sets, index)
+            if args.haystack:  # Haystack's reader over the very passages `ask` reads, to set beside ask's p50
+                results["haystack fp32, ask's passages"] = time_haystack(folder, retrieved)
         for name, config in runs.items():
-            results[name] = time_reader(Reader(config), sets) | (time_ask(config, sets, Path(work) / "index") if args.ask else {})
+            results[name] = time_reader(Reader(config), sets) | (time_ask(config, sets, index) if args.ask else {})
+        if args.ask and "torch bf16" in runs:  # reading in stages (rag_qa.cascade), which only `ask` does
+            results["torch bf16, ask in stages"] = time_ask(replace(runs["torch bf16"], read_in_stages=True), sets, index) | {"tokens_per_question": None}
+        if args.autocast_alone and "torch bf16" in runs:
+            results["torch bf16, autocast alone"] = time_reader(autocast_alone(runs["torch bf16"]), sets)
     baseline = results["haystack fp32" if args.haystack else "torch fp32"]["p50_s"]
     report = {"shape": args.reader or args.shape, "questions": len(sets), "machine": machine(), "threads": os.cpu_count(), "results": results}
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    rows = [[name, r["p50_s"], r["p90_s"], baseline / r["p50_s"], r["tokens_per_question"] or "not counted", r.get("ask_p50_s", ""), r.get("ask_p90_s", "")] for name, r in results.items()]
+    rows = [[name, r.get("p50_s", ""), r.get("p90_s", ""), baseline / r["p50_s"] if "p50_s" in r else "", r["tokens_per_question"] or "not counted", r.get("ask_p50_s", ""), r.get("ask_p90_s", "")] for name, r in results.items()]
     headers = ["reader", "read p50 s/question", "read p90 s/question", f"read speed vs {'haystack' if args.haystack else 'torch'} fp32", "tokens read/question", "ask p50 s", "ask p90 s"]
     print(table(headers, rows))
     print(f"\n{report['shape']}, {len(sets)} questions x {PASSAGES} passages, one at a time; {report['machine']}")

@@ -153,8 +153,10 @@ class ReaderConfig(_Serialisable):
     int8: bool = False  # int8 weights and activations (ONNX Runtime): faster, its own fitted scoring
     bf16: bool = False  # bfloat16 matrix products, the QA head in fp32 (PyTorch autocast; `rag_qa.precision`)
     # `ask` reads a question's first passage first and the others only when they could change the
-    # top answer or the decision to answer (`rag_qa.cascade`); False reads every passage
-    read_in_stages: bool = True
+    # top answer or the decision to answer (`rag_qa.cascade`). Off by default: fewer tokens, but one
+    # more forward pass for each question the first passage does not settle (most of them), which
+    # costs more than it saves for one question at a time with a large reader (docs/benchmarks.md 19)
+    read_in_stages: bool = False
 
     def __post_init__(self) -> None:
         _require(bool(self.model), "reader model must be a Hub id or a local path")

@@ -17,6 +17,7 @@ import numpy as np
 from rag_qa.config import EmbedderConfig
 from rag_qa.models import ResolvedModel, resolve_model
 from rag_qa.onnx_models import embedder_graph, load_graph
+from rag_qa.precision import bf16_weights
 from rag_qa.tokenizer import FastTokenizer, cached_tokenizer, hf_snapshot, padded_arrays
 
 
@@ -68,6 +69,8 @@ class Embedder:
                 revision=self.resolved.load_revision,
                 device=self.config.device,
             )
+            if self.config.bf16:
+                bf16_weights(self._model)  # the same numbers as autocast's, cast once
         return self._model
 
     def _snapshot(self) -> dict[str, Any]:

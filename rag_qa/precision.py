@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rag_qa.errors import ConfigError
 
@@ -63,3 +64,15 @@ def processor_summary() -> dict[str, str]:
     """What `rag-qa info` says of this processor: its bf16 instructions and what auto reads in."""
     found = sorted(cpu_flags() & BF16_FLAGS)
     return {"bf16_instructions": ", ".join(found) or "none", "precision_auto": "bf16" if found else "fp32"}
+
+
+def bf16_weights(model: Any, keep_fp32: str = "qa_outputs") -> None:
+    """Store the model's linear layers in bf16, except those under `keep_fp32` (the reader's span
+    head). Under autocast the numbers are the same (autocast casts each fp32 weight to bf16 anyway),
+    but it casts them again at every forward pass: with the reference reader's shape, reading took
+    1.16x as long that way (benchmarks/seed_shape.py --autocast-alone, docs/benchmarks.md section 19)."""
+    import torch
+
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and not name.startswith(keep_fp32):
+            module.to(torch.bfloat16)

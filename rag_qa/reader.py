@@ -30,6 +30,7 @@ from rag_qa.ingest.tables import cell_span
 from rag_qa.ingest.text import MappedText, clean_mapped, clean_text, trim_span
 from rag_qa.models import ResolvedModel, resolve_model
 from rag_qa.onnx_models import load_graph, reader_graph
+from rag_qa.precision import bf16_weights
 from rag_qa.table_lookup import matching_rows, row_matches, table_rows
 from rag_qa.tokenizer import FastTokenizer, cached_tokenizer, hf_snapshot, padded_arrays
 
@@ -222,14 +223,17 @@ def padded_batch(features: Any, rows: Sequence[int], pad_id: int, device: Any = 
 Forward = Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray]]
 
 
-def torch_forward(model: Any, bf16: bool = False) -> Forward:
+def torch_forward(model: Any, bf16: bool = False, store_bf16: bool = True) -> Forward:
     """Start and end logits of one padded batch from an eager PyTorch model; with `bf16`, its
-    matrix products in bfloat16 (autocast) and its QA head in fp32 (`fp32_head`)."""
+    matrix products in bfloat16 (autocast; its linear layers stored in bf16 unless `store_bf16` is
+    False, which only benchmarks want) and its QA head in fp32 (`fp32_head`)."""
     import torch
 
     device = next(model.parameters()).device
     if bf16:
         fp32_head(model)
+        if store_bf16:
+            bf16_weights(model)
 
     def forward(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):

@@ -97,15 +97,15 @@ def test_a_bf16_reader_keeps_its_span_head_in_fp32_and_stays_near_fp32(tiny_robe
         assert net.qa_outputs(hidden).dtype == torch.float32
 
 
-def test_the_offline_reader_ships_a_fit_for_bf16_beside_fp32() -> None:
-    """Scoring is fitted per precision: a bf16 reader is not scored with fp32's fit, nor left to
-    the defaults."""
+def test_the_offline_reader_ships_a_fit_for_bf16_and_int8_beside_fp32() -> None:
+    """Scoring is fitted per precision: a bf16 or int8 reader is not scored with fp32's fit, nor
+    left to the defaults."""
     needs_shared(READER)
     from rag_qa.saved_scoring import shipped_scoring
 
     for mode in ("dense", "bm25", "hybrid"):
-        bf16, fp32 = shipped_scoring(str(READER), mode, precision="bf16"), shipped_scoring(str(READER), mode, precision="fp32")
-        assert bf16 is not None and fp32 is not None and bf16 != fp32
+        fits = [shipped_scoring(str(READER), mode, precision=p) for p in ("fp32", "bf16", "int8")]
+        assert None not in fits and len({repr(f) for f in fits}) == 3
 
 
 def test_the_embedder_computes_in_bf16_with_the_reader_or_when_told(embedder, tmp_path: Path) -> None:
@@ -157,3 +157,23 @@ def test_the_haystack_span_reader_takes_bf16_as_the_command_line_does(tiny_rober
     with caplog.at_level("WARNING"):
         assert SpanReader(model=tiny_roberta, revision=None, bf16=True).reader.config.precision == "fp32"
     assert "no native bf16" in caplog.text
+
+
+def test_bf16_weights_are_stored_once_with_the_same_numbers_as_autocast(tiny_roberta: str) -> None:
+    """Autocast casts every fp32 weight to bf16 at each forward pass; storing the linear layers in
+    bf16 once gives the same logits (the span head stays fp32)."""
+    import torch
+    from transformers import AutoModelForQuestionAnswering
+
+    from rag_qa.precision import bf16_weights
+    from rag_qa.reader import torch_forward
+
+    stored = AutoModelForQuestionAnswering.from_pretrained(tiny_roberta).eval()
+    cast_each_time = AutoModelForQuestionAnswering.from_pretrained(tiny_roberta).eval()
+    arrays = {"input_ids": np.array([[0, 100, 200, 300, 2, 2, 400, 500, 2]]), "attention_mask": np.ones((1, 9), dtype=np.int64)}
+    logits = torch_forward(stored, bf16=True)(arrays)
+    assert stored.roberta.encoder.layer[0].attention.self.query.weight.dtype == torch.bfloat16
+    assert stored.qa_outputs.inner.weight.dtype == torch.float32 and stored.roberta.embeddings.word_embeddings.weight.dtype == torch.float32
+    assert all(np.array_equal(a, b) for a, b in zip(logits, torch_forward(cast_each_time, bf16=True, store_bf16=False)(arrays)))
+    bf16_weights(stored)  # again: nothing changes
+    assert stored.qa_outputs.inner.weight.dtype == torch.float32

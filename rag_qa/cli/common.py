@@ -43,7 +43,7 @@ def shared_options() -> SharedOptions:
              "int8 (ONNX Runtime), auto (bf16 where native, else fp32) (default: fp32)",
     )  # fmt: skip
     reader_options.add_argument("--int8", action="store_true", help="the same as --precision int8: int8 reader on ONNX Runtime (implies --runtime onnx): faster, the same accuracy within 1%% on dev-eval; calibrate it on its own")
-    reader_options.add_argument("--read-everything", action="store_true", help="read every retrieved passage: by default a question's best passage is read first and the others only when they could change the top answer or the decision to answer (the same answers; the list of other answers may be shorter)")
+    reader_options.add_argument("--read-in-stages", action="store_true", help="read each question's best passage first and the others only when they could change the top answer or the decision to answer: the same answers from fewer tokens (the list of other answers may be shorter), but one more forward pass where the first passage does not settle it; worth it for batches of questions (default: read every passage)")
     runtime_options = argparse.ArgumentParser(add_help=False)
     runtime_options.add_argument("--runtime", choices=RUNTIMES, help="run the models on ONNX Runtime (the onnx extra: same answers, faster; each model's graph is exported and cached on first use) or on eager PyTorch; auto: $RAG_QA_RUNTIME when set, else onnx when installed, else torch (default: auto)")
     runtime_options.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime threads per model (default: one per core)")
@@ -87,7 +87,7 @@ def reader_config(args: argparse.Namespace, **windows: int) -> ReaderConfig:
     chosen = precision(args)
     return ReaderConfig(
         model=args.reader, revision=args.reader_revision, int8=chosen == "int8", bf16=chosen == "bf16", runtime=runtime(args, chosen), threads=args.threads,
-        read_in_stages=not getattr(args, "read_everything", False), **windows,
+        read_in_stages=getattr(args, "read_in_stages", False), **windows,
     )  # fmt: skip
 
 
