@@ -10,7 +10,7 @@ they can only widen the reader's margin for an answer, which never turns an answ
 abstention (with a fitted answer threshold, only while the margin's weight in the top answer's
 probability is not negative). Tables are the exception: a question naming a row and
 a column can put a cell of any passage first (`table_lookup`), so a question with a table row
-among its passages reads them all.
+among its passages reads them all, together.
 
 What reading less changes: the answers after the first (those of passages not read are missing)
 and the top answer's confidence where an unread passage would have widened the margin.
@@ -53,14 +53,18 @@ def read_in_stages(
 ) -> tuple[list[list[PassageReading]], int]:  # fmt: skip
     """Every question's readings (UNREAD for a passage left unread) and how many passages were
     left unread: the first passages of all questions in one batch, then the rest of the
-    questions not settled by their first in another."""
+    questions not settled by their first in another. A question with a table among its passages
+    is read whole in the first batch: the reader decides which table rows may answer it over all
+    its passages together."""
     readings: list[list[PassageReading]] = [[UNREAD] * len(found) for found in hits]
     asked = [i for i, found in enumerate(hits) if found]
-    for i, first in zip(asked, read([questions[i] for i in asked], [[hits[i][0].passage.text] for i in asked])):
-        readings[i][0] = first[0]
-    rest = [i for i in asked if not settled(questions[i], hits[i], readings[i][0], scoring, temperature)]
+    whole = {i for i in asked if any(FIELD_SEPARATOR in hit.passage.text for hit in hits[i])}
+    first_texts = [[h.passage.text for h in hits[i]] if i in whole else [hits[i][0].passage.text] for i in asked]
+    for i, found in zip(asked, read([questions[i] for i in asked], first_texts)):
+        readings[i][: len(found)] = found
+    rest = [i for i in asked if i not in whole and not settled(questions[i], hits[i], readings[i][0], scoring, temperature)]
     for i, others in zip(rest, read([questions[i] for i in rest], [[h.passage.text for h in hits[i][1:]] for i in rest])):
         readings[i][1:] = others
-    read_all = set(rest)
+    read_all = set(rest) | whole
     unread = sum(len(found) - 1 for i, found in enumerate(hits) if found and i not in read_all)
     return readings, unread

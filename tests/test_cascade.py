@@ -101,6 +101,22 @@ def test_a_table_among_the_passages_is_read_in_full():
     assert not settled("Which word is bravo?", with_table, readings[0], TAU_RULE, TEMPERATURE)
 
 
+def test_a_question_with_a_table_reads_its_passages_together_in_one_pass():
+    """The reader decides which table rows may answer over all of a question's passages at once."""
+    text = " ".join(WORDS)
+    table = f"Fee{FIELD_SEPARATOR}Amount\nalpha bravo{FIELD_SEPARATOR}charlie delta echo foxtrot"
+    hits = [SearchHit(passage(0, text), 0.9), SearchHit(passage(1, table), 0.4)]
+    calls: list[list[list[str]]] = []
+
+    def read(questions: list[str], passages: list[list[str]]) -> list[list[PassageReading]]:
+        calls.append(passages)
+        return [[PassageReading(0.0, ()) for _ in texts] for texts in passages]
+
+    readings, unread = read_in_stages(read, ["Which fee?"], [hits], TAU_RULE, TEMPERATURE)
+    assert calls[0] == [[text, table]] and all(not p for p in calls[1:]) and unread == 0
+    assert len(readings[0]) == 2 and all(r is not UNREAD for r in readings[0])
+
+
 def test_a_passage_that_could_still_outrank_the_first_answer_is_read():
     text = " ".join(WORDS)
     hits, readings = strong_first_case([text, text, text])
