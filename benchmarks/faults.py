@@ -131,7 +131,7 @@ def postgresql_scenario(duration: float, outages_s: tuple[float, ...] = (3.0, 40
     import httpx
     import pgserver
     from load import build_index, start_service
-    from pg_restart import restart
+    from pg_restart import restart, shut_down
 
     from rag_qa.server.background import free_port
     from rag_qa.squad import squad_corpus
@@ -210,7 +210,7 @@ def postgresql_scenario(duration: float, outages_s: tuple[float, ...] = (3.0, 40
             "duplicate_passage_ids": len(ids) - len(set(ids)), "passages_match_files": len(ids) == sum(files.values()), "consistent": consistent,
         }  # fmt: skip
     finally:
-        server.cleanup()
+        shut_down(server)  # after restarts pgserver's own cleanup would leave the server running
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -48,3 +48,17 @@ def _wait_for(server) -> None:
             if time.monotonic() > deadline:
                 raise RuntimeError("PostgreSQL did not come back within 60 s") from None
             time.sleep(0.2)
+
+
+def shut_down(server) -> None:
+    """Stop the server for good, then let pgserver clean up. pgserver's own cleanup stops only the
+    postmaster it started: after a restart through pg_ctl the running one is another, which it
+    left behind (two servers outlived every suite run)."""
+    import pgserver
+
+    try:
+        pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+    except Exception:  # noqa: BLE001 (already stopped: nothing to do)
+        pass
+    server.cleanup()
+    assert not Path(server.pgdata, "postmaster.pid").exists(), f"a PostgreSQL server still runs on {server.pgdata}"

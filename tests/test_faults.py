@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import REPO, SAMPLE_FILES, cli_env
-from pg_restart import restart, stopped
+from pg_restart import restart, shut_down, stopped
 
 from rag_qa.config import ReaderConfig
 from rag_qa.onnx_models import ExportError, OnnxGraph
@@ -283,7 +283,7 @@ def test_a_postgresql_restart_costs_503s_only_and_indexing_loses_and_duplicates_
             ids = [p.id for p, _ in store.iter_passages()]
             assert len(ids) == len(set(ids)) == sum(f["passages"] for f in store.files())  # nothing lost, nothing twice
     finally:
-        server.cleanup()
+        shut_down(server)
 
 
 @pytest.mark.integration
@@ -312,7 +312,7 @@ def test_while_postgresql_is_down_calls_fail_at_once_and_the_first_call_after_it
                 assert failures >= 10  # each failed at once (the server is known to be down), not after the pool's 10 s timeout
             assert [f["source"] for f in store.files()] == ["a.txt"]  # the first call after the server is back
     finally:
-        server.cleanup()
+        shut_down(server)
 
 
 CHUNKED_FORM = {"Content-Type": "multipart/form-data; boundary=rag-qa-test-boundary"}
