@@ -40,12 +40,12 @@ def run(data: str, sample: int | None, recipes: list[str], reader_dir: Path = RE
     fp32.warm_up()  # exports (or finds) the fused fp32 graph
     graph = reader_fp32_graph(fp32.resolved)
     rows, folder = {}, Path(tempfile.mkdtemp(prefix="int8-recipes-"))
-    for recipe in recipes:
+    for number, recipe in enumerate(recipes):
         reader = Reader(ReaderConfig(model=str(reader_dir), runtime="onnx"))
         reader.warm_up()
         if recipe != "fp32":
             keep = () if recipe == "none" else tuple(recipe.split("+"))
-            quantized = folder / f"recipe-{len(list(folder.iterdir()))}.onnx"  # recipes hold "/"
+            quantized = folder / f"recipe-{number}.onnx"  # numbered: recipes hold "/"
             quantize_int8(graph, quantized, keep)
             reader._forward = OnnxGraph(quantized).run  # the same reader, its model swapped for this recipe's graph
         started = time.perf_counter()

@@ -30,12 +30,17 @@ UNREAD = PassageReading(null_score=0.0, spans=())  # a passage not read: no span
 Read = Callable[[list[str], list[list[str]]], list[list[PassageReading]]]
 
 
+def has_table(hits: Sequence[SearchHit]) -> bool:
+    """Whether a table row may be among the passages (their questions are read whole, together)."""
+    return any(FIELD_SEPARATOR in hit.passage.text for hit in hits)
+
+
 def settled(question: str, hits: Sequence[SearchHit], first: PassageReading, scoring: ScoringConfig, temperature: float) -> bool:
     """Whether reading the passages after the first cannot change the top answer or the decision
     to answer (module docstring)."""
     if len(hits) <= 1:
         return True
-    if any(FIELD_SEPARATOR in hit.passage.text for hit in hits):
+    if has_table(hits):
         return False
     if scoring.answer_threshold is not None and scoring.answer_margin_scale < 0:
         return False
@@ -58,7 +63,7 @@ def read_in_stages(
     its passages together."""
     readings: list[list[PassageReading]] = [[UNREAD] * len(found) for found in hits]
     asked = [i for i, found in enumerate(hits) if found]
-    whole = {i for i in asked if any(FIELD_SEPARATOR in hit.passage.text for hit in hits[i])}
+    whole = {i for i in asked if has_table(hits[i])}
     first_texts = [[h.passage.text for h in hits[i]] if i in whole else [hits[i][0].passage.text] for i in asked]
     for i, found in zip(asked, read([questions[i] for i in asked], first_texts)):
         readings[i][: len(found)] = found
