@@ -2,12 +2,15 @@
 index in an append-only `events` table (the FAISS folder's SQLite database, or the PostgreSQL
 schema). A change passes its event to the store (`event=audit.event(...)`), which appends it in
 the change's own transaction: a change is never made without its event. Reads come a page at a
-time (`page`), one bounded query each: the log may grow without bound, a read never does."""
+time (`page`), one bounded query each: the log may grow without bound, a read never does.
+An event made while the service answers a request holds that request's id (`REQUEST_ID`, set by
+`server.observe`), so the audit trail and the service's logs name the same request."""
 
 from __future__ import annotations
 
 import getpass
 import time
+from contextvars import ContextVar
 from typing import Any
 
 from rag_qa.errors import RagQAError
@@ -17,6 +20,8 @@ from rag_qa.store.protocol import PassageStore
 DEFAULT_PAGE = 100
 MAX_PAGE = 10_000
 RESERVED = ("id", "at", "details")  # names an event's details may not take (they are its own fields)
+# The id of the request being answered (the service sets it per request; FastAPI's thread pool copies it into the endpoint's thread)
+REQUEST_ID: ContextVar[str | None] = ContextVar("rag_qa_request_id", default=None)
 
 
 def command_line_user() -> str:
@@ -29,10 +34,14 @@ def command_line_user() -> str:
 
 def event(who: str, action: str, target: str, **details: Any) -> dict[str, Any]:
     """An event for a store call's `event=`: `who` (a key's name, or `command_line_user()`) did
-    `action` to `target`, now; `details` must be JSON (a bad one fails the change it comes with)."""
+    `action` to `target`, now; `details` must be JSON (a bad one fails the change it comes with).
+    Made during a request, its details hold the request's id (`request_id`, unless given)."""
     clash = sorted(set(details) & set(RESERVED))
     if clash:
         raise RagQAError(f"an audit event's details may not be named {', '.join(clash)}")
+    request_id = REQUEST_ID.get()
+    if request_id is not None:
+        details = {"request_id": request_id, **details}
     return {"at": time.time(), "who": who, "action": action, "target": target, "details": details}
 
 

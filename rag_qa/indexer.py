@@ -20,7 +20,7 @@ from rag_qa.config import IngestConfig
 from rag_qa.embed import Embedder
 from rag_qa.errors import ConfigError, LoadError
 from rag_qa.ingest.chunking import chunk_document
-from rag_qa.ingest.loaders import UNSUPPORTED, discover, file_hash, load_document, unreadable
+from rag_qa.ingest.loaders import UNSUPPORTED, bytes_hash, discover, file_hash, load_document, unreadable
 from rag_qa.ingest.formats import MAIL_SUFFIXES
 from rag_qa.ingest.mail import attachments_of
 from rag_qa.ingest.ocr import keep_recognised_words
@@ -117,13 +117,15 @@ def index_paths(
     prune: bool = False,
     hasher: Callable[[str], str] = file_hash,
     force: bool = False,
+    keep_originals: bool = False,
 ) -> IndexReport:
     """Index files and folders into `store`. Unreadable files are reported, never fatal. With
     `groups`, every file gets those access groups (stored with its passages, in one transaction);
     without, a file back under a name a sync removed gets the groups it had. With `prune`, the
     index mirrors the paths, within the limits in `sync` (`force` lifts the share limit; the
     report's `prune_refused` says what was kept and why). `hasher` hashes a file (a watcher
-    passes one that remembers unchanged files)."""
+    passes one that remembers unchanged files). With `keep_originals`, a store that keeps
+    originals (PostgreSQL) gets each file's bytes with its passages (the service's uploads)."""
     config = config if config is not None else IngestConfig()
     chunking = check_chunking(store, embedder)
     report = IndexReport()
@@ -152,6 +154,8 @@ def index_paths(
                     continue
                 with _Timer(report, "load"):
                     document = regroup.loaded(load_document(path, config, pdf_reader, content_hash, _ocr_progress(bar, path)))
+                if keep_originals and store.keeps_originals:
+                    document = with_original(document, path)
                 (report.added if known is None else report.changed).append(path)
             except LoadError as error:
                 report.skip(error)
@@ -175,6 +179,16 @@ def index_paths(
         store.flush()
     report.passages_total = store.count()
     return report
+
+
+def with_original(document: Document, path: str) -> Document:
+    """`document` with its file's bytes, checked to be the bytes that were read (LoadError if the
+    file changed meanwhile: a page view must show what the passages quote)."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if bytes_hash(path, data) != document.content_hash:
+        raise LoadError(path, "the file changed while it was being indexed; send it again")
+    return replace(document, original=data)
 
 
 def finish_sync(store: Store, report: IndexReport, regroup: "GroupSetter", pruner: Pruner) -> None:

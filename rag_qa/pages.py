@@ -26,6 +26,7 @@ import queue
 import threading
 import unicodedata
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rag_qa.errors import NotFoundError, RagQAError
@@ -33,12 +34,14 @@ from rag_qa.ingest.guard import GuardedWorker, ParseError
 from rag_qa.ingest.loaders import file_hash
 from rag_qa.ingest.pdf_layout import read_characters
 from rag_qa.records import OcrPage, PageBox
+from rag_qa.spool import SpooledOriginals
 
 MIN_WIDTH, MAX_WIDTH = 100, 2400  # pixels: bounds a request's memory and time
 _DEVICE = 100_000_000  # the display map is measured on a device this many units across (an int32 in pdfium)
 
 
 Box = tuple[float, float, float, float]
+Stored = Callable[[str], "bytes | None"]  # a stored file's original bytes, None when the index keeps none
 NARROW, NARROW_SHARE = set(".,;:!'|iIljft()"), 0.45  # characters about half as wide as others, in most typefaces
 
 
@@ -216,43 +219,60 @@ class PdfPageViewer:
         self._document_locks: dict[str, threading.Lock] = {}
         self._hashes: dict[tuple[str, int, int], str] = {}
         self._images = ByteBoundedCache(int(cache_mb * 1_000_000))
+        self._originals = SpooledOriginals()
 
     def close(self) -> None:
         for worker in self._all:
             worker.close()
+        self._originals.close()
 
     def _document_lock(self, source: str) -> threading.Lock:
         with self._guard:
             return self._document_locks.setdefault(source, threading.Lock())
 
-    def render(self, source: str, content_hash: str, page: int, width: int) -> bytes:
-        """Page `page` as a PNG `width` pixels wide."""
+    def render(self, source: str, content_hash: str, page: int, width: int, stored: Stored | None = None) -> bytes:
+        """Page `page` as a PNG `width` pixels wide. `stored` gives the file's bytes when the index
+        keeps its original (an upload on PostgreSQL): then no copy on this machine is needed."""
         if not MIN_WIDTH <= width <= MAX_WIDTH:
             raise RagQAError(f"width must be between {MIN_WIDTH} and {MAX_WIDTH} pixels, got {width}")
-        self._check_file(source, content_hash)
-        key = (source, content_hash, page, width)
+        path, key = self._file(source, content_hash, stored), (source, content_hash, page, width)
         with self._document_lock(source):
             png = self._images.get(key)
             if png is None:
-                png = self._call(source, render_page, source, page, width)
+                png = self._call(source, render_page, path, page, width)
                 self._images.put(key, png)
         return png
 
-    def boxes(self, source: str, content_hash: str, page: int, page_text: str, start: int, end: int, scanned: OcrPage | None = None) -> list[PageBox]:
+    def boxes(
+        self, source: str, content_hash: str, page: int, page_text: str, start: int, end: int, scanned: OcrPage | None = None,
+        stored: Stored | None = None,
+    ) -> list[PageBox]:  # fmt: skip
         """Rectangles (one per line) covering `page_text[start:end]`, the stored text of page
-        `page`; `scanned` is the page's OCR reading when it was a scan."""
-        self._check_file(source, content_hash)
+        `page`; `scanned` is the page's OCR reading when it was a scan; `stored` as for `render`."""
         with self._document_lock(source):
-            glyphs, glyph = self._aligned(source, content_hash, page, page_text, scanned)
+            path = self._file(source, content_hash, stored)
+            glyphs, glyph = self._aligned(source, path, page, page_text, scanned)
         found = sorted({g for g in glyph[start:end] if g is not None})
         lines = line_boxes([glyphs.boxes[g] for g in found])  # type: ignore[misc]
         return [PageBox(page, *glyphs.displayed(line)) for line in lines]
 
     @functools.lru_cache(maxsize=64)  # the viewer lives as long as the index it serves
-    def _aligned(self, source: str, content_hash: str, page: int, page_text: str, scanned: OcrPage | None) -> tuple[PageGlyphs, list[int | None]]:
+    def _aligned(self, source: str, path: str, page: int, page_text: str, scanned: OcrPage | None) -> tuple[PageGlyphs, list[int | None]]:
         if scanned is not None:
             return self._call(source, aligned_ocr_glyphs, scanned, page_text)
-        return self._call(source, aligned_glyphs, source, page, page_text)
+        return self._call(source, aligned_glyphs, path, page, page_text)
+
+    def _file(self, source: str, content_hash: str, stored: Stored | None) -> str:
+        """Where to read `source` as it was indexed: the index's copy of its original (written
+        once to this viewer's spool folder, named by its content), else the file on disk."""
+        spooled = self._originals.path(source, content_hash)
+        if spooled is not None:
+            return spooled
+        original = stored(source) if stored is not None else None
+        if original is not None:
+            return self._originals.put(source, content_hash, original)
+        self._check_file(source, content_hash)
+        return source
 
     def _check_file(self, source: str, content_hash: str) -> None:
         """Raise unless `source` is on disk with the content that was indexed."""

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import bisect
 import os
 import re
 import threading
@@ -30,18 +29,18 @@ from rag_qa.config import (
     ScoringConfig,
     with_answer_policy,
 )
+from rag_qa.document_views import DocumentViews
 from rag_qa.embed import Embedder
 from rag_qa.errors import ChangedMeanwhile, IndexMismatchError, NotFoundError, QuestionError
 from rag_qa.indexer import IndexReport, index_paths
-from rag_qa.ingest.loaders import PAGE_SEPARATOR, source_name
+from rag_qa.ingest.loaders import source_name
 from rag_qa.ingest.mail import attachments_of, file_of, is_attachment
-from rag_qa.ingest.ocr import recognised_page
 from rag_qa.ingest.text import clean_text
 from rag_qa.keys import check_groups
 from rag_qa.naming import resolve_sources
 from rag_qa.reader import PassageReading, Reader
 from rag_qa.pages import PdfPageViewer
-from rag_qa.records import Answer, PageBox, QAResult, SearchHit, SourceText
+from rag_qa.records import QAResult, SearchHit
 from rag_qa.retrieve import Retriever
 from rag_qa.saved_scoring import scoring_for
 from rag_qa.store import Store, StoreInfo, open_store
@@ -60,7 +59,7 @@ def checked_question(question: str) -> str:
     return question
 
 
-class RagQA:
+class RagQA(DocumentViews):
     """An index on disk plus the models that read and write it. Models load on first use."""
 
     def __init__(
@@ -151,7 +150,7 @@ class RagQA:
 
     def index(
         self, paths: Sequence[str | os.PathLike[str]], progress: bool = False, ray: str | None = None, groups: Sequence[str] | None = None,
-        prune: bool = False, force: bool = False,
+        prune: bool = False, force: bool = False, keep_originals: bool = False,
     ) -> IndexReport:  # fmt: skip
         """Add or update files and folders; unreadable files are reported in the result. With
         `ray` ("auto" or a cluster address), loading, chunking and embedding run on a Ray
@@ -161,7 +160,9 @@ class RagQA:
         the groups it had). With `prune`, the index mirrors `paths`: files gone from them are
         removed, and a moved file keeps its passages; what a sync refuses to remove (a missing,
         empty or unreadable folder; more than `ingest.max_prune_share` of a folder unless
-        `force`) is kept and listed in the report's `prune_refused` (see `sync`)."""
+        `force`) is kept and listed in the report's `prune_refused` (see `sync`). With
+        `keep_originals`, a store that keeps originals (PostgreSQL) holds each file's bytes, so
+        its pages can be shown wherever the index is open (the service's uploads)."""
         groups = check_groups(groups) if groups is not None else None
         if ray is not None:
             from rag_qa.distributed import connect, index_on_ray
@@ -170,7 +171,7 @@ class RagQA:
             self._check_embedder()
             return index_on_ray([str(p) for p in paths], self.store, self.embedder, self.ingest, ray, progress, groups, prune, force)
         self._check_embedder()
-        return index_paths([str(p) for p in paths], self.store, self.embedder, self.ingest, progress, groups, prune, force=force)
+        return index_paths([str(p) for p in paths], self.store, self.embedder, self.ingest, progress, groups, prune, force=force, keep_originals=keep_originals)
 
     def watch(
         self, paths: Sequence[str | os.PathLike[str]], on_report: Callable[[IndexReport], None], stop: threading.Event | None = None,
@@ -378,64 +379,6 @@ class RagQA:
         if readable is not None and not set(parts) <= set(readable):
             raise AccessDenied(f"this key may not {action} {name}; an admin may")
         return parts
-
-    def show(self, source: str | os.PathLike[str], page: int | None = None, groups: Sequence[str] | None = None) -> SourceText:
-        """The text that answer offsets of `source` index (the decoded file for text formats, the
-        extracted text for HTML and PDF): `show(a.source).text[a.start:a.end] == a.text`. With
-        `page`, one page of a PDF, with where it starts and ends in that text."""
-        name = self.readable_source(source, groups)
-        text = self.store.document_text(name)
-        if text is None:
-            raise NotFoundError(f"{name} was indexed before rag-qa kept document text; index it again to show it")
-        starts = self.store.page_starts(name)
-        if page is None:
-            return SourceText(name, text, 0, len(text), None, len(starts))
-        if not 1 <= page <= len(starts):
-            pages = f"pages 1 to {len(starts)}" if starts else "no pages (it is not a PDF)"
-            raise NotFoundError(f"{name} has {pages}; page {page} does not exist")
-        end = starts[page] - len(PAGE_SEPARATOR) if page < len(starts) else len(text)
-        return SourceText(name, text[starts[page - 1] : end], starts[page - 1], end, page, len(starts))
-
-    def page_image(self, source: str | os.PathLike[str], page: int, width: int = 1000, groups: Sequence[str] | None = None) -> bytes:
-        """Page `page` (from 1) of an indexed PDF as a PNG `width` pixels wide (100 to 2400).
-        Raises NotFoundError for a page that does not exist or a file no longer on disk, and
-        RagQAError for a file that changed since it was indexed."""
-        shown = self.show(source, page, groups)
-        if is_attachment(shown.source):
-            raise NotFoundError(f"{shown.source} is an attachment of {file_of(shown.source)}: its pages are not shown (open it from the mail)")
-        return self.pages.render(shown.source, self._indexed_hash(shown.source), page, width)
-
-    def boxes(self, source: str | os.PathLike[str], start: int, end: int, groups: Sequence[str] | None = None) -> list[PageBox]:
-        """Where characters [start, end) of an indexed PDF's text (`show`) are on its pages: one
-        rectangle per line, as fractions of the page (draw them on `page_image`); [] for a
-        document that is not a PDF."""
-        name = self.readable_source(source, groups)
-        starts = self.store.page_starts(name)
-        if not starts or end <= start or is_attachment(name):  # (not a file on disk)
-            return []
-        found: list[PageBox] = []
-        for page in range(bisect.bisect_right(starts, start), bisect.bisect_right(starts, end - 1) + 1):
-            shown = self.show(name, page)
-            first, last = max(start, shown.start) - shown.start, min(end, shown.end) - shown.start
-            if first < last:
-                content_hash = self._indexed_hash(name)
-                scanned = recognised_page(self.store, content_hash, page)
-                found += self.pages.boxes(name, content_hash, page, shown.text, first, last, scanned)
-        return found
-
-    def answer_boxes(self, answer: Answer) -> list[PageBox]:
-        """The boxes of an answer on its PDF's pages (see `boxes`); [] when it is not from a PDF."""
-        return self.boxes(answer.source, answer.start, answer.end) if answer.source and answer.page else []
-
-    def content_hash(self, source: str | os.PathLike[str], groups: Sequence[str] | None = None) -> str:
-        """The content hash a readable document was indexed with (a page image's cache tag)."""
-        return self._indexed_hash(self.readable_source(source, groups))
-
-    def _indexed_hash(self, name: str) -> str:
-        content_hash = self.store.file_hash(name)
-        if content_hash is None:
-            raise NotFoundError(f"{name} is not in the index (see `rag-qa info --files`)")
-        return content_hash
 
     def info(self) -> StoreInfo:
         return self.store.info()

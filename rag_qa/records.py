@@ -41,6 +41,7 @@ class Document:
     warnings: tuple[str, ...] = ()  # what could not be read although the file was (a scanned page without OCR)
     attachments: tuple["Document", ...] = ()  # a mail's attachments, documents of their own (`mail.eml#name`)
     attached_to: str | None = None  # for an attachment: the mail it came with
+    original: bytes | None = field(default=None, repr=False)  # the file's bytes, for a store that keeps them (an upload)
 
     def with_attachments(self) -> tuple["Document", ...]:
         """This document and its attachments: each is stored as a document of its own."""

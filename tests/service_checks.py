@@ -29,7 +29,7 @@ from typing import Any
 
 MARKER = re.compile(r"\b[A-Z]{4,}\d{4}\b")
 ROLES = ("reader", "editor", "admin")
-IGNORED_HEADERS = {"content-length", "date"}
+IGNORED_HEADERS = {"content-length", "date", "x-request-id"}  # the request id: new for every request, about no document
 
 
 @dataclass(eq=False)

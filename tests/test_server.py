@@ -66,6 +66,18 @@ def uploaded_files(storage: Path) -> list[str]:
     return sorted(p.name for p in storage.rglob("*") if p.is_file())
 
 
+def kept_uploads(storage: Path, location: str) -> dict[str, bytes]:
+    """The uploads kept, by name: in the upload folder on FAISS; in the index on PostgreSQL,
+    whose upload folder is then left empty (it only stages a file while it is read)."""
+    if "://" not in location:
+        return {p.name: p.read_bytes() for p in storage.rglob("*") if p.is_file()}
+    from rag_qa.store import open_store
+
+    assert uploaded_files(storage) == []
+    with open_store(location, read_only=True) as store:
+        return {Path(source).name: store.original(source) for source in store.original_sources()}
+
+
 def upload(url: str, *files: tuple[str, bytes]) -> httpx.Response:
     return httpx.post(f"{url}/documents", files=[("files", (name, data)) for name, data in files], timeout=120, headers={"Authorization": "Bearer open-service"})
 
@@ -76,7 +88,7 @@ def test_upload_ask_list_and_delete(service, capsys: pytest.CaptureFixture[str])
     assert httpx.get(f"{url}/health").json()["passages"] == 0
     report = upload(url, ("library.txt", LIBRARY.encode()), ("empty.txt", b"   ")).json()
     assert report["files_indexed"] == 1 and report["passages_added"] >= 1
-    assert [s["reason"] for s in report["files_skipped"]] and uploaded_files(storage) == ["library.txt"]
+    assert [s["reason"] for s in report["files_skipped"]] and list(kept_uploads(storage, location)) == ["library.txt"]
     library = next(d["source"] for d in report["documents"] if d["name"] == "library.txt")
     assert Path(library).parent.parent == storage  # each upload in a folder of its own
     assert [d["name"] for d in httpx.get(f"{url}/documents").json()["documents"]] == ["library.txt"]
@@ -98,7 +110,7 @@ def test_upload_ask_list_and_delete(service, capsys: pytest.CaptureFixture[str])
     assert httpx.post(f"{url}/search", json={"query": "drill", "retrieval": "fuzzy"}, timeout=60).status_code == 422
     deleted = httpx.delete(f"{url}/documents/library.txt", headers={"Authorization": "Bearer open-service"}).json()
     assert deleted["passages_removed"] == report["passages_added"] and deleted["passages_total"] == 0
-    assert uploaded_files(storage) == [] and list(storage.iterdir()) == []  # the file and its folder
+    assert kept_uploads(storage, location) == {} and list(storage.iterdir()) == []  # the file and its folder
     assert httpx.delete(f"{url}/documents/library.txt", headers={"Authorization": "Bearer open-service"}).status_code == 404
 
 
@@ -131,29 +143,29 @@ def test_limits_answer_with_clear_json_errors(service) -> None:
 
 @pytest.mark.integration
 def test_an_upload_never_replaces_an_earlier_one_unless_asked(service) -> None:
-    url, _, storage = service
+    url, location, storage = service
     assert upload(url, ("library.txt", LIBRARY.encode())).status_code == 200
     again = upload(url, ("notes.txt", b"Fresh notes."), ("library.txt", b"A different library text."))
     assert again.status_code == 409 and "replace=true" in again.json()["error"]
-    assert uploaded_files(storage) == ["library.txt"] and next(storage.rglob("library.txt")).read_bytes() == LIBRARY.encode()
+    assert kept_uploads(storage, location) == {"library.txt": LIBRARY.encode()}
     replaced = httpx.post(
         f"{url}/documents", files=[("files", ("library.txt", b"The library opens at nine on Sundays."))], data={"replace": "true"},
         timeout=120, headers={"Authorization": "Bearer open-service"},
     )  # fmt: skip
     assert replaced.status_code == 200 and replaced.json()["files_indexed"] == 1
     shown = httpx.get(f"{url}/documents/library.txt/text").json()["text"]
-    assert shown == "The library opens at nine on Sundays." and uploaded_files(storage) == ["library.txt"]  # the old one is gone
+    assert shown == "The library opens at nine on Sundays." and kept_uploads(storage, location) == {"library.txt": b"The library opens at nine on Sundays."}  # the old one is gone
 
 
 @pytest.mark.integration
 def test_hostile_file_names_stay_inside_the_upload_folder(service, tmp_path: Path) -> None:
-    url, _, storage = service
+    url, location, storage = service
     names = ["../../escaped.txt", "..\\..\\escaped2.txt", "/tmp/escaped3.txt", "sub/../../escaped4.txt"]
     for name in names:
         response = upload(url, (name, LIBRARY.encode()))
         assert response.status_code == 200, response.text
         assert Path(response.json()["documents"][0]["source"]).parent.parent == storage
-    assert uploaded_files(storage) == ["escaped.txt", "escaped2.txt", "escaped3.txt", "escaped4.txt"]
+    assert sorted(kept_uploads(storage, location)) == ["escaped.txt", "escaped2.txt", "escaped3.txt", "escaped4.txt"]
     outside = [p for p in tmp_path.rglob("escaped*") if p.parent.parent != storage] + list(tmp_path.parent.glob("escaped*"))
     assert outside == [] and not Path("/tmp/escaped3.txt").exists()
 

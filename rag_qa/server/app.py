@@ -34,6 +34,9 @@ from rag_qa.server.batching import AskBatcher, AskTimeout, Overloaded
 from rag_qa.server.auth import Guard
 from rag_qa.server.body_limit import DISK_FULL, BodyLimit
 from rag_qa.server.gate import AuthGate
+from rag_qa.server.metrics import Metrics, monitoring
+from rag_qa.server.observe import RequestIds
+from rag_qa.server.lifecycle import Lifecycle
 from rag_qa.server.rate import RateLimit
 from rag_qa.server.routes import asking, documents, pages
 from rag_qa.server.service import Service
@@ -50,8 +53,10 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def create_app(qa: RagQA, config: ServerConfig | None = None) -> FastAPI:
-    """The service over `qa` (which stays open for the app's lifetime; the caller closes it)."""
+def create_app(qa: RagQA, config: ServerConfig | None = None, lifecycle: Lifecycle | None = None) -> FastAPI:
+    """The service over `qa` (which stays open for the app's lifetime; the caller closes it).
+    `lifecycle` says whether it is ready (`rag-qa serve` warms the models after the port opens);
+    without one the app is ready at once."""
     config = config if config is not None else ServerConfig()
     storage = Path(config.upload_dir).resolve()
     storage.mkdir(parents=True, exist_ok=True)
@@ -62,11 +67,17 @@ def create_app(qa: RagQA, config: ServerConfig | None = None) -> FastAPI:
         "confidence, or an explicit 'no answer'.",
     )
     batcher = AskBatcher(qa, config.batch_wait_ms / 1000, config.max_batch, config.max_queue, config.ask_timeout_s)
-    rate = RateLimit(config.rate_limit) if config.rate_limit else None
-    failures = RateLimit(config.auth_failures) if config.auth_failures else None
+    rate = RateLimit(config.rate_limit, qa.store, "rate:") if config.rate_limit else None  # counted in the store where replicas share it
+    failures = RateLimit(config.auth_failures, qa.store, "failures:") if config.auth_failures else None
     app.state.service = Service(qa, config, storage, batcher, KeyRing(qa.store))
+    app.state.lifecycle = lifecycle if lifecycle is not None else Lifecycle(ready=True)
     app.state.guard = Guard(config.auth, app.state.service.keys, rate, failures)
     routers = (pages, asking, documents, keys)
+    # observability (issue 38; server/metrics.py, server/observe.py): /metrics (admin keys), reader batch sizes, and
+    # the outermost middleware at the end (request ids, access log, request counts)
+    routers += (monitoring,)
+    app.state.metrics = Metrics(app.state.service)
+    app.state.service.batcher.on_batch = app.state.metrics.batch_read
     for router in routers:
         app.include_router(router)
     _add_error_handlers(app)
@@ -79,6 +90,7 @@ def create_app(qa: RagQA, config: ServerConfig | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type"],
         )  # fmt: skip
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(config.allowed_hosts))  # outermost: DNS rebinding gets 400
+    app.add_middleware(RequestIds, metrics=app.state.metrics, routes=[route for router in routers for route in router.routes])  # observability: around all, every answer has an id
     return app
 
 

@@ -132,8 +132,11 @@ class Guard:
     keys: KeyRing
     rate: RateLimit | None  # requests per key (per client address on an open service)
     failures: RateLimit | None  # failed key checks per client address
-    logged_failures: RateLimit = field(default_factory=lambda: RateLimit(FAILURES_LOGGED))  # from all addresses together
+    logged_failures: RateLimit = field(init=False)  # from all addresses together (every replica's, on PostgreSQL)
     keyed: threading.Event = field(default_factory=threading.Event)  # set once a key was seen: never open again
+
+    def __post_init__(self) -> None:  # counted where the keys are kept, as `create_app` counts the other limits
+        object.__setattr__(self, "logged_failures", RateLimit(FAILURES_LOGGED, self.keys.store, "logged:"))
 
     def caller(self, token: str | None, address: str, role: str | None) -> Caller:
         """The caller of a request that needs `role` (None: only who it is, as for /health), or an

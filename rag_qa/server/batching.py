@@ -10,20 +10,24 @@ question.
 Failure stays with its request: when a batch raises, each of its questions is answered alone, so
 only the bad one fails; a worker thread that died is replaced on the next question; the queue is
 bounded (a full queue refuses at once: `Overloaded`), and no caller waits longer than its timeout
-(`AskTimeout`)."""
+(`AskTimeout`). `on_batch`, when given, is told the size of each batch answered (the service's
+metrics), before its callers get their answers: a caller that has its answer sees it counted."""
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from rag_qa.errors import RagQAError
 from rag_qa.pipeline import RagQA, checked_question
 from rag_qa.records import QAResult
+
+log = logging.getLogger("rag_qa.server")
 
 
 class Overloaded(RagQAError):
@@ -53,12 +57,23 @@ class AskBatcher:
     with `max_wait_s` > 0, those arriving within it of the first), at most `max_batch`, form one
     batch. One worker thread runs the batches."""
 
-    def __init__(self, qa: RagQA, max_wait_s: float = 0.0, max_batch: int = 32, max_queue: int = 256, timeout_s: float = 120.0):
+    def __init__(
+        self, qa: RagQA, max_wait_s: float = 0.0, max_batch: int = 32, max_queue: int = 256, timeout_s: float = 120.0,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> None:  # fmt: skip
+        """`on_batch(questions, passages)`: called from the worker for each batch answered, with its
+        questions and the passages they asked retrieval for (top_k each)."""
         self.qa, self.max_wait_s, self.max_batch, self.timeout_s = qa, max_wait_s, max_batch, timeout_s
+        self.on_batch = on_batch
         self._queue: queue.Queue[_Request] = queue.Queue(maxsize=max_queue)
         self._worker_lock = threading.Lock()
         self._worker: threading.Thread | None = None
         self._ensure_worker()
+
+    @property
+    def queue_depth(self) -> int:
+        """Questions waiting for the worker now (not those of the batch it is answering)."""
+        return self._queue.qsize()
 
     def _ensure_worker(self) -> None:
         """Start the worker thread, or a new one if the last one died."""
@@ -115,5 +130,16 @@ class AskBatcher:
                 for request in group:
                     self._answer([request])
             return
+        self._counted(group)
         for request, result in zip(group, results, strict=True):
             request.result.set_result(result)
+
+    def _counted(self, group: list[_Request]) -> None:
+        """Tell `on_batch` about a batch answered; a failing hook is logged, never the callers' failure."""
+        if self.on_batch is None:
+            return
+        try:
+            top_k = group[0].top_k if group[0].top_k is not None else self.qa.retriever.config.top_k
+            self.on_batch(len(group), len(group) * top_k)
+        except Exception:
+            log.exception("the ask batcher's on_batch hook failed")

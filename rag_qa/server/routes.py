@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from rag_qa import __version__, audit
-from rag_qa.errors import ConfigError
+from rag_qa.errors import ConfigError, StoreUnavailable
 from rag_qa.ingest.formats import SUPPORTED_SUFFIXES
 from rag_qa.keys import check_groups
 from rag_qa.pages import MAX_WIDTH, MIN_WIDTH
@@ -76,7 +76,7 @@ def _web_page() -> str:
     return page.replace("{{ACCEPTED_TYPES}}", ",".join(sorted(SUPPORTED_SUFFIXES)))  # the loaders' one list
 
 
-@pages.get("/health", summary="liveness (no key needed), and what the service holds that the key may read")
+@pages.get("/health", summary="liveness (no key needed; /ready says whether to send requests), and what the service holds that the key may read")
 def health(request: Request, s: Service = Depends(service)) -> dict[str, Any]:
     try:
         caller = identify(request)
@@ -92,6 +92,19 @@ def health(request: Request, s: Service = Depends(service)) -> dict[str, Any]:
         "embedder": s.qa.embedder.config.model,
         "reader": s.qa.reader.config.model,
     }
+
+
+@pages.get("/ready", summary="readiness (no key needed): 200 when this replica can answer; 503 while it warms up, drains or cannot reach its index")
+def ready(request: Request, s: Service = Depends(service)) -> JSONResponse:
+    problem = request.app.state.lifecycle.not_ready()
+    if problem is None:
+        try:
+            s.qa.answers()
+        except StoreUnavailable:
+            problem = "the index's database cannot be reached"
+    if problem is not None:
+        return JSONResponse({"status": "not ready", "error": problem}, status_code=503, headers={"Retry-After": "5"})
+    return JSONResponse({"status": "ready"})
 
 
 def _checked(text: str, top_k: int | None, filters: Filters | None, s: Service, caller: Caller) -> tuple[str, int, list[str] | None]:
@@ -124,6 +137,7 @@ def search(request: SearchRequest, caller: Caller = require("reader"), s: Servic
 
 @documents.post("/documents", summary="upload files and index them (per-file report, as `rag-qa index --json`)")
 def upload(
+    request: Request,
     files: list[UploadFile] = File(..., description=f"files of the types rag-qa reads: {', '.join(sorted(SUPPORTED_SUFFIXES))}"),
     replace: bool = Form(False, description="replace earlier uploads of the same names that the key may read (otherwise 409)"),
     groups: str = Form("", description="comma-separated access groups: only keys holding one may read the files. Empty: a new "
@@ -132,7 +146,9 @@ def upload(
     s: Service = Depends(service),
 ) -> dict[str, Any]:  # fmt: skip
     named = [(f.file, safe_name(f.filename)) for f in files]
-    return s.upload(named, access_groups(groups) or None, replace, caller)
+    report = s.upload(named, access_groups(groups) or None, replace, caller)
+    request.app.state.metrics.ingested(report)  # ingestion pages and failures (server/metrics.py)
+    return report
 
 
 @documents.get("/documents", summary="the indexed documents the key may read")

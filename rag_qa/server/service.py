@@ -1,6 +1,10 @@
 """What the endpoints work with: the open index and models, the limits, the upload folder, and the
 names the service adds to the ones `naming` takes (an upload's file name).
 
+Where an upload lives: on PostgreSQL the index keeps its original (`RagQA.kept_originals`, written with
+its passages), so every replica serves it and the upload folder only holds a file while it is
+read; on the FAISS store it stays in the upload folder (by default inside the index folder).
+
 Who may read or change a document is decided by the facade (`RagQA.readable_source`,
 `readable_sources`, `documents`, `set_groups`, `delete`), which every method here calls with the
 caller's groups; nothing here reads the store's documents directly. A document the caller may not
@@ -79,9 +83,9 @@ class Service:
 
     def uploads(self, documents: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
         """Which of `documents` are uploads, by their file name (an upload's name: its file's)."""
-        root, named = str(self.storage), {}
+        root, named, kept = str(self.storage), {}, self.qa.kept_originals()  # kept by the index: uploaded through any replica (only `documents` are looked at)
         for document in documents:
-            if within(document["source"], [root]):
+            if document["source"] in kept or within(document["source"], [root]):
                 named.setdefault(os.path.basename(document["source"]), []).append(document)
         return named
 
@@ -153,7 +157,9 @@ class Service:
                 remove_upload(path, self.storage)
             raise
         pending = f"pending.{secrets.token_hex(8)}"  # a group no key holds: a new version waits unread until it takes its place
-        report = merged([self.qa.index([str(path)], groups=(pending,) if item.replaces else item.groups).to_dict() for item, path in zip(plan, saved)])
+        report = merged([
+            self.qa.index([str(path)], groups=(pending,) if item.replaces else item.groups, keep_originals=True).to_dict() for item, path in zip(plan, saved)
+        ])  # fmt: skip
         skipped = {entry["path"] for entry in report["files_skipped"]}
         uploaded = []
         for item, path in zip(plan, saved):
@@ -167,6 +173,8 @@ class Service:
             if not indexed:
                 remove_upload(path, self.storage)  # nothing of it is indexed; do not keep it
                 audit.record(self.qa.store, caller.name, "upload not indexed", str(path))
+            elif str(path) in self.qa.kept_originals():
+                remove_upload(path, self.storage)  # the index holds it, for every replica: the copy here was only read
             uploaded.append({"name": item.name, "source": str(path), "indexed": indexed, "replaced": replaced})
         return report, uploaded
 

@@ -48,8 +48,18 @@ class StoreInfo:
 class StoreBase:
     """What both stores do the same way: context management and one-query search."""
 
+    keeps_originals = False  # whether `Document.original` is kept (PostgreSQL); else files stay where they are
+
     def close(self) -> None:
         raise NotImplementedError
+
+    def original(self, source: str) -> bytes | None:
+        """The bytes of an indexed file whose original the index keeps, else None."""
+        return None
+
+    def original_sources(self) -> set[str]:
+        """The indexed files whose originals the index keeps."""
+        return set()
 
     def search_many(self, queries: Any, top_k: int = 10, sources: Sequence[str] | None = None, ids: Sequence[str] | None = None) -> list[list[SearchHit]]:
         raise NotImplementedError

@@ -1,11 +1,13 @@
-"""Creating, reading and upgrading a PostgreSQL index's schema (tables, manifest, dimension), and
-the index URLs: what `PgStore.open` does before the first query."""
+"""Creating, reading and upgrading a PostgreSQL index's schema (tables, manifest, dimension), how a
+vector is kept in it, and the index URLs: what `PgStore.open` does before the first query."""
 
 from __future__ import annotations
 
 import json
 import re
 from typing import Any
+
+import numpy as np
 from urllib.parse import urldefrag, urlsplit, urlunsplit
 
 from rag_qa.config import IndexSettings
@@ -42,6 +44,13 @@ CREATE TABLE IF NOT EXISTS {s}.passages (
 );
 CREATE INDEX IF NOT EXISTS passages_by_source ON {s}.passages (source);
 CREATE INDEX IF NOT EXISTS passages_full_text ON {s}.passages USING gin (tsv);
+"""
+# uploaded originals (`pg_originals`): a row follows its file, deleted or renamed with it
+ORIGINALS = """
+CREATE TABLE IF NOT EXISTS {s}.originals (
+    source text PRIMARY KEY REFERENCES {s}.files (source) ON DELETE CASCADE ON UPDATE CASCADE,
+    content bytea NOT NULL
+);
 """
 # the audit log: append-only (a trigger refuses UPDATE, DELETE and TRUNCATE); `id` grows in the
 # order events commit (appenders take turns at the end of their transaction: `PgEvents`)
@@ -97,6 +106,7 @@ def read_or_create(connection: Any, schema: str, settings: IndexSettings | None,
             connection.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
             connection.execute(_with_schema(TABLES, schema))
             connection.execute(_with_schema(EVENTS, schema))
+            connection.execute(_with_schema(ORIGINALS, schema))
             manifest = new_manifest(settings, None, SCHEMA_VERSION)  # the dimension is fixed below, with its index
             connection.execute(
                 sql.SQL("INSERT INTO {}.meta (key, value) VALUES ('manifest', %s) ON CONFLICT (key) DO NOTHING").format(sql.Identifier(schema)),
@@ -114,6 +124,7 @@ def read_or_create(connection: Any, schema: str, settings: IndexSettings | None,
     if not read_only:
         _add_columns(connection, schema)
         _add_events(connection, schema)
+        _add_originals(connection, schema)
     if manifest["embedding"]["dimension"] is None and dimension is not None and not read_only:
         with connection.transaction():
             fix_dimension(connection, schema, manifest, dimension)
@@ -135,6 +146,14 @@ def _add_columns(connection: Any, schema: str) -> None:
         if not has_column(connection, schema, "files", column):
             with connection.transaction():
                 connection.execute(sql.SQL(f"ALTER TABLE {{}}.files ADD COLUMN IF NOT EXISTS {column} {kind}").format(sql.Identifier(schema)))
+
+
+def _add_originals(connection: Any, schema: str) -> None:
+    """The originals table for indexes made before the service kept uploads in the store."""
+    if connection.execute("SELECT to_regclass(%s)", (f"{schema}.originals",)).fetchone()[0] is None:
+        with connection.transaction():
+            connection.execute("SELECT pg_advisory_xact_lock(hashtext('rag_qa:create'))")
+            connection.execute(_with_schema(ORIGINALS, schema))
 
 
 def _with_schema(statements: str, schema: str) -> Any:
@@ -188,3 +207,20 @@ def fix_dimension(db: Any, schema: str, manifest: dict[str, Any], dimension: int
     db.execute(sql.SQL("UPDATE {}.meta SET value = %s WHERE key = 'manifest'").format(table), (json.dumps(current),))
     manifest.update(current)
     return manifest
+
+
+def stored_vector(embedding: Any, exact: bytes | None) -> np.ndarray | None:
+    """A passage's vector as stored: the exact float64 copy when there is one, else pgvector's float32."""
+    if exact is not None:
+        return np.frombuffer(exact, dtype=np.float64)
+    if embedding is None:
+        return None
+    return np.asarray(embedding.to_numpy() if hasattr(embedding, "to_numpy") else embedding, dtype=np.float32)
+
+
+def exact_copy(vector: Any) -> bytes | None:
+    """pgvector keeps float32; float64 input (Haystack documents) is also kept exactly."""
+    if vector is None:
+        return None
+    array = np.asarray(vector)
+    return None if array.dtype == np.float32 else array.astype(np.float64).tobytes()

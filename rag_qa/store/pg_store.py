@@ -31,28 +31,16 @@ from rag_qa.store.base import (  # what both stores share
     check_vector_count, iter_passage_rows, passage_from_row, query_terms, unique_by_id,
 )  # fmt: skip
 from rag_qa.store.pg_events import PgEvents
+from rag_qa.store.pg_originals import PgOriginals
+from rag_qa.store.pg_rate import PgRates
 from rag_qa.store.pg_retry import ServerWatch, retried
-from rag_qa.store.pg_schema import has_column, fix_dimension, read_or_create, redact, split_url
+from rag_qa.store.pg_schema import exact_copy, fix_dimension, has_column, read_or_create, redact, split_url, stored_vector
 
 POOL_SIZE = 8
 PASSAGE_COLUMNS = "row, id, source, text, page, char_start, char_end, meta"
-def _vector(embedding: Any, exact: bytes | None) -> np.ndarray | None:
-    if exact is not None:
-        return np.frombuffer(exact, dtype=np.float64)
-    if embedding is None:
-        return None
-    return np.asarray(embedding.to_numpy() if hasattr(embedding, "to_numpy") else embedding, dtype=np.float32)
 
 
-def _exact_copy(vector: Any) -> bytes | None:
-    """pgvector keeps float32; float64 input (Haystack documents) is also kept exactly."""
-    if vector is None:
-        return None
-    array = np.asarray(vector)
-    return None if array.dtype == np.float32 else array.astype(np.float64).tobytes()
-
-
-class PgStore(StoreBase, PgEvents):
+class PgStore(PgOriginals, StoreBase, PgEvents, PgRates):  # PgOriginals first: its `original` over StoreBase's none
     """Passages, vectors and full text in PostgreSQL. Open with `PgStore.open(url)`; thread-safe
     (a connection pool), and any number of processes may read and write at once."""
 
@@ -155,7 +143,7 @@ class PgStore(StoreBase, PgEvents):
                 ),
                 [
                     (p.id, p.source, p.text, p.page, p.char_start, p.char_end, json.dumps(p.meta),
-                     None if v is None else np.asarray(v, dtype=np.float32), _exact_copy(v))
+                     None if v is None else np.asarray(v, dtype=np.float32), exact_copy(v))
                     for p, v in zip(passages, vectors)
                 ],
             )  # fmt: skip
@@ -187,6 +175,7 @@ class PgStore(StoreBase, PgEvents):
                     ),
                     (document.source, document.content_hash, json.dumps(list(document.page_starts)), len(passages), time.time(), document.text, groups, groups),
                 )
+                self._keep_original(db, document)
             if event is not None:
                 self._append_event(db, event)
         return total
@@ -358,7 +347,7 @@ class PgStore(StoreBase, PgEvents):
             with self._connection() as db:
                 return db.execute(query, (last, batch)).fetchall()
 
-        return iter_passage_rows(fetch_after, lambda rows: [(passage, _vector(row[8], row[9])) for passage, row in zip(self._passages(rows), rows)])
+        return iter_passage_rows(fetch_after, lambda rows: [(passage, stored_vector(row[8], row[9])) for passage, row in zip(self._passages(rows), rows)])
 
     def search_many(
         self, queries: np.ndarray, top_k: int = 10, sources: Sequence[str] | None = None, ids: Sequence[str] | None = None
