@@ -251,13 +251,13 @@ class PdfPageViewer:
         `page`; `scanned` is the page's OCR reading when it was a scan; `stored` as for `render`."""
         with self._document_lock(source):
             path = self._file(source, content_hash, stored)
-            glyphs, glyph = self._aligned(source, path, page, page_text, scanned)
+            glyphs, glyph = self._aligned(source, content_hash, path, page, page_text, scanned)
         found = sorted({g for g in glyph[start:end] if g is not None})
         lines = line_boxes([glyphs.boxes[g] for g in found])  # type: ignore[misc]
         return [PageBox(page, *glyphs.displayed(line)) for line in lines]
 
     @functools.lru_cache(maxsize=64)  # the viewer lives as long as the index it serves
-    def _aligned(self, source: str, path: str, page: int, page_text: str, scanned: OcrPage | None) -> tuple[PageGlyphs, list[int | None]]:
+    def _aligned(self, source: str, content_hash: str, path: str, page: int, page_text: str, scanned: OcrPage | None) -> tuple[PageGlyphs, list[int | None]]:  # (the hash: a key of the cache)
         if scanned is not None:
             return self._call(source, aligned_ocr_glyphs, scanned, page_text)
         return self._call(source, aligned_glyphs, path, page, page_text)

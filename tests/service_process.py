@@ -16,7 +16,8 @@ from rag_qa.server.background import free_port
 def start_service(index: str, reader: str, *extra: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     """Start `rag-qa serve` (extra options appended) and wait until /ready answers (models loaded); returns the process and its URL."""
     port = free_port()
-    command = [sys.executable, "-m", "rag_qa.cli", "serve", "--index", index, "--reader", reader, "--port", str(port), "--log-level", "warning", *extra]
+    drain = () if "--drain" in extra else ("--drain", "0")  # no load balancer to tell: stop() need not wait
+    command = [sys.executable, "-m", "rag_qa.cli", "serve", "--index", index, "--reader", reader, "--port", str(port), "--log-level", "warning", *drain, *extra]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env or cli_env())
     url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:

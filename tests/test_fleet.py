@@ -231,3 +231,4 @@ def test_the_example_replica_unit_runs_a_command_rag_qa_accepts() -> None:
     assert args.drain + args.stop_timeout < float(re.search(r"^TimeoutStopSec=(\d+)", unit, re.M).group(1))  # systemd waits for the graceful stop
     caddy = (REPO / "deploy" / "Caddyfile").read_text()
     assert "health_uri /ready" in caddy and "127.0.0.1:8001 127.0.0.1:8002" in caddy
+    assert f"Host {settings['RAG_QA_HOST']}" in caddy  # the probe names an allowed host, or every replica looks down
