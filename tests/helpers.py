@@ -4,6 +4,8 @@ Tests import these with `from helpers import ...` (never from conftest)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -67,3 +69,22 @@ def run_on_index_database(location: str, statement: str) -> None:
 
         with sqlite3.connect(Path(location) / "passages.sqlite3") as connection:
             connection.execute(statement.format(s=""))
+
+
+@contextmanager
+def one_note_index(tmp_path: Path, embedder: Any, reader_model: str, name: str, text: str, groups: list[str] | None = None) -> Iterator[Any]:
+    """A `RagQA` over a small flat FAISS index holding one note (`kb/<name>`), with the given
+    embedder and a small-window reader: what service tests ask and search against."""
+    from rag_qa.config import ChunkingConfig, IndexSettings, ReaderConfig, VectorIndexConfig
+    from rag_qa.pipeline import RagQA
+    from rag_qa.reader import Reader
+    from rag_qa.store import open_store
+
+    settings = IndexSettings(chunking=ChunkingConfig(max_tokens=48, overlap_tokens=4), vector_index=VectorIndexConfig(index_type="flat"))
+    reader = Reader(ReaderConfig(model=reader_model, max_seq_len=64, doc_stride=16, max_query_tokens=16))
+    note = tmp_path / "kb" / name
+    note.parent.mkdir()
+    note.write_text(text)
+    with RagQA(open_store(str(tmp_path / "index"), settings), embedder, reader=reader) as qa:
+        qa.index([str(note)], groups=groups)
+        yield qa

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO, SAMPLE_FILES, cli_env
+from helpers import REPO, SAMPLE_FILES, cli_env, one_note_index
 from service_process import start_service, stop
 
 from rag_qa.errors import ConfigError, NotFoundError, RagQAError
@@ -156,17 +156,7 @@ def bearer(token: str) -> dict[str, str]:
 @pytest.fixture
 def hr_qa(tmp_path: Path, embedder, tiny_bert: str):
     """An index holding one document of the `hr` group (and never a key yet)."""
-    from rag_qa.config import ChunkingConfig, IndexSettings, ReaderConfig, VectorIndexConfig
-    from rag_qa.reader import Reader
-    from rag_qa.store import open_store
-
-    settings = IndexSettings(chunking=ChunkingConfig(max_tokens=48, overlap_tokens=4), vector_index=VectorIndexConfig(index_type="flat"))
-    reader = Reader(ReaderConfig(model=tiny_bert, max_seq_len=64, doc_stride=16, max_query_tokens=16))
-    note = tmp_path / "kb" / "sal.txt"
-    note.parent.mkdir()
-    note.write_text(HR_NOTE)
-    with RagQA(open_store(str(tmp_path / "index"), settings), embedder, reader=reader) as qa:
-        qa.index([str(note)], groups=["hr"])
+    with one_note_index(tmp_path, embedder, tiny_bert, "sal.txt", HR_NOTE, groups=["hr"]) as qa:
         yield qa
 
 

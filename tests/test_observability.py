@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from helpers import REPO
+from helpers import REPO, one_note_index
 
 from rag_qa import audit
 from rag_qa.errors import RagQAError
@@ -31,17 +31,7 @@ GENERATED = re.compile(r"[0-9a-f]{32}")
 @pytest.fixture
 def qa(tmp_path: Path, embedder, tiny_bert: str):
     """An index holding one short note, with the real embedder and a tiny reader."""
-    from rag_qa.config import ChunkingConfig, IndexSettings, ReaderConfig, VectorIndexConfig
-    from rag_qa.reader import Reader
-    from rag_qa.store import open_store
-
-    settings = IndexSettings(chunking=ChunkingConfig(max_tokens=48, overlap_tokens=4), vector_index=VectorIndexConfig(index_type="flat"))
-    reader = Reader(ReaderConfig(model=tiny_bert, max_seq_len=64, doc_stride=16, max_query_tokens=16))
-    note = tmp_path / "kb" / "library.txt"
-    note.parent.mkdir()
-    note.write_text(NOTE)
-    with RagQA(open_store(str(tmp_path / "index"), settings), embedder, reader=reader) as opened:
-        opened.index([str(note)])
+    with one_note_index(tmp_path, embedder, tiny_bert, "library.txt", NOTE) as opened:
         yield opened
 
 
