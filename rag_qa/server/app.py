@@ -72,25 +72,23 @@ def create_app(qa: RagQA, config: ServerConfig | None = None, lifecycle: Lifecyc
     app.state.service = Service(qa, config, storage, batcher, KeyRing(qa.store))
     app.state.lifecycle = lifecycle if lifecycle is not None else Lifecycle(ready=True)
     app.state.guard = Guard(config.auth, app.state.service.keys, rate, failures)
-    routers = (pages, asking, documents, keys)
-    # observability (issue 38; server/metrics.py, server/observe.py): /metrics (admin keys), reader batch sizes, and
-    # the outermost middleware at the end (request ids, access log, request counts)
-    routers += (monitoring,)
-    app.state.metrics = Metrics(app.state.service)
+    routers = (pages, asking, documents, keys, monitoring)
+    routes = [route for router in routers for route in router.routes]
+    app.state.metrics = Metrics(app.state.service)  # /metrics (admin keys); the outermost middleware below counts requests
     app.state.service.batcher.on_batch = app.state.metrics.batch_read
     for router in routers:
         app.include_router(router)
     _add_error_handlers(app)
     upload_limit = app.state.service.upload_budget + MULTIPART_OVERHEAD
     app.add_middleware(BodyLimit, upload_path="/documents", upload_limit=upload_limit, json_limit=config.max_json_kb * 1000, upload_folder=storage)
-    app.add_middleware(AuthGate, routes=[route for router in routers for route in router.routes])  # outside the body limit: a caller without the role is refused before a byte is read
+    app.add_middleware(AuthGate, routes=routes)  # outside the body limit: a caller without the role is refused before a byte is read
     if config.cors_origins:  # off unless asked for: browsers then refuse other sites' calls
         app.add_middleware(
             CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
         )  # fmt: skip
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(config.allowed_hosts))  # outermost: DNS rebinding gets 400
-    app.add_middleware(RequestIds, metrics=app.state.metrics, routes=[route for router in routers for route in router.routes])  # observability: around all, every answer has an id
+    app.add_middleware(RequestIds, metrics=app.state.metrics, routes=routes)  # observability: around all, every answer has an id
     return app
 
 

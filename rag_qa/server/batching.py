@@ -139,7 +139,7 @@ class AskBatcher:
         if self.on_batch is None:
             return
         try:
-            top_k = group[0].top_k if group[0].top_k is not None else self.qa.retriever.config.top_k
-            self.on_batch(len(group), len(group) * top_k)
+            default = self.qa.retriever.config.top_k
+            self.on_batch(len(group), sum(r.top_k if r.top_k is not None else default for r in group))  # (questions of a batch may ask for different top_k)
         except Exception:
             log.exception("the ask batcher's on_batch hook failed")

@@ -160,7 +160,7 @@ class Service:
         report = merged([
             self.qa.index([str(path)], groups=(pending,) if item.replaces else item.groups, keep_originals=True).to_dict() for item, path in zip(plan, saved)
         ])  # fmt: skip
-        skipped = {entry["path"] for entry in report["files_skipped"]}
+        skipped, kept = {entry["path"] for entry in report["files_skipped"]}, self.qa.kept_originals()
         uploaded = []
         for item, path in zip(plan, saved):
             indexed, replaced = str(path) not in skipped, None
@@ -173,7 +173,7 @@ class Service:
             if not indexed:
                 remove_upload(path, self.storage)  # nothing of it is indexed; do not keep it
                 audit.record(self.qa.store, caller.name, "upload not indexed", str(path))
-            elif str(path) in self.qa.kept_originals():
+            elif str(path) in kept:
                 remove_upload(path, self.storage)  # the index holds it, for every replica: the copy here was only read
             uploaded.append({"name": item.name, "source": str(path), "indexed": indexed, "replaced": replaced})
         return report, uploaded
