@@ -80,8 +80,8 @@ def search_before(db: PassageDatabase, terms: list[str], top_k: int, sources: li
         "SELECT d.id, d.sz FROM passages_fts_docsize d JOIN passages p ON p.row = d.id WHERE p.source IN (SELECT value FROM json_each(?))",
         (json.dumps(sources),))}  # fmt: skip
     average, scores = sum(lengths.values()) / len(lengths), defaultdict(float)
-    for term in db._stemmed(terms):
-        postings = db.db.execute("SELECT doc, count(*) FROM temp.passage_postings WHERE term = ? GROUP BY doc", (term,))
+    for term in [tokens[0] for tokens in db._tokens(terms) if tokens]:
+        postings = db.db.execute("SELECT doc, count(*) FROM temp.passage_postings WHERE term = CAST(? AS TEXT) GROUP BY doc", (term,))
         counts = [(row, n) for row, n in postings if row in lengths]
         idf = max(math.log((len(lengths) - len(counts) + 0.5) / (len(counts) + 0.5)), 1e-6)
         for row, n in counts:

@@ -72,7 +72,7 @@ def folds(squad: list, samples: list, mode: str, objective: str) -> list[dict[st
         demo = [_top_probability(scoring, c, r) for c, r in zip(samples, decide(samples, scoring, temperature))]
         rows.append({
             "held_out": held_out, "tau": scoring.tau, "retrieval_weight": scoring.retrieval_weight,
-            "words_scale": scoring.answer_words_scale, "threshold": scoring.answer_threshold,
+            "words_scale": scoring.answer_words_scale, "rare_words_scale": scoring.answer_rare_words_scale, "threshold": scoring.answer_threshold,
             "f1": held["f1"], "coverage": held["coverage"], "top_answer_ece": held["top_answer_ece"],
             "demo_answerable_min": min(demo[:-2]), "demo_unanswerable": demo[-2:],
         })  # fmt: skip
@@ -90,7 +90,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    columns = ["held_out", "tau", "retrieval_weight", "words_scale", "threshold", "f1", "coverage", "top_answer_ece", "demo_answerable_min"]
+    columns = ["held_out", "tau", "retrieval_weight", "words_scale", "rare_words_scale", "threshold", "f1", "coverage", "top_answer_ece", "demo_answerable_min"]
     print(table(columns + ["demo: moon, France"], [[r[c] for c in columns] + [", ".join(f"{p:.3f}" for p in r["demo_unanswerable"])] for r in rows]))
 
 

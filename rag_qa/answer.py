@@ -11,14 +11,14 @@ import re
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from functools import lru_cache
 
 import numpy as np
 
 from rag_qa.config import ScoringConfig
 from rag_qa.reader import PassageReading, Span
-from rag_qa.records import Answer, QAResult, SearchHit
+from rag_qa.records import Answer, Hits, QAResult, SearchHit
 from rag_qa.table_lookup import best_cell, in_table_row
+from rag_qa.words import question_words_found
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _PUNCTUATION = set(string.punctuation)
@@ -86,8 +86,8 @@ def combine(
     reader_abstains = margin < 0  # every passage's null beats its best span by more than tau
     kept = _ranked_answers(hits, readings, config, retrieval_temperature, every_passage=reader_abstains)
     kept = _table_cell_first(question, hits, readings, kept, config, retrieval_temperature)
-    words_found = question_words_found(question, [h.passage.text for h in hits]) if kept else 0.0
-    p_top = top_answer_probability(config, kept[0], margin - config.tau, words_found) if kept else 0.0
+    words_found = passage_words_found(question, hits) if kept else (0.0, 0.0)
+    p_top = top_answer_probability(config, kept[0], margin - config.tau, *words_found) if kept else 0.0
     if config.answer_threshold is None:  # the tau rule
         abstained = reader_abstains
         no_answer_confidence = sigmoid(-config.no_answer_scale * margin + config.no_answer_bias) if math.isfinite(margin) else 1.0
@@ -99,53 +99,31 @@ def combine(
     return QAResult(question, answers, abstained, no_answer_confidence, margin)
 
 
-def top_answer_probability(config: ScoringConfig, answer: Answer, margin: float, words_found: float) -> float:
+def passage_words_found(question: str, hits: Sequence[SearchHit]) -> tuple[float, float]:
+    """The share of the question's content words that the passages read hold, plain and weighted
+    by each word's rarity among the passages searched (`Hits.word_rarity`; the plain share when
+    the hits do not say)."""
+    texts = [h.passage.text for h in hits]
+    plain = question_words_found(question, texts)
+    rarity = hits.word_rarity if isinstance(hits, Hits) else None
+    return plain, (question_words_found(question, texts, rarity) if rarity else plain)
+
+
+def top_answer_probability(config: ScoringConfig, answer: Answer, margin: float, words_found: float, rare_words_found: float | None = None) -> float:
     """The calibrated expected F1 of the top answer (its probability of being right, partial
-    overlap counting in part), from four signs of evidence: the answer's ranking probability, the
+    overlap counting in part), from five signs of evidence: the answer's ranking probability, the
     reader's margin for an answer over "no answer" (-inf: no span anywhere), the share of the
-    question's words that the passages read hold, and how well its passage matches the question."""
+    question's words that the passages read hold, that share weighted by the words' rarity (None:
+    the plain share), and how well its passage matches the question."""
     margin_term = config.answer_margin_scale * margin if math.isfinite(margin) else -50.0 * abs(config.answer_margin_scale)
     evidence = (
         config.answer_scale * log_odds(answer.score)
         + margin_term
         + config.answer_words_scale * words_found
+        + config.answer_rare_words_scale * (words_found if rare_words_found is None else rare_words_found)
         + config.answer_relevance_scale * answer.retrieval_score
     )
     return sigmoid(evidence + config.answer_bias)
-
-
-_WORD = re.compile(r"\w+", re.UNICODE)
-_STOPWORDS = frozenset(
-    "what which who whom whose when where why how does did the and for are was were has have had with from that this "
-    "these those into than then there their they them its about after before during between under over most more much "
-    "many some any can could would should will shall may might must also not only such each other per via use used "
-    "using been being long often far old".split()
-)  # "how long", "how often": the question's form, not its subject
-_SUFFIXES = ("ing", "ies", "ied", "ed", "s", "ly")
-
-
-def question_words_found(question: str, texts: Sequence[str]) -> float:
-    """The share of the question's content words (three letters or more, not a stopword, compared
-    by a crude stem: a common suffix and a final e off, then five letters) that `texts` hold; 1
-    for a question without any. A question about something its passages never mention ("... on
-    the moon") is rarely answered right from them."""
-    wanted = _stems(question)
-    return len(wanted & set().union(*map(_stems, texts))) / len(wanted) if wanted else 1.0
-
-
-@lru_cache(maxsize=4096)
-def _stems(text: str) -> frozenset[str]:
-    """The crude stems of `text`'s content words (remembered: a passage is read for many questions,
-    and a calibration scores every question many times)."""
-    return frozenset(_stem(word) for word in _WORD.findall(text.lower()) if len(word) >= 3 and word not in _STOPWORDS)
-
-
-def _stem(word: str) -> str:
-    for suffix in _SUFFIXES:
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            word = word[: -len(suffix)]
-            break
-    return (word[:-1] if word.endswith("e") and len(word) > 3 else word)[:5]
 
 
 def _ranked_answers(

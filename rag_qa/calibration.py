@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rag_qa.answer import answer_margin, combine, log_odds, question_words_found, top_answer_probability
+from rag_qa.answer import answer_margin, combine, log_odds, passage_words_found, top_answer_probability
 from rag_qa.config import ANSWER_POLICIES, DEFAULT_RETRIEVAL_TEMPERATURE, ScoringConfig
 from rag_qa.errors import ConfigError
 from rag_qa.evaluate import (
@@ -42,9 +42,9 @@ class CachedQuestion:
     readings: list[PassageReading]
 
     @cached_property
-    def words_found(self) -> float:
-        """`question_words_found` over the passages read (the same for every scoring)."""
-        return question_words_found(self.question.question, [h.passage.text for h in self.hits])
+    def words_found(self) -> tuple[float, float]:
+        """`passage_words_found` over the passages read, plain and by rarity (the same for every scoring)."""
+        return passage_words_found(self.question.question, self.hits)
 
     @cached_property
     def margin(self) -> float:
@@ -188,23 +188,26 @@ def fit_scoring(
 
 def calibrate_top_answer(cached: list[CachedQuestion], results: list[QAResult], scoring: ScoringConfig) -> ScoringConfig:
     """`scoring` with the top answer's confidence fitted (logistic, on its F1 against the gold
-    answers: partial overlap counts in part) on four signs of evidence: the answer's ranking
+    answers: partial overlap counts in part) on five signs of evidence: the answer's ranking
     probability (log-odds), the reader's margin for an answer over "no answer", the share of the
-    question's words that the passages read hold, and the answer's passage's retrieval score. Fitted on SQuAD,
-    they rank answers better than the ranking probability alone and the confidence stays
-    calibrated on long scientific papers (docs/benchmarks.md section 16)."""
+    question's words that the passages read hold, that share weighted by each word's rarity among
+    the passages searched, and the answer's passage's retrieval score. Fitted on SQuAD, they rank
+    answers better than the ranking probability alone, the confidence stays calibrated on long
+    scientific papers, and the rarity-weighted share tells a question about something the
+    documents never mention (docs/benchmarks.md sections 16 and 20)."""
     f1 = np.array([_top_answer_f1(c.question, r) for c, r in zip(cached, results)])
     tops = [r.answers[0] if r.answers else None for r in results]
     features = np.column_stack([
         _finite([log_odds(top.score) if top else -math.inf for top in tops]),
         _finite([c.margin for c in cached]),
-        [c.words_found if top else 0.0 for c, top in zip(cached, tops)],
+        [c.words_found[0] if top else 0.0 for c, top in zip(cached, tops)],
+        [c.words_found[1] if top else 0.0 for c, top in zip(cached, tops)],
         [top.retrieval_score if top else 0.0 for top in tops],
     ])  # fmt: skip
-    answer_scale, margin_scale, words_scale, relevance_scale, bias = fit_logistic(features, f1)
+    answer_scale, margin_scale, words_scale, rare_words_scale, relevance_scale, bias = fit_logistic(features, f1)
     return replace(
         scoring, answer_scale=answer_scale, answer_margin_scale=margin_scale, answer_words_scale=words_scale,
-        answer_relevance_scale=relevance_scale, answer_bias=bias,
+        answer_rare_words_scale=rare_words_scale, answer_relevance_scale=relevance_scale, answer_bias=bias,
     )  # fmt: skip
 
 
@@ -212,7 +215,7 @@ def _top_probability(scoring: ScoringConfig, cached: CachedQuestion, result: QAR
     top = result.answers[0] if result.answers else None
     if top is None:
         return 0.0
-    return top_answer_probability(scoring, top, cached.margin, cached.words_found)
+    return top_answer_probability(scoring, top, cached.margin, *cached.words_found)
 
 
 def _top_answer_f1(question: SquadQuestion, result: QAResult) -> float:

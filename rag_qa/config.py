@@ -210,11 +210,13 @@ class ScoringConfig(_Serialisable):
     - margin m = max over passages of (best span - null): how much the reader prefers an answer
       to "no answer" in the passage it likes best.
     - The top answer's confidence p = sigmoid(answer_scale * logit(q) + answer_margin_scale * m +
-      answer_words_scale * w + answer_relevance_scale * r + answer_bias): its expected F1 against
-      the right answer (1 exactly right, partial overlap in part, 0 when there is none), with q =
-      exp(its score), its own ranking probability (so uncalibrated, p = q), w the share of the
-      question's words the passages read hold, r its passage's retrieval score; an answer ranked
-      lower, its score d below the top one, gets min(p * exp(-d), 1 - p).
+      answer_words_scale * w + answer_rare_words_scale * v + answer_relevance_scale * r +
+      answer_bias): its expected F1 against the right answer (1 exactly right, partial overlap in
+      part, 0 when there is none), with q = exp(its score), its own ranking probability (so
+      uncalibrated, p = q), w the share of the question's words the passages read hold, v the
+      same share weighted by each word's rarity among the passages searched, r its passage's
+      retrieval score; an answer ranked lower, its score d below the top one, gets
+      min(p * exp(-d), 1 - p).
     - With `answer_threshold` set (an answer policy, or a fit of `calibrate`): answer when
       p >= answer_threshold; an abstention's confidence is 1 - p (that the best answer found is
       wrong). The candidates are those of the passages that pass `tau` (every passage's when none
@@ -232,6 +234,7 @@ class ScoringConfig(_Serialisable):
     answer_margin_scale: float = 0.0  # 0 in fits saved before these three were features
     answer_words_scale: float = 0.0
     answer_relevance_scale: float = 0.0
+    answer_rare_words_scale: float = 0.0  # 0 in fits saved before it was a feature
     answer_threshold: float | None = None  # None: the tau rule
     no_answer_scale: float = 1.0
     no_answer_bias: float = 0.0

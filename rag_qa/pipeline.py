@@ -40,7 +40,7 @@ from rag_qa.keys import check_groups
 from rag_qa.naming import resolve_sources
 from rag_qa.reader import PassageReading, Reader
 from rag_qa.pages import PdfPageViewer
-from rag_qa.records import QAResult, SearchHit
+from rag_qa.records import Hits, QAResult, SearchHit
 from rag_qa.retrieve import Retriever
 from rag_qa.saved_scoring import scoring_for
 from rag_qa.store import Store, StoreInfo, open_store
@@ -242,7 +242,7 @@ class RagQA(DocumentViews):
     def search(
         self, query: str, top_k: int | None = None, sources: Sequence[str] | None = None, mode: str | None = None,
         groups: Sequence[str] | None = None,
-    ) -> list[SearchHit]:  # fmt: skip
+    ) -> Hits:  # fmt: skip
         """The passages `ask` would read for `query`: the same retrieval (`mode` dense, bm25 or
         hybrid; default: this index's configured mode) and the same filters. An empty query
         raises QuestionError."""
@@ -308,15 +308,19 @@ class RagQA(DocumentViews):
 
     def _retrieve(
         self, questions: Sequence[str], top_k: int | None, allowed: Sequence[str] | None, groups: Sequence[str] | None, mode: str | None = None
-    ) -> list[list[SearchHit]]:  # fmt: skip
+    ) -> list[Hits]:  # fmt: skip
         """The retriever's hits among `allowed`, checked again against what a holder of `groups` may
         read once the passages and their neighbours' text are read: a document restricted
-        meanwhile is left out, never shown (fail closed)."""
+        meanwhile is left out, never shown (fail closed). Its passages also shaped the search
+        (the words' rarity, BM25 relative to the best hit), so the search runs again without it."""
         found = self.retriever.retrieve(questions, top_k, allowed, mode)
         if groups is None:
             return found
         readable = set(self.readable_sources(groups) or ())
-        return [[hit for hit in hits if hit.passage.source in readable] for hits in found]
+        if allowed is None or not readable.issuperset(allowed):
+            narrowed = sorted(readable) if allowed is None else [s for s in allowed if s in readable]
+            found = self.retriever.retrieve(questions, top_k, narrowed, mode)
+        return [Hits((hit for hit in hits if hit.passage.source in readable), hits.word_rarity) for hits in found]
 
     def _read(self, questions: Sequence[str], hits: list[list[SearchHit]], in_stages: bool) -> list[list[PassageReading]]:
         """Each question's passages read: all of them, or `in_stages` only those that could change

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 from dataclasses import dataclass, field
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 
@@ -108,6 +108,16 @@ class SearchHit:
         """The JSON form of `rag-qa search --json` results."""
         p = self.passage
         return {"score": round(self.score, 6), "source": p.source, "page": p.page, "start": p.char_start, "end": p.char_end, "text": p.text}
+
+
+class Hits(list):  # type: ignore[type-arg]
+    """The passages found for one question (SearchHits, best first) with the rarity of each of the
+    question's content words among the passages searched (`words.rarity`; empty when unknown). An
+    answer whose passages lack the question's rare words is trusted less."""
+
+    def __init__(self, hits: Iterable[SearchHit] = (), word_rarity: Mapping[str, float] | None = None):
+        super().__init__(hits)
+        self.word_rarity = dict(word_rarity or {})
 
 
 @dataclass(frozen=True)

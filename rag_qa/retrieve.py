@@ -2,11 +2,15 @@
 passage widened into its neighbours before it is read.
 
 Hybrid ranks by reciprocal rank fusion (robust to the two scores' different scales; no tuning
-beyond the usual k = 60) and scores each passage by its cosine similarity to the question, the
-relevance that answer ranking and confidence use. Widening: in a long document the answer often
-sits just past the chunk that matched the question (the next sentence, across a chunk boundary),
-so the reader reads each passage with up to `RetrievalConfig.neighbour_chars` of its document on
-either side, never a text twice (docs/architecture.md, "Retrieval").
+beyond the usual k = 60) and scores each passage by its cosine similarity to the question plus
+its BM25 score relative to the best BM25 hit (`TEXT_MATCH_WEIGHT`), the relevance that answer
+ranking and confidence use: cosine alone blurs the rare terms of technical text that BM25 keeps.
+Each question also gets the rarity of its words among the passages searched (`Hits`), so that
+answer scoring can tell passages that lack the question's rare words. Widening: in a long
+document the answer often sits just past the chunk that matched the question (the next sentence,
+across a chunk boundary), so the reader reads each passage with up to
+`RetrievalConfig.neighbour_chars` of its document on either side, never a text twice
+(docs/architecture.md, "Retrieval").
 """
 
 from __future__ import annotations
@@ -21,9 +25,13 @@ import numpy as np
 from rag_qa.config import RETRIEVAL_MODES, RetrievalConfig
 from rag_qa.embed import Embedder
 from rag_qa.ingest.tables import row_line_at
-from rag_qa.records import Passage, SearchHit, page_breaks, page_at
+from rag_qa.records import Hits, Passage, SearchHit, page_breaks, page_at
 from rag_qa.store import Store
+from rag_qa.store.base import MAX_QUERY_TERMS
 from rag_qa.table_lookup import best_cell
+from rag_qa.words import content_words, rarity
+
+TEXT_MATCH_WEIGHT = 0.5  # a hybrid passage's score: cosine + this x its BM25 score / the best BM25 score (docs/benchmarks.md section 20)
 
 
 class Retriever:
@@ -37,16 +45,27 @@ class Retriever:
     def retrieve(
         self, questions: Sequence[str], top_k: int | None = None, sources: Sequence[str] | None = None, mode: str | None = None,
         widen: bool = True,
-    ) -> list[list[SearchHit]]:  # fmt: skip
+    ) -> list[Hits]:  # fmt: skip
         """The `top_k` passages for each question by `mode` (default: the configured one), only
         among `sources` when given, widened into their neighbours as the reader reads them (unless
-        `widen` is False: the passages as stored, for recall curves). Every search in rag-qa (ask,
-        search, HTTP, Haystack) comes here."""
+        `widen` is False: the passages as stored, for recall curves), with the rarity of the
+        question's words among the passages searched. Every search in rag-qa (ask, search, HTTP,
+        Haystack) comes here."""
         ranked = self._ranked(questions, top_k, sources, mode)
-        if not widen or self.config.neighbour_chars == 0:
-            return ranked
-        texts = DocumentTexts(self.store)
-        return [widen_hits(hits, texts, self.config.neighbour_chars) for hits in ranked]
+        if widen and self.config.neighbour_chars > 0:
+            texts = DocumentTexts(self.store)
+            ranked = [widen_hits(hits, texts, self.config.neighbour_chars) for hits in ranked]
+        return [Hits(hits, self.word_rarity(question, sources)) for question, hits in zip(questions, ranked)]
+
+    def word_rarity(self, question: str, sources: Sequence[str] | None) -> dict[str, float]:
+        """Each content word of the question with its rarity (`words.rarity`) among the passages
+        of `sources` (all when None): only what the caller may search is counted. The first
+        MAX_QUERY_TERMS words, as a full-text search takes them (a long question stays cheap)."""
+        words = content_words(question)[:MAX_QUERY_TERMS]
+        if not words:
+            return {}
+        passages, holding = self.store.passage_word_counts(words, sources)
+        return {word: rarity(passages, count) for word, count in zip(words, holding)}
 
     def _ranked(self, questions: Sequence[str], top_k: int | None, sources: Sequence[str] | None, mode: str | None) -> list[list[SearchHit]]:
         top_k = top_k if top_k is not None else self.config.top_k
@@ -65,7 +84,7 @@ class Retriever:
         for question, vector, d, s in zip(questions, vectors, dense, sparse):  # type: ignore[arg-type]
             hits = self._fuse(d[:listed], s[:listed], top_k)
             deeper = self._fuse(d, s, depth) if self.config.table_scan_depth else []  # (2k deep at least: ranks k+1.. are scanned too)
-            ranked.append(self._scored_by_similarity(vector, [*hits, *named_row_hit(question, deeper, 0, hits)], d, sources))
+            ranked.append(self._scored(vector, [*hits, *named_row_hit(question, deeper, 0, hits)], d, s, sources))
         return ranked
 
     def _fuse(self, dense: list[SearchHit], sparse: list[SearchHit], top_k: int) -> list[SearchHit]:
@@ -73,17 +92,25 @@ class Retriever:
         corpus measured: benchmarks/fusion_weights.py)."""
         return fuse([dense, sparse], top_k, self.config.rrf_k)
 
-    def _scored_by_similarity(self, vector: np.ndarray, hits: list[SearchHit], dense: list[SearchHit], sources: Sequence[str] | None) -> list[SearchHit]:
-        """Fused hits, in fusion order, each scored by its cosine similarity to the question: a
-        fusion score says only how high a passage ranked in each list (near-equal for the top
-        few), while answer ranking needs how well each passage matches the question. Passages
-        that only BM25 found are looked up among themselves (a dense search restricted to them)."""
+    def _scored(
+        self, vector: np.ndarray, hits: list[SearchHit], dense: list[SearchHit], sparse: list[SearchHit], sources: Sequence[str] | None
+    ) -> list[SearchHit]:  # fmt: skip
+        """Fused hits, in fusion order, each scored by its cosine similarity to the question plus
+        `TEXT_MATCH_WEIGHT` x its BM25 score relative to the best BM25 hit: a fusion score says
+        only how high a passage ranked in each list (near-equal for the top few), while answer
+        ranking needs how well each passage matches the question. Relative BM25 keeps the scale
+        of any full-text engine (FTS5's BM25, PostgreSQL's cover density). Passages that only
+        BM25 found are looked up among themselves (a dense search restricted to them); a passage
+        below the BM25 list gets the list's lowest score."""
         similarity = {h.passage.id: h.score for h in dense}
         missing = [h.passage.id for h in hits if h.passage.id not in similarity]
         if missing:
             found = self.store.search_many(vector[None, :], len(missing), sources, ids=missing)[0]
             similarity.update((h.passage.id, h.score) for h in found)
-        return [SearchHit(h.passage, similarity.get(h.passage.id, -1.0)) for h in hits]
+        text_match = {h.passage.id: h.score for h in sparse}
+        best, lowest = (sparse[0].score, sparse[-1].score) if sparse else (0.0, 0.0)
+        relative = {pid: text_match.get(pid, lowest) / best if best > 0 else 0.0 for pid in (h.passage.id for h in hits)}
+        return [SearchHit(h.passage, similarity.get(h.passage.id, -1.0) + TEXT_MATCH_WEIGHT * relative[h.passage.id]) for h in hits]
 
 
 def named_row_hit(question: str, candidates: Sequence[SearchHit], top_k: int, read: Sequence[SearchHit] = ()) -> list[SearchHit]:

@@ -88,3 +88,14 @@ def one_note_index(tmp_path: Path, embedder: Any, reader_model: str, name: str, 
     with RagQA(open_store(str(tmp_path / "index"), settings), embedder, reader=reader) as qa:
         qa.index([str(note)], groups=groups)
         yield qa
+
+
+def with_sqlite_steps(store: Any, work: Any) -> tuple[Any, int]:
+    """`work()`'s result and how many SQLite VM instructions it ran on a FAISS store's connection
+    (a progress handler: work, not time, so the count is the same on a busy machine)."""
+    steps: list[int] = []
+    store._database.db.set_progress_handler(lambda: steps.append(1), 1)
+    try:
+        return work(), len(steps)
+    finally:
+        store._database.db.set_progress_handler(None, 1)

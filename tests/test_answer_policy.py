@@ -11,12 +11,13 @@ import sys
 import numpy as np
 import pytest
 
-from rag_qa.answer import combine, question_words_found, sigmoid, top_answer_probability
+from rag_qa.answer import combine, sigmoid, top_answer_probability
+from rag_qa.words import question_words_found
 from rag_qa.calibration import CachedQuestion, fit_scoring, parse_objective
 from rag_qa.config import ANSWER_POLICIES, ScoringConfig, with_answer_policy
 from rag_qa.errors import ConfigError
 from rag_qa.reader import PassageReading, Span
-from rag_qa.records import Passage, SearchHit
+from rag_qa.records import Hits, Passage, SearchHit
 from rag_qa.squad import SquadQuestion
 
 from helpers import cli_env
@@ -65,6 +66,20 @@ def test_a_question_about_what_the_passages_never_mention_gets_less_confidence()
     moon = ask("How much does the Household membership cost on the moon?", read, fitted)
     assert moon.answers[0].confidence < about.answers[0].confidence
     assert moon.abstained and not about.abstained
+
+
+def test_a_missing_rare_word_weighs_more_than_a_missing_common_one():
+    question = "How much does the Household membership cost on the moon?"
+    rare_moon = {"household": 0.5, "membership": 0.5, "cost": 1.0, "moon": 3.0}
+    assert question_words_found(question, [PASSAGE.text], rare_moon) == pytest.approx(2 / 5)  # held 0.5 + 0.5 + 1.0 of 5.0
+    assert question_words_found(question, [PASSAGE.text]) == pytest.approx(3 / 4)
+    assert question_words_found("Who held every cost?", ["no"], {"held": 0.0, "every": 0.0, "cost": 0.0}) == 1.0  # words in every passage: no evidence
+    fitted = ScoringConfig(retrieval_weight=0.0, answer_rare_words_scale=3.0, answer_bias=-2.0, answer_threshold=0.5)
+    read = reading(8.0, 2.0, math.log(0.6))
+    common_moon = combine(question, Hits([SearchHit(PASSAGE, 0.5)], {**rare_moon, "moon": 0.1}), [read], fitted, 0.05)
+    rare = combine(question, Hits([SearchHit(PASSAGE, 0.5)], rare_moon), [read], fitted, 0.05)
+    assert rare.answers[0].confidence < common_moon.answers[0].confidence
+    assert rare.abstained and not common_moon.abstained
 
 
 def test_a_passage_without_any_span_means_no_answer_with_certainty():

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from helpers import REPO, cli_env, run_on_index_database
 from service_process import start_service, stop
 
-from rag_qa.config import ChunkingConfig, IndexSettings, ReaderConfig, RetrievalConfig, VectorIndexConfig
+from rag_qa.config import ChunkingConfig, IndexSettings, ReaderConfig, RetrievalConfig, ScoringConfig, VectorIndexConfig
 from rag_qa.errors import NotFoundError
 from rag_qa.indexer import add_documents
 from rag_qa.integrations.haystack import PassageRetriever
@@ -101,6 +101,9 @@ def scratch(backend: str, request: pytest.FixtureRequest) -> str:
     return f"{request.getfixturevalue('postgres_server')}#g_{uuid.uuid4().hex[:12]}"
 
 
+RARE_WORDS_SCORING = ScoringConfig(answer_words_scale=-2.0, answer_rare_words_scale=3.0, answer_threshold=0.2)
+
+
 @pytest.mark.parametrize("backend", ["faiss", "postgresql"])
 def test_a_keys_hits_answers_and_hints_are_those_of_an_index_of_what_it_may_read(backend, request, embedder, tiny_roberta) -> None:
     reader = Reader(ReaderConfig(model=tiny_roberta, max_seq_len=64, doc_stride=16, max_query_tokens=16))
@@ -113,10 +116,11 @@ def test_a_keys_hits_answers_and_hints_are_those_of_an_index_of_what_it_may_read
         try:
             readable = {f"doc{i}.txt" for i, (_, groups) in enumerate(corpus) if not groups or groups & key}
             assert set(full.store.visible_sources(sorted(key))) == readable
-            for qa in (full, alone):
-                qa.reader, qa.retriever.config = reader, RetrievalConfig(mode=mode, top_k=top_k)
+            for qa in (full, alone):  # a scoring that weighs the question words' rarity, which must be the alone index's
+                qa.reader, qa.retriever.config, qa.scoring = reader, RetrievalConfig(mode=mode, top_k=top_k), RARE_WORDS_SCORING
             hits = full.search(query, groups=sorted(key))
             expected = alone.search(query)
+            assert hits.word_rarity == pytest.approx(expected.word_rarity)
             assert [h.passage.id for h in hits] == [h.passage.id for h in expected]
             assert [h.score for h in hits] == pytest.approx([h.score for h in expected], rel=1e-6, abs=1e-9)
             assert {h.passage.source for h in hits} <= readable
@@ -222,7 +226,13 @@ def test_a_document_hidden_while_a_search_runs_is_left_out(location: str, embedd
     try:
         assert "soon-hr.txt" in {h.passage.source for h in qa.search("ladder angle", groups=["ops"])}  # readable until now
         store.document_text = restricted_meanwhile  # type: ignore[method-assign]
-        assert "soon-hr.txt" not in {h.passage.source for h in qa.search("ladder angle", groups=["ops"])}
+        raced = qa.search("ladder angle", groups=["ops"])
+        assert "soon-hr.txt" not in {h.passage.source for h in raced}
+        store.document_text = read_text  # type: ignore[method-assign]
+        fresh = qa.search("ladder angle", groups=["ops"])  # soon-hr.txt is hidden now
+        assert raced.word_rarity == fresh.word_rarity  # the hidden document's words counted nowhere
+        assert [(h.passage.id, h.score) for h in raced] == [(h.passage.id, pytest.approx(h.score)) for h in fresh]  # nor its BM25
+        store.document_text = restricted_meanwhile  # type: ignore[method-assign]
         store.set_groups("soon-hr.txt", [])
         result = qa.ask("What is the ladder angle?", groups=["ops"])
         shown = result.to_dict()["answers"] + [result.to_dict().get("best_guess")]

@@ -10,7 +10,7 @@ from rag_qa import RagQA
 from rag_qa.config import ChunkingConfig, IndexSettings, RetrievalConfig
 from rag_qa.indexer import add_documents
 from rag_qa.records import Document, Passage, SearchHit
-from rag_qa.retrieve import DocumentTexts, fuse, widen_hits, widened_range
+from rag_qa.retrieve import TEXT_MATCH_WEIGHT, DocumentTexts, fuse, widen_hits, widened_range
 from rag_qa.store import open_store
 
 TEXT = "One sentence here. Two words and more. Three is the passage text. Four follows now. Five ends."
@@ -95,17 +95,30 @@ def papers(tmp_path, embedder) -> RagQA:
     return RagQA(store, embedder)
 
 
-def test_hybrid_hits_are_ranked_by_fusion_and_scored_by_their_similarity_to_the_question(papers):
+def test_hybrid_hits_are_ranked_by_fusion_and_scored_by_similarity_plus_relative_bm25(papers):
     question = "Why does the tide rise near harbour 7?"
-    papers.retriever.config = RetrievalConfig(mode="hybrid", top_k=4, neighbour_chars=0)
+    papers.retriever.config = RetrievalConfig(mode="hybrid", top_k=4, neighbour_chars=0, table_scan_depth=0)
     hybrid = papers.retriever.retrieve([question])[0]
     vector = papers.embedder.embed([question])[0]
     stored = {p.id: v for p, v in papers.store.iter_passages()}
+    bm25 = papers.store.search_text(question, 8)  # the BM25 list hybrid fuses (2 x top_k deep)
+    text_match = {h.passage.id: h.score / bm25[0].score for h in bm25}
     assert len(hybrid) == 4
-    for h in hybrid:  # every hit, found by BM25 alone or not, carries its cosine similarity
-        assert h.score == pytest.approx(float(np.dot(stored[h.passage.id], vector)), abs=1e-5)
+    for h in hybrid:  # every hit, found by BM25 alone or not: its cosine plus its BM25 relative to the best
+        relative = text_match.get(h.passage.id, bm25[-1].score / bm25[0].score)
+        assert h.score == pytest.approx(float(np.dot(stored[h.passage.id], vector)) + TEXT_MATCH_WEIGHT * relative, abs=1e-5)
+    assert max(text_match.get(h.passage.id, 0.0) for h in hybrid) == 1.0  # the best BM25 hit is read
     dense_only = {h.passage.id for h in papers.retriever.retrieve([question], 8, mode="dense")[0]}
     assert any(h.passage.id not in dense_only for h in papers.retriever.retrieve([question], 20, mode="hybrid")[0])
+
+
+def test_hits_carry_each_question_words_rarity_among_the_passages_searched(papers):
+    hits = papers.retriever.retrieve(["Why does the tide rise on the moon near harbour 7?"])[0]
+    rarity = hits.word_rarity
+    assert set(rarity) == {"harbour", "moon", "near", "rise", "tide"}
+    assert rarity["rise"] == 0 < rarity["moon"] == rarity["tide"] == rarity["harbour"]  # every passage rises; tides' alone hold the others
+    volcano_only = papers.retriever.retrieve(["Why does the tide rise on the moon?"], sources=["volcanoes.txt"])[0].word_rarity
+    assert volcano_only["rise"] == 0 < rarity["moon"] < volcano_only["tide"] == volcano_only["moon"]  # counted only where the search may look
 
 
 def test_the_reader_reads_widened_passages_and_search_shows_them(papers):

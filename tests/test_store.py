@@ -9,6 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
+from helpers import with_sqlite_steps
 
 from rag_qa.config import EmbedderConfig, IndexSettings, VectorIndexConfig
 from rag_qa.errors import ConfigError, IndexCorruptError, IndexMismatchError, RagQAError
@@ -374,13 +375,7 @@ def test_a_filtered_full_text_search_does_the_same_work_whatever_hidden_passages
         return store, [f"open{i}" for i in range(0, 12, 3)]
 
     def counted(store, sources):
-        steps = []
-        store._database.db.set_progress_handler(lambda: steps.append(1), 1)
-        try:
-            hits = [(h.passage.id, round(h.score, 9)) for h in store.search_text("ladder", 5, sources)]
-        finally:
-            store._database.db.set_progress_handler(None, 1)
-        return hits, len(steps)
+        return with_sqlite_steps(store, lambda: [(h.passage.id, round(h.score, 9)) for h in store.search_text("ladder", 5, sources)])
 
     without, readable = build(tmp_path / "without", "pencil")
     with_word, _ = build(tmp_path / "with", "ladder")

@@ -43,7 +43,7 @@ from rag_qa.naming import resolve_sources
 from rag_qa.pipeline import RagQA
 from rag_qa.precision import chosen_precision
 from rag_qa.reader import Reader
-from rag_qa.records import Answer, Passage, SearchHit
+from rag_qa.records import Answer, Hits, Passage, SearchHit
 from rag_qa.store import DuplicatePassageError, open_store
 
 LOG = logging.getLogger(__name__)
@@ -251,6 +251,9 @@ class RagQAEmbeddingRetriever:
 
 
 # ----------------------------------------------------------------------------- question answering
+WORD_RARITY_META = "question_word_rarity"  # PassageRetriever -> SpanReader: each question word's rarity among the passages searched
+
+
 def _passage_of(document: Document) -> Passage:
     """A retrieved Haystack document as a passage; offsets into its source when the meta has them."""
     meta = document.meta
@@ -314,7 +317,8 @@ class SpanReader:
     @component.output_types(answers=list[ExtractedAnswer])
     def run(self, query: str, documents: list[Document], top_k: int | None = None) -> dict[str, Any]:
         passages = [_passage_of(d) for d in documents]
-        hits = [SearchHit(p, d.score if d.score is not None else 0.0) for p, d in zip(passages, documents)]
+        rarity = next((d.meta[WORD_RARITY_META] for d in documents if isinstance(d.meta.get(WORD_RARITY_META), dict)), None)
+        hits = Hits((SearchHit(p, d.score if d.score is not None else 0.0) for p, d in zip(passages, documents)), rarity)
         readings = self.reader.read([query], [[p.text for p in passages]])[0] if passages else []
         scoring = self.scoring if top_k is None else replace(self.scoring, max_answers=top_k)
         result = combine(query, hits, readings, scoring, scoring.retrieval_temperature or 1.0)
@@ -377,7 +381,10 @@ class PassageRetriever:
         if readable is not None:
             named = resolve_sources(named, readable) if named is not None else readable
         hits = self._qa.search(query, top_k, named, groups=self.groups if self.groups is not None else groups)
-        return {"documents": [to_document(h.passage, score=h.score) for h in hits]}
+        documents = [to_document(h.passage, score=h.score) for h in hits]
+        for document in documents:  # the question's word rarity, for SpanReader's confidence
+            document.meta[WORD_RARITY_META] = dict(hits.word_rarity)
+        return {"documents": documents}
 
 
 @component

@@ -425,6 +425,11 @@ class FaissStore(StoreBase, FaissEvents):
         with self._mutex:
             return self._database.search_text(query, top_k, sources)
 
+    def passage_word_counts(self, words: Sequence[str], sources: Sequence[str] | None = None) -> tuple[int, list[int]]:
+        """(passages searched, how many hold each word as `search_text` matches it), among `sources`' alone if given."""
+        with self._mutex:
+            return self._database.passage_word_counts(words, sources)
+
     # ----------------------------------------------------------------- reporting
     def info(self) -> StoreInfo:
         with self._mutex:

@@ -35,12 +35,13 @@ from rag_qa.store.pg_originals import PgOriginals
 from rag_qa.store.pg_rate import PgRates
 from rag_qa.store.pg_retry import ServerWatch, retried
 from rag_qa.store.pg_schema import exact_copy, fix_dimension, has_column, read_or_create, redact, split_url, stored_vector
+from rag_qa.store.pg_words import PgWords
 
 POOL_SIZE = 8
 PASSAGE_COLUMNS = "row, id, source, text, page, char_start, char_end, meta"
 
 
-class PgStore(PgOriginals, StoreBase, PgEvents, PgRates):  # PgOriginals first: its `original` over StoreBase's none
+class PgStore(PgOriginals, StoreBase, PgEvents, PgRates, PgWords):  # PgOriginals first: its `original` over StoreBase's none
     """Passages, vectors and full text in PostgreSQL. Open with `PgStore.open(url)`; thread-safe
     (a connection pool), and any number of processes may read and write at once."""
 

@@ -22,6 +22,7 @@ from rag_qa.errors import IndexCorruptError
 from rag_qa.records import Document, Passage, SearchHit
 from rag_qa.store.base import iter_passage_rows, passage_from_row, query_terms
 from rag_qa.store.events import event_from_row, event_row
+from rag_qa.store.sqlite_words import PassageWords
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -134,8 +135,9 @@ def decode_vector(blob: bytes | None, dtype: str | None) -> np.ndarray | None:
     return None if blob is None else np.frombuffer(blob, dtype=np.dtype(dtype))
 
 
-class PassageDatabase:
-    """Queries and row-level writes on one SQLite connection (the caller serialises threads)."""
+class PassageDatabase(PassageWords):
+    """Queries and row-level writes on one SQLite connection (the caller serialises threads);
+    the document frequency of words in `sqlite_words`."""
 
     def __init__(self, connection: sqlite3.Connection):
         self.db = connection
@@ -366,8 +368,8 @@ class PassageDatabase:
         if not lengths:
             return []
         average, scores = sum(lengths.values()) / len(lengths), defaultdict(float)
-        for term in self._stemmed(terms):  # one per query word, duplicates included, as FTS5 scores them
-            counts = self.db.execute("SELECT doc, count(*) FROM temp.readable_postings WHERE term = ? GROUP BY doc", (term,)).fetchall()
+        for term in [tokens[0] for tokens in self._tokens(terms) if tokens]:  # one per query word, duplicates included, as FTS5 scores them
+            counts = self.db.execute("SELECT doc, count(*) FROM temp.readable_postings WHERE term = CAST(? AS TEXT) GROUP BY doc", (term,)).fetchall()
             idf = max(math.log((len(lengths) - len(counts) + 0.5) / (len(counts) + 0.5)), 1e-6)
             for row, n in counts:
                 scores[row] += idf * n * (BM25_K1 + 1) / (n + BM25_K1 * (1 - BM25_B + BM25_B * lengths[row] / average))
@@ -401,15 +403,17 @@ class PassageDatabase:
                 self.db.execute(statement)
             self._query_tables = True
 
-    def _stemmed(self, terms: list[str]) -> list[str]:
-        """Each query word as the index's tokenizer stores it (lower case, no accents, Porter stem)."""
+    def _tokens(self, texts: Sequence[str]) -> list[list[bytes]]:
+        """The tokens of each text as the index's tokenizer stores them (lower case, no accents,
+        Porter stem), as bytes: FTS5 cuts a very long token inside a UTF-8 character, which no
+        str can hold (compare them with `term = CAST(? AS TEXT)`)."""
         self._make_query_tables()
         self.db.execute("DELETE FROM temp.query_words")
-        self.db.executemany("INSERT INTO temp.query_words (rowid, text) VALUES (?, ?)", enumerate(terms))
-        first: dict[int, str] = {}
-        for word, term in self.db.execute("SELECT doc, term FROM temp.query_postings ORDER BY doc, offset"):
-            first.setdefault(word, term)
-        return [first[i] for i in sorted(first)]
+        self.db.executemany("INSERT INTO temp.query_words (rowid, text) VALUES (?, ?)", enumerate(texts))
+        tokens: list[list[bytes]] = [[] for _ in texts]
+        for text, term in self.db.execute("SELECT doc, CAST(term AS BLOB) FROM temp.query_postings ORDER BY doc, offset"):
+            tokens[text].append(term)
+        return tokens
 
     def rebuild_full_text(self) -> None:
         """Fill the FTS5 table again from the passages (inside a transaction)."""
