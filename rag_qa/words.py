@@ -2,7 +2,7 @@
 passages holds: evidence that the passages speak of what the question asks about.
 
 The retriever weighs each word by its rarity among the passages searched (`rarity`); the answer
-scoring turns the shares into confidence (docs/architecture.md, "Scoring").
+scoring turns the shares into confidence (docs/architecture.md, "Combining").
 """
 
 from __future__ import annotations
