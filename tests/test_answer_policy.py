@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from rag_qa.answer import combine, sigmoid, top_answer_probability
-from rag_qa.words import question_words_found
 from rag_qa.calibration import CachedQuestion, fit_scoring, parse_objective
 from rag_qa.config import ANSWER_POLICIES, ScoringConfig, with_answer_policy
 from rag_qa.errors import ConfigError
 from rag_qa.reader import PassageReading, Span
 from rag_qa.records import Hits, Passage, SearchHit
 from rag_qa.squad import SquadQuestion
+from rag_qa.words import question_words_found
 
 from helpers import cli_env
 
