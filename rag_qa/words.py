@@ -57,7 +57,7 @@ def question_words_found(question: str, texts: Sequence[str], weights: Mapping[s
 def _stems(text: str) -> frozenset[str]:
     """The crude stems of `text`'s content words (remembered: a passage is read for many questions,
     and a calibration scores every question many times)."""
-    return frozenset(_stem(word) for word in _WORD.findall(text.lower()) if len(word) >= 3 and word not in _STOPWORDS)
+    return frozenset(map(_stem, content_words(text)))
 
 
 def _stem(word: str) -> str:
